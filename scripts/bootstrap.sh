@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Make a fresh machine ready: system packages, then .venv (Python 3.11) with
+# everything gbsynth needs. Safe to run again; it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+
+# gbsplay is the reference GBS player the tests compare against;
+# libsndfile backs soundfile.
+need_apt=()
+command -v gbsplay >/dev/null 2>&1 || need_apt+=(gbsplay)
+if ! ldconfig -p 2>/dev/null | grep -q libsndfile; then need_apt+=(libsndfile1); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+        echo "bootstrap: please install ${need_apt[*]} (apt-get) and run again" >&2; exit 1
+    fi
+    echo "bootstrap: installing system packages: ${need_apt[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    echo "bootstrap: $PYTHON not found; gbsynth needs Python 3.11" >&2; exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "bootstrap: creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+stamp="$VENV/.gbsynth-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "bootstrap: installing Python packages into $VENV"
+    "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+    # torch first and pinned: a CPU build of 2.13.0 is on disk; an unpinned torch
+    # would pull a multi-GB CUDA build.
+    "$VENV/bin/pip" install -q torch==2.13.0 2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/pip" install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/python" -c "import gbsynth, numba, torch, kafka, fastavro, soundfile, prometheus_client"
+    touch "$stamp"
+fi
