@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from gbsynth.common.events import (
     ApuWrites,
     Phase,
