@@ -60,3 +60,22 @@ def test_recording_rejects_write_past_duration():
 def test_recording_id_is_deterministic():
     assert make_recording_id(SRC, 7) == make_recording_id(SRC, 7)
     assert make_recording_id(SRC, 7) != make_recording_id(SRC, 8)
+
+
+def test_register_snapshot_restores_state_without_triggers():
+    from gbsynth.common.events import register_snapshot
+
+    w = ApuWrites.from_arrays(
+        [0, 10, 20, 30, 40, 50],
+        [0xFF26, 0xFF1A, 0xFF30, 0xFF14, 0xFF12, 0xFF12],
+        [0x80, 0x80, 0x12, 0x87, 0xF0, 0xA0],
+    )
+    snap = register_snapshot(w, 45)
+    pairs = list(zip(snap.registers.tolist(), snap.values.tolist(), strict=True))
+    assert pairs[0] == (0xFF26, 0x80)  # power first
+    assert pairs[1] == (0xFF1A, 0x00) and pairs[2] == (0xFF30, 0x12)  # wave RAM with DAC off
+    assert (0xFF14, 0x07) in pairs  # trigger bit cleared
+    assert (0xFF12, 0xF0) in pairs and (0xFF12, 0xA0) not in pairs  # value before the cut
+    assert pairs[-1] == (0xFF1A, 0x80)  # wave DAC back on last
+    assert snap.cycles.tolist() == [0] * len(snap)
+    assert len(register_snapshot(w, 0)) == 0

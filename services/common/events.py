@@ -175,6 +175,58 @@ class ApuWrites:
         return ApuWrites(self.cycles + delta_cycles, self.registers, self.values)
 
 
+# Order in which a register snapshot is replayed: power first (NR52), then wave
+# RAM with the wave DAC off (NR30 = 0) so every byte lands, then the other
+# registers, and NR30's real value last.
+_NR52 = 0xFF26
+_NR30 = 0xFF1A
+_TRIGGER_REGISTERS = (0xFF14, 0xFF19, 0xFF1E, 0xFF23)
+_SNAPSHOT_ORDER = (
+    [_NR52]
+    + list(range(WAVE_RAM_FIRST, REGISTER_LAST + 1))
+    + [r for r in range(REGISTER_FIRST, 0xFF27) if r not in (_NR52, _NR30)]
+    + [_NR30]
+)
+
+
+def register_snapshot(writes: ApuWrites, at_cycle: int) -> ApuWrites:
+    """Writes at cycle 0 that leave the registers as ``writes`` did just before ``at_cycle``.
+
+    Only registers written at least once appear. Trigger bits (NRx4 bit 7) are
+    cleared: a snapshot restores settings, it does not restart notes. Used to
+    make a cut-out piece of a recording self-contained.
+    """
+    cut = int(np.searchsorted(writes.cycles, at_cycle, side="left"))
+    last_index = np.full(REGISTER_LAST - REGISTER_FIRST + 1, -1, dtype=np.int64)
+    np.maximum.at(
+        last_index,
+        writes.registers[:cut].astype(np.int64) - REGISTER_FIRST,
+        np.arange(cut, dtype=np.int64),
+    )
+    registers, values = [], []
+
+    def restore(register: int, value: int | None = None) -> None:
+        index = int(last_index[register - REGISTER_FIRST])
+        if index >= 0:
+            registers.append(register)
+            values.append(int(writes.values[index]) if value is None else value)
+
+    restore(_NR52)
+    if last_index[WAVE_RAM_FIRST - REGISTER_FIRST :].max() >= 0:
+        registers.append(_NR30)  # wave DAC off while wave RAM is restored
+        values.append(0)
+    for register in _SNAPSHOT_ORDER[1:]:
+        index = int(last_index[register - REGISTER_FIRST])
+        trigger_free = int(writes.values[index]) & 0x7F if index >= 0 else None
+        restore(register, trigger_free if register in _TRIGGER_REGISTERS else None)
+    n = len(registers)
+    return ApuWrites(
+        np.zeros(n, CYCLE_DTYPE),
+        np.array(registers, dtype=REGISTER_DTYPE),
+        np.array(values, dtype=VALUE_DTYPE),
+    )
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
