@@ -1,0 +1,121 @@
+"""The cartridge header (0x0100-0x014F): title, type, ROM and RAM sizes, checksum."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEADER_END = 0x150
+BANK_SIZE = 0x4000
+RAM_BANK_SIZE = 0x2000
+
+# Memory bank controller kinds (the values the run loop dispatches on).
+KIND_ROM_ONLY = 0
+KIND_MBC1 = 1
+KIND_MBC2 = 2
+KIND_MBC3 = 3
+KIND_MBC5 = 5
+
+# Cartridge type byte (0x147) -> (kind, has RAM, has battery, has RTC, name).
+CARTRIDGE_TYPES: dict[int, tuple[int, bool, bool, bool, str]] = {
+    0x00: (KIND_ROM_ONLY, False, False, False, "ROM ONLY"),
+    0x01: (KIND_MBC1, False, False, False, "MBC1"),
+    0x02: (KIND_MBC1, True, False, False, "MBC1+RAM"),
+    0x03: (KIND_MBC1, True, True, False, "MBC1+RAM+BATTERY"),
+    0x05: (KIND_MBC2, True, False, False, "MBC2"),
+    0x06: (KIND_MBC2, True, True, False, "MBC2+BATTERY"),
+    0x08: (KIND_ROM_ONLY, True, False, False, "ROM+RAM"),
+    0x09: (KIND_ROM_ONLY, True, True, False, "ROM+RAM+BATTERY"),
+    0x0F: (KIND_MBC3, False, True, True, "MBC3+TIMER+BATTERY"),
+    0x10: (KIND_MBC3, True, True, True, "MBC3+TIMER+RAM+BATTERY"),
+    0x11: (KIND_MBC3, False, False, False, "MBC3"),
+    0x12: (KIND_MBC3, True, False, False, "MBC3+RAM"),
+    0x13: (KIND_MBC3, True, True, False, "MBC3+RAM+BATTERY"),
+    0x19: (KIND_MBC5, False, False, False, "MBC5"),
+    0x1A: (KIND_MBC5, True, False, False, "MBC5+RAM"),
+    0x1B: (KIND_MBC5, True, True, False, "MBC5+RAM+BATTERY"),
+    0x1C: (KIND_MBC5, False, False, False, "MBC5+RUMBLE"),
+    0x1D: (KIND_MBC5, True, False, False, "MBC5+RUMBLE+RAM"),
+    0x1E: (KIND_MBC5, True, True, False, "MBC5+RUMBLE+RAM+BATTERY"),
+}
+
+# RAM size byte (0x149) -> bytes. Code 1 (2 KiB) is unofficial but seen in homebrew.
+RAM_SIZES = {0x00: 0, 0x01: 0x800, 0x02: 0x2000, 0x03: 0x8000, 0x04: 0x20000, 0x05: 0x10000}
+MBC2_RAM_SIZE = 512
+
+
+class RomError(ValueError):
+    """A file is not a ROM image this emulator can run (too short, truncated, unknown type)."""
+
+
+@dataclass(frozen=True)
+class CartridgeHeader:
+    title: str
+    cartridge_type: int
+    type_name: str
+    kind: int
+    rom_size: int
+    """Bytes of ROM the header declares."""
+    ram_size: int
+    """Bytes of cartridge RAM (MBC2: its 512 built-in nibbles)."""
+    has_battery: bool
+    has_rtc: bool
+    header_checksum: int
+    computed_checksum: int
+
+    @property
+    def checksum_ok(self) -> bool:
+        """The boot ROM refuses to start a cartridge whose header checksum is wrong."""
+        return self.header_checksum == self.computed_checksum
+
+    @property
+    def rom_banks(self) -> int:
+        return self.rom_size // BANK_SIZE
+
+
+def header_checksum(rom: bytes) -> int:
+    """The boot ROM's checksum over 0x134-0x14C."""
+    x = 0
+    for b in rom[0x134:0x14D]:
+        x = (x - b - 1) & 0xFF
+    return x
+
+
+def parse_header(rom: bytes) -> CartridgeHeader:
+    """Parse and check the header of a ROM image; raises ``RomError`` with the reason."""
+    if len(rom) < HEADER_END:
+        raise RomError(
+            f"file is {len(rom)} bytes, shorter than a cartridge header (0x{HEADER_END:X} bytes)"
+        )
+    cartridge_type = rom[0x147]
+    if cartridge_type not in CARTRIDGE_TYPES:
+        raise RomError(f"unsupported cartridge type 0x{cartridge_type:02X} at 0x147")
+    kind, has_ram, battery, rtc, type_name = CARTRIDGE_TYPES[cartridge_type]
+    rom_code = rom[0x148]
+    if rom_code > 0x08:
+        raise RomError(f"invalid ROM size code 0x{rom_code:02X} at 0x148")
+    rom_size = 0x8000 << rom_code
+    if len(rom) < rom_size:
+        raise RomError(
+            f"ROM is truncated: the header declares {rom_size} bytes, the file has {len(rom)}"
+        )
+    ram_code = rom[0x149]
+    if ram_code not in RAM_SIZES:
+        raise RomError(f"invalid RAM size code 0x{ram_code:02X} at 0x149")
+    if kind == KIND_MBC2:
+        ram_size = MBC2_RAM_SIZE
+    else:
+        ram_size = RAM_SIZES[ram_code] if has_ram or ram_code else 0
+    title_raw = bytes(rom[0x134:0x144]).split(b"\x00", 1)[0]
+    title = "".join(chr(b) if 0x20 <= b < 0x7F else "" for b in title_raw).strip()
+    return CartridgeHeader(
+        title=title,
+        cartridge_type=cartridge_type,
+        type_name=type_name,
+        kind=kind,
+        rom_size=rom_size,
+        ram_size=ram_size,
+        has_battery=battery,
+        has_rtc=rtc,
+        header_checksum=rom[0x14D],
+        computed_checksum=header_checksum(rom),
+    )

@@ -1,0 +1,284 @@
+"""PPU timing without pixels: LCD on/off, modes 2/3/0/1, LY, LYC, STAT and VBlank interrupts.
+
+The PPU's state is a function of time: with the LCD on, the position since it
+was switched on (``now - LCD_BASE``) gives the frame line (LY) and the dot in
+the line, and the dot gives the mode: OAM scan (mode 2) for 80 dots, drawing
+(mode 3) for 172 dots plus the fine-scroll penalty SCX & 7, then HBlank
+(mode 0) to the end of the 456-dot line; lines 144-153 are VBlank (mode 1).
+On the first line after the LCD is switched on there is no OAM scan (mode 0
+is reported instead). On line 153 LY reads 153 only for its first few dots,
+then 0.
+
+The interrupt sources are evaluated lazily: ``ppu_sync`` walks the points where
+the STAT line may change (line start, LY=0 on line 153, mode 3 start, mode 0
+start) from the last sync to `now` and requests the STAT interrupt on each
+rising edge of the ORed enabled conditions (so a condition that keeps the line
+high blocks the others, as on hardware), and the VBlank interrupt at each
+start of line 144. With no STAT source enabled only VBlank needs events, which
+it gets in closed form; long spans skip whole frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from gbsynth.emulator.state import (
+    LCD_BASE,
+    LCDC,
+    LYC,
+    NEVER,
+    PPU_NEXT,
+    PPU_SYNCED,
+    SCX,
+    SCY,
+    STAT_ENABLE,
+    STAT_LINE,
+)
+
+IF_ADDR = 0xFF0F
+INT_VBLANK = 0x01
+INT_STAT = 0x02
+
+LINE_DOTS = 456
+LINES = 154
+FRAME_DOTS = LINE_DOTS * LINES
+VBLANK_LINE = 144
+VBLANK_START = VBLANK_LINE * LINE_DOTS
+OAM_SCAN_DOTS = 80
+MODE3_MIN_DOTS = 172
+LY153_ZERO_DOT = 4
+"""On line 153, LY reads 0 from this dot on."""
+LCD_ON_DELAY = 0
+"""Cycles from the LCDC write that switches the LCD on to line 0 dot 0."""
+BOOT_POSITION = FRAME_DOTS + 153 * LINE_DOTS + 100
+"""PPU position at power-on cycle 0: line 153 (LY reads 0, VBlank), as the boot ROM leaves it."""
+
+
+@njit(cache=True)
+def _mode3_end(st: np.ndarray) -> int:
+    return OAM_SCAN_DOTS + MODE3_MIN_DOTS + (st[SCX] & 7)
+
+
+@njit(cache=True)
+def _line_mode(st: np.ndarray, pos: int) -> tuple[int, int, int]:
+    """(line 0..153, dot, mode) at position `pos` (dots since LCD on)."""
+    frame_pos = pos % FRAME_DOTS
+    line = frame_pos // LINE_DOTS
+    dot = frame_pos - line * LINE_DOTS
+    if line >= VBLANK_LINE:
+        return line, dot, 1
+    if dot < OAM_SCAN_DOTS:
+        if pos < OAM_SCAN_DOTS:
+            return line, dot, 0  # first line after LCD on: no OAM scan
+        return line, dot, 2
+    if dot < _mode3_end(st):
+        return line, dot, 3
+    return line, dot, 0
+
+
+@njit(cache=True)
+def _ly(line: int, dot: int) -> int:
+    if line == LINES - 1 and dot >= LY153_ZERO_DOT:
+        return 0
+    return line
+
+
+@njit(cache=True)
+def _stat_level(st: np.ndarray, pos: int) -> int:
+    """The STAT interrupt line (OR of the enabled conditions) at position `pos`."""
+    enable = st[STAT_ENABLE]
+    if enable == 0:
+        return 0
+    line, dot, mode = _line_mode(st, pos)
+    if (enable & 0x40) and _ly(line, dot) == st[LYC]:
+        return 1
+    if (enable & 0x08) and mode == 0:
+        return 1
+    if (enable & 0x10) and mode == 1:
+        return 1
+    if (enable & 0x20) and (mode == 2 or (line == VBLANK_LINE and dot < LY153_ZERO_DOT)):
+        return 1  # the OAM condition also fires as VBlank starts
+    return 0
+
+
+@njit(cache=True)
+def _next_point(st: np.ndarray, pos: int) -> int:
+    """The next position after `pos` where the STAT line may change."""
+    dot = pos % LINE_DOTS
+    start = pos - dot
+    if dot < LY153_ZERO_DOT:
+        return start + LY153_ZERO_DOT
+    if dot < OAM_SCAN_DOTS:
+        return start + OAM_SCAN_DOTS
+    end3 = _mode3_end(st)
+    if dot < end3:
+        return start + end3
+    return start + LINE_DOTS
+
+
+@njit(cache=True)
+def _next_vblank(pos: int) -> int:
+    """The first start of line 144 strictly after `pos`."""
+    k = (pos - VBLANK_START) // FRAME_DOTS + 1
+    return VBLANK_START + k * FRAME_DOTS
+
+
+@njit(cache=True)
+def lcd_on(st: np.ndarray) -> bool:
+    return (st[LCDC] & 0x80) != 0
+
+
+@njit(cache=True)
+def ppu_sync(st: np.ndarray, mem: np.ndarray, target: int) -> None:
+    """Request the VBlank and STAT interrupts due in (PPU_SYNCED, target]."""
+    synced = st[PPU_SYNCED]
+    if target <= synced:
+        return
+    st[PPU_SYNCED] = target
+    if not lcd_on(st):
+        return
+    base = st[LCD_BASE]
+    pos = synced - base
+    end = target - base
+    if _next_vblank(pos) <= end:
+        mem[IF_ADDR] |= INT_VBLANK
+    if st[STAT_ENABLE] == 0:
+        st[STAT_LINE] = 0
+        return
+    level = st[STAT_LINE]
+    if end - pos > 2 * FRAME_DOTS:
+        # Walk one whole frame (any edge in it recurs in every skipped frame), then jump.
+        stop = pos + FRAME_DOTS
+        while True:
+            point = _next_point(st, pos)
+            if point > stop:
+                break
+            new_level = _stat_level(st, point)
+            if new_level and not level:
+                mem[IF_ADDR] |= INT_STAT
+            level = new_level
+            pos = point
+        pos = end - FRAME_DOTS
+        level = _stat_level(st, pos)
+    while True:
+        point = _next_point(st, pos)
+        if point > end:
+            break
+        new_level = _stat_level(st, point)
+        if new_level and not level:
+            mem[IF_ADDR] |= INT_STAT
+        level = new_level
+        pos = point
+    st[STAT_LINE] = level
+
+
+@njit(cache=True)
+def ppu_schedule(st: np.ndarray) -> int:
+    """Compute PPU_NEXT: the next cycle at which a PPU interrupt request can happen."""
+    if not lcd_on(st):
+        st[PPU_NEXT] = NEVER
+        return NEVER
+    base = st[LCD_BASE]
+    pos = st[PPU_SYNCED] - base
+    best = _next_vblank(pos)
+    if st[STAT_ENABLE]:
+        level = st[STAT_LINE]
+        limit = pos + FRAME_DOTS + LINE_DOTS
+        while pos < limit:
+            point = _next_point(st, pos)
+            if point >= best:
+                break
+            new_level = _stat_level(st, point)
+            if new_level and not level:
+                best = point
+                break
+            level = new_level
+            pos = point
+    st[PPU_NEXT] = base + best
+    return base + best
+
+
+@njit(cache=True)
+def ppu_mode(st: np.ndarray, now: int) -> int:
+    if not lcd_on(st):
+        return 0
+    _, _, mode = _line_mode(st, now - st[LCD_BASE])
+    return mode
+
+
+@njit(cache=True)
+def ppu_ly(st: np.ndarray, now: int) -> int:
+    if not lcd_on(st):
+        return 0
+    line, dot, _ = _line_mode(st, now - st[LCD_BASE])
+    return _ly(line, dot)
+
+
+@njit(cache=True)
+def vram_blocked(st: np.ndarray, now: int) -> bool:
+    return ppu_mode(st, now) == 3
+
+
+@njit(cache=True)
+def oam_blocked(st: np.ndarray, now: int) -> bool:
+    mode = ppu_mode(st, now)
+    return mode == 2 or mode == 3
+
+
+@njit(cache=True)
+def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
+    if addr == 0xFF40:
+        return int(st[LCDC])
+    if addr == 0xFF41:
+        if not lcd_on(st):
+            return int(0x80 | st[STAT_ENABLE] | (4 if st[LYC] == 0 else 0))
+        line, dot, mode = _line_mode(st, now - st[LCD_BASE])
+        coincidence = 4 if _ly(line, dot) == st[LYC] else 0
+        return int(0x80 | st[STAT_ENABLE] | coincidence | mode)
+    if addr == 0xFF42:
+        return int(st[SCY])
+    if addr == 0xFF43:
+        return int(st[SCX])
+    if addr == 0xFF44:
+        return ppu_ly(st, now)
+    if addr == 0xFF45:
+        return int(st[LYC])
+    return int(mem[addr])
+
+
+@njit(cache=True)
+def _refresh_level(st: np.ndarray, mem: np.ndarray, now: int) -> None:
+    """After a register change: a rising STAT line requests the interrupt at once."""
+    if not lcd_on(st):
+        st[STAT_LINE] = 0
+        return
+    level = _stat_level(st, now - st[LCD_BASE])
+    if level and not st[STAT_LINE]:
+        mem[IF_ADDR] |= INT_STAT
+    st[STAT_LINE] = level
+
+
+@njit(cache=True)
+def ppu_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: int) -> None:
+    ppu_sync(st, mem, now)
+    if addr == 0xFF40:
+        was_on = lcd_on(st)
+        st[LCDC] = value
+        if value & 0x80 and not was_on:
+            st[LCD_BASE] = now + LCD_ON_DELAY
+            st[STAT_LINE] = 0
+        _refresh_level(st, mem, now)
+    elif addr == 0xFF41:
+        st[STAT_ENABLE] = value & 0x78
+        _refresh_level(st, mem, now)
+    elif addr == 0xFF42:
+        st[SCY] = value
+    elif addr == 0xFF43:
+        st[SCX] = value
+    elif addr == 0xFF45:
+        st[LYC] = value
+        _refresh_level(st, mem, now)
+    elif addr != 0xFF44:
+        mem[addr] = value
+    ppu_schedule(st)
