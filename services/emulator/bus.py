@@ -166,7 +166,7 @@ def read_slow(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: 
     return io_read(st, mem, apu, addr, now)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def read8(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: int) -> int:
     offset = st[RPAGE + (addr >> 12)]
     if offset >= 0:
@@ -273,7 +273,7 @@ def write_slow(
     io_write(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, addr, value, now)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def write8(
     st: np.ndarray,
     mem: np.ndarray,

@@ -120,7 +120,7 @@ def can_wake(st: np.ndarray, mem: np.ndarray) -> bool:
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def alu(a: int, f: int, op: int, v: int) -> tuple[int, int]:
     """The eight 8-bit ALU operations on A (ADD ADC SUB SBC AND XOR OR CP)."""
     if op == 0:
@@ -157,7 +157,7 @@ def alu(a: int, f: int, op: int, v: int) -> tuple[int, int]:
     return a, f | (FZ if a == 0 else 0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rotate(kind: int, v: int, f: int) -> tuple[int, int]:
     """CB-prefixed shifts: RLC RRC RL RR SLA SRA SWAP SRL; returns (value, flags)."""
     if kind == 0:
@@ -187,7 +187,7 @@ def rotate(kind: int, v: int, f: int) -> tuple[int, int]:
     return v, (FZ if v == 0 else 0) | (c << 4)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def run(
     st: np.ndarray,
     mem: np.ndarray,

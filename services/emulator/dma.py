@@ -15,6 +15,7 @@ from numba import njit
 
 from gbsynth.emulator.cartridge import cart_ram_read, map_pages
 from gbsynth.emulator.state import (
+    DMA_ACTIVE,
     DMA_BLOCK_FROM,
     DMA_COPIED,
     DMA_REG,
@@ -49,40 +50,41 @@ def dma_source_byte(st: np.ndarray, mem: np.ndarray, addr: int) -> int:
 
 @njit(cache=True)
 def dma_running(st: np.ndarray) -> bool:
-    return st[DMA_COPIED] < DMA_LENGTH
+    return st[DMA_ACTIVE] != 0
 
 
 @njit(cache=True)
 def dma_sync(st: np.ndarray, mem: np.ndarray, now: int) -> None:
-    """Copy every byte due by `now`; at the end give the buses back."""
-    copied = st[DMA_COPIED]
-    if copied >= DMA_LENGTH:
+    """Copy every byte due by `now`; after the last one's M-cycle give the buses back."""
+    if st[DMA_ACTIVE] == 0:
         return
+    copied = st[DMA_COPIED]
     due = (now - st[DMA_START]) // 4
     if due > DMA_LENGTH:
         due = DMA_LENGTH
-    if due <= copied:
-        return
-    source = st[DMA_SOURCE]
-    for i in range(copied, due):
-        mem[0xFE00 + i] = dma_source_byte(st, mem, source + i)
-    st[DMA_COPIED] = due
-    if due == DMA_LENGTH:
+    if due > copied:
+        source = st[DMA_SOURCE]
+        for i in range(copied, due):
+            mem[0xFE00 + i] = dma_source_byte(st, mem, source + i)
+        st[DMA_COPIED] = due
+    if now > st[DMA_START] + 4 * DMA_LENGTH:
+        st[DMA_ACTIVE] = 0
         map_pages(st)
 
 
 @njit(cache=True)
 def dma_end(st: np.ndarray) -> int:
-    if st[DMA_COPIED] >= DMA_LENGTH:
+    """The first cycle at which the buses are free again (an event for the run loop)."""
+    if st[DMA_ACTIVE] == 0:
         return NEVER
-    return st[DMA_START] + 4 * DMA_LENGTH
+    return st[DMA_START] + 4 * DMA_LENGTH + 4
 
 
 @njit(cache=True)
 def dma_write(st: np.ndarray, mem: np.ndarray, value: int, now: int) -> None:
     """FF46: start (or restart) a transfer from value * 0x100."""
     dma_sync(st, mem, now)
-    if st[DMA_COPIED] < DMA_LENGTH and now > st[DMA_START]:
+    if st[DMA_ACTIVE] and now > st[DMA_START]:
         block_from = st[DMA_BLOCK_FROM]  # a restart keeps OAM blocked
     else:
         block_from = now + DMA_SETUP
@@ -91,18 +93,19 @@ def dma_write(st: np.ndarray, mem: np.ndarray, value: int, now: int) -> None:
     st[DMA_START] = now + DMA_SETUP
     st[DMA_BLOCK_FROM] = block_from
     st[DMA_COPIED] = 0
+    st[DMA_ACTIVE] = 1
     map_pages(st)
 
 
 @njit(cache=True)
 def dma_oam_blocked(st: np.ndarray, now: int) -> bool:
-    return st[DMA_COPIED] < DMA_LENGTH and now > st[DMA_BLOCK_FROM]
+    return st[DMA_ACTIVE] != 0 and now > st[DMA_BLOCK_FROM]
 
 
 @njit(cache=True)
 def dma_conflict_byte(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
     """A CPU read below FE00 during a transfer: the DMA's byte if it uses the same bus, else -1."""
-    if st[DMA_COPIED] >= DMA_LENGTH or now <= st[DMA_START]:
+    if st[DMA_ACTIVE] == 0 or now <= st[DMA_START]:
         return -1
     source = st[DMA_SOURCE]
     source_vram = 0x8000 <= source < 0xA000

@@ -142,6 +142,7 @@ class GameBoy:
         st[S.P1_SELECT] = 0x00
         st[S.DMA_REG] = 0xFF
         st[S.DMA_COPIED] = 160
+        st[S.DMA_ACTIVE] = 0
         st[S.DMA_BLOCK_FROM] = S.NEVER
         st[S.LCDC] = 0x91
         st[S.LCD_BASE] = -BOOT_POSITION

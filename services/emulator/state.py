@@ -21,6 +21,10 @@ the common case costs one load and one compare.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
 
 ROM_BASE = 0x10000
@@ -146,6 +150,8 @@ DMA_START = _slot("DMA_START")
 DMA_COPIED = _slot("DMA_COPIED")
 """Bytes of the running DMA already copied (160 = no DMA running)."""
 DMA_REG = _slot("DMA_REG")
+DMA_ACTIVE = _slot("DMA_ACTIVE")
+"""1 from a DMA register write until the M-cycle after the last byte moved."""
 DMA_BLOCK_FROM = _slot("DMA_BLOCK_FROM")
 """OAM is blocked for CPU accesses after this cycle until the DMA ends (a restart keeps it)."""
 
@@ -213,3 +219,50 @@ MEM_SIZE_FIXED = ROM_BASE
 def new_state() -> np.ndarray:
     st = np.zeros(STATE_SIZE, dtype=np.int64)
     return st
+
+
+def _drop_stale_jit_cache() -> None:
+    """Delete numba's cached machine code for this package when any of its sources changed.
+
+    numba keys a cached function on its own file only, but the run loop inlines
+    functions and bakes in constants (the state slots above) from other modules:
+    after an edit to one file, cached code of the others would silently use stale
+    values. One digest over all the package's sources guards against that.
+    """
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    modules = sorted(package.rglob("*.py"))
+    for path in modules:
+        digest.update(str(path.relative_to(package)).encode())
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            return
+    stamp_text = digest.hexdigest()
+    stamp = package / "__pycache__" / "gbsynth_jit_sources.sha256"
+    try:
+        if stamp.read_text() == stamp_text:
+            return
+    except OSError:
+        pass
+    stems = {path.stem for path in modules}
+    roots = [package]
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    if cache_dir:
+        roots.append(Path(cache_dir))
+    for root in roots:
+        for pattern in ("*.nbi", "*.nbc"):
+            for cached in root.rglob(pattern):
+                if root is package or cached.name.split(".", 1)[0] in stems:
+                    try:
+                        cached.unlink()
+                    except OSError:
+                        pass
+    try:
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(stamp_text)
+    except OSError:
+        pass  # read-only install: nothing was cached here either
+
+
+_drop_stale_jit_cache()

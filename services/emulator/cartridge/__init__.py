@@ -28,7 +28,7 @@ from gbsynth.emulator.cartridge.rom_only import rom_only_reset, rom_only_write
 from gbsynth.emulator.state import (
     CRAM_BASE,
     CRAM_SIZE,
-    DMA_COPIED,
+    DMA_ACTIVE,
     MBC_KIND,
     MBC_RAM_ENABLED,
     RAM_OFFSET,
@@ -50,8 +50,6 @@ __all__ = [
     "map_pages",
 ]
 
-OAM_DMA_LENGTH = 160
-
 
 @njit(cache=True)
 def map_pages(st: np.ndarray) -> None:
@@ -61,7 +59,7 @@ def map_pages(st: np.ndarray) -> None:
     for the slow path. VRAM (PPU access blocking) and page F (echo tail, OAM,
     I/O, HRAM) always take the slow path.
     """
-    if st[DMA_COPIED] < OAM_DMA_LENGTH:
+    if st[DMA_ACTIVE]:
         # The DMA owns the buses: every access goes through the conflict logic.
         for page in range(16):
             st[RPAGE + page] = -1

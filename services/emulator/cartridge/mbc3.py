@@ -128,14 +128,30 @@ def mbc3_ram_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: 
         return
     if not (0x08 <= select <= 0x0C) or st[MBC_HAS_RTC] == 0:
         return
-    regs = np.zeros(5, np.int64)
-    _rtc_registers(st, now, regs)
-    regs[select - 8] = value
-    days = regs[3] | ((regs[4] & 1) << 8)
-    if regs[4] & 0x80:
+    total = _rtc_seconds(st, now)
+    days = total // 86400
+    seconds = total % 60
+    minutes = (total // 60) % 60
+    hours = (total // 3600) % 24
+    day_low = days & 0xFF
+    day_high = ((days >> 8) & 1) | (0x40 if st[RTC_HALT_SECONDS] >= 0 else 0)
+    if days >= RTC_CARRY_DAYS:
+        day_high |= 0x80
+    if select == 0x08:
+        seconds = value % 60
+    elif select == 0x09:
+        minutes = value % 60
+    elif select == 0x0A:
+        hours = value % 24
+    elif select == 0x0B:
+        day_low = value
+    else:
+        day_high = value
+    days = day_low | ((day_high & 1) << 8)
+    if day_high & 0x80:
         days += RTC_CARRY_DAYS
-    total = days * 86400 + (regs[2] % 24) * 3600 + (regs[1] % 60) * 60 + (regs[0] % 60)
-    if regs[4] & 0x40:
+    total = days * 86400 + hours * 3600 + minutes * 60 + seconds
+    if day_high & 0x40:
         st[RTC_HALT_SECONDS] = total
     else:
         st[RTC_HALT_SECONDS] = -1
