@@ -65,7 +65,7 @@ SCHEMA_DIR = Setting(
     "GBSYNTH_SCHEMA_DIR",
     str,
     "",
-    "folder of the Avro schemas (*.avsc); empty means the schemas/ folder of the source tree",
+    "folder of the Avro schema files; empty means the schemas/ folder of the source tree",
 )
 CHUNK_MAX_WRITES = Setting(
     "GBSYNTH_CHUNK_MAX_WRITES",
