@@ -39,7 +39,9 @@ from gbsynth.common.kafka import (
     _Listener,
     deliver,
     ensure_topics,
+    install_signal_handlers,
     make_producer,
+    run_service,
 )
 
 SRC = Source(sha256="ee" * 32, file_name="t.gbs", kind=SourceKind.GBS)
@@ -272,6 +274,30 @@ def test_lost_partitions_are_reread_from_the_commit():
     assert [(x.recording_id, x.reason) for x in processor.lost] == [("a", "revoked")]
     # Reading restarts at the last commit (offset 2: recording a's first chunk).
     assert ("seek", 0, 2) in log
+
+
+def test_sigterm_asks_the_loop_to_stop():
+    stopped = threading.Event()
+    before = signal.getsignal(signal.SIGTERM)
+    restore = install_signal_handlers(stopped.set)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stopped.wait(5)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_service_with_bad_settings_exits_with_one_line(capsys):
+    code = run_service(
+        FunctionProcessor(lambda m: None),
+        service="test",
+        topics=["in"],
+        environ={"GBSYNTH_KAFKA_SESSION_TIMEOUT_MS": "soon"},
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "gbsynth test: GBSYNTH_KAFKA_SESSION_TIMEOUT_MS must be an integer, got 'soon'\n"
 
 
 def test_metrics_are_served_and_counted():
