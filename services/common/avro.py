@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
@@ -65,7 +66,8 @@ SCHEMA_DIR = Setting(
     "GBSYNTH_SCHEMA_DIR",
     str,
     "",
-    "folder of the Avro schema files; empty means the schemas/ folder of the source tree",
+    "folder of the Avro schema files; empty means the source tree's schemas/ folder, or "
+    "PREFIX/share/gbsynth/schemas for an installed package",
 )
 CHUNK_MAX_WRITES = Setting(
     "GBSYNTH_CHUNK_MAX_WRITES",
@@ -107,10 +109,15 @@ class CodecError(ValueError):
 
 
 def schema_dir() -> Path:
+    """Where the ``*.avsc`` files are: the setting, else the source tree, else the install."""
     configured = SCHEMA_DIR.get()
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    source_tree = Path(__file__).resolve().parents[2] / "schemas"
+    installed = Path(sys.prefix) / "share" / "gbsynth" / "schemas"  # pyproject data-files
+    if not any(source_tree.glob("*.avsc")) and any(installed.glob("*.avsc")):
+        return installed
+    return source_tree
 
 
 @dataclass(frozen=True)
