@@ -252,8 +252,8 @@ def writes_to_columns(writes: ApuWrites) -> dict[str, Any]:
     }
 
 
-def columns_to_writes(record: Mapping[str, Any], what: str = "message") -> ApuWrites:
-    """Writes from a record's columns, checked: lengths agree with ``write_count``, valid log."""
+def check_columns(record: Mapping[str, Any], what: str = "message") -> None:
+    """Raise ``CodecError`` unless the three columns hold exactly ``write_count`` writes."""
     n = record["write_count"]
     cycles, registers, values = record["cycles"], record["registers"], record["values"]
     if n < 0 or len(cycles) != 8 * n or len(registers) != n or len(values) != n:
@@ -261,6 +261,12 @@ def columns_to_writes(record: Mapping[str, Any], what: str = "message") -> ApuWr
             f"{what}: columns do not match write_count={n}: cycles has {len(cycles)} bytes "
             f"(expected {8 * max(n, 0)}), registers {len(registers)}, values {len(values)}"
         )
+
+
+def columns_to_writes(record: Mapping[str, Any], what: str = "message") -> ApuWrites:
+    """Writes from a record's columns, checked: lengths agree with ``write_count``, valid log."""
+    check_columns(record, what)
+    cycles, registers, values = record["cycles"], record["registers"], record["values"]
     # Copies, so the arrays are writable and do not pin the message buffer.
     cycle_col = np.frombuffer(cycles, dtype=_LE_INT64).astype(CYCLE_DTYPE)
     register_col = np.frombuffer(registers, dtype=np.uint8).astype(REGISTER_DTYPE) | 0xFF00
@@ -455,16 +461,7 @@ def decode_chunk(payload: bytes) -> dict[str, Any]:
     """Decode and check a RecordingChunk message (header fields and column lengths)."""
     chunk = codec("RecordingChunk").decode(payload)
     check_chunk(chunk)
-    n = chunk["write_count"]
-    if n < 0 or (len(chunk["cycles"]), len(chunk["registers"]), len(chunk["values"])) != (
-        8 * n,
-        n,
-        n,
-    ):
-        raise CodecError(
-            f"chunk {chunk['sequence']} of {chunk['recording_id']}: columns do not match "
-            f"write_count={n}"
-        )
+    check_columns(chunk, f"chunk {chunk['sequence']} of {chunk['recording_id']}")
     return chunk
 
 
