@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gbsynth.emulator import apu as A
 from gbsynth.emulator.apu import apu_frame_sequencer_step, apu_read, apu_write, new_apu_state
@@ -439,3 +441,71 @@ def test_functions_are_pure_over_the_state():
         apu_write(apu, NR24, 0xC0, 9)
         steps(apu, 37)
     assert np.array_equal(a, b)
+
+
+# -- properties over random access sequences --------------------------------------
+
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["write", "read", "step"]),
+        st.integers(0xFF10, 0xFF3F),
+        st.integers(0, 255),
+        st.integers(0, 600),  # cycles since the previous access
+    ),
+    max_size=200,
+)
+
+
+def _run(ops: list[tuple[str, int, int, int]]) -> tuple[np.ndarray, list[int]]:
+    apu = new_apu_state()
+    now = 0
+    reads = []
+    for kind, addr, value, dt in ops:
+        now += dt
+        if kind == "write":
+            apu_write(apu, addr, value, now)
+        elif kind == "read":
+            reads.append(apu_read(apu, addr, now))
+        else:
+            apu_frame_sequencer_step(apu)
+    return apu, reads
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ops)
+def test_random_accesses_keep_the_state_consistent(ops):
+    apu, reads = _run(ops)
+    assert all(0 <= r <= 0xFF for r in reads)
+    powered = apu_read(apu, NR52, 0) & 0x80
+    for channel in range(4):
+        base = A.CHANNEL_BASE + channel * A.CHANNEL_STRIDE
+        assert 0 <= apu[base + A.CH_LENGTH] <= A.LENGTH_MAX[channel]
+        assert 0 <= apu[base + A.CH_VOLUME] <= 15
+        on = apu[base + A.CH_ON]
+        assert (apu_read(apu, NR52, 0) >> channel) & 1 == on
+        if on:
+            assert powered
+            # A channel only plays with its DAC on.
+            if channel == 2:
+                assert apu[A.REGS + A.NR30] & 0x80
+            else:
+                assert apu[A.REGS + A.CHANNEL_REG[channel] + 2] & 0xF8
+    assert 0 <= apu[A.WAVE_POSITION] <= 31
+    assert 0 <= apu[A.SWEEP_SHADOW] <= 0x7FF
+    assert 0 <= apu[A.FRAME_SEQ_STEP] <= 7
+    assert all(0 <= apu[A.REGS + i] <= 0xFF for i in range(A.REG_COUNT))
+    if not powered:
+        for addr, mask in EXPECTED_MASKS.items():
+            assert apu_read(apu, addr, 0) == mask
+    # Same inputs, same state and same reads: nothing outside the array matters.
+    again, reads_again = _run(ops)
+    assert np.array_equal(apu, again) and reads == reads_again
+
+
+def test_out_of_range_addresses_are_ignored():
+    apu = new_apu_state()
+    before = apu.copy()
+    apu_write(apu, 0xFF0F, 0x12, 0)
+    apu_write(apu, 0xFF40, 0x12, 0)
+    assert np.array_equal(apu, before)
+    assert apu_read(apu, 0xFF40, 0) == 0xFF

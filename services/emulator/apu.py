@@ -426,6 +426,8 @@ def _power_on(apu: np.ndarray) -> None:
 def apu_write(apu: np.ndarray, addr: int, value: int, now: int) -> None:
     """A CPU write of `value` to `addr` (0xFF10..0xFF3F) at T-cycle `now`."""
     slot = addr - 0xFF10
+    if slot < 0 or slot >= REG_COUNT:
+        return
     value &= 0xFF
     _wave_catch_up(apu, now)
     if slot >= 0x20:
@@ -483,6 +485,8 @@ def apu_write(apu: np.ndarray, addr: int, value: int, now: int) -> None:
 def apu_read(apu: np.ndarray, addr: int, now: int) -> int:
     """What a CPU read of `addr` (0xFF10..0xFF3F) at T-cycle `now` returns."""
     slot = addr - 0xFF10
+    if slot < 0 or slot >= REG_COUNT:
+        return 0xFF
     if slot >= 0x20:
         index = _wave_ram_index(apu, addr, now)
         if index < 0:
