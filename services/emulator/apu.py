@@ -22,7 +22,14 @@ Timing contract with the core:
 Only channel 3 needs ``now``: its sample position advances at 2 * (2048 - f)
 T-cycles per sample, and on a DMG wave RAM is only reachable (as the byte the
 channel is reading) within a couple of cycles of each sample read. Its position
-is computed lazily from ``now`` at each access instead of being ticked.
+is computed lazily from ``now`` at each access instead of being ticked. (When a
+frame-sequencer length clock stops CH3, its position is left where the last
+access put it: the step carries no cycle, and nothing a program can read
+depends on it, since a trigger restarts the position.)
+
+Quirk references: Pan Docs "Audio" and "Audio details", blargg's notes on the
+sound hardware, and blargg's dmg_sound ROMs, all 12 of which pass
+(tests/test_dmg_sound.py).
 """
 
 from __future__ import annotations
@@ -91,7 +98,10 @@ WAVE_NEXT_READ = _CHANNEL_END + 5
 WAVE_SAMPLE = _CHANNEL_END + 6
 """CH3 sample buffer: the last 4-bit sample read (0 after power-on)."""
 NOISE_LFSR = _CHANNEL_END + 7
-"""CH4 shift register as left by the last trigger (the synthesizer clocks it)."""
+"""CH4 shift register as left by the last trigger (the synthesizer clocks it).
+
+Stored in the XOR convention (all 15 bits set after a trigger, new bit = b0 XOR b1);
+Pan Docs' XNOR convention holds the complement (0 after a trigger)."""
 
 APU_STATE_SIZE = _CHANNEL_END + 8
 
@@ -118,7 +128,10 @@ LENGTH_MAX = np.array([64, 64, 256, 64], dtype=np.int64)
 CHANNEL_REG = np.array([0x00, 0x05, 0x0A, 0x0F], dtype=np.int64)
 """Register slot of each channel's NRx0 (NRx1..NRx4 follow)."""
 
-# Channel 3 timing on a DMG, in T-cycles (see _wave_catch_up).
+# Channel 3 timing on a DMG, in T-cycles (see _wave_catch_up), with `now` the
+# cycle the core stamps on the access M-cycle. blargg's dmg_sound 09, 10 and 12
+# pin these: a trigger delay of 4 or 8, an access window of 4, or no corruption
+# window each make at least one of them fail.
 WAVE_TRIGGER_DELAY = 6
 """Extra delay before the first sample period after a CH3 trigger."""
 WAVE_ACCESS_WINDOW = 2
@@ -141,6 +154,9 @@ def new_apu_state() -> np.ndarray:
     The boot ROM powers the APU, sets NR50=77 NR51=F3, and plays its two-note
     chime on CH1 (NR11=80 NR12=F3, last trigger NR13=C1 NR14=87), whose envelope
     has decayed to 0 by the hand-off while the channel stays on: NR52 reads F1.
+    Register reads match mooneye's boot_hwio-dmgABCmgb. Two things vary or are
+    not documented and are fixed here for reproducible runs: the frame-sequencer
+    step (0) and wave RAM (random on hardware; one commonly observed pattern).
     """
     apu = np.zeros(APU_STATE_SIZE, dtype=np.int64)
     apu[REGS + NR11] = 0x80
