@@ -216,11 +216,11 @@ def _wave_ram_index(apu: np.ndarray, addr: int, now: int) -> int:
     """Which wave RAM byte an access to `addr` reaches, or -1 if none (DMG).
 
     While CH3 plays, any wave RAM address reaches the byte the channel is about
-    to read, and only when that read is at most a cycle away.
+    to read, and only when that read is at most a cycle away. The caller has
+    caught CH3 up to `now`.
     """
     if apu[CH3_ON] == 0:
         return addr - 0xFF30
-    _wave_catch_up(apu, now)
     if apu[WAVE_NEXT_READ] - now >= WAVE_ACCESS_WINDOW:
         return -1
     return ((apu[WAVE_POSITION] + 1) & 31) >> 1
@@ -445,6 +445,7 @@ def apu_write(apu: np.ndarray, addr: int, value: int, now: int) -> None:
     if slot < 0 or slot >= REG_COUNT:
         return
     value &= 0xFF
+    # Every write catches CH3 up first: NR30/NR52 may stop it, NR33/NR34 change its period.
     _wave_catch_up(apu, now)
     if slot >= 0x20:
         index = _wave_ram_index(apu, addr, now)
@@ -504,6 +505,7 @@ def apu_read(apu: np.ndarray, addr: int, now: int) -> int:
     if slot < 0 or slot >= REG_COUNT:
         return 0xFF
     if slot >= 0x20:
+        _wave_catch_up(apu, now)
         index = _wave_ram_index(apu, addr, now)
         if index < 0:
             return 0xFF
