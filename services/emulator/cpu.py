@@ -14,7 +14,7 @@ loop looks at them again only when ``now`` reaches ``NEXT_EVENT``, the earliest
 cycle at which one of them can request an interrupt. While the CPU is halted
 the loop jumps straight to that cycle.
 
-Interrupts are sampled once per instruction, before its opcode fetch; a
+Interrupts are sampled once per instruction, at the end of its opcode fetch M-cycle; a
 dispatch takes 5 M-cycles and re-reads IE after pushing the high byte of PC
 (so a push that overwrites IE can cancel it, which jumps to 0x0000).
 """
@@ -225,6 +225,9 @@ def run(
             reason = handle_events(st, mem, now)
             if reason:
                 break
+        if now + 4 >= st[NEXT_EVENT]:
+            # Interrupts are sampled at the end of the next opcode fetch's M-cycle.
+            sync_all(st, mem, now + 4)
         pending = mem[IF_ADDR] & mem[IE_ADDR] & 0x1F
         if halted:
             if st[STOPPED]:
@@ -234,9 +237,12 @@ def run(
                 if not can_wake(st, mem):
                     reason = EXIT_HANG_HALT
                     break
-                target = st[NEXT_EVENT]
+                # Sleep until the M-cycle whose end sees the next event.
+                target = st[NEXT_EVENT] - 4
                 if target > now:
                     now += (target - now + 3) & ~3
+                else:
+                    now += 4
                 continue
             halted = 0
             now += HALT_EXIT_CYCLES

@@ -114,7 +114,8 @@ def serial_write(
             st[EXIT_REQUEST] = 1
     if value & 0x01:
         base = st[DIV_BASE]
-        st[SERIAL_DONE] = base + ((now - base) // SERIAL_BIT_PERIOD + 8) * SERIAL_BIT_PERIOD
+        edges = (now - base) // SERIAL_BIT_PERIOD + 8
+        st[SERIAL_DONE] = base + edges * SERIAL_BIT_PERIOD
     else:
         st[SERIAL_DONE] = NEVER
 

@@ -46,7 +46,7 @@ DEFAULT_CAPTURE_CAPACITY = 1 << 16
 SERIAL_CAPACITY = 4096
 DEFAULT_WATCHDOG_SECONDS = 30.0
 """A program that writes no I/O register for this long is reported as hung."""
-BOOT_DIV_COUNTER = 0xABCC
+BOOT_DIV_COUNTER = 0xABC8
 """System counter value at PC=0x0100 after the DMG boot ROM (DIV reads 0xAB)."""
 CAPTURE_MARGIN = 4
 """The run returns once the buffer has fewer free slots than this (an instruction writes <= 2)."""

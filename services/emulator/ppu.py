@@ -51,7 +51,7 @@ LY153_ZERO_DOT = 4
 """On line 153, LY reads 0 from this dot on."""
 LCD_ON_DELAY = 0
 """Cycles from the LCDC write that switches the LCD on to line 0 dot 0."""
-BOOT_POSITION = FRAME_DOTS + 153 * LINE_DOTS + 100
+BOOT_POSITION = FRAME_DOTS + 153 * LINE_DOTS + 352
 """PPU position at power-on cycle 0: line 153 (LY reads 0, VBlank), as the boot ROM leaves it."""
 
 
