@@ -20,7 +20,10 @@ GBS_MAGIC = b"GBS"
 GBS_HEADER_SIZE = 0x70
 BANK_SIZE = 0x4000
 MAX_ROM_SIZE = 8 * 1024 * 1024  # 512 banks of MBC5
-DRIVER_ADDRESS = 0x150
+IDLE_ADDRESS = 0x150
+"""Where the player idles in HALT between play calls."""
+START_ADDRESS = IDLE_ADDRESS + 3
+"""Where the image boots into: set-up, init, then the idle loop."""
 
 # Timer input clocks (Hz) selected by TAC bits 0-1.
 TIMER_CLOCKS_HZ = (4096, 262144, 65536, 16384)
@@ -50,6 +53,11 @@ class GbsHeader:
     def uses_timer(self) -> bool:
         """Play is called from the timer interrupt rather than VBlank."""
         return bool(self.timer_control & 0x04)
+
+    @property
+    def interrupt_enable(self) -> int:
+        """IE value while playing: the timer or the VBlank interrupt calls play."""
+        return 0x04 if self.uses_timer else 0x01
 
     @property
     def play_rate_hz(self) -> float:
@@ -135,8 +143,10 @@ def build_player_rom(data: bytes, subsong: int) -> tuple[bytes, GbsHeader]:
     play_vector = 0x50 if header.uses_timer else 0x40
     struct.pack_into("<BHB", rom, play_vector, 0xCD, header.play_address, reti)
 
-    enabled_interrupts = 0x04 if header.uses_timer else 0x01
-    driver = bytes(
+    # The driver: an idle loop first (players that call init themselves jump
+    # there afterwards), then the start-up code the cartridge boots into.
+    idle = bytes([0x76, 0x18, 0xFD])  # idle: HALT; JR idle
+    start = bytes(
         [
             0xF3,  # DI
             0x31, header.stack_pointer & 0xFF, header.stack_pointer >> 8,  # LD SP, stack
@@ -145,20 +155,20 @@ def build_player_rom(data: bytes, subsong: int) -> tuple[bytes, GbsHeader]:
             0x3E, 0x01, 0xEA, 0x00, 0x20,  # LD A, 1; LD (0x2000), A  (bank 1 at 0x4000)
             0x3E, subsong - 1,  # LD A, subsong (GBS numbers them from 0)
             0xCD, header.init_address & 0xFF, header.init_address >> 8,  # CALL init
-            0x3E, enabled_interrupts, 0xE0, 0xFF,  # LD A, ie; LDH (IE), A
+            0x3E, header.interrupt_enable, 0xE0, 0xFF,  # LD A, ie; LDH (IE), A
             0xAF, 0xE0, 0x0F,  # XOR A; LDH (IF), A  (no stale request fires play early)
             0xFB,  # EI
-            0x76,  # idle: HALT
-            0x18, 0xFD,  # JR idle
+            0xC3, IDLE_ADDRESS & 0xFF, IDLE_ADDRESS >> 8,  # JP idle
         ]
-    )
-    driver_end = DRIVER_ADDRESS + len(driver)
+    )  # fmt: skip
+    driver = idle + start
+    driver_end = IDLE_ADDRESS + len(driver)
     if load < driver_end:
         raise GbsError(
             f"load address 0x{load:04X} overlaps the player driver (ends 0x{driver_end:04X})"
         )
-    rom[DRIVER_ADDRESS:driver_end] = driver
-    struct.pack_into("<BBH", rom, 0x100, 0x00, 0xC3, DRIVER_ADDRESS)  # NOP; JP driver
+    rom[IDLE_ADDRESS:driver_end] = driver
+    struct.pack_into("<BBH", rom, 0x100, 0x00, 0xC3, START_ADDRESS)  # NOP; JP start
 
     title = header.title.encode("ascii", "replace")[:15]
     rom[0x134 : 0x134 + len(title)] = title
