@@ -119,3 +119,39 @@ def parse_header(rom: bytes) -> CartridgeHeader:
         header_checksum=rom[0x14D],
         computed_checksum=header_checksum(rom),
     )
+
+
+NINTENDO_LOGO = bytes.fromhex(
+    "CEED6666CC0D000B03730083000C000D0008111F8889000EDCCC6EE6DDDDD999"
+    "BBBB67636E0EECCCDDDC999FBBB9333E"
+)
+
+
+def build_rom(
+    code: dict[int, bytes],
+    *,
+    cartridge_type: int = 0x00,
+    rom_size_code: int = 0x00,
+    ram_size_code: int = 0x00,
+    title: str = "",
+    fill: int = 0x00,
+) -> bytes:
+    """A ROM image with a valid header, `code` placed at its addresses (file offsets).
+
+    For tests and for tools that wrap code in a cartridge (a GBS player, say):
+    the header gets the logo, title, type, sizes and its checksum.
+    """
+    size = 0x8000 << rom_size_code
+    image = bytearray([fill & 0xFF]) * size
+    for offset, data in code.items():
+        if offset < 0 or offset + len(data) > size:
+            raise ValueError(f"code at 0x{offset:X} does not fit in a {size}-byte ROM")
+        image[offset : offset + len(data)] = data
+    image[0x104:0x134] = NINTENDO_LOGO
+    raw_title = title.encode("ascii", "replace")[:16]
+    image[0x134:0x144] = raw_title.ljust(16, b"\x00")
+    image[0x147] = cartridge_type
+    image[0x148] = rom_size_code
+    image[0x149] = ram_size_code
+    image[0x14D] = header_checksum(image)
+    return bytes(image)
