@@ -45,6 +45,7 @@ from gbsynth.emulator.state import (
     EXIT_SERIAL_FULL,
     HALT_BUG,
     HALTED,
+    IDLE_SKIP,
     IME,
     LAST_IO_WRITE,
     LOCKED,
@@ -239,7 +240,7 @@ def run(
                     break
                 # Sleep until the M-cycle whose end sees the next event.
                 target = st[NEXT_EVENT] - 4
-                if target > now:
+                if target > now and st[IDLE_SKIP]:
                     now += (target - now + 3) & ~3
                 else:
                     now += 4

@@ -133,6 +133,7 @@ class GameBoy:
         for addr, value in _BOOT_IO.items():
             mem[addr] = value
         st[S.SENTINEL_PC] = -1
+        st[S.IDLE_SKIP] = 1
         st[S.DIV_BASE] = -BOOT_DIV_COUNTER
         st[S.TAC] = 0
         st[S.TIMA_OVERFLOW] = -1

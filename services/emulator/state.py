@@ -79,6 +79,8 @@ LAST_IO_WRITE = _slot("LAST_IO_WRITE")
 """Cycle of the last write to an I/O register (FF00-FF7F, FFFF)."""
 WATCHDOG_SPAN = _slot("WATCHDOG_SPAN")
 """A run with no I/O write for this many cycles is a hang (0: never)."""
+IDLE_SKIP = _slot("IDLE_SKIP")
+"""1: a halted CPU jumps straight to the next event; 0: it steps M-cycle by M-cycle (tests)."""
 
 # --- memory map ----------------------------------------------------------------------
 RPAGE = _slot("RPAGE")
