@@ -338,6 +338,92 @@ def chunk_spans(
             return spans
 
 
+class ChunkWriter:
+    """Cuts a recording into RecordingChunk records as it is being made.
+
+    Feed it consecutive pieces (``add``); each piece is cut into chunks of at most
+    ``max_writes`` writes and ``max_cycles`` cycles, numbered on from the last.
+    The chunks depend only on the pieces and the limits, so re-running the same
+    job re-sends byte-identical chunks (harmless duplicates downstream).
+    """
+
+    def __init__(
+        self,
+        recording_id: str,
+        source: Source,
+        seed: int | None,
+        max_writes: int | None = None,
+        max_cycles: int | None = None,
+        *,
+        emulator_version: str = "",
+    ) -> None:
+        self.recording_id = recording_id
+        self.source = source_to_record(source)
+        self.seed = seed
+        self.max_writes = CHUNK_MAX_WRITES.get() if max_writes is None else max_writes
+        self.max_cycles = CHUNK_MAX_CYCLES.get() if max_cycles is None else max_cycles
+        self.emulator_version = emulator_version
+        self.sequence = 0
+        self.end_cycle = 0
+        self.phase = Phase.OBSERVE
+        self.finished = False
+
+    def add(
+        self,
+        start_cycle: int,
+        end_cycle: int,
+        writes: ApuWrites,
+        phase_marks: Iterable[PhaseMark] = (),
+        *,
+        last: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Chunks for the piece ``[start_cycle, end_cycle)``; ``last`` closes the recording.
+
+        With ``last``, phase marks at or after ``end_cycle`` are kept in the final chunk.
+        """
+        if self.finished:
+            raise ValueError(f"recording {self.recording_id} is already finished")
+        if start_cycle != self.end_cycle or end_cycle < start_cycle:
+            raise ValueError(
+                f"piece [{start_cycle}, {end_cycle}) does not follow cycle {self.end_cycle}"
+            )
+        marks = list(phase_marks)
+        spans = chunk_spans(
+            writes.cycles - start_cycle, end_cycle - start_cycle, self.max_writes, self.max_cycles
+        )
+        chunks = []
+        for index, (lo_cycle, hi_cycle, lo, hi) in enumerate(spans):
+            final = last and index == len(spans) - 1
+            chunk_start, chunk_end = start_cycle + lo_cycle, start_cycle + hi_cycle
+            start_phase = self.phase
+            in_chunk = []
+            for mark in marks:
+                if chunk_start <= mark.cycle < chunk_end or (final and mark.cycle >= chunk_start):
+                    in_chunk.append({"cycle": mark.cycle, "phase": mark.phase.value})
+                    if mark.cycle == chunk_start:
+                        start_phase = mark.phase
+                    self.phase = mark.phase
+            part = ApuWrites(writes.cycles[lo:hi], writes.registers[lo:hi], writes.values[lo:hi])
+            chunk = {
+                "recording_id": self.recording_id,
+                "sequence": self.sequence,
+                "last": final,
+                "source": self.source,
+                "seed": self.seed,
+                "start_cycle": chunk_start,
+                "end_cycle": chunk_end,
+                "start_phase": start_phase.value,
+                "phase_marks": in_chunk,
+                "emulator_version": self.emulator_version,
+            }
+            chunk.update(writes_to_columns(part))
+            chunks.append(chunk)
+            self.sequence += 1
+        self.end_cycle = end_cycle
+        self.finished = last
+        return chunks
+
+
 def recording_to_chunks(
     recording: Recording,
     max_writes: int | None = None,
@@ -345,41 +431,21 @@ def recording_to_chunks(
     *,
     emulator_version: str = "",
 ) -> list[dict[str, Any]]:
-    """Cut a recording into RecordingChunk records (newest schema) that tile it.
+    """Cut a whole recording into RecordingChunk records (newest schema) that tile it.
 
     Limits default to ``GBSYNTH_CHUNK_MAX_WRITES`` and ``GBSYNTH_CHUNK_MAX_CYCLES``.
     The result depends only on the recording and the limits, so re-sending a
     recording produces byte-identical chunks.
     """
-    max_writes = CHUNK_MAX_WRITES.get() if max_writes is None else max_writes
-    max_cycles = CHUNK_MAX_CYCLES.get() if max_cycles is None else max_cycles
-    writes = recording.writes
-    spans = chunk_spans(writes.cycles, recording.duration_cycles, max_writes, max_cycles)
-    source = source_to_record(recording.source)
-    marks = [(m.cycle, m.phase.value) for m in recording.phases]
-    chunks = []
-    for sequence, (start, end, lo, hi) in enumerate(spans):
-        part = ApuWrites(writes.cycles[lo:hi], writes.registers[lo:hi], writes.values[lo:hi])
-        chunk = {
-            "recording_id": recording.recording_id,
-            "sequence": sequence,
-            "last": sequence == len(spans) - 1,
-            "source": source,
-            "seed": recording.seed,
-            "start_cycle": start,
-            "end_cycle": end,
-            "start_phase": phase_at(recording.phases, start).value,
-            "phase_marks": [
-                {"cycle": c, "phase": p}
-                for c, p in marks
-                # The last chunk also keeps marks at or after the recording's end.
-                if start <= c < end or (c >= start and sequence == len(spans) - 1)
-            ],
-            "emulator_version": emulator_version,
-        }
-        chunk.update(writes_to_columns(part))
-        chunks.append(chunk)
-    return chunks
+    writer = ChunkWriter(
+        recording.recording_id,
+        recording.source,
+        recording.seed,
+        max_writes,
+        max_cycles,
+        emulator_version=emulator_version,
+    )
+    return writer.add(0, recording.duration_cycles, recording.writes, recording.phases, last=True)
 
 
 def check_chunk(chunk: Mapping[str, Any]) -> None:

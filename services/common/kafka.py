@@ -570,12 +570,19 @@ class ConsumeLoop:
         return done
 
     def _process(self, message: Message) -> list[tuple[Output, Any]]:
+        """Process one message, sending each output as soon as the processor yields it.
+
+        A processor that yields as it works (the emulator worker, a chunk per emulated
+        second) thus streams instead of holding a whole recording in memory.
+        """
         size = len(message.value or b"") + len(message.key or b"")
         metrics.MESSAGES_IN.labels(service=self.service, topic=message.topic).inc()
         metrics.BYTES_IN.labels(service=self.service, topic=message.topic).inc(size)
         started = time.perf_counter()
+        sent: list[tuple[Output, Any]] = []
         try:
-            outputs = list(self.processor.process(message))
+            for out in self.processor.process(message):
+                sent.append(self._send_or_park(message, out))
         except self.dead_letter_on as exc:
             log.warning(
                 "dead-lettering %s[%d]@%d: %s",
@@ -586,27 +593,27 @@ class ConsumeLoop:
             )
             metrics.ERRORS.labels(service=self.service, kind="dead_letter").inc()
             self.dead_lettered += 1
-            letter = dead_letter(message, exc, self.service)
-            outputs = [replace(letter, topic=self.dead_letter_topic)]
+            letter = replace(dead_letter(message, exc, self.service), topic=self.dead_letter_topic)
+            sent.append((letter, _send(self.producer, letter)))
         finally:
             metrics.PROCESSING_SECONDS.labels(service=self.service, topic=message.topic).observe(
                 time.perf_counter() - started
             )
         self.processed += 1
-        sent = []
-        for out in outputs:
-            try:
-                sent.append((out, _send(self.producer, out)))
-            except kafka_errors.MessageSizeTooLargeError as exc:
-                # The output can never be delivered: park the input instead of crash-looping.
-                metrics.ERRORS.labels(service=self.service, kind="dead_letter").inc()
-                self.dead_lettered += 1
-                letter = replace(
-                    dead_letter(message, f"output to {out.topic} too large: {exc}", self.service),
-                    topic=self.dead_letter_topic,
-                )
-                sent.append((letter, _send(self.producer, letter)))
         return sent
+
+    def _send_or_park(self, message: Message, out: Output) -> tuple[Output, Any]:
+        try:
+            return out, _send(self.producer, out)
+        except kafka_errors.MessageSizeTooLargeError as exc:
+            # The output can never be delivered: park the input instead of crash-looping.
+            metrics.ERRORS.labels(service=self.service, kind="dead_letter").inc()
+            self.dead_lettered += 1
+            letter = replace(
+                dead_letter(message, f"output to {out.topic} too large: {exc}", self.service),
+                topic=self.dead_letter_topic,
+            )
+            return letter, _send(self.producer, letter)
 
     def committable(self) -> dict[TopicPartition, int]:
         """Offsets that may be committed now: processed, bounded by the processor's holds."""
