@@ -12,7 +12,8 @@ A=0x01 B=0x02 Select=0x04 Start=0x08 Right=0x10 Left=0x20 Up=0x40 Down=0x80.
 ``save_state``/``load_state`` copy the whole machine (CPU, memory, cartridge,
 timers, APU, the captured writes not yet taken), so the same state and the
 same inputs always give the same writes. Debugger-style access: register
-properties (``a``, ``f``, ... ``sp``, ``pc``, ``ime``), ``peek``/``poke``, and
+properties (``a``, ``f``, ... ``sp``, ``pc``, ``ime``), ``peek``/``poke`` (bus
+semantics), ``patch_rom``, and
 ``call`` to run a subroutine until it returns (what a GBS player needs).
 """
 
@@ -302,23 +303,20 @@ class GameBoy:
         return int(read8(self.st, self.mem, self.apu, addr & 0xFFFF, self.cycle))
 
     def poke(self, addr: int, value: int) -> None:
-        """Write a byte without advancing time.
-
-        ROM addresses patch the mapped ROM bank's byte (the controller is not involved);
-        everything else is written as the CPU would (I/O register semantics included).
-        """
-        addr &= 0xFFFF
-        value &= 0xFF
-        st = self.st
-        if addr < 0x8000:
-            bank = st[S.ROM0_BANK] if addr < 0x4000 else st[S.ROMX_BANK]
-            self.mem[S.ROM_BASE + int(bank) * 0x4000 + (addr & 0x3FFF)] = value
-            return
+        """Write a byte as the CPU would (MBC registers, I/O semantics), without advancing time."""
         write8(
-            st, self.mem, self.apu, self.cap_cycles, self.cap_regs, self.cap_values,
-            self.serial_buffer, addr, value, self.cycle,
+            self.st, self.mem, self.apu, self.cap_cycles, self.cap_regs, self.cap_values,
+            self.serial_buffer, addr & 0xFFFF, value & 0xFF, self.cycle,
         )
         self._drain()
+
+    def patch_rom(self, offset: int, data: bytes) -> None:
+        """Overwrite ROM bytes at a file offset (bank * 0x4000 + address in the bank)."""
+        size = int(self.st[S.ROM_SIZE])
+        if offset < 0 or offset + len(data) > size:
+            raise ValueError(f"ROM patch at 0x{offset:X} (+{len(data)}) is outside the ROM")
+        start = S.ROM_BASE + offset
+        self.mem[start : start + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
 
     def sync(self) -> None:
         """Bring timer, PPU, serial and DMA up to the current cycle (for inspection)."""
