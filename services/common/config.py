@@ -312,10 +312,21 @@ METRICS_PORT = Setting(
     "GBSYNTH_METRICS_PORT",
     int,
     0,
-    "port of the Prometheus /metrics endpoint; 0 turns it off",
+    "port of the Prometheus /metrics endpoint; unset: the service's own default (emulator "
+    "9101, pruner 9102, trainer 9103, generator 8000 beside its HTTP API); 0 turns it off",
     minimum=0,
     maximum=65535,
 )
+
+
+def metrics_port(service_default: int, environ: Mapping[str, str] | None = None) -> int:
+    """``GBSYNTH_METRICS_PORT`` when set, else the service's own default port."""
+    env = os.environ if environ is None else environ
+    if env.get(METRICS_PORT.name, "").strip():
+        return METRICS_PORT.get(env)
+    return service_default
+
+
 METRICS_ADDRESS = Setting(
     "GBSYNTH_METRICS_ADDRESS", str, "0.0.0.0", "address the /metrics endpoint listens on"
 )

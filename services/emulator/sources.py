@@ -47,7 +47,15 @@ DEFAULT_PIECE_SECONDS = 1.0
 
 
 class SourceError(ValueError):
-    """A file cannot be played: not a ROM/GBS/VGM, broken, or it hung."""
+    """A file cannot be played: not a ROM/GBS/VGM, broken, or it hung.
+
+    ``reason`` is a short label for metrics: ``invalid_file``, ``unreadable``,
+    ``hang`` or ``init_failed``.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid_file") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -131,10 +139,11 @@ class GbsSession(Session):
         try:
             reason = gb.call(header.init_address, int(INIT_LIMIT_SECONDS * CPU_HZ))
         except EmulatorHang as exc:
-            raise SourceError(f"{file_name}: init routine hung: {exc}") from exc
+            raise SourceError(f"{file_name}: init routine hung: {exc}", "hang") from exc
         if reason != EXIT_RETURNED:
             raise SourceError(
-                f"{file_name}: init routine did not return within {INIT_LIMIT_SECONDS:g} s"
+                f"{file_name}: init routine did not return within {INIT_LIMIT_SECONDS:g} s",
+                "init_failed",
             )
         gb.pc = IDLE_ADDRESS
         gb.ime = 1
@@ -150,7 +159,7 @@ class GbsSession(Session):
             try:
                 gb.run_cycles(remaining)
             except EmulatorHang as exc:
-                raise SourceError(f"{self.source.file_name}: {exc}") from exc
+                raise SourceError(f"{self.source.file_name}: {exc}", "hang") from exc
         writes = ApuWrites.concat([self._pending, gb.take_writes()])
         self._pending = ApuWrites.empty()
         # init may run past the first piece's end: keep later writes for the next one
@@ -213,7 +222,7 @@ class RomSession(Session):
             else:
                 gb.run_cycles(cycles)
         except EmulatorHang as exc:
-            raise SourceError(f"{self.source.file_name}: {exc}") from exc
+            raise SourceError(f"{self.source.file_name}: {exc}", "hang") from exc
 
     def advance(self, cycles: int) -> Piece:
         start, end = self.cycle, self.cycle + cycles
@@ -277,7 +286,7 @@ def open_session(
     try:
         data = read_source_file(Path(path))
     except (OSError, JobError) as exc:
-        raise SourceError(f"{name}: cannot read: {exc}") from exc
+        raise SourceError(f"{name}: cannot read: {exc}", "unreadable") from exc
     kind = kind or detect_kind(Path(path), data[:0x70])
     if kind is SourceKind.GBS:
         return GbsSession(data, name, subsong)
