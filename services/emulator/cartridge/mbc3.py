@@ -112,7 +112,7 @@ def mbc3_ram_read(st: np.ndarray, mem: np.ndarray, addr: int) -> int:
         return int(mem[st[CRAM_BASE] + ((select * 0x2000 + (addr & 0x1FFF)) & (size - 1))])
     if 0x08 <= select <= 0x0C and st[MBC_HAS_RTC]:
         masks = (0x3F, 0x3F, 0x1F, 0xFF, 0xC1)
-        return int(st[RTC_LATCHED + select - 8]) & masks[select - 8] | (0xFF ^ masks[select - 8])
+        return int(st[RTC_LATCHED + select - 8]) & masks[select - 8]
     return 0xFF
 
 
