@@ -34,3 +34,36 @@ def kafka_bootstrap():
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def private_broker():
+    """A broker of the test's own (it starts in well under a second), for tests of services
+    that use the fixed production topic names."""
+    from gbsynth.common.broker import BrokerError, LocalBroker
+
+    broker = LocalBroker()
+    try:
+        broker.start()
+    except BrokerError as exc:
+        pytest.skip(f"no local Kafka broker: {exc}")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+def service_env(bootstrap: str, **extra: str) -> dict[str, str]:
+    """Environment for a service process under test: local broker, short group timeouts."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
+    env.update(
+        GBSYNTH_KAFKA_BOOTSTRAP=bootstrap,
+        GBSYNTH_KAFKA_SESSION_TIMEOUT_MS="6000",
+        GBSYNTH_KAFKA_HEARTBEAT_INTERVAL_MS="1000",
+        GBSYNTH_METRICS_PORT="0",
+        GBSYNTH_LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
