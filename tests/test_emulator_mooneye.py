@@ -45,6 +45,7 @@ PASSING = [
     "oam_dma_start",
     "oam_dma_timing",
     "pop_timing",
+    "ppu/hblank_ly_scx_timing-GS",
     "ppu/intr_1_2_timing-GS",
     "ppu/intr_2_0_timing",
     "ppu/intr_2_mode0_timing",

@@ -51,6 +51,8 @@ LY153_ZERO_DOT = 4
 """On line 153, LY reads 0 from this dot on."""
 LCD_ON_DELAY = 0
 """Cycles from the LCDC write that switches the LCD on to line 0 dot 0."""
+LY_READ_LEAD = 4
+"""The LY register (as read) changes this many dots before the line's modes do."""
 BOOT_POSITION = FRAME_DOTS + 153 * LINE_DOTS + 352
 """PPU position at power-on cycle 0: line 153 (LY reads 0, VBlank), as the boot ROM leaves it."""
 
@@ -209,9 +211,10 @@ def ppu_mode(st: np.ndarray, now: int) -> int:
 
 @njit(cache=True)
 def ppu_ly(st: np.ndarray, now: int) -> int:
+    """LY as the CPU reads it: it changes LY_READ_LEAD dots before the line does."""
     if not lcd_on(st):
         return 0
-    line, dot, _ = _line_mode(st, now - st[LCD_BASE])
+    line, dot, _ = _line_mode(st, now - st[LCD_BASE] + LY_READ_LEAD)
     return _ly(line, dot)
 
 
