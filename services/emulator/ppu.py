@@ -27,6 +27,7 @@ from gbsynth.emulator.state import (
     LCD_BASE,
     LCDC,
     LYC,
+    LYC_LATCH,
     NEVER,
     PPU_NEXT,
     PPU_SYNCED,
@@ -235,7 +236,7 @@ def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
         return int(st[LCDC])
     if addr == 0xFF41:
         if not lcd_on(st):
-            return int(0x80 | st[STAT_ENABLE] | (4 if st[LYC] == 0 else 0))
+            return int(0x80 | st[STAT_ENABLE] | (4 if st[LYC_LATCH] else 0))
         line, dot, mode = _line_mode(st, now - st[LCD_BASE])
         coincidence = 4 if _ly(line, dot) == st[LYC] else 0
         return int(0x80 | st[STAT_ENABLE] | coincidence | mode)
@@ -253,10 +254,11 @@ def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
 @njit(cache=True)
 def _refresh_level(st: np.ndarray, mem: np.ndarray, now: int) -> None:
     """After a register change: a rising STAT line requests the interrupt at once."""
-    if not lcd_on(st):
-        st[STAT_LINE] = 0
-        return
-    level = _stat_level(st, now - st[LCD_BASE])
+    if lcd_on(st):
+        level = _stat_level(st, now - st[LCD_BASE])
+    else:
+        # LCD off: only the frozen LY=LYC flag can hold the line.
+        level = 1 if (st[STAT_ENABLE] & 0x40) and st[LYC_LATCH] else 0
     if level and not st[STAT_LINE]:
         mem[IF_ADDR] |= INT_STAT
     st[STAT_LINE] = level
@@ -267,10 +269,11 @@ def ppu_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: int) 
     ppu_sync(st, mem, now)
     if addr == 0xFF40:
         was_on = lcd_on(st)
+        if was_on and not value & 0x80:
+            st[LYC_LATCH] = 1 if ppu_ly(st, now) == st[LYC] else 0
         st[LCDC] = value
         if value & 0x80 and not was_on:
             st[LCD_BASE] = now + LCD_ON_DELAY
-            st[STAT_LINE] = 0
         _refresh_level(st, mem, now)
     elif addr == 0xFF41:
         st[STAT_ENABLE] = value & 0x78

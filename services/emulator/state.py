@@ -170,6 +170,8 @@ PPU_SYNCED = _slot("PPU_SYNCED")
 """Cycle up to which PPU interrupt sources have been evaluated."""
 STAT_LINE = _slot("STAT_LINE")
 """Level of the STAT interrupt line at PPU_SYNCED (an IF request on each rising edge)."""
+LYC_LATCH = _slot("LYC_LATCH")
+"""The LY=LYC flag frozen when the LCD was switched off (the comparison clock stops)."""
 PPU_NEXT = _slot("PPU_NEXT")
 """Cycle of the next PPU event that may set IF (VBlank, or a STAT line change), or NEVER."""
 
