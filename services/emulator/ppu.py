@@ -53,7 +53,11 @@ LY153_ZERO_DOT = 4
 LCD_ON_DELAY = 0
 """Cycles from the LCDC write that switches the LCD on to line 0 dot 0."""
 LY_READ_LEAD = 4
-"""The LY register (as read) changes this many dots before the line's modes do."""
+"""The LY register (as read) changes this many dots before the line's modes do; in those
+dots the LY=LYC flag reads 0 and OAM is already blocked for the next line's scan."""
+LINE_END = LINE_DOTS - LY_READ_LEAD
+ACCESS_LEAD = 4
+"""VRAM (and, on later lines, OAM) is blocked this many dots before mode 3 (mode 2) shows."""
 BOOT_POSITION = FRAME_DOTS + 153 * LINE_DOTS + 352
 """PPU position at power-on cycle 0: line 153 (LY reads 0, VBlank), as the boot ROM leaves it."""
 
@@ -88,13 +92,19 @@ def _ly(line: int, dot: int) -> int:
 
 
 @njit(cache=True)
+def _coincidence(st: np.ndarray, line: int, dot: int) -> bool:
+    """The LY=LYC flag: compared against the line's LY, low while LY changes (last dots)."""
+    return dot < LINE_END and _ly(line, dot) == st[LYC]
+
+
+@njit(cache=True)
 def _stat_level(st: np.ndarray, pos: int) -> int:
     """The STAT interrupt line (OR of the enabled conditions) at position `pos`."""
     enable = st[STAT_ENABLE]
     if enable == 0:
         return 0
     line, dot, mode = _line_mode(st, pos)
-    if (enable & 0x40) and _ly(line, dot) == st[LYC]:
+    if (enable & 0x40) and _coincidence(st, line, dot):
         return 1
     if (enable & 0x08) and mode == 0:
         return 1
@@ -117,6 +127,8 @@ def _next_point(st: np.ndarray, pos: int) -> int:
     end3 = _mode3_end(st)
     if dot < end3:
         return start + end3
+    if dot < LINE_END:
+        return start + LINE_END
     return start + LINE_DOTS
 
 
@@ -221,13 +233,31 @@ def ppu_ly(st: np.ndarray, now: int) -> int:
 
 @njit(cache=True)
 def vram_blocked(st: np.ndarray, now: int) -> bool:
-    return ppu_mode(st, now) == 3
+    """The PPU reads VRAM from just before mode 3 shows in STAT to the end of mode 3."""
+    if not lcd_on(st):
+        return False
+    pos = now - st[LCD_BASE]
+    line, dot, _ = _line_mode(st, pos)
+    if line >= VBLANK_LINE:
+        return False
+    start = OAM_SCAN_DOTS if pos < LINE_DOTS else OAM_SCAN_DOTS - ACCESS_LEAD
+    return start <= dot < _mode3_end(st)
 
 
 @njit(cache=True)
 def oam_blocked(st: np.ndarray, now: int) -> bool:
-    mode = ppu_mode(st, now)
-    return mode == 2 or mode == 3
+    """OAM is busy in modes 2 and 3, from a few dots before the line (not on the first line)."""
+    if not lcd_on(st):
+        return False
+    pos = now - st[LCD_BASE]
+    line, dot, _ = _line_mode(st, pos)
+    if dot >= LINE_DOTS - ACCESS_LEAD and (line < VBLANK_LINE - 1 or line == LINES - 1):
+        return True  # the next line's OAM scan
+    if line >= VBLANK_LINE:
+        return False
+    if pos < LINE_DOTS:
+        return OAM_SCAN_DOTS <= dot < _mode3_end(st)  # first line after LCD on: no scan
+    return dot < _mode3_end(st)
 
 
 @njit(cache=True)
@@ -238,7 +268,7 @@ def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
         if not lcd_on(st):
             return int(0x80 | st[STAT_ENABLE] | (4 if st[LYC_LATCH] else 0))
         line, dot, mode = _line_mode(st, now - st[LCD_BASE])
-        coincidence = 4 if _ly(line, dot) == st[LYC] else 0
+        coincidence = 4 if _coincidence(st, line, dot) else 0
         return int(0x80 | st[STAT_ENABLE] | coincidence | mode)
     if addr == 0xFF42:
         return int(st[SCY])
