@@ -49,8 +49,9 @@ class SourceKind(StrEnum):
 class Phase(StrEnum):
     """What the emulator was doing from a phase mark on.
 
-    Only ``OBSERVE`` spans hold music the program plays on its own; ``PRESS``
-    and ``SETTLE`` spans may hold sound effects caused by the explorer's input.
+    ``BOOT`` (no input yet) and ``OBSERVE`` spans hold what the program plays on
+    its own; ``PRESS`` and ``SETTLE`` spans may hold sound effects caused by the
+    explorer's input, so recordings keep no writes from them.
     """
 
     BOOT = "boot"
@@ -304,8 +305,16 @@ class Recording:
         return spans
 
     def observing_spans(self) -> list[tuple[int, int]]:
-        """Spans in which the program played on its own (no buttons, no settle time)."""
-        return [(s, e) for s, e, p in self.phase_spans() if p == Phase.OBSERVE]
+        """Spans in which the program played on its own (boot or observing), merged."""
+        spans: list[tuple[int, int]] = []
+        for start, end, phase in self.phase_spans():
+            if phase not in (Phase.BOOT, Phase.OBSERVE):
+                continue
+            if spans and spans[-1][1] == start:
+                spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((start, end))
+        return spans
 
     def with_writes(self, writes: ApuWrites, duration_cycles: int | None = None) -> Recording:
         return replace(

@@ -7,8 +7,8 @@ can collect the same pieces into one ``Recording``.
 
 - GBS: init is called at recording cycle 0 with the LCD restarted at line 0,
   as gbsplay does, so our write times line up with ``gbsplay -o iodumper``.
-- ROM: seeded exploration (see ``explore``); only observing spans are kept, each
-  opened with a register snapshot so that it stands on its own.
+- ROM: seeded exploration (see ``explore``); only quiet spans (boot and observing)
+  are kept, each later one opened with a register snapshot so that it stands on its own.
 - VGM: the logged writes, with exact timing.
 """
 
@@ -44,6 +44,10 @@ INIT_LIMIT_SECONDS = 10.0
 """A GBS init routine that has not returned after this long is reported as broken."""
 
 DEFAULT_PIECE_SECONDS = 1.0
+
+QUIET_PHASES = (Phase.BOOT, Phase.OBSERVE)
+"""Phases with no input since power-on or since the settle time: their sound is the program's
+own (title music, a jingle at start-up), so they are recorded."""
 
 
 class SourceError(ValueError):
@@ -233,15 +237,15 @@ class RomSession(Session):
             phase, phase_end = self._phase_at(cycle)
             if phase is not self._phase or not self._marked:
                 marks.append(PhaseMark(cycle, phase))
-                if phase is Phase.OBSERVE and self._marked:
+                if phase in QUIET_PHASES and self._phase not in QUIET_PHASES:
                     # open the observing span with the register state it starts from
-                    kept.append(register_snapshot(self._shadow, 1 << 62).shifted(cycle))
+                    kept.append(self._shadow.shifted(cycle))
                 self._phase, self._marked = phase, True
             stop = min(phase_end, end)
             self._run(stop - cycle, phase)
             writes = self.gb.take_writes()
             self._shadow = register_snapshot(ApuWrites.concat([self._shadow, writes]), 1 << 62)
-            if phase is Phase.OBSERVE:
+            if phase in QUIET_PHASES:
                 kept.append(writes)
             cycle = stop
         self.cycle = end
