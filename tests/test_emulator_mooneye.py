@@ -52,6 +52,7 @@ PASSING = [
     "ppu/intr_2_mode3_timing",
     "ppu/intr_2_oam_ok_timing",
     "ppu/lcdon_timing-GS",
+    "ppu/lcdon_write_timing-GS",
     "ppu/stat_irq_blocking",
     "ppu/stat_lyc_onoff",
     "ppu/vblank_stat_intr-GS",

@@ -31,11 +31,13 @@ from gbsynth.emulator.io import (
 )
 from gbsynth.emulator.ppu import (
     oam_blocked,
+    oam_write_blocked,
     ppu_read,
     ppu_schedule,
     ppu_sync,
     ppu_write,
     vram_blocked,
+    vram_write_blocked,
 )
 from gbsynth.emulator.state import (
     CAPTURE_COUNT,
@@ -254,7 +256,7 @@ def write_slow(
         cart_write(st, addr, value, now)
         return
     if addr < 0xA000:
-        if not vram_blocked(st, now):
+        if not vram_write_blocked(st, now):
             mem[addr] = value
         return
     if addr < 0xC000:
@@ -267,7 +269,7 @@ def write_slow(
         mem[addr - 0x2000] = value
         return
     if addr < 0xFF00:
-        if addr < 0xFEA0 and not oam_blocked(st, now):
+        if addr < 0xFEA0 and not oam_write_blocked(st, now):
             mem[addr] = value
         return
     io_write(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, addr, value, now)

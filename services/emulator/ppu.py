@@ -261,6 +261,29 @@ def oam_blocked(st: np.ndarray, now: int) -> bool:
 
 
 @njit(cache=True)
+def vram_write_blocked(st: np.ndarray, now: int) -> bool:
+    """Writes reach VRAM except during mode 3 (no early lead as for reads)."""
+    if not lcd_on(st):
+        return False
+    line, dot, _ = _line_mode(st, now - st[LCD_BASE])
+    return line < VBLANK_LINE and OAM_SCAN_DOTS <= dot < _mode3_end(st)
+
+
+@njit(cache=True)
+def oam_write_blocked(st: np.ndarray, now: int) -> bool:
+    """Writes reach OAM except in mode 2 (but its last M-cycle) and mode 3."""
+    if not lcd_on(st):
+        return False
+    pos = now - st[LCD_BASE]
+    line, dot, _ = _line_mode(st, pos)
+    if line >= VBLANK_LINE:
+        return False
+    if dot < OAM_SCAN_DOTS - ACCESS_LEAD:
+        return pos >= LINE_DOTS  # no OAM scan on the first line after LCD on
+    return OAM_SCAN_DOTS <= dot < _mode3_end(st)
+
+
+@njit(cache=True)
 def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
     if addr == 0xFF40:
         return int(st[LCDC])
