@@ -1,11 +1,14 @@
-"""``gbsynth emulate``: run a ROM and record every sound-register write.
+"""``gbsynth emulate``: record a ROM, GBS rip or VGM file's sound-register writes.
 
-    gbsynth emulate game.gb --seconds 60                  # gbsplay-style I/O dump on stdout
-    gbsynth emulate game.gb --seconds 60 --out rec.avro   # Avro recordings file
+    gbsynth emulate song.gbs --subsong 2 --seconds 60      # gbsplay-style I/O dump on stdout
+    gbsynth emulate game.gb --seconds 300 --seed 7 --out rec.avro
+    gbsynth emulate tune.vgm --seconds 120 --format iodump --out tune.txt
 
-The ROM runs from the post-boot state with no button pressed. The I/O dump
-uses the layout of ``gbsplay -o iodumper`` (``%08x ffXX=YY``, cycles since the
-previous write), so it can be compared with gbsplay's output line by line.
+GBS subsongs count from 1, as on gbsplay's command line. ROMs are explored
+with seeded random input (``--no-explore`` runs them with no button pressed);
+only the quiet spans are recorded. The I/O dump uses the layout of
+``gbsplay -o iodumper`` (``%08x ffXX=YY``, cycles since the previous write),
+so it can be compared with gbsplay's output line by line.
 """
 
 from __future__ import annotations
@@ -15,14 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from gbsynth.common.events import (
-    CPU_HZ,
-    Recording,
-    Source,
-    SourceKind,
-    make_recording_id,
-    sha256_hex,
-)
+from gbsynth.common.events import ApuWrites, Recording
 
 FORMATS = ("iodump", "avro")
 
@@ -31,53 +27,25 @@ class EmulateError(Exception):
     """A problem with the user's input, reported as one line on stderr."""
 
 
-def record_rom(
-    rom: bytes,
-    seconds: float,
-    *,
-    file_name: str = "",
-    seed: int | None = None,
-) -> tuple[Recording, str | None]:
-    """Run `rom` for `seconds` emulated seconds; returns the recording and a hang message.
-
-    If the program hangs (see ``machine.EmulatorHang``), the recording covers the
-    time up to the hang and the message says why.
-    """
-    from gbsynth.emulator.machine import EmulatorHang, GameBoy
-
-    gb = GameBoy(rom)
-    gb.start_recording()
-    total = int(round(seconds * CPU_HZ))
-    hang = None
-    try:
-        gb.run_cycles(total)
-    except EmulatorHang as exc:
-        hang = str(exc)
-    writes = gb.take_writes()
-    duration = gb.cycle - gb.recording_origin
-    if len(writes):
-        duration = max(duration, int(writes.cycles[-1]) + 1)
-    source = Source(
-        sha256=sha256_hex(rom), file_name=file_name, kind=SourceKind.ROM, title=gb.header.title
-    )
-    recording = Recording(
-        recording_id=make_recording_id(source, seed),
-        source=source,
-        writes=writes,
-        duration_cycles=duration,
-        seed=seed,
-    )
-    return recording, hang
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="Game Boy ROM (.gb)")
+    parser.add_argument("file", metavar="FILE", help="Game Boy ROM (.gb), GBS rip or VGM file")
     parser.add_argument(
-        "--seconds", type=float, required=True, help="emulated seconds (4,194,304 cycles each)"
+        "--seconds", type=float, default=60.0, help="emulated seconds to record (default 60)"
     )
     parser.add_argument(
-        "--seed", type=int, default=None, help="seed stored with the run (no random input yet)"
+        "--subsong", type=int, default=None, help="GBS subsong, counting from 1 (default: first)"
     )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the ROM explorer's input")
+    parser.add_argument(
+        "--no-explore", action="store_true", help="run a ROM without pressing any button"
+    )
+    for phase, default in (("boot", 10.0), ("observe", 30.0), ("press", 20.0), ("settle", 3.0)):
+        parser.add_argument(
+            f"--{phase}-seconds",
+            type=float,
+            default=default,
+            help=f"exploration: {phase} span (default {default:g})",
+        )
     parser.add_argument("--out", metavar="PATH", help="output file (default: stdout, iodump only)")
     parser.add_argument(
         "--format",
@@ -96,25 +64,54 @@ def _output_format(args: argparse.Namespace) -> str:
     return "iodump"
 
 
+def record_file(args: argparse.Namespace) -> tuple[Recording, str | None]:
+    """The recording of ``args.file``; on a hang, what was recorded until then and why."""
+    from gbsynth.emulator.explore import ExploreSettings
+    from gbsynth.emulator.sources import SourceError, open_session
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise EmulateError(f"{path}: no such file")
+    try:
+        explore = None
+        if not args.no_explore:
+            explore = ExploreSettings(
+                args.boot_seconds, args.observe_seconds, args.press_seconds, args.settle_seconds
+            )
+        session = open_session(path, subsong=args.subsong, seed=args.seed, explore=explore)
+    except (SourceError, ValueError) as exc:
+        raise EmulateError(str(exc)) from exc
+    parts, marks, problem = [], [], None
+    try:
+        for piece in session.pieces(args.seconds, piece_seconds=10.0):
+            parts.append(piece.writes)
+            marks.extend(piece.phases)
+    except SourceError as exc:
+        problem = str(exc)
+    writes = ApuWrites.concat(parts)
+    duration = max(session.cycle, int(writes.cycles[-1]) + 1 if len(writes) else 0)
+    recording = Recording(
+        recording_id=session.recording_id,
+        source=session.source,
+        writes=writes,
+        duration_cycles=duration,
+        seed=session.seed,
+        phases=tuple(marks),
+    )
+    return recording, problem
+
+
 def _run(args: argparse.Namespace) -> int:
     from gbsynth.common.formats import write_iodump, write_recordings
-    from gbsynth.emulator.machine import RomError
 
     if not args.seconds > 0:
         raise EmulateError("--seconds must be positive")
+    if args.subsong is not None and args.subsong < 1:
+        raise EmulateError("--subsong counts from 1")
     fmt = _output_format(args)
     if fmt == "avro" and not args.out:
         raise EmulateError("--format avro needs --out PATH (Avro is binary)")
-    path = Path(args.file)
-    try:
-        rom = path.read_bytes()
-    except OSError as exc:
-        raise EmulateError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        recording, hang = record_rom(rom, args.seconds, file_name=path.name, seed=args.seed)
-    except RomError as exc:
-        raise EmulateError(f"{path}: {exc}") from exc
-
+    recording, problem = record_file(args)
     if fmt == "avro":
         from gbsynth import __version__
 
@@ -124,8 +121,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         write_iodump(recording, sys.stdout)
         sys.stdout.flush()
-    if hang:
-        print(f"gbsynth emulate: {path.name}: stopped early: {hang}", file=sys.stderr)
+    if problem:
+        print(f"gbsynth emulate: stopped early: {problem}", file=sys.stderr)
         return 1
     return 0
 
