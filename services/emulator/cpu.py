@@ -79,10 +79,6 @@ FN = 0x40
 FH = 0x20
 FC = 0x10
 
-HALT_EXIT_CYCLES = 0
-"""Extra cycles the CPU spends leaving HALT before it dispatches or fetches."""
-
-
 @njit(cache=True)
 def handle_events(st: np.ndarray, mem: np.ndarray, now: int) -> int:
     """At NEXT_EVENT: sync every block, decide whether the run must stop, reschedule."""
@@ -222,64 +218,71 @@ def run(
     schedule(st, now)
 
     while True:
-        if now >= st[NEXT_EVENT]:
-            reason = handle_events(st, mem, now)
-            if reason:
-                break
-        if now + 4 >= st[NEXT_EVENT]:
-            # Interrupts are sampled at the end of the next opcode fetch's M-cycle.
-            sync_all(st, mem, now + 4)
-        pending = mem[IF_ADDR] & mem[IE_ADDR] & 0x1F
-        if halted:
-            if st[STOPPED]:
-                reason = EXIT_HANG_STOP  # only a button press (set_buttons) resumes
-                break
-            if pending == 0:
-                if not can_wake(st, mem):
-                    reason = EXIT_HANG_HALT
+        next_event = st[NEXT_EVENT]
+        if now + 4 >= next_event:
+            if now >= next_event:
+                reason = handle_events(st, mem, now)
+                if reason:
                     break
-                # Sleep until the M-cycle whose end sees the next event.
-                target = st[NEXT_EVENT] - 4
-                if target > now and st[IDLE_SKIP]:
-                    now += (target - now + 3) & ~3
+            if now + 4 >= st[NEXT_EVENT]:
+                # Interrupts are sampled at the end of the next opcode fetch's M-cycle.
+                sync_all(st, mem, now + 4)
+        pending = mem[IF_ADDR] & mem[IE_ADDR] & 0x1F
+        if pending | halted | ei_pending:
+            # The rare path: HALT, the EI delay, interrupt requests.
+            if halted:
+                if st[STOPPED]:
+                    reason = EXIT_HANG_STOP  # only a button press (set_buttons) resumes
+                    break
+                if pending == 0:
+                    if not can_wake(st, mem):
+                        reason = EXIT_HANG_HALT
+                        break
+                    # Sleep until the M-cycle whose end sees the next event.
+                    target = st[NEXT_EVENT] - 4
+                    if target > now and st[IDLE_SKIP]:
+                        now += (target - now + 3) & ~3
+                    else:
+                        now += 4
+                    continue
+                halted = 0
+            ime_now = ime
+            if ei_pending:
+                ei_pending = 0
+                ime = 1
+            if pending and ime_now:
+                # Interrupt dispatch: 2 idle M-cycles, push PC (IE re-read in between), jump.
+                ime = 0
+                now += 8
+                sp = (sp - 1) & 0xFFFF
+                now += 4
+                write8(
+                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc >> 8, now
+                )
+                pending = mem[IF_ADDR] & mem[IE_ADDR] & 0x1F
+                sp = (sp - 1) & 0xFFFF
+                now += 4
+                write8(
+                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc & 0xFF, now
+                )
+                if pending == 0:
+                    pc = 0
                 else:
-                    now += 4
+                    bit = 0
+                    while not (pending >> bit) & 1:
+                        bit += 1
+                    mem[IF_ADDR] &= ~(1 << bit) & 0xFF
+                    pc = INTERRUPT_VECTORS[bit]
+                now += 4
                 continue
-            halted = 0
-            now += HALT_EXIT_CYCLES
-        ime_now = ime
-        if ei_pending:
-            ei_pending = 0
-            ime = 1
-        if pending and ime_now:
-            # Interrupt dispatch: 2 idle M-cycles, push PC (IE re-read in between), jump.
-            ime = 0
-            now += 8
-            sp = (sp - 1) & 0xFFFF
-            now += 4
-            write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc >> 8, now)
-            pending = mem[IF_ADDR] & mem[IE_ADDR] & 0x1F
-            sp = (sp - 1) & 0xFFFF
-            now += 4
-            write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc & 0xFF, now)
-            if pending == 0:
-                pc = 0
-            else:
-                bit = 0
-                while not (pending >> bit) & 1:
-                    bit += 1
-                mem[IF_ADDR] &= ~(1 << bit) & 0xFF
-                pc = INTERRUPT_VECTORS[bit]
-            now += 4
-            continue
+        else:
+            ime_now = ime
 
-        # ---- fetch ----
+        # ---- fetch (after HALT with IME=0 and a pending interrupt, PC does not advance) ----
         now += 4
         op = read8(st, mem, apu, pc, now)
-        if halt_bug:
-            halt_bug = 0
-        else:
-            pc = (pc + 1) & 0xFFFF
+        pc = (pc + 1 - halt_bug) & 0xFFFF
+        halt_bug = 0
 
         quadrant = op >> 6
         if quadrant == 1:
