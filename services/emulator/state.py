@@ -235,13 +235,16 @@ def _drop_stale_jit_cache() -> None:
     """
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    modules = sorted(package.rglob("*.py"))
-    for path in modules:
-        digest.update(str(path.relative_to(package)).encode())
+    modules = []
+    for path in sorted(package.rglob("*.py")):
         try:
-            digest.update(path.read_bytes())
+            source = path.read_bytes()
         except OSError:
             return
+        if b"njit" in source or path.name == "state.py":
+            modules.append(path)  # only modules with jitted code (or their constants) count
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(source)
     stamp_text = digest.hexdigest()
     stamp = package / "__pycache__" / "gbsynth_jit_sources.sha256"
     try:
