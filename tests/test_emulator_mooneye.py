@@ -49,6 +49,7 @@ PASSING = [
     "ppu/intr_1_2_timing-GS",
     "ppu/intr_2_0_timing",
     "ppu/intr_2_mode0_timing",
+    "ppu/intr_2_mode0_timing_sprites",
     "ppu/intr_2_mode3_timing",
     "ppu/intr_2_oam_ok_timing",
     "ppu/lcdon_timing-GS",

@@ -53,6 +53,7 @@ from gbsynth.emulator.state import (
     ROMX_BANK,
     RPAGE,
     SERIAL_DONE,
+    SPRITE_LINE,
     WATCHDOG_SPAN,
     WPAGE,
 )
@@ -80,7 +81,7 @@ def sync_all(st: np.ndarray, mem: np.ndarray, now: int) -> None:
     timer_sync(st, mem, now)
     ppu_sync(st, mem, now)
     if st[PPU_NEXT] <= now:
-        ppu_schedule(st)
+        ppu_schedule(st, mem)
     serial_sync(st, mem, now)
     dma_sync(st, mem, now)
 
@@ -150,7 +151,7 @@ def read_slow(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: 
             return int(mem[ROM_BASE + st[ROM0_BANK] * 0x4000 + addr])
         return int(mem[ROM_BASE + st[ROMX_BANK] * 0x4000 + addr - 0x4000])
     if addr < 0xA000:
-        if vram_blocked(st, now):
+        if vram_blocked(st, mem, now):
             return 0xFF
         return int(mem[addr])
     if addr < 0xC000:
@@ -160,7 +161,7 @@ def read_slow(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: 
     if addr < 0xFE00:
         return int(mem[addr - 0x2000])
     if addr < 0xFF00:
-        if oam_blocked(st, now):
+        if oam_blocked(st, mem, now):
             return 0xFF
         if addr < 0xFEA0:
             return int(mem[addr])
@@ -256,7 +257,7 @@ def write_slow(
         cart_write(st, addr, value, now)
         return
     if addr < 0xA000:
-        if not vram_write_blocked(st, now):
+        if not vram_write_blocked(st, mem, now):
             mem[addr] = value
         return
     if addr < 0xC000:
@@ -269,8 +270,10 @@ def write_slow(
         mem[addr - 0x2000] = value
         return
     if addr < 0xFF00:
-        if addr < 0xFEA0 and not oam_write_blocked(st, now):
+        if addr < 0xFEA0 and not oam_write_blocked(st, mem, now):
+            ppu_sync(st, mem, now)  # lines so far saw the old sprites
             mem[addr] = value
+            st[SPRITE_LINE] = -1
         return
     io_write(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, addr, value, now)
 

@@ -25,6 +25,7 @@ from gbsynth.emulator.state import (
     ROM0_BANK,
     ROM_BASE,
     ROMX_BANK,
+    SPRITE_LINE,
 )
 
 DMA_LENGTH = 160
@@ -67,6 +68,7 @@ def dma_sync(st: np.ndarray, mem: np.ndarray, now: int) -> None:
         for i in range(copied, due):
             mem[0xFE00 + i] = dma_source_byte(st, mem, source + i)
         st[DMA_COPIED] = due
+        st[SPRITE_LINE] = -1  # OAM changed: sprite penalties need a new scan
     if now > st[DMA_START] + 4 * DMA_LENGTH:
         st[DMA_ACTIVE] = 0
         map_pages(st)

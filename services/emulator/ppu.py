@@ -33,6 +33,8 @@ from gbsynth.emulator.state import (
     PPU_SYNCED,
     SCX,
     SCY,
+    SPRITE_DOTS,
+    SPRITE_LINE,
     STAT_ENABLE,
     STAT_LINE,
 )
@@ -58,18 +60,63 @@ dots the LY=LYC flag reads 0 and OAM is already blocked for the next line's scan
 LINE_END = LINE_DOTS - LY_READ_LEAD
 ACCESS_LEAD = 4
 """VRAM (and, on later lines, OAM) is blocked this many dots before mode 3 (mode 2) shows."""
+MODE0_READ_EARLY = 3
+"""STAT reads (and VRAM/OAM access) see mode 0 this many dots before the mode 0 interrupt."""
 BOOT_POSITION = FRAME_DOTS + 153 * LINE_DOTS + 352
 """PPU position at power-on cycle 0: line 153 (LY reads 0, VBlank), as the boot ROM leaves it."""
 
 
 @njit(cache=True)
-def _mode3_end(st: np.ndarray) -> int:
-    return OAM_SCAN_DOTS + MODE3_MIN_DOTS + (st[SCX] & 7)
+def _sprite_dots(st: np.ndarray, mem: np.ndarray, line: int) -> int:
+    """Dots the line's sprites add to mode 3.
+
+    The OAM scan keeps the first 10 sprites (in OAM order) that cover the line. Each
+    visible one (X < 168) costs 6 dots, and the first one over a background tile also
+    waits for that tile's fetch to finish: 5 - min(5, (X + SCX) mod 8) more dots.
+    """
+    lcdc = st[LCDC]
+    if (lcdc & 0x02) == 0:
+        return 0
+    height = 16 if lcdc & 0x04 else 8
+    fine = st[SCX] & 7
+    found = 0
+    tiles = 0
+    dots = 0
+    for i in range(40):
+        row = line + 16 - mem[0xFE00 + 4 * i]
+        if row < 0 or row >= height:
+            continue
+        found += 1
+        x = int(mem[0xFE01 + 4 * i])
+        if x < 168:
+            dots += 6
+            tile = (x + fine) >> 3
+            if not (tiles >> tile) & 1:
+                tiles |= 1 << tile
+                dots += 5 - min(5, (x + fine) & 7)
+        if found == 10:
+            break
+    return dots
 
 
 @njit(cache=True)
-def _line_mode(st: np.ndarray, pos: int) -> tuple[int, int, int]:
-    """(line 0..153, dot, mode) at position `pos` (dots since LCD on)."""
+def _mode3_end(st: np.ndarray, mem: np.ndarray, pos: int) -> int:
+    """Dot at which mode 3 of the line at `pos` ends (the STAT mode 0 interrupt)."""
+    line_index = pos // LINE_DOTS
+    if st[SPRITE_LINE] != line_index:
+        line = (pos % FRAME_DOTS) // LINE_DOTS
+        st[SPRITE_DOTS] = _sprite_dots(st, mem, line) if line < VBLANK_LINE else 0
+        st[SPRITE_LINE] = line_index
+    return OAM_SCAN_DOTS + MODE3_MIN_DOTS + (st[SCX] & 7) + st[SPRITE_DOTS]
+
+
+@njit(cache=True)
+def _line_mode(st: np.ndarray, mem: np.ndarray, pos: int, early: int) -> tuple[int, int, int]:
+    """(line 0..153, dot, mode) at position `pos` (dots since LCD on).
+
+    `early`: how many dots before the mode 0 interrupt the mode 0 shows (STAT reads and
+    memory access see it MODE0_READ_EARLY dots before the interrupt line does).
+    """
     frame_pos = pos % FRAME_DOTS
     line = frame_pos // LINE_DOTS
     dot = frame_pos - line * LINE_DOTS
@@ -79,7 +126,7 @@ def _line_mode(st: np.ndarray, pos: int) -> tuple[int, int, int]:
         if pos < OAM_SCAN_DOTS:
             return line, dot, 0  # first line after LCD on: no OAM scan
         return line, dot, 2
-    if dot < _mode3_end(st):
+    if dot < _mode3_end(st, mem, pos) - early:
         return line, dot, 3
     return line, dot, 0
 
@@ -98,12 +145,12 @@ def _coincidence(st: np.ndarray, line: int, dot: int) -> bool:
 
 
 @njit(cache=True)
-def _stat_level(st: np.ndarray, pos: int) -> int:
+def _stat_level(st: np.ndarray, mem: np.ndarray, pos: int) -> int:
     """The STAT interrupt line (OR of the enabled conditions) at position `pos`."""
     enable = st[STAT_ENABLE]
     if enable == 0:
         return 0
-    line, dot, mode = _line_mode(st, pos)
+    line, dot, mode = _line_mode(st, mem, pos, 0)
     if (enable & 0x40) and _coincidence(st, line, dot):
         return 1
     if (enable & 0x08) and mode == 0:
@@ -116,7 +163,7 @@ def _stat_level(st: np.ndarray, pos: int) -> int:
 
 
 @njit(cache=True)
-def _next_point(st: np.ndarray, pos: int) -> int:
+def _next_point(st: np.ndarray, mem: np.ndarray, pos: int) -> int:
     """The next position after `pos` where the STAT line may change."""
     dot = pos % LINE_DOTS
     start = pos - dot
@@ -124,7 +171,7 @@ def _next_point(st: np.ndarray, pos: int) -> int:
         return start + LY153_ZERO_DOT
     if dot < OAM_SCAN_DOTS:
         return start + OAM_SCAN_DOTS
-    end3 = _mode3_end(st)
+    end3 = _mode3_end(st, mem, pos)
     if dot < end3:
         return start + end3
     if dot < LINE_END:
@@ -166,21 +213,21 @@ def ppu_sync(st: np.ndarray, mem: np.ndarray, target: int) -> None:
         # Walk one whole frame (any edge in it recurs in every skipped frame), then jump.
         stop = pos + FRAME_DOTS
         while True:
-            point = _next_point(st, pos)
+            point = _next_point(st, mem, pos)
             if point > stop:
                 break
-            new_level = _stat_level(st, point)
+            new_level = _stat_level(st, mem, point)
             if new_level and not level:
                 mem[IF_ADDR] |= INT_STAT
             level = new_level
             pos = point
         pos = end - FRAME_DOTS
-        level = _stat_level(st, pos)
+        level = _stat_level(st, mem, pos)
     while True:
-        point = _next_point(st, pos)
+        point = _next_point(st, mem, pos)
         if point > end:
             break
-        new_level = _stat_level(st, point)
+        new_level = _stat_level(st, mem, point)
         if new_level and not level:
             mem[IF_ADDR] |= INT_STAT
         level = new_level
@@ -189,7 +236,7 @@ def ppu_sync(st: np.ndarray, mem: np.ndarray, target: int) -> None:
 
 
 @njit(cache=True)
-def ppu_schedule(st: np.ndarray) -> int:
+def ppu_schedule(st: np.ndarray, mem: np.ndarray) -> int:
     """Compute PPU_NEXT: the next cycle at which a PPU interrupt request can happen."""
     if not lcd_on(st):
         st[PPU_NEXT] = NEVER
@@ -201,10 +248,10 @@ def ppu_schedule(st: np.ndarray) -> int:
         level = st[STAT_LINE]
         limit = pos + FRAME_DOTS + LINE_DOTS
         while pos < limit:
-            point = _next_point(st, pos)
+            point = _next_point(st, mem, pos)
             if point >= best:
                 break
-            new_level = _stat_level(st, point)
+            new_level = _stat_level(st, mem, point)
             if new_level and not level:
                 best = point
                 break
@@ -215,72 +262,74 @@ def ppu_schedule(st: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def ppu_mode(st: np.ndarray, now: int) -> int:
+def ppu_mode(st: np.ndarray, mem: np.ndarray, now: int) -> int:
+    """The mode as STAT reads it."""
     if not lcd_on(st):
         return 0
-    _, _, mode = _line_mode(st, now - st[LCD_BASE])
+    _, _, mode = _line_mode(st, mem, now - st[LCD_BASE], MODE0_READ_EARLY)
     return mode
 
 
 @njit(cache=True)
-def ppu_ly(st: np.ndarray, now: int) -> int:
+def ppu_ly(st: np.ndarray, mem: np.ndarray, now: int) -> int:
     """LY as the CPU reads it: it changes LY_READ_LEAD dots before the line does."""
     if not lcd_on(st):
         return 0
-    line, dot, _ = _line_mode(st, now - st[LCD_BASE] + LY_READ_LEAD)
+    line, dot, _ = _line_mode(st, mem, now - st[LCD_BASE] + LY_READ_LEAD, 0)
     return _ly(line, dot)
 
 
 @njit(cache=True)
-def vram_blocked(st: np.ndarray, now: int) -> bool:
+def vram_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
     """The PPU reads VRAM from just before mode 3 shows in STAT to the end of mode 3."""
     if not lcd_on(st):
         return False
     pos = now - st[LCD_BASE]
-    line, dot, _ = _line_mode(st, pos)
+    line, dot, _ = _line_mode(st, mem, pos, MODE0_READ_EARLY)
     if line >= VBLANK_LINE:
         return False
     start = OAM_SCAN_DOTS if pos < LINE_DOTS else OAM_SCAN_DOTS - ACCESS_LEAD
-    return start <= dot < _mode3_end(st)
+    return start <= dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY
 
 
 @njit(cache=True)
-def oam_blocked(st: np.ndarray, now: int) -> bool:
+def oam_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
     """OAM is busy in modes 2 and 3, from a few dots before the line (not on the first line)."""
     if not lcd_on(st):
         return False
     pos = now - st[LCD_BASE]
-    line, dot, _ = _line_mode(st, pos)
+    line, dot, _ = _line_mode(st, mem, pos, MODE0_READ_EARLY)
     if dot >= LINE_DOTS - ACCESS_LEAD and (line < VBLANK_LINE - 1 or line == LINES - 1):
         return True  # the next line's OAM scan
     if line >= VBLANK_LINE:
         return False
     if pos < LINE_DOTS:
-        return OAM_SCAN_DOTS <= dot < _mode3_end(st)  # first line after LCD on: no scan
-    return dot < _mode3_end(st)
+        return OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY  # no scan
+    return dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY
 
 
 @njit(cache=True)
-def vram_write_blocked(st: np.ndarray, now: int) -> bool:
+def vram_write_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
     """Writes reach VRAM except during mode 3 (no early lead as for reads)."""
     if not lcd_on(st):
         return False
-    line, dot, _ = _line_mode(st, now - st[LCD_BASE])
-    return line < VBLANK_LINE and OAM_SCAN_DOTS <= dot < _mode3_end(st)
+    pos = now - st[LCD_BASE]
+    line, dot, _ = _line_mode(st, mem, pos, MODE0_READ_EARLY)
+    return line < VBLANK_LINE and OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY
 
 
 @njit(cache=True)
-def oam_write_blocked(st: np.ndarray, now: int) -> bool:
+def oam_write_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
     """Writes reach OAM except in mode 2 (but its last M-cycle) and mode 3."""
     if not lcd_on(st):
         return False
     pos = now - st[LCD_BASE]
-    line, dot, _ = _line_mode(st, pos)
+    line, dot, _ = _line_mode(st, mem, pos, MODE0_READ_EARLY)
     if line >= VBLANK_LINE:
         return False
     if dot < OAM_SCAN_DOTS - ACCESS_LEAD:
         return pos >= LINE_DOTS  # no OAM scan on the first line after LCD on
-    return OAM_SCAN_DOTS <= dot < _mode3_end(st)
+    return OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY
 
 
 @njit(cache=True)
@@ -290,7 +339,7 @@ def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
     if addr == 0xFF41:
         if not lcd_on(st):
             return int(0x80 | st[STAT_ENABLE] | (4 if st[LYC_LATCH] else 0))
-        line, dot, mode = _line_mode(st, now - st[LCD_BASE])
+        line, dot, mode = _line_mode(st, mem, now - st[LCD_BASE], MODE0_READ_EARLY)
         coincidence = 4 if _coincidence(st, line, dot) else 0
         return int(0x80 | st[STAT_ENABLE] | coincidence | mode)
     if addr == 0xFF42:
@@ -298,7 +347,7 @@ def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
     if addr == 0xFF43:
         return int(st[SCX])
     if addr == 0xFF44:
-        return ppu_ly(st, now)
+        return ppu_ly(st, mem, now)
     if addr == 0xFF45:
         return int(st[LYC])
     return int(mem[addr])
@@ -308,7 +357,7 @@ def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
 def _refresh_level(st: np.ndarray, mem: np.ndarray, now: int) -> None:
     """After a register change: a rising STAT line requests the interrupt at once."""
     if lcd_on(st):
-        level = _stat_level(st, now - st[LCD_BASE])
+        level = _stat_level(st, mem, now - st[LCD_BASE])
     else:
         # LCD off: only the frozen LY=LYC flag can hold the line.
         level = 1 if (st[STAT_ENABLE] & 0x40) and st[LYC_LATCH] else 0
@@ -323,8 +372,9 @@ def ppu_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: int) 
     if addr == 0xFF40:
         was_on = lcd_on(st)
         if was_on and not value & 0x80:
-            st[LYC_LATCH] = 1 if ppu_ly(st, now) == st[LYC] else 0
+            st[LYC_LATCH] = 1 if ppu_ly(st, mem, now) == st[LYC] else 0
         st[LCDC] = value
+        st[SPRITE_LINE] = -1
         if value & 0x80 and not was_on:
             st[LCD_BASE] = now + LCD_ON_DELAY
         _refresh_level(st, mem, now)
@@ -335,9 +385,10 @@ def ppu_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: int) 
         st[SCY] = value
     elif addr == 0xFF43:
         st[SCX] = value
+        st[SPRITE_LINE] = -1
     elif addr == 0xFF45:
         st[LYC] = value
         _refresh_level(st, mem, now)
     elif addr != 0xFF44:
         mem[addr] = value
-    ppu_schedule(st)
+    ppu_schedule(st, mem)

@@ -172,6 +172,9 @@ STAT_LINE = _slot("STAT_LINE")
 """Level of the STAT interrupt line at PPU_SYNCED (an IF request on each rising edge)."""
 LYC_LATCH = _slot("LYC_LATCH")
 """The LY=LYC flag frozen when the LCD was switched off (the comparison clock stops)."""
+SPRITE_LINE = _slot("SPRITE_LINE")
+"""Line (counted from LCD on) whose sprite penalty SPRITE_DOTS holds; -1 after OAM changes."""
+SPRITE_DOTS = _slot("SPRITE_DOTS")
 PPU_NEXT = _slot("PPU_NEXT")
 """Cycle of the next PPU event that may set IF (VBlank, or a STAT line change), or NEVER."""
 
