@@ -262,15 +262,6 @@ def ppu_schedule(st: np.ndarray, mem: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def ppu_mode(st: np.ndarray, mem: np.ndarray, now: int) -> int:
-    """The mode as STAT reads it."""
-    if not lcd_on(st):
-        return 0
-    _, _, mode = _line_mode(st, mem, now - st[LCD_BASE], MODE0_READ_EARLY)
-    return mode
-
-
-@njit(cache=True)
 def ppu_ly(st: np.ndarray, mem: np.ndarray, now: int) -> int:
     """LY as the CPU reads it: it changes LY_READ_LEAD dots before the line does."""
     if not lcd_on(st):

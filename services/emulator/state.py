@@ -220,7 +220,6 @@ EXIT_NAMES = {
 }
 HANG_EXITS = frozenset({EXIT_HANG_HALT, EXIT_HANG_LOCKED, EXIT_HANG_NO_IO, EXIT_HANG_STOP})
 
-MEM_SIZE_FIXED = ROM_BASE
 
 
 def new_state() -> np.ndarray:
