@@ -165,10 +165,28 @@ def test_busy_loop_without_io_trips_the_watchdog():
 
 def test_stop_waits_for_a_button():
     # stop; ld a,0x77; ldh (NR50),a; jr -2
-    gb = GameBoy(rom_with(bytes([0x10, 0x00, 0x3E, 0x77, 0xE0, 0x24, 0x18, 0xFE])))
-    assert gb.run_cycles(1000, raise_on_hang=False) == S.EXIT_HANG_STOP
+    program = rom_with(bytes([0x10, 0x00, 0x3E, 0x77, 0xE0, 0x24, 0x18, 0xFE]))
+    gb = GameBoy(program)
+    assert gb.run_cycles(10_000) == S.EXIT_END
+    assert len(gb.take_writes()) == 0
     gb.set_buttons(0x08)  # Start
     gb.run_cycles(1000)
+    assert list(gb.take_writes().registers) == [0xFF24]
+    # A STOP nobody ends is reported once the watchdog span has passed.
+    gb = GameBoy(program, watchdog_seconds=0.25)
+    with pytest.raises(EmulatorHang, match="STOP") as info:
+        gb.run_seconds(5)
+    assert info.value.reason == S.EXIT_HANG_STOP
+
+
+def test_halt_waiting_for_the_joypad_is_not_a_hang():
+    # di; ld a,0x10; ldh (IE),a; xor a; ldh (IF),a; ldh (P1),a; halt; ld a,0x77; ldh (NR50),a
+    program = bytes([0xF3, 0x3E, 0x10, 0xE0, 0xFF, 0xAF, 0xE0, 0x0F, 0xE0, 0x00, 0x76])
+    gb = GameBoy(rom_with(program + bytes([0x3E, 0x77, 0xE0, 0x24, 0x18, 0xFE])))
+    assert gb.run_seconds(2) == S.EXIT_END
+    assert len(gb.take_writes()) == 0
+    gb.set_buttons(0x01)
+    gb.run_cycles(100)
     assert list(gb.take_writes().registers) == [0xFF24]
 
 

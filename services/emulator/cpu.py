@@ -93,7 +93,7 @@ def handle_events(st: np.ndarray, mem: np.ndarray, now: int) -> int:
     elif now >= st[END_CYCLE]:
         reason = EXIT_END
     elif st[WATCHDOG_SPAN] > 0 and now - st[LAST_IO_WRITE] >= st[WATCHDOG_SPAN]:
-        reason = EXIT_HANG_NO_IO
+        reason = EXIT_HANG_STOP if st[STOPPED] else EXIT_HANG_NO_IO
     schedule(st, now)
     return reason
 
@@ -102,9 +102,12 @@ def handle_events(st: np.ndarray, mem: np.ndarray, now: int) -> int:
 def can_wake(st: np.ndarray, mem: np.ndarray) -> bool:
     """Can any interrupt enabled in IE still be requested while the CPU sleeps?
 
-    The joypad is left out: within a run nobody presses a button.
+    A program waiting for the joypad interrupt is waiting for input, not hung: the
+    caller may press a button between runs (the no-I/O watchdog still applies).
     """
     enabled = mem[IE_ADDR] & 0x1F
+    if enabled & 0x10:
+        return True
     if lcd_on(st):
         if enabled & 0x01:
             return True
@@ -231,11 +234,11 @@ def run(
         if pending | halted | ei_pending:
             # The rare path: HALT, the EI delay, interrupt requests.
             if halted:
-                if st[STOPPED]:
-                    reason = EXIT_HANG_STOP  # only a button press (set_buttons) resumes
-                    break
-                if pending == 0:
-                    if not can_wake(st, mem):
+                stopped = st[STOPPED]
+                if pending == 0 or stopped:
+                    # STOP ignores interrupts: only a button press (set_buttons) resumes it,
+                    # so it waits like a HALT until the run ends or the watchdog fires.
+                    if not stopped and not can_wake(st, mem):
                         reason = EXIT_HANG_HALT
                         break
                     # Sleep until the M-cycle whose end sees the next event.

@@ -198,13 +198,13 @@ EXIT_BREAKPOINT = 4
 EXIT_RETURNED = 5
 """A RET/RETI reached SENTINEL_PC."""
 EXIT_HANG_HALT = 6
-"""HALT (or STOP) with no interrupt source that can ever wake the CPU."""
+"""HALT with no enabled interrupt source that can ever wake the CPU."""
 EXIT_HANG_LOCKED = 7
 """An illegal opcode locked the CPU."""
 EXIT_HANG_NO_IO = 8
 """No I/O register write for WATCHDOG_SPAN cycles."""
 EXIT_HANG_STOP = 9
-"""STOP with no button pressed: only a button press resumes it."""
+"""STOP for the whole watchdog span: only a button press resumes it."""
 
 EXIT_NAMES = {
     EXIT_NONE: "none",
@@ -216,7 +216,7 @@ EXIT_NAMES = {
     EXIT_HANG_HALT: "halted with no interrupt that can fire",
     EXIT_HANG_LOCKED: "CPU locked by an illegal opcode",
     EXIT_HANG_NO_IO: "no I/O write for the watchdog span",
-    EXIT_HANG_STOP: "stopped (STOP) with no button pressed",
+    EXIT_HANG_STOP: "stopped (STOP) for the watchdog span with no button pressed",
 }
 HANG_EXITS = frozenset({EXIT_HANG_HALT, EXIT_HANG_LOCKED, EXIT_HANG_NO_IO, EXIT_HANG_STOP})
 
