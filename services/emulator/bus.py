@@ -53,7 +53,7 @@ from gbsynth.emulator.state import (
     ROMX_BANK,
     RPAGE,
     SERIAL_DONE,
-    SPRITE_LINE,
+    SPRITE_TABLE_VALID,
     WATCHDOG_SPAN,
     WPAGE,
 )
@@ -273,7 +273,7 @@ def write_slow(
         if addr < 0xFEA0 and not oam_write_blocked(st, mem, now):
             ppu_sync(st, mem, now)  # lines so far saw the old sprites
             mem[addr] = value
-            st[SPRITE_LINE] = -1
+            st[SPRITE_TABLE_VALID] = 0
         return
     io_write(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, addr, value, now)
 

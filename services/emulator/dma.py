@@ -25,7 +25,7 @@ from gbsynth.emulator.state import (
     ROM0_BANK,
     ROM_BASE,
     ROMX_BANK,
-    SPRITE_LINE,
+    SPRITE_TABLE_VALID,
 )
 
 DMA_LENGTH = 160
@@ -68,7 +68,7 @@ def dma_sync(st: np.ndarray, mem: np.ndarray, now: int) -> None:
         for i in range(copied, due):
             mem[0xFE00 + i] = dma_source_byte(st, mem, source + i)
         st[DMA_COPIED] = due
-        st[SPRITE_LINE] = -1  # OAM changed: sprite penalties need a new scan
+        st[SPRITE_TABLE_VALID] = 0  # OAM changed: sprite penalties need a new scan
     if now > st[DMA_START] + 4 * DMA_LENGTH:
         st[DMA_ACTIVE] = 0
         map_pages(st)

@@ -148,7 +148,6 @@ class GameBoy:
         st[S.DMA_BLOCK_FROM] = S.NEVER
         st[S.LCDC] = 0x91
         st[S.LCD_BASE] = -BOOT_POSITION
-        st[S.SPRITE_LINE] = -1
         st[S.PPU_NEXT] = 0
         st[S.NEXT_EVENT] = 0
         st[S.END_CYCLE] = 0

@@ -33,8 +33,10 @@ from gbsynth.emulator.state import (
     PPU_SYNCED,
     SCX,
     SCY,
+    SPRITE_COUNT,
     SPRITE_DOTS,
-    SPRITE_LINE,
+    SPRITE_TABLE_VALID,
+    SPRITE_TILES,
     STAT_ENABLE,
     STAT_LINE,
 )
@@ -67,47 +69,51 @@ BOOT_POSITION = FRAME_DOTS + 153 * LINE_DOTS + 352
 
 
 @njit(cache=True)
-def _sprite_dots(st: np.ndarray, mem: np.ndarray, line: int) -> int:
-    """Dots the line's sprites add to mode 3.
+def _build_sprite_table(st: np.ndarray, mem: np.ndarray) -> None:
+    """For each visible line, the dots its sprites add to mode 3.
 
-    The OAM scan keeps the first 10 sprites (in OAM order) that cover the line. Each
+    The OAM scan keeps the first 10 sprites (in OAM order) that cover a line. Each
     visible one (X < 168) costs 6 dots, and the first one over a background tile also
     waits for that tile's fetch to finish: 5 - min(5, (X + SCX) mod 8) more dots.
+    Built once per change of OAM, LCDC or SCX rather than per line.
     """
+    for line in range(VBLANK_LINE):
+        st[SPRITE_DOTS + line] = 0
+        st[SPRITE_COUNT + line] = 0
+        st[SPRITE_TILES + line] = 0
+    st[SPRITE_TABLE_VALID] = 1
     lcdc = st[LCDC]
     if (lcdc & 0x02) == 0:
-        return 0
+        return
     height = 16 if lcdc & 0x04 else 8
     fine = st[SCX] & 7
-    found = 0
-    tiles = 0
-    dots = 0
     for i in range(40):
-        row = line + 16 - mem[0xFE00 + 4 * i]
-        if row < 0 or row >= height:
-            continue
-        found += 1
+        top = int(mem[0xFE00 + 4 * i]) - 16
         x = int(mem[0xFE01 + 4 * i])
-        if x < 168:
-            dots += 6
-            tile = (x + fine) >> 3
-            if not (tiles >> tile) & 1:
-                tiles |= 1 << tile
-                dots += 5 - min(5, (x + fine) & 7)
-        if found == 10:
-            break
-    return dots
+        tile = (x + fine) >> 3
+        wait = 5 - min(5, (x + fine) & 7)
+        for line in range(max(0, top), min(VBLANK_LINE, top + height)):
+            if st[SPRITE_COUNT + line] == 10:
+                continue
+            st[SPRITE_COUNT + line] += 1
+            if x >= 168:
+                continue
+            dots = 6
+            if not (st[SPRITE_TILES + line] >> tile) & 1:
+                st[SPRITE_TILES + line] |= 1 << tile
+                dots += wait
+            st[SPRITE_DOTS + line] += dots
 
 
 @njit(cache=True)
-def _mode3_end(st: np.ndarray, mem: np.ndarray, pos: int) -> int:
-    """Dot at which mode 3 of the line at `pos` ends (the STAT mode 0 interrupt)."""
-    line_index = pos // LINE_DOTS
-    if st[SPRITE_LINE] != line_index:
-        line = (pos % FRAME_DOTS) // LINE_DOTS
-        st[SPRITE_DOTS] = _sprite_dots(st, mem, line) if line < VBLANK_LINE else 0
-        st[SPRITE_LINE] = line_index
-    return OAM_SCAN_DOTS + MODE3_MIN_DOTS + (st[SCX] & 7) + st[SPRITE_DOTS]
+def _mode3_end(st: np.ndarray, mem: np.ndarray, line: int) -> int:
+    """Dot at which mode 3 of frame line `line` ends (the STAT mode 0 interrupt)."""
+    end = OAM_SCAN_DOTS + MODE3_MIN_DOTS + (st[SCX] & 7)
+    if line < VBLANK_LINE:
+        if st[SPRITE_TABLE_VALID] == 0:
+            _build_sprite_table(st, mem)
+        end += st[SPRITE_DOTS + line]
+    return end
 
 
 @njit(cache=True)
@@ -126,7 +132,7 @@ def _line_mode(st: np.ndarray, mem: np.ndarray, pos: int, early: int) -> tuple[i
         if pos < OAM_SCAN_DOTS:
             return line, dot, 0  # first line after LCD on: no OAM scan
         return line, dot, 2
-    if dot < _mode3_end(st, mem, pos) - early:
+    if dot < _mode3_end(st, mem, line) - early:
         return line, dot, 3
     return line, dot, 0
 
@@ -171,7 +177,7 @@ def _next_point(st: np.ndarray, mem: np.ndarray, pos: int) -> int:
         return start + LY153_ZERO_DOT
     if dot < OAM_SCAN_DOTS:
         return start + OAM_SCAN_DOTS
-    end3 = _mode3_end(st, mem, pos)
+    end3 = _mode3_end(st, mem, (start % FRAME_DOTS) // LINE_DOTS)
     if dot < end3:
         return start + end3
     if dot < LINE_END:
@@ -280,7 +286,7 @@ def vram_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
     if line >= VBLANK_LINE:
         return False
     start = OAM_SCAN_DOTS if pos < LINE_DOTS else OAM_SCAN_DOTS - ACCESS_LEAD
-    return start <= dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY
+    return start <= dot < _mode3_end(st, mem, line) - MODE0_READ_EARLY
 
 
 @njit(cache=True)
@@ -295,8 +301,8 @@ def oam_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
     if line >= VBLANK_LINE:
         return False
     if pos < LINE_DOTS:
-        return OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY  # no scan
-    return dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY
+        return OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, line) - MODE0_READ_EARLY  # no scan
+    return dot < _mode3_end(st, mem, line) - MODE0_READ_EARLY
 
 
 @njit(cache=True)
@@ -306,7 +312,8 @@ def vram_write_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
         return False
     pos = now - st[LCD_BASE]
     line, dot, _ = _line_mode(st, mem, pos, MODE0_READ_EARLY)
-    return line < VBLANK_LINE and OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY
+    end3 = _mode3_end(st, mem, line) - MODE0_READ_EARLY
+    return line < VBLANK_LINE and OAM_SCAN_DOTS <= dot < end3
 
 
 @njit(cache=True)
@@ -320,7 +327,7 @@ def oam_write_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
         return False
     if dot < OAM_SCAN_DOTS - ACCESS_LEAD:
         return pos >= LINE_DOTS  # no OAM scan on the first line after LCD on
-    return OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, pos) - MODE0_READ_EARLY
+    return OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, line) - MODE0_READ_EARLY
 
 
 @njit(cache=True)
@@ -365,7 +372,7 @@ def ppu_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: int) 
         if was_on and not value & 0x80:
             st[LYC_LATCH] = 1 if ppu_ly(st, mem, now) == st[LYC] else 0
         st[LCDC] = value
-        st[SPRITE_LINE] = -1
+        st[SPRITE_TABLE_VALID] = 0
         if value & 0x80 and not was_on:
             st[LCD_BASE] = now + LCD_ON_DELAY
         _refresh_level(st, mem, now)
@@ -376,7 +383,7 @@ def ppu_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: int) 
         st[SCY] = value
     elif addr == 0xFF43:
         st[SCX] = value
-        st[SPRITE_LINE] = -1
+        st[SPRITE_TABLE_VALID] = 0
     elif addr == 0xFF45:
         st[LYC] = value
         _refresh_level(st, mem, now)

@@ -172,9 +172,20 @@ STAT_LINE = _slot("STAT_LINE")
 """Level of the STAT interrupt line at PPU_SYNCED (an IF request on each rising edge)."""
 LYC_LATCH = _slot("LYC_LATCH")
 """The LY=LYC flag frozen when the LCD was switched off (the comparison clock stops)."""
-SPRITE_LINE = _slot("SPRITE_LINE")
-"""Line (counted from LCD on) whose sprite penalty SPRITE_DOTS holds; -1 after OAM changes."""
+SPRITE_TABLE_VALID = _slot("SPRITE_TABLE_VALID")
+"""0 after a change to OAM, LCDC or SCX: the sprite tables below are rebuilt when next needed."""
 SPRITE_DOTS = _slot("SPRITE_DOTS")
+"""144 slots: dots the sprites on each visible line add to its mode 3."""
+for _i in range(1, 144):
+    _slot(f"SPRITE_DOTS{_i}")
+SPRITE_COUNT = _slot("SPRITE_COUNT")
+"""144 slots of scratch for the table build: sprites found on each line."""
+for _i in range(1, 144):
+    _slot(f"SPRITE_COUNT{_i}")
+SPRITE_TILES = _slot("SPRITE_TILES")
+"""144 slots of scratch: bit mask of background tiles that already paid a fetch wait."""
+for _i in range(1, 144):
+    _slot(f"SPRITE_TILES{_i}")
 PPU_NEXT = _slot("PPU_NEXT")
 """Cycle of the next PPU event that may set IF (VBlank, or a STAT line change), or NEVER."""
 
