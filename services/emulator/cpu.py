@@ -591,9 +591,135 @@ def run(
                 pc = (pc + offset - (offset & 0x80) * 2) & 0xFFFF
             continue
 
-        # ---- quadrant 3: 0xC0-0xFF ----
+        # ---- quadrant 3: 0xC0-0xFF, decoded by the low 3 bits, then y ----
         low = op & 7
         y = (op >> 3) & 7
+        if low == 0:
+            if y < 4:
+                # RET cc: the condition is checked in an internal M-cycle
+                flag = (f >> 7) & 1 if y < 2 else (f >> 4) & 1
+                now += 4
+                if flag == (y & 1):
+                    now += 4
+                    lo = read8(st, mem, apu, sp, now)
+                    now += 4
+                    hi = read8(st, mem, apu, (sp + 1) & 0xFFFF, now)
+                    sp = (sp + 2) & 0xFFFF
+                    pc = (hi << 8) | lo
+                    now += 4
+                    if pc == sentinel:
+                        reason = EXIT_RETURNED
+                        break
+            elif y == 4 or y == 6:
+                # LDH (n),A / LDH A,(n)
+                now += 4
+                n = read8(st, mem, apu, pc, now)
+                pc = (pc + 1) & 0xFFFF
+                now += 4
+                if y == 4:
+                    write8(
+                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
+                        0xFF00 | n, a, now,
+                    )
+                else:
+                    a = read8(st, mem, apu, 0xFF00 | n, now)
+            else:
+                # ADD SP,e (y=5) / LD HL,SP+e (y=7)
+                now += 4
+                offset = read8(st, mem, apu, pc, now)
+                pc = (pc + 1) & 0xFFFF
+                res = (sp + offset - (offset & 0x80) * 2) & 0xFFFF
+                f = (FH if (sp & 0xF) + (offset & 0xF) > 0xF else 0) | (
+                    FC if (sp & 0xFF) + offset > 0xFF else 0
+                )
+                now += 4
+                if y == 5:
+                    now += 4
+                    sp = res
+                else:
+                    h = res >> 8
+                    l = res & 0xFF
+            continue
+        if low == 1:
+            if (y & 1) == 0:
+                # POP rr
+                now += 4
+                lo = read8(st, mem, apu, sp, now)
+                now += 4
+                hi = read8(st, mem, apu, (sp + 1) & 0xFFFF, now)
+                sp = (sp + 2) & 0xFFFF
+                pair = y >> 1
+                if pair == 0:
+                    b = hi
+                    c = lo
+                elif pair == 1:
+                    d = hi
+                    e = lo
+                elif pair == 2:
+                    h = hi
+                    l = lo
+                else:
+                    a = hi
+                    f = lo & 0xF0
+            elif y <= 3:
+                # RET / RETI
+                now += 4
+                lo = read8(st, mem, apu, sp, now)
+                now += 4
+                hi = read8(st, mem, apu, (sp + 1) & 0xFFFF, now)
+                sp = (sp + 2) & 0xFFFF
+                pc = (hi << 8) | lo
+                now += 4
+                if y == 3:
+                    ime = 1
+                    ei_pending = 0
+                if pc == sentinel:
+                    reason = EXIT_RETURNED
+                    break
+            elif y == 5:
+                pc = (h << 8) | l  # JP HL
+            else:
+                now += 4  # LD SP,HL
+                sp = (h << 8) | l
+            continue
+        if low == 2:
+            if y < 4:
+                # JP cc,nn
+                now += 4
+                lo = read8(st, mem, apu, pc, now)
+                now += 4
+                hi = read8(st, mem, apu, (pc + 1) & 0xFFFF, now)
+                pc = (pc + 2) & 0xFFFF
+                flag = (f >> 7) & 1 if y < 2 else (f >> 4) & 1
+                if flag == (y & 1):
+                    now += 4
+                    pc = (hi << 8) | lo
+            elif y == 4 or y == 6:
+                # LD (C),A / LD A,(C)
+                now += 4
+                if y == 4:
+                    write8(
+                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
+                        0xFF00 | c, a, now,
+                    )
+                else:
+                    a = read8(st, mem, apu, 0xFF00 | c, now)
+            else:
+                # LD (nn),A / LD A,(nn)
+                now += 4
+                lo = read8(st, mem, apu, pc, now)
+                now += 4
+                hi = read8(st, mem, apu, (pc + 1) & 0xFFFF, now)
+                pc = (pc + 2) & 0xFFFF
+                now += 4
+                if y == 5:
+                    write8(
+                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
+                        (hi << 8) | lo, a, now,
+                    )
+                else:
+                    a = read8(st, mem, apu, (hi << 8) | lo, now)
+            continue
         if low == 6:
             # ALU A,n
             now += 4
@@ -601,6 +727,22 @@ def run(
             pc = (pc + 1) & 0xFFFF
             a, f = alu(a, f, y, v)
             continue
+        if low == 7:
+            # RST
+            now += 4
+            sp = (sp - 1) & 0xFFFF
+            now += 4
+            write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc >> 8, now)
+            sp = (sp - 1) & 0xFFFF
+            now += 4
+            write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc & 0xFF, now)
+            pc = op & 0x38
+            continue
+        if ILLEGAL_OPCODES[op]:
+            st[LOCKED] = 1
+            pc = (pc - 1) & 0xFFFF
+            reason = EXIT_HANG_LOCKED
+            break
         if low == 5 and (y & 1) == 0:
             # PUSH rr
             pair = y >> 1
@@ -624,69 +766,21 @@ def run(
             now += 4
             write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, lo, now)
             continue
-        if low == 1 and (y & 1) == 0:
-            # POP rr
-            now += 4
-            lo = read8(st, mem, apu, sp, now)
-            now += 4
-            hi = read8(st, mem, apu, (sp + 1) & 0xFFFF, now)
-            sp = (sp + 2) & 0xFFFF
-            pair = y >> 1
-            if pair == 0:
-                b = hi
-                c = lo
-            elif pair == 1:
-                d = hi
-                e = lo
-            elif pair == 2:
-                h = hi
-                l = lo
-            else:
-                a = hi
-                f = lo & 0xF0
-            continue
-        if low == 7:
-            # RST
-            now += 4
-            sp = (sp - 1) & 0xFFFF
-            now += 4
-            write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc >> 8, now)
-            sp = (sp - 1) & 0xFFFF
-            now += 4
-            write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc & 0xFF, now)
-            pc = op & 0x38
-            continue
-        if ILLEGAL_OPCODES[op]:
-            st[LOCKED] = 1
-            pc = (pc - 1) & 0xFFFF
-            reason = EXIT_HANG_LOCKED
-            break
-        if y < 4 and (low == 0 or low == 2 or low == 4):
-            # RET cc / JP cc,nn / CALL cc,nn
-            flag = (f >> 7) & 1 if y < 2 else (f >> 4) & 1
-            taken = flag == (y & 1)
-            if low == 0:
-                now += 4
-                if taken:
-                    now += 4
-                    lo = read8(st, mem, apu, sp, now)
-                    now += 4
-                    hi = read8(st, mem, apu, (sp + 1) & 0xFFFF, now)
-                    sp = (sp + 2) & 0xFFFF
-                    pc = (hi << 8) | lo
-                    now += 4
-                    if pc == sentinel:
-                        reason = EXIT_RETURNED
-                        break
-                continue
+        if low == 4 or low == 5 or y == 0:
+            # CALL cc,nn (low 4) / CALL nn (CD) / JP nn (C3)
             now += 4
             lo = read8(st, mem, apu, pc, now)
             now += 4
             hi = read8(st, mem, apu, (pc + 1) & 0xFFFF, now)
             pc = (pc + 2) & 0xFFFF
+            if low == 4:
+                flag = (f >> 7) & 1 if y < 2 else (f >> 4) & 1
+                taken = flag == (y & 1)
+            else:
+                taken = True
             if taken:
                 now += 4
-                if low == 4:
+                if low != 3:
                     sp = (sp - 1) & 0xFFFF
                     now += 4
                     write8(
@@ -700,41 +794,6 @@ def run(
                         sp, pc & 0xFF, now,
                     )
                 pc = (hi << 8) | lo
-            continue
-        if op == 0xC3 or op == 0xCD:
-            # JP nn / CALL nn
-            now += 4
-            lo = read8(st, mem, apu, pc, now)
-            now += 4
-            hi = read8(st, mem, apu, (pc + 1) & 0xFFFF, now)
-            pc = (pc + 2) & 0xFFFF
-            now += 4
-            if op == 0xCD:
-                sp = (sp - 1) & 0xFFFF
-                now += 4
-                write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc >> 8, now)
-                sp = (sp - 1) & 0xFFFF
-                now += 4
-                write8(
-                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc & 0xFF, now
-                )
-            pc = (hi << 8) | lo
-            continue
-        if op == 0xC9 or op == 0xD9:
-            # RET / RETI
-            now += 4
-            lo = read8(st, mem, apu, sp, now)
-            now += 4
-            hi = read8(st, mem, apu, (sp + 1) & 0xFFFF, now)
-            sp = (sp + 2) & 0xFFFF
-            pc = (hi << 8) | lo
-            now += 4
-            if op == 0xD9:
-                ime = 1
-                ei_pending = 0
-            if pc == sentinel:
-                reason = EXIT_RETURNED
-                break
             continue
         if op == 0xCB:
             now += 4
@@ -790,74 +849,11 @@ def run(
             else:
                 a = v
             continue
-        if op == 0xE0 or op == 0xF0:
-            # LDH (n),A / LDH A,(n)
-            now += 4
-            n = read8(st, mem, apu, pc, now)
-            pc = (pc + 1) & 0xFFFF
-            now += 4
-            if op == 0xE0:
-                write8(
-                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, 0xFF00 | n, a, now
-                )
-            else:
-                a = read8(st, mem, apu, 0xFF00 | n, now)
-            continue
-        if op == 0xE2:
-            now += 4
-            write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, 0xFF00 | c, a, now)
-            continue
-        if op == 0xF2:
-            now += 4
-            a = read8(st, mem, apu, 0xFF00 | c, now)
-            continue
-        if op == 0xEA or op == 0xFA:
-            now += 4
-            lo = read8(st, mem, apu, pc, now)
-            now += 4
-            hi = read8(st, mem, apu, (pc + 1) & 0xFFFF, now)
-            pc = (pc + 2) & 0xFFFF
-            now += 4
-            if op == 0xEA:
-                write8(
-                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                    (hi << 8) | lo, a, now,
-                )
-            else:
-                a = read8(st, mem, apu, (hi << 8) | lo, now)
-            continue
-        if op == 0xE8 or op == 0xF8:
-            # ADD SP,e / LD HL,SP+e
-            now += 4
-            offset = read8(st, mem, apu, pc, now)
-            pc = (pc + 1) & 0xFFFF
-            res = (sp + offset - (offset & 0x80) * 2) & 0xFFFF
-            f = (FH if (sp & 0xF) + (offset & 0xF) > 0xF else 0) | (
-                FC if (sp & 0xFF) + offset > 0xFF else 0
-            )
-            now += 4
-            if op == 0xE8:
-                now += 4
-                sp = res
-            else:
-                h = res >> 8
-                l = res & 0xFF
-            continue
-        if op == 0xE9:
-            pc = (h << 8) | l
-            continue
-        if op == 0xF9:
-            now += 4
-            sp = (h << 8) | l
-            continue
         if op == 0xF3:
             ime = 0
             ei_pending = 0
-            continue
-        if op == 0xFB:
-            if ime == 0:
-                ei_pending = 1
-            continue
+        elif ime == 0:  # EI (0xFB)
+            ei_pending = 1
 
     st[R_B] = b
     st[R_C] = c
