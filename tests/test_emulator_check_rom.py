@@ -49,3 +49,25 @@ def test_failures_timeouts_and_bad_files(shared_dir, capsys, tmp_path):
     assert "shorter than a cartridge header" in lines[2]
     assert "cannot read" in lines[3]
     assert "Traceback" not in err
+
+
+def serial_rom(text: bytes) -> bytes:
+    """A ROM that sends `text` over the serial port, then loops."""
+    code = bytearray([0x00, 0xC3, 0x50, 0x01])
+    body = bytearray()
+    for ch in text:
+        body += bytes([0x3E, ch, 0xE0, 0x01, 0x3E, 0x81, 0xE0, 0x02])  # SB = ch; SC = 0x81
+        body += bytes([0xF0, 0x02, 0xE6, 0x80, 0x20, 0xFA])  # wait for the transfer
+    body += bytes([0x18, 0xFE])
+    return build_rom({0x100: bytes(code), 0x150: bytes(body)})
+
+
+def test_serial_failure_text_is_a_fail(capsys, tmp_path):
+    failing = tmp_path / "failing.gb"
+    failing.write_bytes(serial_rom(b"03-op sp,hl\n\nE8 F8\nFailed #2\n"))
+    passing = tmp_path / "passing.gb"
+    passing.write_bytes(serial_rom(b"demo\n\nPassed\n"))
+    code, lines, _ = run_cli(capsys, str(failing), str(passing))
+    assert code == 1
+    assert lines[0].startswith("FAIL ") and lines[0].endswith("serial 03-op sp,hl E8 F8 Failed #2")
+    assert lines[1].startswith("PASS ") and " serial " in lines[1]

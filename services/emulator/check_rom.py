@@ -106,9 +106,10 @@ def check_rom(path: Path, timeout_seconds: float) -> RomResult:
         if out:
             protocol = "serial"
             tail = out.rstrip()
-            if tail.endswith("Passed") or tail.endswith("Passed all tests"):
+            last_line = tail.splitlines()[-1] if tail else ""
+            if last_line.startswith("Passed"):
                 return RomResult("PASS", name, protocol, _one_line(out))
-            if "Failed" in tail.splitlines()[-1] if tail else False:
+            if last_line.startswith("Failed"):
                 return RomResult("FAIL", name, protocol, _one_line(out))
         status = _sram_status(gb)
         if status is not None:
