@@ -62,6 +62,8 @@ dots the LY=LYC flag reads 0 and OAM is already blocked for the next line's scan
 LINE_END = LINE_DOTS - LY_READ_LEAD
 ACCESS_LEAD = 4
 """VRAM (and, on later lines, OAM) is blocked this many dots before mode 3 (mode 2) shows."""
+WINDOW_DOTS = 6
+"""Mode 3 is this much longer on lines where the window shows."""
 MODE0_READ_EARLY = 3
 """STAT reads (and VRAM/OAM access) see mode 0 this many dots before the mode 0 interrupt."""
 BOOT_POSITION = FRAME_DOTS + 153 * LINE_DOTS + 352
@@ -113,6 +115,8 @@ def _mode3_end(st: np.ndarray, mem: np.ndarray, line: int) -> int:
         if st[SPRITE_TABLE_VALID] == 0:
             _build_sprite_table(st, mem)
         end += st[SPRITE_DOTS + line]
+        if (st[LCDC] & 0x20) and line >= mem[0xFF4A] and mem[0xFF4B] <= 166:
+            end += WINDOW_DOTS  # the fetcher restarts for the window
     return end
 
 
