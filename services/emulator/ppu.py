@@ -381,6 +381,11 @@ def ppu_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: int) 
             st[LCD_BASE] = now + LCD_ON_DELAY
         _refresh_level(st, mem, now)
     elif addr == 0xFF41:
+        # DMG quirk: during the write the HBlank, VBlank and LYC sources are briefly all
+        # enabled, so a write in HBlank, VBlank or on the LYC line requests the
+        # interrupt (some games rely on it).
+        st[STAT_ENABLE] = 0x58
+        _refresh_level(st, mem, now)
         st[STAT_ENABLE] = value & 0x78
         _refresh_level(st, mem, now)
     elif addr == 0xFF42:
