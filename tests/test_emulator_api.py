@@ -101,6 +101,17 @@ def test_save_and_load_give_identical_writes(music_rom):
     assert other.take_writes() == first
 
 
+def test_load_state_rejects_other_layouts_and_cartridges(music_rom):
+    gb = GameBoy(music_rom)
+    saved = gb.save_state()
+    other = GameBoy(rom_with(bytes([0x18, 0xFE]), rom_size_code=1))
+    with pytest.raises(ValueError, match="cartridge"):
+        other.load_state(saved)
+    saved["layout"] = saved["layout"] + 1
+    with pytest.raises(ValueError, match="another version"):
+        gb.load_state(saved)
+
+
 def test_capture_buffer_overflow_loses_nothing(music_rom):
     big = GameBoy(music_rom)
     big.run_seconds(4)

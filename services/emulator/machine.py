@@ -266,6 +266,7 @@ class GameBoy:
         self._drain()
         pending = ApuWrites.concat(self._taken)
         return {
+            "layout": np.array([S.STATE_LAYOUT], dtype=np.int64),
             "state": self.st.copy(),
             "mem": self.mem.copy(),
             "apu": self.apu.copy(),
@@ -280,8 +281,10 @@ class GameBoy:
         for key in ("state", "mem", "apu"):
             if key not in saved:
                 raise ValueError(f"saved state has no {key!r} array")
+        if "layout" in saved and int(saved["layout"][0]) != S.STATE_LAYOUT:
+            raise ValueError("saved state is from another version of the emulator")
         if saved["state"].shape != self.st.shape or saved["mem"].shape != self.mem.shape:
-            raise ValueError("saved state is from a different build or cartridge")
+            raise ValueError("saved state is from another emulator version or cartridge")
         self.st[:] = saved["state"]
         self.mem[:] = saved["mem"]
         self.apu[:] = saved["apu"]
