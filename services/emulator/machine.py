@@ -13,8 +13,8 @@ A=0x01 B=0x02 Select=0x04 Start=0x08 Right=0x10 Left=0x20 Up=0x40 Down=0x80.
 timers, APU, the captured writes not yet taken), so the same state and the
 same inputs always give the same writes. Debugger-style access: register
 properties (``a``, ``f``, ... ``sp``, ``pc``, ``ime``), ``peek``/``poke`` (bus
-semantics), ``patch_rom``, and
-``call`` to run a subroutine until it returns (what a GBS player needs).
+semantics), ``patch_rom``, and ``call`` to run a subroutine until it returns
+(what a GBS player needs).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
 from gbsynth.emulator import state as S
 from gbsynth.emulator.apu import new_apu_state
 from gbsynth.emulator.bus import read8, schedule, sync_all, write8
-from gbsynth.emulator.cartridge import RomError, cart_reset, map_pages, parse_header
+from gbsynth.emulator.cartridge import RomError, cart_reset, parse_header
 from gbsynth.emulator.cartridge.header import KIND_MBC5, CartridgeHeader
 from gbsynth.emulator.cpu import run
 from gbsynth.emulator.io import joypad_set_buttons
@@ -325,9 +325,6 @@ class GameBoy:
         """Bring timer, PPU, serial and DMA up to the current cycle (for inspection)."""
         sync_all(self.st, self.mem, self.cycle)
         schedule(self.st, self.cycle)
-
-    def remap(self) -> None:
-        map_pages(self.st)
 
 
 def _register_property(slot: int, mask: int, doc: str) -> property:
