@@ -31,7 +31,16 @@ from gbsynth.emulator.cpu import run
 from gbsynth.emulator.io import joypad_set_buttons
 from gbsynth.emulator.ppu import BOOT_POSITION
 
-__all__ = ["GameBoy", "EmulatorHang", "RomError", "BUTTON_BITS", "DEFAULT_WATCHDOG_SECONDS"]
+__all__ = [
+    "BUTTON_BITS",
+    "DEFAULT_WATCHDOG_SECONDS",
+    "EmulatorHang",
+    "ExitReason",
+    "GameBoy",
+    "RomError",
+]
+
+ExitReason = S.ExitReason
 
 BUTTON_BITS = {
     "a": 0x01,
@@ -62,7 +71,7 @@ class EmulatorHang(RuntimeError):
     """The emulated program stopped making progress (see ``reason``)."""
 
     def __init__(self, reason: int, cycle: int, pc: int) -> None:
-        self.reason = reason
+        self.reason = S.ExitReason(reason)
         self.cycle = cycle
         self.pc = pc
         super().__init__(
@@ -167,7 +176,7 @@ class GameBoy:
         """Stop runs after an ``LD B,B`` instruction (mooneye's breakpoint)."""
         self.st[S.BREAK_ON_LD_B_B] = 1 if enabled else 0
 
-    def run_cycles(self, cycles: int, raise_on_hang: bool = True) -> int:
+    def run_cycles(self, cycles: int, raise_on_hang: bool = True) -> S.ExitReason:
         """Run for `cycles` T-cycles (or until a breakpoint/return); returns the exit reason.
 
         A hang raises ``EmulatorHang`` (or is returned, with ``raise_on_hang=False``).
@@ -185,13 +194,13 @@ class GameBoy:
                 continue
             if reason in S.HANG_EXITS and raise_on_hang:
                 raise EmulatorHang(reason, self.cycle, self.pc)
-            return reason
+            return S.ExitReason(reason)
 
-    def run_frames(self, frames: int, raise_on_hang: bool = True) -> int:
+    def run_frames(self, frames: int, raise_on_hang: bool = True) -> S.ExitReason:
         """Run for `frames` LCD frames' worth of cycles (70,224 each)."""
         return self.run_cycles(int(frames) * FRAME_CYCLES, raise_on_hang)
 
-    def run_seconds(self, seconds: float, raise_on_hang: bool = True) -> int:
+    def run_seconds(self, seconds: float, raise_on_hang: bool = True) -> S.ExitReason:
         return self.run_cycles(int(round(seconds * CPU_HZ)), raise_on_hang)
 
     def call(
@@ -200,7 +209,7 @@ class GameBoy:
         max_cycles: int,
         sentinel: int = DEFAULT_SENTINEL,
         raise_on_hang: bool = True,
-    ) -> int:
+    ) -> S.ExitReason:
         """Run the subroutine at `address` until it returns (pushes `sentinel` as return address).
 
         Returns ``state.EXIT_RETURNED`` when it returned, otherwise the reason it stopped

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,29 @@ EXIT_NAMES = {
     EXIT_HANG_STOP: "stopped (STOP) for the watchdog span with no button pressed",
 }
 HANG_EXITS = frozenset({EXIT_HANG_HALT, EXIT_HANG_LOCKED, EXIT_HANG_NO_IO, EXIT_HANG_STOP})
+
+
+class ExitReason(IntEnum):
+    """Why a run returned (the EXIT_* values, with names for printing)."""
+
+    NONE = EXIT_NONE
+    END = EXIT_END
+    CAPTURE_FULL = EXIT_CAPTURE_FULL
+    SERIAL_FULL = EXIT_SERIAL_FULL
+    BREAKPOINT = EXIT_BREAKPOINT
+    RETURNED = EXIT_RETURNED
+    HANG_HALT = EXIT_HANG_HALT
+    HANG_LOCKED = EXIT_HANG_LOCKED
+    HANG_NO_IO = EXIT_HANG_NO_IO
+    HANG_STOP = EXIT_HANG_STOP
+
+    @property
+    def description(self) -> str:
+        return EXIT_NAMES[int(self)]
+
+    @property
+    def is_hang(self) -> bool:
+        return int(self) in HANG_EXITS
 
 
 
