@@ -1,0 +1,130 @@
+"""What a recording plays: the notes each channel starts, read back from its register writes.
+
+Used to check that songs are audible and differ (``spread_report``), and handy for
+any recording: a trigger (NRx4 bit 7) starts a note at the frequency in NRx3/NRx4;
+it is heard if the channel's DAC is on and, on the pulse and noise channels, its
+envelope does not start at volume 0 (the wave channel: output level not muted).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gbsynth.common.events import CPU_HZ, ApuWrites
+from gbsynth.music.driver import note_of_register
+
+CHANNELS = ("pulse 1", "pulse 2", "wave", "noise")
+_TRIGGER = {0xFF14: 0, 0xFF19: 1, 0xFF1E: 2, 0xFF23: 3}
+_LOW = {0xFF13: 0, 0xFF18: 1, 0xFF1D: 2}
+_VOLUME = {0xFF12: 0, 0xFF17: 1, 0xFF1C: 2, 0xFF21: 3}
+
+
+@dataclass
+class ChannelNotes:
+    """Notes (0 = C2; noise: the NR43 setting) started on one channel, with their cycles."""
+
+    cycles: list[int] = field(default_factory=list)
+    notes: list[int] = field(default_factory=list)
+
+    @property
+    def histogram(self) -> Counter:
+        return Counter(self.notes)
+
+    @property
+    def distinct(self) -> int:
+        return len(set(self.notes))
+
+
+def channel_notes(writes: ApuWrites) -> list[ChannelNotes]:
+    """The audible notes each channel starts."""
+    out = [ChannelNotes() for _ in CHANNELS]
+    low = [0, 0, 0]
+    volume = [0, 0, 0, 0]  # NRx2 / NR32 as last written
+    wave_dac = 0
+    noise = 0
+    for cycle, register, value in zip(
+        writes.cycles.tolist(), writes.registers.tolist(), writes.values.tolist(), strict=True
+    ):
+        if register in _LOW:
+            low[_LOW[register]] = value
+        elif register in _VOLUME:
+            volume[_VOLUME[register]] = value
+        elif register == 0xFF1A:
+            wave_dac = value & 0x80
+        elif register == 0xFF22:
+            noise = value
+        elif register in _TRIGGER and value & 0x80:
+            channel = _TRIGGER[register]
+            if channel == 2:
+                audible = wave_dac and volume[2] & 0x60
+            else:
+                audible = volume[channel] & 0xF0  # starting volume above 0
+            if not audible:
+                continue
+            if channel == 3:
+                note = noise
+            else:
+                note = note_of_register((value & 0x07) << 8 | low[channel], wave=channel == 2)
+            out[channel].cycles.append(cycle)
+            out[channel].notes.append(note)
+    return out
+
+
+def is_silent(writes: ApuWrites) -> bool:
+    return not any(c.notes for c in channel_notes(writes))
+
+
+def spread_report(rows: list[dict]) -> str:
+    """A text report of songs: one row each (title, key, mode, bpm, writes, notes per channel,
+    distinct notes per channel), then the spread of tempos, keys and modes."""
+    lines = [
+        f"{'#':>3} {'title':<16} {'key':<4} {'mode':<15} {'bpm':>5} {'meter':>5} "
+        f"{'form':<6} {'writes/s':>8}  notes started (distinct) pulse1 pulse2 wave noise"
+    ]
+    for i, row in enumerate(rows):
+        per_channel = "  ".join(
+            f"{n:4d} ({d:2d})" for n, d in zip(row["notes"], row["distinct"], strict=True)
+        )
+        lines.append(
+            f"{i:3d} {row['title']:<16} {row['key']:<4} {row['mode']:<15} {row['bpm']:5.1f} "
+            f"{row['meter']:>5} {row['form']:<6} {row['writes_per_second']:8.1f}  {per_channel}"
+        )
+    bpms = np.array([r["bpm"] for r in rows])
+    keys = Counter(r["key"] for r in rows)
+    modes = Counter(r["mode"] for r in rows)
+    keys_modes = Counter((r["key"], r["mode"]) for r in rows)
+    distinct = np.array([r["distinct"] for r in rows])
+    lines += [
+        "",
+        f"songs: {len(rows)}; silent: {sum(1 for r in rows if sum(r['notes']) == 0)}; "
+        f"with a silent channel: {sum(1 for r in rows if min(r['notes']) == 0)}",
+        f"tempo: {bpms.min():.1f}-{bpms.max():.1f} BPM, median {np.median(bpms):.1f}, "
+        f"{len(set(np.round(bpms, 1)))} distinct",
+        f"keys: {len(keys)} of 12 ({', '.join(f'{k} {n}' for k, n in sorted(keys.items()))})",
+        f"modes: {len(modes)} ({', '.join(f'{k} {n}' for k, n in modes.most_common())})",
+        f"key and mode pairs: {len(keys_modes)} distinct",
+        "distinct notes per song, median (min-max): "
+        + ", ".join(
+            f"{name} {int(np.median(column))} ({column.min()}-{column.max()})"
+            for name, column in zip(CHANNELS, distinct.T, strict=True)
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def song_row(summary: dict, writes: ApuWrites, seconds: float) -> dict:
+    """One report row: the song's summary with the notes its recording starts."""
+    notes = channel_notes(writes)
+    return {
+        **summary,
+        "writes_per_second": len(writes) / seconds,
+        "notes": [len(c.notes) for c in notes],
+        "distinct": [c.distinct for c in notes],
+        "histograms": [dict(sorted(c.histogram.items())) for c in notes],
+    }
+
+
+__all__ = ["ChannelNotes", "channel_notes", "is_silent", "spread_report", "song_row", "CPU_HZ"]

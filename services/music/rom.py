@@ -1,0 +1,184 @@
+"""Game Boy files: the cartridge header (logo, title, checksums), GBS files and ROMs.
+
+A ROM boots only if its header carries the Nintendo logo and a correct header
+checksum (the boot ROM checks both); emulators and tools also look at the title,
+cartridge type, sizes and the global checksum. ``finish_rom`` writes all of them.
+
+``gbs_file`` wraps a driver ``Module`` in a GBS header; ``song_rom`` puts the same
+module in a ROM whose start-up code calls ``DriverInit`` and whose VBlank handler
+calls ``DriverPlay``, idling in HALT in between.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from gbsynth.music.asm import assemble
+from gbsynth.music.song import Module, Song, assemble_module
+
+NINTENDO_LOGO = bytes.fromhex(
+    "CEED6666CC0D000B03730083000C000D0008111F8889000EDCCC6EE6DDDDD999"
+    "BBBB67636E0EECCCDDDC999FBBB9333E"
+)
+"""The 48 bytes at 0x104 the boot ROM compares before it starts a cartridge."""
+
+BANK_SIZE = 0x4000
+HEADER_START = 0x100
+HEADER_END = 0x150
+CART_ROM_ONLY = 0x00
+CART_MBC5 = 0x19
+GBS_HEADER_SIZE = 0x70
+GBS_STACK = 0xFFFE
+
+
+class RomBuildError(ValueError):
+    """The program does not fit or the header fields are invalid."""
+
+
+def header_checksum(rom: bytes | bytearray) -> int:
+    """The boot ROM's checksum of 0x134-0x14C (stored at 0x14D)."""
+    x = 0
+    for b in rom[0x134:0x14D]:
+        x = (x - b - 1) & 0xFF
+    return x
+
+
+def global_checksum(rom: bytes | bytearray) -> int:
+    """Sum of every byte but the two that hold it (0x14E-0x14F), modulo 65536."""
+    return (sum(rom) - rom[0x14E] - rom[0x14F]) & 0xFFFF
+
+
+def rom_size_code(size: int) -> int:
+    """Header byte 0x148 for a ROM of ``size`` bytes (32 KiB << code)."""
+    code = 0
+    while (0x8000 << code) < size:
+        code += 1
+    if code > 8:
+        raise RomBuildError(f"{size} bytes is more than the 8 MiB a cartridge header can declare")
+    return code
+
+
+def header_title(title: str) -> bytes:
+    """Up to 15 upper-case ASCII characters (0x143 stays 0: a DMG game)."""
+    clean = "".join(ch if 0x20 <= ord(ch) < 0x7F else " " for ch in title.upper())
+    return clean.strip().encode("ascii")[:15].ljust(16, b"\x00")
+
+
+def finish_rom(
+    image: bytearray, *, title: str, cartridge_type: int, ram_size_code: int = 0
+) -> bytes:
+    """Fill in the header of ``image`` (logo, title, type, sizes, checksums); pads to a power
+    of two of 32 KiB or more."""
+    size = max(0x8000, 1 << (len(image) - 1).bit_length())
+    image = image + bytes(size - len(image))
+    if image[HEADER_START + 4 : HEADER_END].strip(b"\x00"):
+        raise RomBuildError("the program overlaps the cartridge header (0x104-0x14F)")
+    image[0x104:0x134] = NINTENDO_LOGO
+    image[0x134:0x144] = header_title(title)
+    image[0x144:0x146] = b"00"  # new licensee code: none
+    image[0x146] = 0x00  # no SGB functions
+    image[0x147] = cartridge_type
+    image[0x148] = rom_size_code(size)
+    image[0x149] = ram_size_code
+    image[0x14A] = 0x01  # destination: overseas
+    image[0x14B] = 0x33  # licensee: see the new code
+    image[0x14C] = 0x00  # version
+    image[0x14D] = header_checksum(image)
+    image[0x14E:0x150] = global_checksum(image).to_bytes(2, "big")
+    return bytes(image)
+
+
+def _gbs_text(text: str) -> bytes:
+    raw = "".join(ch if 0x20 <= ord(ch) < 0x7F else "?" for ch in text).encode("ascii")
+    return raw[:31].ljust(32, b"\x00")
+
+
+def gbs_file(module: Module, *, title: str, author: str = "gbsynth", copyright: str = "") -> bytes:
+    """A GBS (version 1) file of the module: VBlank timing, one subsong per song."""
+    if module.origin < 0x400:
+        raise RomBuildError(f"GBS load address 0x{module.origin:04X} is below 0x0400")
+    code = module.code
+    if module.origin + len(code) > 0x8000:
+        end = module.origin + len(code)
+        raise RomBuildError(f"driver and songs end at 0x{end:04X}, past 0x7FFF")
+    header = struct.pack(
+        "<3sBBBHHHHBB",
+        b"GBS",
+        1,
+        module.song_count,
+        1,
+        module.origin,
+        module.init,
+        module.play,
+        GBS_STACK,
+        0x00,  # TMA
+        0x00,  # TAC: timer off, play is called at VBlank
+    )
+    return header + _gbs_text(title) + _gbs_text(author) + _gbs_text(copyright) + code
+
+
+# The start-up code of a song ROM: the boot ROM leaves the LCD on, so VBlank comes
+# every 70,224 cycles; the driver runs from its handler and the CPU halts in between.
+ROM_SHELL = r"""
+rIF     equ $FF0F
+rIE     equ $FFFF
+
+        section "vblank", $0040
+        jp VBlank
+
+        section "entry", $0100
+        nop
+        jp Main
+
+        section "main", $0150
+Main:
+        di
+        ld sp, $FFFE
+        ld a, SONG_NUMBER
+        call DriverInit
+        ld a, $01               ; VBlank only
+        ldh [rIE], a
+        xor a
+        ldh [rIF], a
+        ei
+.idle:
+        halt
+        jr .idle
+
+VBlank:
+        push af
+        push bc
+        push de
+        push hl
+        call DriverPlay
+        pop hl
+        pop de
+        pop bc
+        pop af
+        reti
+"""
+
+
+def song_rom(songs: list[Song], *, title: str, song_number: int = 0, origin: int = 0x0400) -> bytes:
+    """A 32 KiB ROM that plays ``songs[song_number]`` forever."""
+    from gbsynth.music import driver as D
+    from gbsynth.music.song import module_source
+
+    if not 0 <= song_number < len(songs):
+        raise RomBuildError(f"song {song_number} is outside 0..{len(songs) - 1}")
+    program = assemble(
+        ROM_SHELL + module_source(songs),
+        name="song ROM",
+        symbols={"DRIVER_ORG": origin, "DRIVER_RAM": D.RAM_START, "SONG_NUMBER": song_number},
+    )
+    if program.end > 0x8000:
+        raise RomBuildError(f"the songs end at 0x{program.end:04X}, past a 32 KiB ROM")
+    image = bytearray(program.image(0, program.end, fill=0x00))
+    return finish_rom(image, title=title, cartridge_type=CART_ROM_ONLY)
+
+
+def song_files(song: Song, origin: int = 0x0400) -> tuple[bytes, bytes]:
+    """The song as a GBS file and as a ROM."""
+    module = assemble_module([song], origin)
+    gbs = gbs_file(module, title=song.title, copyright=f"seed {song.seed}")
+    return gbs, song_rom([song], title=song.title, origin=origin)
