@@ -174,6 +174,8 @@ def read8(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: int)
     offset = st[RPAGE + (addr >> 12)]
     if offset >= 0:
         return int(mem[offset + addr])
+    if addr >= 0xFF80:
+        return int(mem[addr])  # HRAM and IE: plain memory, reachable even during OAM DMA
     return read_slow(st, mem, apu, addr, now)
 
 
@@ -294,5 +296,8 @@ def write8(
     offset = st[WPAGE + (addr >> 12)]
     if offset >= 0:
         mem[offset + addr] = value
+        return
+    if 0xFF80 <= addr < 0xFFFF:
+        mem[addr] = value  # HRAM (IE writes count as I/O for the watchdog: slow path)
         return
     write_slow(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, addr, value, now)
