@@ -17,6 +17,7 @@ from gbsynth.common.events import CPU_HZ, ApuWrites
 from gbsynth.music.driver import note_of_register
 
 CHANNELS = ("pulse 1", "pulse 2", "wave", "noise")
+PITCH_CLASSES = ("C", "C#/Db", "D", "D#/Eb", "E", "F", "F#/Gb", "G", "G#/Ab", "A", "A#/Bb", "B")
 _TRIGGER = {0xFF14: 0, 0xFF19: 1, 0xFF1E: 2, 0xFF23: 3}
 _LOW = {0xFF13: 0, 0xFF18: 1, 0xFF1D: 2}
 _VOLUME = {0xFF12: 0, 0xFF17: 1, 0xFF1C: 2, 0xFF21: 3}
@@ -93,9 +94,9 @@ def spread_report(rows: list[dict]) -> str:
             f"{row['meter']:>5} {row['form']:<6} {row['writes_per_second']:8.1f}  {per_channel}"
         )
     bpms = np.array([r["bpm"] for r in rows])
-    keys = Counter(r["key"] for r in rows)
+    keys = Counter(r["key_pitch_class"] for r in rows)
     modes = Counter(r["mode"] for r in rows)
-    keys_modes = Counter((r["key"], r["mode"]) for r in rows)
+    keys_modes = Counter((r["key_pitch_class"], r["mode"]) for r in rows)
     distinct = np.array([r["distinct"] for r in rows])
     lines += [
         "",
@@ -103,7 +104,9 @@ def spread_report(rows: list[dict]) -> str:
         f"with a silent channel: {sum(1 for r in rows if min(r['notes']) == 0)}",
         f"tempo: {bpms.min():.1f}-{bpms.max():.1f} BPM, median {np.median(bpms):.1f}, "
         f"{len(set(np.round(bpms, 1)))} distinct",
-        f"keys: {len(keys)} of 12 ({', '.join(f'{k} {n}' for k, n in sorted(keys.items()))})",
+        f"keys: {len(keys)} of 12 ("
+        + ", ".join(f"{PITCH_CLASSES[k]} {n}" for k, n in sorted(keys.items()))
+        + ")",
         f"modes: {len(modes)} ({', '.join(f'{k} {n}' for k, n in modes.most_common())})",
         f"key and mode pairs: {len(keys_modes)} distinct",
         "distinct notes per song, median (min-max): "

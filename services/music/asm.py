@@ -560,7 +560,14 @@ class _Assembler:
         if operand.startswith("[") and operand.endswith("]"):
             inner = operand[1:-1].strip()
             form = _MEMORY_FORMS.get(inner.lower().replace(" ", ""))
-            return (form, None) if form else ("[imm]", inner)
+            if form:
+                return form, None
+            if re.match(r"(af|bc|de|hl|sp|[abcdehl])\b", inner, re.IGNORECASE):
+                raise AsmError(
+                    f"{operand} is not a memory operand: use [bc], [de], [hl], [hl+], [hl-], "
+                    "[c] or [address]"
+                )
+            return "[imm]", inner
         if re.match(r"sp\s*[-+]", operand, re.IGNORECASE):
             return "sp+imm", operand.strip()[2:]
         return "imm", operand
@@ -571,7 +578,10 @@ class _Assembler:
             mnemonic, sign = _MNEMONIC_ALIASES[mnemonic]
             operands = [f"[hl{sign}]" if o.lower().replace(" ", "") == "[hl]" else o
                         for o in operands]  # fmt: skip
-        forms = [self._classify(o) for o in operands]
+        try:
+            forms = [self._classify(o) for o in operands]
+        except AsmError as exc:
+            raise self._error(exc.reason, st) from None
         for (name, pattern), encoding in _candidates(mnemonic, len(operands)):
             value_text = None
             for (form, text), want in zip(forms, pattern, strict=True):

@@ -167,11 +167,11 @@ class _Composer:
         self.rpb = 4  # rows a beat: sixteenth notes
         self.bar_rows = self.beats * self.rpb
         bpm = rng.uniform(84, 168) if self.beats == 4 else rng.uniform(96, 180)
-        self.tempo = D.tempo_byte(bpm, self.rpb)
+        self.tempo = D.tempo_value(bpm, self.rpb)
         self.title = self._title()
 
         self.form = _pick(rng, FORMS)
-        seconds_per_bar = self.bar_rows / (self.tempo / 256 * 4_194_304 / 70_224)
+        seconds_per_bar = self.bar_rows / D.rows_per_second(self.tempo)
         # sections of 8 bars at a fast tempo or in short forms, else 4 or 8
         long_sections = len(self.form) <= 2 or seconds_per_bar < 1.7 or rng.random() < 0.35
         self.section_bars = 8 if long_sections else 4
@@ -326,8 +326,7 @@ class _Composer:
             envelope=rng.randrange(7, 12) << 4 | rng.choice((1, 2, 3)),
         ))  # fmt: skip
         self.harmony_pad = self._add(Instrument(
-            "harmony pad", nrx1=harmony_duty << 6,
-            envelope=rng.randrange(5, 9) << 4 | rng.choice((0, 0, 7)),
+            "harmony pad", nrx1=harmony_duty << 6, envelope=rng.randrange(5, 9) << 4,
             vibrato_delay=12, vibrato_speed=rng.randrange(10, 20),
             vibrato_shift=7 if rng.random() < 0.5 else 0,
         ))  # fmt: skip
@@ -595,7 +594,7 @@ class _Composer:
                                          arpeggio=arp))  # fmt: skip
                 else:
                     out.append(_Note(row, half, root, self.harmony_pad, arpeggio=arp))
-        return _merge_repeats(out) if not retrigger else out
+        return _merge_repeats(out, self.bar_rows) if not retrigger else out
 
     def _harmony_broken(self, bar: int, bars: int) -> list[_Note]:
         figure = self.rng.choice(((0, 2, 1, 2), (0, 1, 2, 1), (0, 2, 3, 2), (2, 1, 0, 1)))
@@ -619,7 +618,7 @@ class _Composer:
                 chord = self.chord_at(row)
                 out.append(_Note(row, half, self._chord_note(chord, tone, HARMONY_TONIC + 12),
                                  self.harmony_pad))  # fmt: skip
-        return _merge_repeats(out)
+        return _merge_repeats(out, self.bar_rows)
 
     def _melody_in(self, bar: int, bars: int) -> list[tuple[int, int, int]]:
         lo, hi = bar * self.bar_rows, (bar + bars) * self.bar_rows
@@ -776,12 +775,14 @@ def _slide_speed(from_note: int, to_note: int, frames: int) -> int:
     return max(1, min(255, -(-distance // frames)))
 
 
-def _merge_repeats(notes: list[_Note]) -> list[_Note]:
-    """Join back-to-back notes of the same pitch and settings into one longer note."""
+def _merge_repeats(notes: list[_Note], bar_rows: int) -> list[_Note]:
+    """Join back-to-back notes of the same pitch and settings into one longer note (within a
+    bar: each bar starts its note again)."""
     out: list[_Note] = []
     for note in notes:
         prev = out[-1] if out else None
         if (prev is not None and prev.start + prev.length == note.start and prev.note == note.note
+                and note.start % bar_rows != 0
                 and (prev.instrument, prev.arpeggio, prev.envelope)
                 == (note.instrument, note.arpeggio, note.envelope)):  # fmt: skip
             prev.length += note.length
@@ -825,8 +826,9 @@ def song_summary(song: Song) -> dict:
         "title": song.title,
         "seed": song.seed,
         "key": pitch_name(song.key, song.key, song.mode),
+        "key_pitch_class": song.key,
         "mode": song.mode,
-        "bpm": round(song.bpm, 1),
+        "bpm": round(song.bpm, 2),
         "tempo": song.tempo,
         "meter": f"{song.beats_per_bar}/4",
         "bars": song.bars,

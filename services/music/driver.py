@@ -9,7 +9,7 @@ channels alike apart from their registers.
 
 Song data (see ``song.py`` for the writer)::
 
-    song header   db tempo, NR50, NR51
+    song header   dw tempo : db NR50, NR51
                   dw wave (16 bytes), instruments (8 bytes each), drums (4 bytes each)
                   dw order list of channel 1, 2, 3, 4
     order list    dw pattern : db transposition     ; one entry per bar
@@ -27,8 +27,8 @@ Song data (see ``song.py`` for the writer)::
                   (amplitude = (2048 - frequency) >> shift, 0: none), unused
     drum          NR42 envelope, NR43 at the hit, NR43 after a few frames, the frames
 
-Tempo: ``tempo``/256 rows a frame (an 8-bit accumulator carries into a new row), so
-any BPM is close to exact on average. Notes sound until the next event; a rest
+Tempo: ``tempo``/65536 rows a frame (a 16-bit accumulator carries into a new row), so
+any BPM is exact on average (each row starts on a frame). Notes sound until the next event; a rest
 turns the channel's DAC off. Vibrato, arpeggios, slides and bends are applied each
 frame by rewriting the frequency without a retrigger, and only when it changes.
 The driver reads no hardware register, so its writes depend only on the song.
@@ -86,17 +86,25 @@ def note_of_register(register: int, wave: bool = False) -> int:
     return int(round(12 * math.log2(hz / 440.0) + 69 - LOWEST_MIDI))
 
 
-def tempo_byte(bpm: float, rows_per_beat: int = 4) -> int:
-    """The driver's tempo value (rows per frame x 256) closest to ``bpm``."""
-    frames_per_second = 4_194_304 / 70_224
-    value = round(bpm * rows_per_beat / 60 / frames_per_second * 256)
-    if not 1 <= value <= 255:
+FRAMES_PER_SECOND = 4_194_304 / 70_224
+TEMPO_ONE = 0x10000
+"""Tempo value of one row a frame."""
+
+
+def tempo_value(bpm: float, rows_per_beat: int = 4) -> int:
+    """The driver's tempo (rows per frame x 65536) closest to ``bpm``."""
+    value = round(bpm * rows_per_beat / 60 / FRAMES_PER_SECOND * TEMPO_ONE)
+    if not 1 <= value < TEMPO_ONE:
         raise ValueError(f"{bpm} BPM is outside what the driver can play")
     return value
 
 
 def tempo_bpm(tempo: int, rows_per_beat: int = 4) -> float:
-    return tempo / 256 * (4_194_304 / 70_224) * 60 / rows_per_beat
+    return tempo / TEMPO_ONE * FRAMES_PER_SECOND * 60 / rows_per_beat
+
+
+def rows_per_second(tempo: int) -> float:
+    return tempo / TEMPO_ONE * FRAMES_PER_SECOND
 
 
 def _frequency_table_source() -> str:
@@ -171,12 +179,12 @@ NOTE_COUNT    equ 84
 NOISE_CHANNEL equ 3
 WAVE_CHANNEL  equ 2
 
-wTempo        equ DRIVER_RAM + 0
-wTempoAcc     equ DRIVER_RAM + 1
-wRowTick      equ DRIVER_RAM + 2      ; $FF in frames that start a row
-wInstruments  equ DRIVER_RAM + 3      ; 2
-wDrums        equ DRIVER_RAM + 5      ; 2
-wHeader       equ DRIVER_RAM + 7      ; 2: song header read pointer during init
+wTempo        equ DRIVER_RAM + 0      ; 2: rows a frame x 65536
+wTempoAcc     equ DRIVER_RAM + 2      ; 2
+wRowTick      equ DRIVER_RAM + 4      ; $FF in frames that start a row
+wInstruments  equ DRIVER_RAM + 5      ; 2
+wDrums        equ DRIVER_RAM + 7      ; 2
+wHeader       equ DRIVER_RAM + 9      ; 2: song header read pointer during init
 wChannels     equ DRIVER_RAM + $10    ; 4 records
 wCur          equ wChannels + 4 * CH_SIZE
 wEnd          equ wCur + CH_SIZE
@@ -205,11 +213,16 @@ DriverInit:
         ld l, a
         ld a, $80
         ldh [rNR52], a          ; sound on
-        ld a, [hl+]
-        ld [wTempo], a
+        ld a, [hl+]             ; the accumulator starts at -tempo: the first frame
+        ld [wTempo], a          ; starts the first row
         cpl
-        inc a
-        ld [wTempoAcc], a       ; -tempo: the first frame starts the first row
+        add 1
+        ld [wTempoAcc], a
+        ld a, [hl+]
+        ld [wTempo + 1], a
+        cpl
+        adc 0
+        ld [wTempoAcc + 1], a
         ld a, [hl+]
         ldh [rNR50], a
         ld a, [hl+]
@@ -303,6 +316,11 @@ DriverPlay:
         ld a, [wTempoAcc]
         add b
         ld [wTempoAcc], a
+        ld a, [wTempo + 1]
+        ld b, a
+        ld a, [wTempoAcc + 1]
+        adc b
+        ld [wTempoAcc + 1], a
         sbc a                   ; $FF when the accumulator carried: a new row
         ld [wRowTick], a
         ld b, 0

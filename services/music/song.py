@@ -90,7 +90,7 @@ class Song:
     """Pitch class of the tonic, 0 = C."""
     mode: str
     tempo: int
-    """The driver's tempo byte (rows per frame x 256)."""
+    """The driver's tempo (rows per frame x 65536)."""
     beats_per_bar: int
     rows_per_beat: int
     bars: int
@@ -120,13 +120,12 @@ class Song:
     @property
     def loop_seconds(self) -> float:
         """Length of the looping part in seconds."""
-        rows = (self.bars - self.loop_bar) * self.bar_rows
-        return rows / (self.tempo / 256 * D_FRAMES_PER_SECOND)
+        return (self.bars - self.loop_bar) * self.bar_rows / D.rows_per_second(self.tempo)
 
     @property
     def seconds(self) -> float:
         """Length of one pass, intro included."""
-        return self.bars * self.bar_rows / (self.tempo / 256 * D_FRAMES_PER_SECOND)
+        return self.bars * self.bar_rows / D.rows_per_second(self.tempo)
 
     @property
     def key_name(self) -> str:
@@ -135,7 +134,6 @@ class Song:
         return pitch_name(self.key, self.key, self.mode)
 
 
-D_FRAMES_PER_SECOND = 4_194_304 / 70_224
 
 
 class SongError(ValueError):
@@ -252,11 +250,14 @@ def song_source(song: Song, label: str) -> str:
         raise SongError(f"at most {D.MAX_DRUMS} drums")
     if not 0 <= song.loop_bar < song.bars:
         raise SongError(f"loop bar {song.loop_bar} is outside 0..{song.bars - 1}")
+    if not 1 <= song.tempo < D.TEMPO_ONE:
+        raise SongError(f"tempo {song.tempo} is outside 1..{D.TEMPO_ONE - 1}")
     if len(song.channels) != 4:
         raise SongError("a song has four channels")
     lines = [f"; {song.title}: {song.key_name} {song.mode}, {song.bpm:.0f} BPM, {song.form}",
              f"{label}:",
-             f"        db ${song.tempo:02X}, ${song.nr50:02X}, ${song.nr51:02X}",
+             f"        dw ${song.tempo:04X}",
+             f"        db ${song.nr50:02X}, ${song.nr51:02X}",
              f"        dw {label}_Wave, {label}_Instruments, {label}_Drums",
              "        dw " + ", ".join(f"{label}_Order{c}" for c in range(4)),
              f"{label}_Wave:", *_db_lines(song.wave),
