@@ -31,6 +31,7 @@ Tempo: ``tempo``/65536 rows a frame (a 16-bit accumulator carries into a new row
 any BPM is exact on average (each row starts on a frame). Notes sound until the next event; a rest
 turns the channel's DAC off. Vibrato, arpeggios, slides and bends are applied each
 frame by rewriting the frequency without a retrigger, and only when it changes.
+Effects start the frame after a note starts (that frame plays the note as written).
 The driver reads no hardware register, so its writes depend only on the song.
 """
 
@@ -158,7 +159,7 @@ CH_VIB_AMP    equ 23    ; vibrato amplitude in register units, 0: none
 CH_OUT        equ 24    ; 2: frequency last written
 CH_DRUM_WAIT  equ 26    ; frames before the drum's second noise setting
 CH_DRUM_POLY  equ 27
-CH_SOUNDING   equ 28
+CH_SOUNDING   equ 28    ; 0: silent, 1: sounding, 2: started this frame
 CH_REG        equ 29    ; low byte of the channel's NRx0 address
 CH_INDEX      equ 30    ; 0-3
 CH_OCTAVE     equ 31    ; table offset: 12 on the wave channel
@@ -422,6 +423,13 @@ UpdateChannel:
         dec [hl]
         call z, ReadPattern
 .effects:
+        ld a, [wCur + CH_SOUNDING]
+        cp 2
+        jr nz, .running
+        dec a                   ; effects start the frame after a note starts
+        ld [wCur + CH_SOUNDING], a
+        ret
+.running:
         ld a, [wCur + CH_INDEX]
         cp NOISE_CHANNEL
         jp z, DrumEffects
@@ -634,7 +642,7 @@ NoteOn:
 
 ; Trigger: start the channel's note at CH_FREQ with the instrument and envelope
 Trigger:
-        ld a, 1
+        ld a, 2
         ld [wCur + CH_SOUNDING], a
         ld a, [wCur + CH_FREQ]
         ld [wCur + CH_OUT], a
@@ -721,7 +729,7 @@ DrumOn:
         ld h, a
         add hl, de
         push hl
-        ld a, 1
+        ld a, 2
         ld [wCur + CH_SOUNDING], a
         ld a, INS_NRX1
         call InstrumentField

@@ -69,10 +69,14 @@ class Tick:
 VBLANK_TICK = Tick(FRAME_CYCLES)
 
 
+MAX_TICK_HZ = 4096
+"""The player spends ~300 cycles even on a tick with nothing to write: 1024-cycle ticks at most."""
+
+
 def timer_tick(hz: float) -> Tick:
     """The timer setting whose period is closest to ``hz``."""
-    if not 16 <= hz <= 16384:
-        raise ExportError(f"--tick-hz {hz:g} is outside 16..16384")
+    if not 16 <= hz <= MAX_TICK_HZ:
+        raise ExportError(f"--tick-hz {hz:g} is outside 16..{MAX_TICK_HZ}")
     want = CPU_HZ / hz
     best = None
     for tac, step in TIMER_CLOCKS:
@@ -175,6 +179,29 @@ def encode_stream(writes: ApuWrites, duration_cycles: int, tick: Tick = VBLANK_T
             f"{MAX_BANKS - FIRST_DATA_BANK} for data"
         )
     return Stream(banks, end_tick, phase, busiest)
+
+
+def decode_stream(banks: list[bytes]) -> tuple[list[tuple[int, int, int]], int]:
+    """What the player does with a stream: (tick, register, value) of each write, and the tick
+    at which it reads the end."""
+    writes: list[tuple[int, int, int]] = []
+    tick = bank = pos = 0
+    while True:
+        data = banks[bank]
+        byte = data[pos]
+        if byte >= 0x10:
+            writes.append((tick, 0xFF00 | byte, data[pos + 1]))
+            pos += 2
+        elif byte == TICK_END:
+            tick, pos = tick + 1, pos + 1
+        elif byte == TICK_WAIT:
+            tick, pos = tick + 1 + (data[pos + 1] | data[pos + 2] << 8), pos + 3
+        elif byte == NEXT_BANK:
+            bank, pos = bank + 1, 0
+        elif byte == STREAM_END:
+            return writes, tick
+        else:
+            raise ExportError(f"bad stream byte ${byte:02X} in bank {bank} at ${pos:04X}")
 
 
 PLAYER_SOURCE = r"""
