@@ -46,6 +46,8 @@ from gbsynth.emulator.state import (
     END_CYCLE,
     EXIT_REQUEST,
     LAST_IO_WRITE,
+    LY_CACHE_UNTIL,
+    LY_CACHE_VALUE,
     NEXT_EVENT,
     PPU_NEXT,
     ROM0_BANK,
@@ -110,7 +112,7 @@ def schedule(st: np.ndarray, now: int) -> None:
     st[NEXT_EVENT] = nxt
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def io_read(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: int) -> int:
     low = addr & 0xFF
     if low < 0x10:
@@ -138,13 +140,15 @@ def io_read(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: in
 
 @njit(cache=True)
 def read_slow(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: int) -> int:
+    if addr >= 0xFF00:
+        return io_read(st, mem, apu, addr, now)  # I/O first: the most frequent slow read
     if dma_running(st):
         dma_sync(st, mem, now)
         if addr < 0xFE00:
             conflict = dma_conflict_byte(st, mem, addr, now)
             if conflict >= 0:
                 return conflict
-        elif addr < 0xFF00 and dma_oam_blocked(st, now):
+        elif dma_oam_blocked(st, now):
             return 0xFF
     if addr < 0x8000:
         if addr < 0x4000:
@@ -160,13 +164,11 @@ def read_slow(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: 
         return int(mem[addr])
     if addr < 0xFE00:
         return int(mem[addr - 0x2000])
-    if addr < 0xFF00:
-        if oam_blocked(st, mem, now):
-            return 0xFF
-        if addr < 0xFEA0:
-            return int(mem[addr])
-        return 0x00  # unusable area on a DMG
-    return io_read(st, mem, apu, addr, now)
+    if oam_blocked(st, mem, now):
+        return 0xFF
+    if addr < 0xFEA0:
+        return int(mem[addr])
+    return 0x00  # unusable area on a DMG
 
 
 @njit(cache=True, inline="always")
@@ -176,6 +178,8 @@ def read8(st: np.ndarray, mem: np.ndarray, apu: np.ndarray, addr: int, now: int)
         return int(mem[offset + addr])
     if addr >= 0xFF80:
         return int(mem[addr])  # HRAM and IE: plain memory, reachable even during OAM DMA
+    if addr == 0xFF44 and now < st[LY_CACHE_UNTIL]:
+        return int(st[LY_CACHE_VALUE])  # LY polled within a line
     return read_slow(st, mem, apu, addr, now)
 
 

@@ -49,7 +49,7 @@ def dma_source_byte(st: np.ndarray, mem: np.ndarray, addr: int) -> int:
     return int(mem[addr - 0x2000])  # E000-FFFF sources read the WRAM behind the echo
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dma_running(st: np.ndarray) -> bool:
     return st[DMA_ACTIVE] != 0
 
@@ -99,7 +99,7 @@ def dma_write(st: np.ndarray, mem: np.ndarray, value: int, now: int) -> None:
     map_pages(st)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dma_oam_blocked(st: np.ndarray, now: int) -> bool:
     return st[DMA_ACTIVE] != 0 and now > st[DMA_BLOCK_FROM]
 

@@ -26,6 +26,8 @@ from numba import njit
 from gbsynth.emulator.state import (
     LCD_BASE,
     LCDC,
+    LY_CACHE_UNTIL,
+    LY_CACHE_VALUE,
     LYC,
     LYC_LATCH,
     NEVER,
@@ -107,7 +109,7 @@ def _build_sprite_table(st: np.ndarray, mem: np.ndarray) -> None:
             st[SPRITE_DOTS + line] += dots
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mode3_end(st: np.ndarray, mem: np.ndarray, line: int) -> int:
     """Dot at which mode 3 of frame line `line` ends (the STAT mode 0 interrupt)."""
     end = OAM_SCAN_DOTS + MODE3_MIN_DOTS + (st[SCX] & 7)
@@ -120,7 +122,7 @@ def _mode3_end(st: np.ndarray, mem: np.ndarray, line: int) -> int:
     return end
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _line_mode(st: np.ndarray, mem: np.ndarray, pos: int, early: int) -> tuple[int, int, int]:
     """(line 0..153, dot, mode) at position `pos` (dots since LCD on).
 
@@ -141,14 +143,14 @@ def _line_mode(st: np.ndarray, mem: np.ndarray, pos: int, early: int) -> tuple[i
     return line, dot, 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ly(line: int, dot: int) -> int:
     if line == LINES - 1 and dot >= LY153_ZERO_DOT:
         return 0
     return line
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _coincidence(st: np.ndarray, line: int, dot: int) -> bool:
     """The LY=LYC flag: compared against the line's LY, low while LY changes (last dots)."""
     return dot < LINE_END and _ly(line, dot) == st[LYC]
@@ -196,7 +198,7 @@ def _next_vblank(pos: int) -> int:
     return VBLANK_START + k * FRAME_DOTS
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lcd_on(st: np.ndarray) -> bool:
     return (st[LCDC] & 0x80) != 0
 
@@ -271,13 +273,29 @@ def ppu_schedule(st: np.ndarray, mem: np.ndarray) -> int:
     return base + best
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ppu_ly(st: np.ndarray, mem: np.ndarray, now: int) -> int:
-    """LY as the CPU reads it: it changes LY_READ_LEAD dots before the line does."""
+    """LY as the CPU reads it: it changes LY_READ_LEAD dots before the line does.
+
+    The value is also cached with the cycle it stays valid until, so that programs
+    polling LY (a common way to wait for VBlank) read it without the slow path.
+    """
     if not lcd_on(st):
+        st[LY_CACHE_VALUE] = 0
+        st[LY_CACHE_UNTIL] = NEVER
         return 0
-    line, dot, _ = _line_mode(st, mem, now - st[LCD_BASE] + LY_READ_LEAD, 0)
-    return _ly(line, dot)
+    pos = now - st[LCD_BASE] + LY_READ_LEAD
+    frame_pos = pos % FRAME_DOTS
+    line = frame_pos // LINE_DOTS
+    dot = frame_pos - line * LINE_DOTS
+    ly = _ly(line, dot)
+    if line == LINES - 1 and dot < LY153_ZERO_DOT:
+        left = LY153_ZERO_DOT - dot
+    else:
+        left = LINE_DOTS - dot
+    st[LY_CACHE_VALUE] = ly
+    st[LY_CACHE_UNTIL] = now + left
+    return ly
 
 
 @njit(cache=True)
@@ -334,7 +352,7 @@ def oam_write_blocked(st: np.ndarray, mem: np.ndarray, now: int) -> bool:
     return OAM_SCAN_DOTS <= dot < _mode3_end(st, mem, line) - MODE0_READ_EARLY
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ppu_read(st: np.ndarray, mem: np.ndarray, addr: int, now: int) -> int:
     if addr == 0xFF40:
         return int(st[LCDC])
@@ -377,6 +395,7 @@ def ppu_write(st: np.ndarray, mem: np.ndarray, addr: int, value: int, now: int) 
             st[LYC_LATCH] = 1 if ppu_ly(st, mem, now) == st[LYC] else 0
         st[LCDC] = value
         st[SPRITE_TABLE_VALID] = 0
+        st[LY_CACHE_UNTIL] = -1
         if value & 0x80 and not was_on:
             st[LCD_BASE] = now + LCD_ON_DELAY
         _refresh_level(st, mem, now)

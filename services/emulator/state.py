@@ -187,6 +187,9 @@ SPRITE_TILES = _slot("SPRITE_TILES")
 """144 slots of scratch: bit mask of background tiles that already paid a fetch wait."""
 for _i in range(1, 144):
     _slot(f"SPRITE_TILES{_i}")
+LY_CACHE_VALUE = _slot("LY_CACHE_VALUE")
+LY_CACHE_UNTIL = _slot("LY_CACHE_UNTIL")
+"""LY reads before this cycle return LY_CACHE_VALUE (set by each computed LY read)."""
 PPU_NEXT = _slot("PPU_NEXT")
 """Cycle of the next PPU event that may set IF (VBlank, or a STAT line change), or NEVER."""
 
