@@ -10,6 +10,8 @@ Figures are emulated seconds per wall second (x real time); gbsynth captures
 every APU write while it runs, PyBoy runs with sound emulation and rendering
 off (``PyBoy(rom, window="null", sound_emulated=False)``,
 ``set_emulation_speed(0)``, ``tick(n, False)``). Ratio > 1: gbsynth is faster.
+Besides the music ROMs and cpu_instrs, a generated ROM waits for VBlank by
+polling LY, the busy-wait many games use.
 """
 
 from __future__ import annotations
@@ -31,10 +33,25 @@ FRAMES_PER_SECOND = CPU_HZ / FRAME_CYCLES
 WARMUP_SECONDS = 2.0
 
 
-def default_roms() -> list[tuple[Path, float]]:
+def ly_polling_rom(folder: Path) -> Path:
+    """A ROM that waits for VBlank by polling LY, as many games do, and writes NR50 each frame."""
+    from gbsynth.emulator.cartridge.header import build_rom
+
+    code = bytes(
+        [0xF0, 0x44, 0xFE, 0x90, 0x20, 0xFA]  # ldh a,(LY); cp 144; jr nz,-6
+        + [0xF0, 0x44, 0xFE, 0x90, 0x28, 0xFA]  # ldh a,(LY); cp 144; jr z,-6
+        + [0x3E, 0x77, 0xE0, 0x24, 0xC3, 0x50, 0x01]  # ld a,$77; ldh (NR50),a; jp $150
+    )
+    path = folder / "ly_polling.gb"
+    path.write_bytes(build_rom({0x100: bytes([0x00, 0xC3, 0x50, 0x01]), 0x150: code}))
+    return path
+
+
+def default_roms(folder: Path) -> list[tuple[Path, float]]:
     music = sorted((SHARED / "roms" / "music").rglob("*.gb"))
     roms = [(p, 120.0) for p in music]
     roms.append((SHARED / "roms" / "blargg" / "cpu_instrs" / "cpu_instrs.gb", 30.0))
+    roms.append((ly_polling_rom(folder), 30.0))
     return roms
 
 
@@ -90,9 +107,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per emulator (best counts)")
     parser.add_argument("--startup", action="store_true", help="also time cold and warm starts")
     args = parser.parse_args()
-    roms = [(p, args.seconds or 60.0) for p in args.roms] or [
-        (p, args.seconds or s) for p, s in default_roms()
-    ]
+    with tempfile.TemporaryDirectory() as folder:
+        roms = [(p, args.seconds or 60.0) for p in args.roms] or [
+            (p, args.seconds or s) for p, s in default_roms(Path(folder))
+        ]
+        return measure(args, roms)
+
+
+def measure(args: argparse.Namespace, roms: list[tuple[Path, float]]) -> int:
     missing = [str(p) for p, _ in roms if not p.is_file()]
     if missing:
         print(f"missing ROM(s): {', '.join(missing)}", file=sys.stderr)
