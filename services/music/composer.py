@@ -271,13 +271,6 @@ class _Composer:
         bar = min(bar, len(self.bar_chords) - 1)
         return self.bar_chords[bar][0 if within * 2 < self.bar_rows else 1]
 
-    def section_at(self, row: int) -> tuple[str, int, int]:
-        bar = row // self.bar_rows
-        for section in self.sections:
-            if section[1] <= bar < section[1] + section[2]:
-                return section
-        return self.sections[-1]
-
     # ---- instruments -------------------------------------------------------------------------
     def _add(self, instrument: Instrument) -> int:
         if instrument in self.instruments:
@@ -407,14 +400,11 @@ class _Composer:
                 cell = _pick(rng, weights)
                 beat += 1
             out.extend(cell)
-        if cadence:
-            out.append(8 if rng.random() < 0.6 else rng.choice(((6, -2), (4, -4))))
-        flat: list[int] = []
-        for item in out:
-            flat.extend(item if isinstance(item, tuple) else (item,))
-        if flat[0] < 0 and not cadence and rng.random() < 0.5:
-            flat[0] = -flat[0]
-        return flat
+        if cadence:  # a long last note, held or followed by a breath
+            out.extend((8,) if rng.random() < 0.6 else rng.choice(((6, -2), (4, -4))))
+        if out[0] < 0 and not cadence and rng.random() < 0.5:
+            out[0] = -out[0]
+        return out
 
     def _chord_tones(self, chord: Chord, lo: int, hi: int) -> list[int]:
         return [i for i in range(lo, hi + 1) if (i - chord.degree) % 7 in (0, 2, 4)]
@@ -799,7 +789,7 @@ def _events(notes: list[_Note], total: int, hold_gaps: bool) -> list[Event]:
     row = 0
     for i, note in enumerate(notes):
         if note.start < row:
-            continue  # a later note at the same row replaces nothing: the first one wins
+            continue  # two notes at one row: the first is kept
         if note.start > row:
             events.append(Event(row, note.start - row, None, note.instrument, hold=hold_gaps))
         nxt = notes[i + 1].start if i + 1 < len(notes) else total

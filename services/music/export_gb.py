@@ -31,6 +31,7 @@ import numpy as np
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, register_snapshot
 from gbsynth.music.asm import assemble
 from gbsynth.music.rom import BANK_SIZE, CART_MBC5, finish_rom
+from gbsynth.music.screen import SCREEN_SOURCE, screen_data
 
 TICK_END = 0x00
 TICK_WAIT = 0x01
@@ -231,6 +232,9 @@ wStopped equ $C006
 Main:
         di
         ld sp, $FFFE
+        ld a, 1
+        ld [wStopped], a        ; the tick handler waits until the stream is set up
+        call ScreenSetup
         xor a
         ld [wStopped], a
         call Restart
@@ -348,8 +352,10 @@ def player_rom(
     stream: Stream, *, title: str, tick: Tick = VBLANK_TICK, loop: bool = False
 ) -> bytes:
     """An MBC5 ROM: the player in bank 0, the stream from bank 1 on."""
+    minutes, seconds = divmod(round(stream.ticks * tick.cycles / CPU_HZ), 60)
+    lines = [title, "", f"{minutes}:{seconds:02d}", "", "", "GBSYNTH REPLAY"]
     program = assemble(
-        PLAYER_SOURCE,
+        PLAYER_SOURCE + SCREEN_SOURCE + screen_data(lines),
         name="replay player",
         symbols={
             "FIRST_BANK": FIRST_DATA_BANK,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 
 from gbsynth.music.asm import assemble
+from gbsynth.music.screen import SCREEN_SOURCE, screen_data
 from gbsynth.music.song import Module, Song, assemble_module
 
 NINTENDO_LOGO = bytes.fromhex(
@@ -117,11 +118,12 @@ def gbs_file(module: Module, *, title: str, author: str = "gbsynth", copyright: 
     return header + _gbs_text(title) + _gbs_text(author) + _gbs_text(copyright) + code
 
 
-# The start-up code of a song ROM: the boot ROM leaves the LCD on, so VBlank comes
-# every 70,224 cycles; the driver runs from its handler and the CPU halts in between.
+# The start-up code of a song ROM: a title screen, then the driver from the VBlank
+# handler (every 70,224 cycles) and the CPU halted in between.
 ROM_SHELL = r"""
 rIF     equ $FF0F
 rIE     equ $FFFF
+wPlaying equ $DF00              ; the VBlank handler plays once the driver is set up
 
         section "vblank", $0040
         jp VBlank
@@ -134,8 +136,13 @@ rIE     equ $FFFF
 Main:
         di
         ld sp, $FFFE
+        xor a
+        ld [wPlaying], a
+        call ScreenSetup
         ld a, SONG_NUMBER
         call DriverInit
+        ld a, 1
+        ld [wPlaying], a
         ld a, $01               ; VBlank only
         ldh [rIE], a
         xor a
@@ -150,7 +157,9 @@ VBlank:
         push bc
         push de
         push hl
-        call DriverPlay
+        ld a, [wPlaying]
+        and a
+        call nz, DriverPlay
         pop hl
         pop de
         pop bc
@@ -159,15 +168,21 @@ VBlank:
 """
 
 
+def song_screen(song: Song) -> list[str]:
+    return [song.title, "", f"{song.key_name} {song.mode}",
+            f"{song.bpm:.0f} BPM {song.beats_per_bar}/4", "", "", "GBSYNTH"]  # fmt: skip
+
+
 def song_rom(songs: list[Song], *, title: str, song_number: int = 0, origin: int = 0x0400) -> bytes:
-    """A 32 KiB ROM that plays ``songs[song_number]`` forever."""
+    """A 32 KiB ROM that shows the song's title and plays ``songs[song_number]`` forever."""
     from gbsynth.music import driver as D
     from gbsynth.music.song import module_source
 
     if not 0 <= song_number < len(songs):
         raise RomBuildError(f"song {song_number} is outside 0..{len(songs) - 1}")
+    screen = SCREEN_SOURCE + screen_data(song_screen(songs[song_number]))
     program = assemble(
-        ROM_SHELL + module_source(songs),
+        ROM_SHELL + screen + module_source(songs),
         name="song ROM",
         symbols={"DRIVER_ORG": origin, "DRIVER_RAM": D.RAM_START, "SONG_NUMBER": song_number},
     )
