@@ -96,6 +96,26 @@ def test_the_rom_plays_what_the_gbs_plays(files, index):
     assert offset.max() - offset.min() < FRAME_CYCLES
 
 
+def test_the_rom_shows_the_title():
+    from gbsynth.emulator.machine import GameBoy
+    from gbsynth.music.rom import song_screen
+    from gbsynth.music.screen import CHARACTERS, screen_text
+
+    song = compose(SEED, 0)
+    _, rom = song_files(song)
+    gb = GameBoy(rom)
+    gb.run_seconds(0.5)
+    assert gb.peek(0xFF40) == 0x91 and gb.peek(0xFF47) == 0xE4
+    gb.poke(0xFF40, 0x11)  # LCD off: VRAM can be read
+    lines = screen_text(song_screen(song))
+    assert lines[0][2] == song.title.upper()
+    for row, column, text in lines:
+        tiles = [gb.peek(0x9800 + 32 * row + column + i) for i in range(len(text))]
+        assert tiles == [CHARACTERS.index(ch) for ch in text]
+    a = CHARACTERS.index("A")
+    assert [gb.peek(0x8000 + 16 * a + i) for i in range(4)] == [0x00, 0x00, 0x38, 0x38]
+
+
 @needs_gbsplay
 def test_gbsplay_plays_the_rom_too(files, tmp_path):
     gbs, rom = files[0]

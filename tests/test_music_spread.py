@@ -2,8 +2,9 @@
 
 Each song is played for 30 s in our emulator (as a GBS file) and the notes every
 channel starts are read back from the register writes. ``pytest -s`` prints the
-report: per song its key, mode, tempo, form, writes a second and notes started
-(distinct notes) per channel, then the spread of tempos, keys and modes.
+report: per song its key, mode, tempo, form, writes a second, notes started (distinct
+notes) per channel and each channel's pitch histogram, then the spread of tempos, keys
+and modes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def rows():
         writes = GbsSession(gbs, f"{index}.gbs").record(SECONDS).writes
         out.append(song_row(song_summary(song), writes, SECONDS))
     print()
-    print(spread_report(out))
+    print(spread_report(out, histograms=True))
     return out
 
 

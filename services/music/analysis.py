@@ -78,9 +78,26 @@ def is_silent(writes: ApuWrites) -> bool:
     return not any(c.notes for c in channel_notes(writes))
 
 
-def spread_report(rows: list[dict]) -> str:
+def note_name(note: int) -> str:
+    return f"{PITCH_CLASSES[note % 12].split('/')[0]}{2 + note // 12}"
+
+
+def histogram_lines(row: dict) -> list[str]:
+    """A song's pitch histograms: per channel, each note (noise: NR43 setting) and its count."""
+    lines = []
+    for channel, histogram in zip(CHANNELS, row["histograms"], strict=True):
+        if channel == "noise":
+            cells = " ".join(f"${k:02X}:{n}" for k, n in histogram.items())
+        else:
+            cells = " ".join(f"{note_name(k)}:{n}" for k, n in histogram.items())
+        lines.append(f"      {channel:<8} {cells}")
+    return lines
+
+
+def spread_report(rows: list[dict], histograms: bool = False) -> str:
     """A text report of songs: one row each (title, key, mode, bpm, writes, notes per channel,
-    distinct notes per channel), then the spread of tempos, keys and modes."""
+    distinct notes per channel, with ``histograms`` each channel's pitch histogram), then the
+    spread of tempos, keys and modes."""
     lines = [
         f"{'#':>3} {'title':<16} {'key':<4} {'mode':<15} {'bpm':>5} {'meter':>5} "
         f"{'form':<6} {'writes/s':>8}  notes started (distinct) pulse1 pulse2 wave noise"
@@ -93,6 +110,8 @@ def spread_report(rows: list[dict]) -> str:
             f"{i:3d} {row['title']:<16} {row['key']:<4} {row['mode']:<15} {row['bpm']:5.1f} "
             f"{row['meter']:>5} {row['form']:<6} {row['writes_per_second']:8.1f}  {per_channel}"
         )
+        if histograms:
+            lines += histogram_lines(row)
     bpms = np.array([r["bpm"] for r in rows])
     keys = Counter(r["key_pitch_class"] for r in rows)
     modes = Counter(r["mode"] for r in rows)
