@@ -3,11 +3,19 @@
 The PPU's state is a function of time: with the LCD on, the position since it
 was switched on (``now - LCD_BASE``) gives the frame line (LY) and the dot in
 the line, and the dot gives the mode: OAM scan (mode 2) for 80 dots, drawing
-(mode 3) for 172 dots plus the fine-scroll penalty SCX & 7, then HBlank
-(mode 0) to the end of the 456-dot line; lines 144-153 are VBlank (mode 1).
-On the first line after the LCD is switched on there is no OAM scan (mode 0
-is reported instead). On line 153 LY reads 153 only for its first few dots,
-then 0.
+(mode 3) for 172 dots plus the fine-scroll penalty SCX & 7, the sprites' fetch
+penalties (from a table rebuilt when OAM, LCDC or SCX change) and 6 dots where
+the window shows, then HBlank (mode 0) to the end of the 456-dot line; lines
+144-153 are VBlank (mode 1). On the first line after the LCD is switched on
+there is no OAM scan (mode 0 is reported instead). On line 153 LY reads 153
+only for its first few dots, then 0.
+
+What the CPU sees is offset from that timeline by a few dots, as measured by
+mooneye's tests: LY (and the LY=LYC flag going low) changes 4 dots before the
+line, STAT shows mode 0 3 dots before the mode 0 interrupt, and VRAM/OAM reads
+are blocked a little before mode 3/mode 2 show (writes have their own windows).
+The LY=LYC flag is frozen while the LCD is off, and a STAT write in HBlank,
+VBlank or on the LYC line requests the interrupt (the DMG quirk).
 
 The interrupt sources are evaluated lazily: ``ppu_sync`` walks the points where
 the STAT line may change (line start, LY=0 on line 153, mode 3 start, mode 0
