@@ -35,6 +35,7 @@ from gbsynth.common.events import (
     Recording,
     Source,
     SourceKind,
+    register_snapshot,
 )
 
 SRC = Source(sha256="cd" * 32, file_name="song.gbs", kind=SourceKind.GBS, title="Song", subsong=2)
@@ -373,7 +374,11 @@ def test_segment_round_trip_and_rebasing():
     seg = _segment(rec)
     assert seg.segment_id == f"{rec.recording_id}@1000"
     assert seg.writes.cycles[0] >= 0 and seg.writes.cycles[-1] < seg.duration_cycles
-    assert seg.writes == rec.writes.between(seg.start_cycle, seg.end_cycle).shifted(-1000)
+    snapshot = register_snapshot(rec.writes, 1000)
+    assert len(snapshot) > 0  # a cut-out segment opens with the register state at its start
+    assert seg.writes == ApuWrites.concat(
+        [snapshot, rec.writes.between(seg.start_cycle, seg.end_cycle).shifted(-1000)]
+    )
     back = decode_segment(encode_segment(seg))
     assert back == seg
     assert back.features.extra == {"note_density": 3.25}

@@ -48,6 +48,7 @@ from gbsynth.common.events import (
     RecordingError,
     Source,
     SourceKind,
+    register_snapshot,
 )
 
 FRAME_MAGIC = 0xB5
@@ -775,8 +776,17 @@ class Segment:
     def cut(
         cls, recording: Recording, start_cycle: int, end_cycle: int, features: SegmentFeatures
     ) -> Segment:
-        """The segment of ``recording`` between two cycles, with its deterministic id."""
-        writes = recording.writes.between(start_cycle, end_cycle).shifted(-start_cycle)
+        """The segment of ``recording`` between two cycles, with its deterministic id.
+
+        The segment opens (at its cycle 0) with a snapshot of the sound registers as the
+        recording left them at ``start_cycle``, so it renders and trains on its own.
+        """
+        writes = ApuWrites.concat(
+            [
+                register_snapshot(recording.writes, start_cycle),
+                recording.writes.between(start_cycle, end_cycle).shifted(-start_cycle),
+            ]
+        )
         return cls(
             segment_id=make_segment_id(recording.recording_id, start_cycle),
             recording_id=recording.recording_id,
