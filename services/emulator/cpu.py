@@ -190,7 +190,7 @@ def rotate(kind: int, v: int, f: int) -> tuple[int, int]:
     return v, (FZ if v == 0 else 0) | (c << 4)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, nogil=True)  # Kafka client threads run meanwhile
 def run(
     st: np.ndarray,
     mem: np.ndarray,
