@@ -115,7 +115,14 @@ def _run(args: argparse.Namespace) -> int:
     import soundfile
 
     from gbsynth.common.events import CPU_HZ
-    from gbsynth.synth.render import MAX_RATE, MIN_RATE, Synth, samples_before, to_pcm16
+    from gbsynth.synth.render import (
+        MAX_RATE,
+        MIN_RATE,
+        Synth,
+        channel_activity,
+        samples_before,
+        to_pcm16,
+    )
 
     if not MIN_RATE <= args.rate <= MAX_RATE:
         raise RenderError(f"--rate must be within {MIN_RATE}..{MAX_RATE} Hz")
@@ -133,6 +140,9 @@ def _run(args: argparse.Namespace) -> int:
     if duration <= 0:
         raise RenderError(f"{path}: the recording is empty (zero length)")
     writes = writes.between(0, duration)
+    if not np.any(channel_activity(writes, duration, frame_cycles=CPU_HZ) > 0):
+        # Clicks from DAC switches may be there, but no channel ever plays a sound.
+        raise RenderError(f"{path}: the recording is silent (no channel ever sounds)")
     channels = 1 if args.mono else 2
     subtype = SUBTYPES[args.format]
     frames = samples_before(duration, args.rate)
@@ -156,8 +166,6 @@ def _run(args: argparse.Namespace) -> int:
                 if audio.size:
                     peak = max(peak, float(np.max(np.abs(audio))))
                 sink.write(to_pcm16(audio) if subtype == "PCM_16" else audio)
-        if peak < 1.0 / 32768:
-            raise RenderError(f"{path}: the recording renders to silence (nothing plays)")
         partial.replace(out)
     except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
         raise RenderError(f"cannot write {out}: {exc}") from exc
