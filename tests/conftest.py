@@ -17,40 +17,35 @@ def shared_dir() -> Path:
     return SHARED
 
 
+def _running_broker():
+    """Yield a running local Tansu broker's bootstrap string; skip when none can start."""
+    from gbsynth.common.broker import BrokerError, LocalBroker
+
+    broker = LocalBroker()
+    try:
+        broker.start()
+    except BrokerError as exc:
+        pytest.skip(f"no local Kafka broker: {exc}")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
     """Bootstrap servers of a local in-memory Tansu broker, started once per test session.
 
     Integration tests should use unique topic and group names (the broker is shared).
     """
-    from gbsynth.common.broker import BrokerError, LocalBroker
-
-    broker = LocalBroker()
-    try:
-        broker.start()
-    except BrokerError as exc:
-        pytest.skip(f"no local Kafka broker: {exc}")
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+    yield from _running_broker()
 
 
 @pytest.fixture
 def private_broker():
     """A broker of the test's own (it starts in well under a second), for tests of services
     that use the fixed production topic names."""
-    from gbsynth.common.broker import BrokerError, LocalBroker
-
-    broker = LocalBroker()
-    try:
-        broker.start()
-    except BrokerError as exc:
-        pytest.skip(f"no local Kafka broker: {exc}")
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+    yield from _running_broker()
 
 
 def service_env(bootstrap: str, **extra: str) -> dict[str, str]:
