@@ -560,6 +560,21 @@ def init_synth(apu, syn, fst):
     fst[F_CAP_R] = acc_r
 
 
+@njit(cache=True, error_model="numpy")
+def float_to_pcm16(audio, out):
+    """``out[:] = audio * 32767`` rounded to nearest and clipped to int16 (any shape)."""
+    flat_in = audio.reshape(-1)
+    flat_out = out.reshape(-1)
+    for i in range(flat_in.size):
+        x = flat_in[i] * 32767.0
+        if x >= 32767.0:
+            flat_out[i] = 32767
+        elif x <= -32768.0:
+            flat_out[i] = -32768
+        else:
+            flat_out[i] = np.int16(np.rint(x))
+
+
 # -- activity (no audio) ---------------------------------------------------------------------
 
 

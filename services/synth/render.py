@@ -235,6 +235,8 @@ def rms_envelope(audio: np.ndarray, rate: int, frame_seconds: float = 0.02) -> n
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """Float audio (full scale +-1) as int16, clipped."""
-    scaled = np.rint(np.asarray(audio, dtype=np.float64) * 32767.0)
-    return np.clip(scaled, -32768, 32767).astype(np.int16)
+    """Float audio (full scale +-1) as int16, rounded and clipped."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    out = np.empty(audio.shape, dtype=np.int16)
+    core.float_to_pcm16(audio, out)
+    return out
