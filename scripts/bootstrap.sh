@@ -12,6 +12,9 @@ PYTHON=${PYTHON:-python3.11}
 need_apt=()
 command -v gbsplay >/dev/null 2>&1 || need_apt+=(gbsplay)
 if ! ldconfig -p 2>/dev/null | grep -q libsndfile; then need_apt+=(libsndfile1); fi
+# headless Chromium and its WebDriver run the generator page's browser test.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
         echo "bootstrap: please install ${need_apt[*]} (apt-get) and run again" >&2; exit 1
