@@ -327,6 +327,13 @@ def metrics_port(service_default: int, environ: Mapping[str, str] | None = None)
     return service_default
 
 
+CHECKPOINT_DIR = Setting(
+    "GBSYNTH_CHECKPOINT_DIR",
+    str,
+    "var/checkpoints",
+    "folder of model checkpoints, shared by the trainer (writes) and the generators (read)",
+)
+
 METRICS_ADDRESS = Setting(
     "GBSYNTH_METRICS_ADDRESS", str, "0.0.0.0", "address the /metrics endpoint listens on"
 )
