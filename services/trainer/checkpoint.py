@@ -1,0 +1,243 @@
+"""Model checkpoints on shared storage: written atomically, found, loaded, pruned.
+
+A checkpoint is one file ``step-<step, 10 digits>.pt`` (``torch.save`` of plain
+data: tensors, numbers, strings, so it loads with ``weights_only=True`` and a
+file from shared storage cannot run code) holding:
+
+- ``config``: the ``GPTConfig`` as a dict; ``model``: the weights;
+- ``step``, ``train_loss``, ``heldout_nll`` (nats per event, or None), ``created_unix_ms``;
+- ``trainer``: what resuming needs: optimizer state, the batch sampler's RNG
+  state, consumer offsets, elapsed training seconds (absent in inference-only files).
+
+Beside it, ``step-<step>.json`` repeats the small fields and the file's SHA-256,
+so pruning and listing never open the big file. Both are written to a
+temporary name in the same folder and renamed, and the ``.pt`` file last: a
+reader sees a complete checkpoint or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gbsynth.trainer.model import GPT, GPTConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "gbsynth-trainer-checkpoint/1"
+_NAME = re.compile(r"^step-(\d{10})\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, damaged or not a gbsynth checkpoint."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:010d}.pt"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fo:
+            fo.write(data)
+            fo.flush()
+            os.fsync(fo.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fo:
+        for block in iter(lambda: fo.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """What ``save_checkpoint`` wrote (the fields of the announcement)."""
+
+    path: Path
+    step: int
+    sha256: str
+    train_loss: float
+    heldout_nll: float | None
+    created_unix_ms: int
+    config: GPTConfig
+
+
+def save_checkpoint(
+    directory: Path,
+    model: GPT,
+    *,
+    step: int,
+    train_loss: float = float("nan"),
+    heldout_nll: float | None = None,
+    trainer_state: Mapping[str, Any] | None = None,
+) -> SavedCheckpoint:
+    """Write ``step-<step>.pt`` (and its ``.json``) atomically into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    created = time.time_ns() // 1_000_000
+    payload = {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "step": int(step),
+        "train_loss": float(train_loss),
+        "heldout_nll": None if heldout_nll is None else float(heldout_nll),
+        "created_unix_ms": created,
+        "trainer": dict(trainer_state) if trainer_state is not None else None,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    path = directory / checkpoint_name(step)
+    meta = {
+        "path": path.name,
+        "step": int(step),
+        "sha256": sha,
+        "train_loss": float(train_loss),
+        "heldout_nll": payload["heldout_nll"],
+        "created_unix_ms": created,
+        "config": model.config.to_dict(),
+    }
+    _atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
+    _atomic_write(path, data)
+    return SavedCheckpoint(path, int(step), sha, float(train_loss), meta["heldout_nll"],
+                           created, model.config)  # fmt: skip
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints in ``directory`` as ``(step, path)``, oldest step first.
+
+    Temporary files being written (``.step-*.tmp``) are not checkpoints.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        match = _NAME.match(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def newest_checkpoint(directory: Path) -> Path | None:
+    """The complete checkpoint with the highest step in ``directory``, or None."""
+    found = list_checkpoints(directory)
+    return found[-1][1] if found else None
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint loaded for use: the model in eval mode and what describes it."""
+
+    model: GPT
+    config: GPTConfig
+    step: int
+    path: Path
+    sha256: str
+    heldout_nll: float | None
+    train_loss: float
+    created_unix_ms: int
+    trainer_state: dict[str, Any] | None
+
+
+def load_checkpoint(path: Path, *, expected_sha256: str | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint file; raise ``CheckpointError`` for anything but a valid one.
+
+    With ``expected_sha256`` (from an announcement), a file whose bytes differ is refused.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    sha = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and sha != expected_sha256.lower():
+        raise CheckpointError(f"{path}: SHA-256 {sha} differs from the announced {expected_sha256}")
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors of every kind
+        raise CheckpointError(f"{path}: not a loadable checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a gbsynth trainer checkpoint")
+    try:
+        config = GPTConfig.from_dict(payload["config"])
+        model = GPT(config)
+        model.load_state_dict(payload["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model: {exc}") from exc
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedCheckpoint(
+        model=model,
+        config=config,
+        step=int(payload["step"]),
+        path=path,
+        sha256=sha,
+        heldout_nll=payload.get("heldout_nll"),
+        train_loss=float(payload.get("train_loss", float("nan"))),
+        created_unix_ms=int(payload.get("created_unix_ms", 0)),
+        trainer_state=payload.get("trainer"),
+    )
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    """The ``.json`` beside a checkpoint, or None if it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def prune_checkpoints(directory: Path, keep_newest: int, keep_best: bool = True) -> list[Path]:
+    """Delete all but the newest ``keep_newest`` checkpoints and the best held-out one.
+
+    Returns the deleted checkpoint paths. Stray temporary files older than an hour
+    (a writer that died mid-write) go too.
+    """
+    found = list_checkpoints(directory)
+    keep = {path for _, path in found[-max(keep_newest, 1) :]}
+    if keep_best:
+        scored = []
+        for step, path in found:
+            meta = read_metadata(path)
+            nll = meta.get("heldout_nll") if meta else None
+            if nll is not None:
+                scored.append((nll, -step, path))
+        if scored:
+            keep.add(min(scored)[2])
+    deleted = []
+    for _, path in found:
+        if path not in keep:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
+            deleted.append(path)
+    cutoff = time.time() - 3600
+    for stray in Path(directory).glob(".step-*.tmp"):
+        try:
+            if stray.stat().st_mtime < cutoff:
+                stray.unlink()
+        except OSError:
+            pass
+    return deleted

@@ -1,0 +1,174 @@
+"""The event representation the model reads and writes: one position per register write.
+
+Each write becomes one *event* of three tokens, predicted one after the other
+by factorized heads (``gbsynth.trainer.model``):
+
+=========  ======  =====================================================================
+token      count   meaning
+=========  ======  =====================================================================
+``dt``     193     time since the previous event, as a bucket index into ``DT_CYCLES``:
+                   0 cycles; then every multiple of 4 from 4 to 256 (64 buckets, exact:
+                   the CPU writes at M-cycle boundaries); then 128 log-spaced buckets up
+                   to ``DT_MAX_CYCLES`` = 262,144 cycles (62.5 ms, about 3.7 frames).
+``reg``    49      the register, ``address - 0xFF10`` for 0xFF10-0xFF3F (0-47: the
+                   channel registers, the master registers NR50-NR52 and wave RAM), or
+                   ``WAIT`` = 48, an event that only moves time on (a gap longer than
+                   ``DT_MAX_CYCLES`` is a run of waits).
+``val``    256     the byte written (0 for ``WAIT``).
+=========  ======  =====================================================================
+
+Events are an ``int64`` array of shape ``(n, 3)``: columns ``dt``, ``reg``, ``val``.
+Nothing is merged or dropped, so the register and value sequence decodes exactly;
+only time is quantised. The encoder quantises against the *decoded* clock
+(error feedback), so errors never accumulate: every decoded write is within
+``MAX_TIMING_ERROR_CYCLES`` (6,910 cycles, 1.6 ms, a tenth of a frame) of
+its true time, and writes 256 cycles apart or closer keep their exact spacing
+(to 2 cycles). Order is always kept, so decoded times never go backwards.
+
+Why this shape: one model position per write keeps sampling cheap (a song costs
+its number of writes, about 1,000 per second for nightmode.gbs) while every
+channel, wave RAM and the timing stay in the stream. The joint symbol
+``event_symbols`` (dt, reg, val as one integer) is what the n-gram baselines
+count, so their NLL and the model's are both nats per event over the same space.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from gbsynth.common.events import CYCLE_DTYPE, REGISTER_FIRST, REGISTER_LAST, ApuWrites
+
+N_EXACT_DT = 64
+"""Exact buckets 4, 8, ..., 256 cycles."""
+N_LOG_DT = 128
+DT_MAX_CYCLES = 1 << 18
+
+
+def _dt_table() -> np.ndarray:
+    exact = np.arange(0, 4 * N_EXACT_DT + 1, 4, dtype=np.int64)  # 0, 4, ..., 256
+    ratios = np.geomspace(4 * N_EXACT_DT, DT_MAX_CYCLES, N_LOG_DT + 1)[1:]
+    # Round to M-cycles; the table stays strictly increasing (ratios grow by > 4 cycles).
+    logs = (np.round(ratios / 4) * 4).astype(np.int64)
+    table = np.concatenate([exact, logs])
+    assert np.all(np.diff(table) > 0) and table[-1] == DT_MAX_CYCLES
+    return table
+
+
+DT_CYCLES: np.ndarray = _dt_table()
+"""Cycles each ``dt`` bucket stands for (strictly increasing, starting at 0)."""
+N_DT = len(DT_CYCLES)
+N_REGISTERS = REGISTER_LAST - REGISTER_FIRST + 1  # 48
+WAIT = N_REGISTERS
+"""The ``reg`` token of an event that writes nothing and only moves time on."""
+N_REG = N_REGISTERS + 1
+N_VAL = 256
+N_SYMBOLS = N_DT * N_REG * N_VAL
+"""Size of the joint event space (every combination of the three tokens)."""
+
+MAX_TIMING_ERROR_CYCLES = int(np.max(np.diff(DT_CYCLES)) // 2)
+"""Largest difference between a decoded write's time and its recorded time."""
+
+DT, REG, VAL = 0, 1, 2  # column indices
+
+NR52_TOKEN = 0xFF26 - REGISTER_FIRST
+"""The power register NR52 (the sampler never lets a song switch the APU off)."""
+UNUSED_REGISTER_TOKENS = tuple(range(0xFF27 - REGISTER_FIRST, 0xFF30 - REGISTER_FIRST))
+"""0xFF27-0xFF2F: in the sound block but not registers (writes are ignored by the APU)."""
+
+
+@numba.njit(cache=True)
+def _encode(cycles, registers, values, start_cycle, table, wait_token, out):  # pragma: no cover
+    max_dt = table[-1]
+    n_buckets = table.shape[0]
+    clock = start_cycle  # the decoded clock: quantise against it so errors never pile up
+    k = 0
+    for i in range(cycles.shape[0]):
+        residual = cycles[i] - clock
+        while residual > max_dt:
+            out[k, 0] = n_buckets - 1
+            out[k, 1] = wait_token
+            out[k, 2] = 0
+            k += 1
+            clock += max_dt
+            residual -= max_dt
+        if residual <= 0:
+            bucket = 0
+        else:
+            hi = np.searchsorted(table, residual)  # table[hi - 1] < residual <= table[hi]
+            bucket = hi if table[hi] - residual <= residual - table[hi - 1] else hi - 1
+        out[k, 0] = bucket
+        out[k, 1] = registers[i] - 0xFF10
+        out[k, 2] = values[i]
+        k += 1
+        clock += table[bucket]
+    return k
+
+
+def encode(writes: ApuWrites, start_cycle: int = 0) -> np.ndarray:
+    """Events ``(n, 3)`` int64 for ``writes``, timed from ``start_cycle``.
+
+    Raises ``ValueError`` for writes before ``start_cycle`` or outside 0xFF10-0xFF3F.
+    """
+    n = len(writes)
+    if n == 0:
+        return np.empty((0, 3), dtype=np.int64)
+    if int(writes.cycles[0]) < start_cycle:
+        raise ValueError(f"write at cycle {int(writes.cycles[0])} before start {start_cycle}")
+    if writes.registers.min() < REGISTER_FIRST or writes.registers.max() > REGISTER_LAST:
+        raise ValueError("writes outside the sound registers 0xFF10-0xFF3F")
+    span = int(writes.cycles[-1]) - start_cycle
+    out = np.empty((n + span // DT_MAX_CYCLES + 1, 3), dtype=np.int64)
+    k = _encode(
+        np.ascontiguousarray(writes.cycles, dtype=np.int64),
+        writes.registers.astype(np.int64),
+        writes.values.astype(np.int64),
+        np.int64(start_cycle),
+        DT_CYCLES,
+        np.int64(WAIT),
+        out,
+    )
+    return out[:k].copy()
+
+
+def check_events(events: np.ndarray) -> None:
+    """Raise ``ValueError`` unless ``events`` is an ``(n, 3)`` array of in-range tokens."""
+    if events.ndim != 2 or events.shape[1] != 3:
+        raise ValueError(f"events must have shape (n, 3), not {events.shape}")
+    for column, size, name in ((DT, N_DT, "dt"), (REG, N_REG, "reg"), (VAL, N_VAL, "val")):
+        col = events[:, column]
+        if col.size and (col.min() < 0 or col.max() >= size):
+            raise ValueError(f"{name} tokens must be in 0..{size - 1}")
+
+
+def decode(events: np.ndarray, start_cycle: int = 0) -> ApuWrites:
+    """The writes ``events`` stand for (waits dropped), timed from ``start_cycle``."""
+    events = np.asarray(events)
+    check_events(events)
+    cycles = start_cycle + np.cumsum(DT_CYCLES[events[:, DT]], dtype=np.int64)
+    keep = events[:, REG] != WAIT
+    return ApuWrites(
+        cycles[keep].astype(CYCLE_DTYPE),
+        (events[keep, REG] + REGISTER_FIRST).astype(np.uint16),
+        events[keep, VAL].astype(np.uint8),
+    )
+
+
+def duration_cycles(events: np.ndarray) -> int:
+    """Cycles the events span (the decoded time of the last one)."""
+    return int(DT_CYCLES[np.asarray(events)[:, DT]].sum())
+
+
+def event_symbols(events: np.ndarray) -> np.ndarray:
+    """Each event as one integer in ``0..N_SYMBOLS-1`` (the joint symbol n-grams count)."""
+    events = np.asarray(events, dtype=np.int64)
+    return (events[:, DT] * N_REG + events[:, REG]) * N_VAL + events[:, VAL]
+
+
+def symbols_to_events(symbols: np.ndarray) -> np.ndarray:
+    """Inverse of ``event_symbols``."""
+    symbols = np.asarray(symbols, dtype=np.int64)
+    return np.stack(
+        [symbols // (N_REG * N_VAL), (symbols // N_VAL) % N_REG, symbols % N_VAL], axis=1
+    )
+
