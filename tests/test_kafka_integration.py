@@ -144,6 +144,12 @@ class FakeConsumer:
     def seek(self, tp, offset):
         self.log.append(("seek", tp.partition, offset))
 
+    def highwater(self, tp):
+        return None  # no fetch responses: no lag to report
+
+    def position(self, tp, timeout_ms=None):
+        return None
+
     def seek_to_beginning(self, tp):
         self.log.append(("seek", tp.partition, 0))
 

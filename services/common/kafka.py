@@ -434,6 +434,7 @@ class ConsumeLoop:
         dead_letter_topic: str = TOPIC_DEAD_LETTERS,
         dead_letter_on: tuple[type[BaseException], ...] = (CodecError,),
         poll_timeout_ms: int = 500,
+        lag_interval_s: float = 5.0,
     ) -> None:
         self.processor = processor
         self.topics = list(topics)
@@ -462,6 +463,9 @@ class ConsumeLoop:
         self._needs_seek: set[TopicPartition] = set()
         self.processed = 0
         self.dead_lettered = 0
+        self.lag_interval_s = lag_interval_s
+        self._lag_refreshed_at = float("-inf")
+        self._lag_labelled: set[TopicPartition] = set()
 
     # Rebalance callbacks: kafka-python calls them inside poll(), while run() waits in it.
     # With the eager protocol a rebalance revokes every partition and then assigns, often
@@ -486,6 +490,7 @@ class ConsumeLoop:
             for tp in gone:
                 self._consumed.pop(tp, None)
                 self._committed.pop(tp, None)
+        self._forget_lag(gone)
         log.info("partitions assigned: %s", _describe(partitions))
         if gone:
             self.processor.partitions_revoked(gone)
@@ -501,6 +506,7 @@ class ConsumeLoop:
             for tp in partitions:
                 self._consumed.pop(tp, None)
                 self._committed.pop(tp, None)
+        self._forget_lag(partitions)
         log.warning("partitions lost: %s", _describe(partitions))
         self.processor.partitions_revoked(partitions)
 
@@ -567,7 +573,48 @@ class ConsumeLoop:
             # Whatever was processed gets delivered and committed, even if a later message failed.
             _await_delivery(self.producer, sent, self.service)
             self.commit()
+        if time.monotonic() - self._lag_refreshed_at >= self.lag_interval_s:
+            self.refresh_lag()
         return done
+
+    def refresh_lag(self) -> dict[TopicPartition, int]:
+        """Set ``gbsynth_consumer_lag{topic,partition}`` for each assigned partition.
+
+        Lag is the high watermark the brokers reported in the last fetch minus the
+        consumer's position (both are "next offset"), so it costs no extra request;
+        partitions not fetched from yet are left out. Returns the lags it set.
+        """
+        self._lag_refreshed_at = time.monotonic()
+        with self._lock:
+            assigned = set(self.assignment) - self._revoking
+        lags: dict[TopicPartition, int] = {}
+        for tp in sorted(assigned):
+            try:
+                end = self.consumer.highwater(tp)
+                if end is None:
+                    continue
+                position = self.consumer.position(tp, timeout_ms=1000)
+            except kafka_errors.KafkaError as exc:
+                # A rebalance under way or a slow broker: try again at the next refresh.
+                log.debug("no lag for %s[%d]: %s", tp.topic, tp.partition, exc)
+                continue
+            if position is None:
+                continue
+            lags[tp] = max(0, end - position)
+            metrics.CONSUMER_LAG.labels(
+                service=self.service, topic=tp.topic, partition=str(tp.partition)
+            ).set(lags[tp])
+            self._lag_labelled.add(tp)
+        return lags
+
+    def _forget_lag(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the lag series of partitions this consumer no longer owns."""
+        for tp in set(partitions) & self._lag_labelled:
+            self._lag_labelled.discard(tp)
+            try:
+                metrics.CONSUMER_LAG.remove(self.service, tp.topic, str(tp.partition))
+            except KeyError:
+                pass
 
     def _process(self, message: Message) -> list[tuple[Output, Any]]:
         """Process one message, sending each output as soon as the processor yields it.

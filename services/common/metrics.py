@@ -99,6 +99,12 @@ HELD_BACK = gauge(
     "held_back_messages",
     "messages processed but not yet committable (a stateful processor still needs them)",
 )
+CONSUMER_LAG = gauge(
+    "consumer_lag",
+    "messages not yet consumed per assigned partition (end offset minus the consumer's "
+    "position), refreshed every few seconds",
+    ["topic", "partition"],
+)
 BUILD_INFO = Info("gbsynth_build", "gbsynth version of the running service", ["service"])
 
 
