@@ -231,9 +231,7 @@ class GPT(nn.Module):
         parts = {
             "dt": F.cross_entropy(self.heads.dt_logits(h).flatten(0, 1), dt.flatten()),
             "reg": F.cross_entropy(self.heads.reg_logits(h, dt).flatten(0, 1), reg.flatten()),
-            "val": F.cross_entropy(
-                self.heads.val_logits(h, dt, reg).flatten(0, 1), val.flatten()
-            ),
+            "val": F.cross_entropy(self.heads.val_logits(h, dt, reg).flatten(0, 1), val.flatten()),
         }
         return parts["dt"] + parts["reg"] + parts["val"], parts
 

@@ -1,0 +1,137 @@
+"""Checkpoints, the sampler and the fast inference engine (the trainer -> generator contract)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gbsynth.common.events import CPU_HZ, REGISTER_FIRST, REGISTER_LAST, ApuWrites
+from gbsynth.trainer import tokens
+from gbsynth.trainer.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    newest_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from gbsynth.trainer.engine import InferenceEngine
+from gbsynth.trainer.model import GPT, PRESETS, GPTConfig
+from gbsynth.trainer.sampling import PREAMBLE, Sampler, SamplingError
+from gbsynth.trainer.testing import make_tiny_checkpoint
+
+
+def test_tiny_checkpoint_loads_and_newest_ignores_partial_files(tmp_path: Path) -> None:
+    make_tiny_checkpoint(tmp_path, step=1)
+    second = make_tiny_checkpoint(tmp_path, step=20, seed=1)
+    (tmp_path / ".step-0000000030.pt.abc.tmp").write_bytes(b"half a file")
+    assert newest_checkpoint(tmp_path) == second
+    loaded = load_checkpoint(second)
+    assert loaded.step == 20 and loaded.path == second
+    assert not loaded.model.training
+    assert len(loaded.sha256) == 64 and loaded.heldout_nll is None
+    assert newest_checkpoint(tmp_path / "missing") is None
+
+
+def test_damaged_or_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
+    path = make_tiny_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(path, expected_sha256="0" * 64)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    other = tmp_path / "step-0000000002.pt"
+    torch.save({"hello": 1}, other)
+    with pytest.raises(CheckpointError, match="not a gbsynth"):
+        load_checkpoint(other)
+
+
+def test_prune_keeps_newest_and_best(tmp_path: Path) -> None:
+    model = GPT(PRESETS["tiny"])
+    for step, nll in [(1, 5.0), (2, 1.0), (3, 4.0), (4, 3.0), (5, None)]:
+        save_checkpoint(tmp_path, model, step=step, heldout_nll=nll)
+    deleted = prune_checkpoints(tmp_path, keep_newest=2)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 4, 5]
+    assert len(deleted) == 2 and not (tmp_path / "step-0000000001.json").exists()
+
+
+def test_engine_matches_the_torch_model_step_by_step() -> None:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)).eval()
+    for p in model.parameters():
+        p.data += 0.1 * torch.randn_like(p)  # make every weight matter
+    events = torch.stack(
+        [torch.randint(0, tokens.N_DT, (40,)), torch.randint(0, 48, (40,)),
+         torch.randint(0, 256, (40,))], dim=1,
+    )  # fmt: skip
+    engine = InferenceEngine(model)
+    state = engine.new_state()
+    cache = model.new_cache()
+    with torch.inference_mode():
+        # The first block_size steps equal a full causal forward pass.
+        full = model.hidden(events[None, :16])[0]
+        for i, event in enumerate(events):  # then the window slides
+            expected = model.step(event, cache)
+            engine.feed(state, event[None].numpy())
+            if i < 16:
+                assert torch.allclose(expected, full[i], atol=1e-4)
+            np.testing.assert_allclose(state.hidden, expected.numpy(), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def sampler(tmp_path_factory) -> Sampler:
+    return Sampler(load_checkpoint(make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))))
+
+
+def test_samples_are_legal_deterministic_and_cover_the_length(sampler: Sampler) -> None:
+    pieces = list(sampler.stream(3.0, seed=5))
+    song = ApuWrites.concat(pieces)
+    song.validate()  # non-decreasing cycles, registers 0xFF10-0xFF3F
+    assert len(song) > 50
+    assert REGISTER_FIRST <= song.registers.min() and song.registers.max() <= REGISTER_LAST
+    assert song.cycles[-1] < 3 * CPU_HZ
+    # Opens powered, loud and panned; never switches the APU off or writes FF27-FF2F.
+    assert song.registers[:3].tolist() == PREAMBLE.registers.tolist()
+    assert song.values[:3].tolist() == [0x80, 0x77, 0xFF]
+    assert np.all(song.values[song.registers == 0xFF26] & 0x80)
+    assert not np.any((song.registers >= 0xFF27) & (song.registers <= 0xFF2F))
+    for before, after in zip(pieces, pieces[1:], strict=False):
+        if len(before) and len(after):
+            assert after.cycles[0] >= before.cycles[-1]
+    assert sampler.sample(3.0, seed=5) == song
+    assert sampler.sample(3.0, seed=6) != song
+
+
+def test_greedy_prime_and_bad_arguments(sampler: Sampler) -> None:
+    prime = ApuWrites.from_arrays([0, 100, 70_000], [0xFF12, 0xFF13, 0xFF14], [0xF0, 0x40, 0x87])
+    song = sampler.sample(1.0, temperature=0.0, prime=prime)
+    assert song.registers[3:6].tolist() == [0xFF12, 0xFF13, 0xFF14]
+    assert sampler.sample(1.0, temperature=0.0, prime=prime, seed=9) == song
+    assert len(sampler.sample(0.0)) == 0
+    assert len(sampler.sample(1e-6)) == 3  # just the preamble
+    for bad in (
+        {"seconds": -1.0},
+        {"seconds": 1.0, "top_p": 0.0},
+        {"seconds": 1, "temperature": -1},
+    ):
+        with pytest.raises(SamplingError):
+            sampler.sample(**bad)
+
+
+def test_sampling_from_several_threads_gives_each_seed_its_song(sampler: Sampler) -> None:
+    expected = {seed: sampler.sample(2.0, seed=seed) for seed in range(4)}
+    results: dict[int, ApuWrites] = {}
+
+    def work(seed: int) -> None:
+        results[seed] = sampler.sample(2.0, seed=seed)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[s] == expected[s] for s in range(4))
