@@ -1,14 +1,29 @@
 """``gbsynth run-local`` (what ``make run`` starts): the whole pipeline as local processes.
 
-A local in-memory Kafka-compatible broker (Tansu), the embedded demo music
-(composed on first run into ``var/roms`` unless ``GBSYNTH_ROM_DIR`` names a
-folder), and every service as its own process with its output prefixed by its
-name. Ctrl-C (SIGINT) or SIGTERM stops the services first, then the broker.
+The same topology as ``deploy/docker-compose.yml`` without Docker: a local
+in-memory Kafka-compatible broker (Tansu) instead of Apache Kafka, the embedded
+demo music (composed on first run into ``var/roms`` unless ``GBSYNTH_ROM_DIR`` or
+``--rom-dir`` names a folder), and each of the four services as its own process,
+its output prefixed by its name:
+
+- ``emulator``: ``gbsynth emulator-worker``, publishing a job per file first;
+- ``pruner``: ``gbsynth pruner``; ``trainer``: ``gbsynth trainer``, checkpoints in
+  ``var/checkpoints`` and its dataset in ``var/trainer``;
+- ``generator``: ``gbsynth generator``, songs at http://127.0.0.1:8000/.
+
+Metrics: emulator 9101, pruner 9102, trainer 9103, generator 8000 (beside its API).
+
+A local run should give a song within minutes, so a few settings get local
+defaults (``LOCAL_DEFAULTS``: the trainer checkpoints early and often); a value
+set in the environment always wins. Ctrl-C (SIGINT) or SIGTERM stops the
+services first (each finishes the message in hand and commits), then the broker.
+If a service exits on its own, everything stops and the exit code says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import os
 import signal
@@ -16,8 +31,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from gbsynth.common.config import Setting
 
@@ -30,14 +47,40 @@ STATE_DIR = Setting(
 DEMO_SONGS = Setting("GBSYNTH_DEMO_SONGS", int, 8, "run-local: demo songs to compose", minimum=1)
 DEMO_SEED = Setting("GBSYNTH_DEMO_SEED", int, 0, "run-local: seed of the demo songs")
 
+# Default ports, as in the compose file and each service's own default.
+BROKER_PORT = 9092
+GENERATOR_PORT = 8000
+METRICS_PORTS = {"emulator": 9101, "pruner": 9102, "trainer": 9103}
+
+# Settings whose service default suits a long-running deployment but not a first
+# local run: the trainer checkpoints early and often so a song can be requested
+# after a few minutes. Applied only where the environment leaves them unset.
+LOCAL_DEFAULTS: dict[str, str] = {
+    "GBSYNTH_TRAINER_CHECKPOINT_EVERY_STEPS": "50",
+    "GBSYNTH_TRAINER_MIN_SEGMENTS": "1",
+}
+
+STOP_GRACE_S = 20.0  # each service gets this long to finish the message in hand
+
 
 @dataclass
 class ServiceSpec:
+    """One service process of the local stack."""
+
     name: str
     command: list[str]
     module: str
     env: dict[str, str] = field(default_factory=dict)
     urls: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ports:
+    broker: int = BROKER_PORT
+    generator: int = GENERATOR_PORT
+    emulator_metrics: int = METRICS_PORTS["emulator"]
+    pruner_metrics: int = METRICS_PORTS["pruner"]
+    trainer_metrics: int = METRICS_PORTS["trainer"]
 
 
 def _available(module: str) -> bool:
@@ -47,7 +90,7 @@ def _available(module: str) -> bool:
         return False
 
 
-def _pump(name: str, stream, width: int) -> None:
+def _pump(name: str, stream: IO[bytes], width: int) -> None:
     """Copy a child's output line by line, each line prefixed with its service name."""
     prefix = f"{name:>{width}} | ".encode()
     for line in iter(stream.readline, b""):
@@ -55,39 +98,66 @@ def _pump(name: str, stream, width: int) -> None:
         sys.stdout.buffer.flush()
 
 
-def service_specs(rom_dir: Path, state_dir: Path) -> list[ServiceSpec]:
+def service_specs(rom_dir: Path, state_dir: Path, ports: Ports | None = None) -> list[ServiceSpec]:
+    """The four services with their commands, environment and URLs."""
+    ports = ports or Ports()
     python = [sys.executable, "-m", "gbsynth"]
-    checkpoints = state_dir / "checkpoints"
+    checkpoints = str(state_dir / "checkpoints")
     return [
         ServiceSpec(
             "emulator",
             [*python, "emulator-worker", "--rom-dir", str(rom_dir), "--enqueue-on-start"],
             "gbsynth.emulator.worker",
-            {"GBSYNTH_METRICS_PORT": "9101"},
-            ["metrics http://127.0.0.1:9101/metrics"],
+            {"GBSYNTH_METRICS_PORT": str(ports.emulator_metrics)},
+            [f"metrics http://127.0.0.1:{ports.emulator_metrics}/metrics"],
         ),
         ServiceSpec(
             "pruner",
             [*python, "pruner"],
             "gbsynth.pruner.main",
-            {"GBSYNTH_METRICS_PORT": "9102"},
-            ["metrics http://127.0.0.1:9102/metrics"],
+            {"GBSYNTH_METRICS_PORT": str(ports.pruner_metrics)},
+            [f"metrics http://127.0.0.1:{ports.pruner_metrics}/metrics"],
         ),
         ServiceSpec(
             "trainer",
             [*python, "trainer"],
             "gbsynth.trainer.main",
-            {"GBSYNTH_METRICS_PORT": "9103", "GBSYNTH_CHECKPOINT_DIR": str(checkpoints)},
-            ["metrics http://127.0.0.1:9103/metrics"],
+            {
+                "GBSYNTH_METRICS_PORT": str(ports.trainer_metrics),
+                "GBSYNTH_CHECKPOINT_DIR": checkpoints,
+                "GBSYNTH_TRAINER_DATA_DIR": str(state_dir / "trainer"),
+            },
+            [f"metrics http://127.0.0.1:{ports.trainer_metrics}/metrics"],
         ),
         ServiceSpec(
             "generator",
-            [*python, "generator", "--port", "8000"],
+            [*python, "generator", "--port", str(ports.generator)],
             "gbsynth.generator.main",
-            {"GBSYNTH_CHECKPOINT_DIR": str(checkpoints)},
-            ["songs http://127.0.0.1:8000/", "metrics http://127.0.0.1:8000/metrics"],
+            # The generator serves /metrics on its HTTP port.
+            {"GBSYNTH_CHECKPOINT_DIR": checkpoints},
+            [
+                f"songs   http://127.0.0.1:{ports.generator}/",
+                f"metrics http://127.0.0.1:{ports.generator}/metrics",
+            ],
         ),
     ]
+
+
+def stack_env(environ: dict[str, str], bootstrap: str) -> dict[str, str]:
+    """The environment shared by every service of the local stack: ``environ`` with
+    ``LOCAL_DEFAULTS`` for what it leaves unset, and the local broker."""
+    env = dict(environ)
+    for name, value in LOCAL_DEFAULTS.items():
+        if not env.get(name, "").strip():
+            env[name] = value
+    env.update(
+        GBSYNTH_KAFKA_BOOTSTRAP=bootstrap,
+        # Tansu holds each group join for half the session timeout: keep it short.
+        GBSYNTH_KAFKA_SESSION_TIMEOUT_MS="6000",
+        GBSYNTH_KAFKA_HEARTBEAT_INTERVAL_MS="1000",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
 
 
 def ensure_demo_music(rom_dir: Path, songs: int, seed: int) -> None:
@@ -101,9 +171,35 @@ def ensure_demo_music(rom_dir: Path, songs: int, seed: int) -> None:
     )  # fmt: skip
 
 
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM if run-local itself dies (even by
+    SIGKILL), so no service outlives the stack. Linux only; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not after fork
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_in_child() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+    return set_in_child
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rom-dir", type=Path, default=None, help="ROM folder (default: demo)")
-    parser.add_argument("--broker-port", type=int, default=9092, help="local broker port")
+    parser.add_argument(
+        "--rom-dir", type=Path, default=None, help="ROM folder (default: $GBSYNTH_ROM_DIR or demo)"
+    )
+    parser.add_argument("--broker-port", type=int, default=BROKER_PORT, help="local broker port")
+    parser.add_argument(
+        "--generator-port", type=int, default=GENERATOR_PORT, help="generator HTTP + metrics port"
+    )
+    for name, port in METRICS_PORTS.items():
+        parser.add_argument(
+            f"--{name}-metrics-port", type=int, default=port, help=f"{name} /metrics port"
+        )
     parser.add_argument(
         "--only", nargs="*", default=None, help="run only these services (names as printed)"
     )
@@ -111,41 +207,56 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gbsynth.common.broker import BrokerError, LocalBroker
+    from gbsynth.common.config import SettingError
 
-    state_dir = Path(STATE_DIR.get())
+    ports = Ports(
+        args.broker_port,
+        args.generator_port,
+        args.emulator_metrics_port,
+        args.pruner_metrics_port,
+        args.trainer_metrics_port,
+    )
+    bad = [p for p in vars(ports).values() if not 1 <= p <= 65535]
+    if bad:
+        print(f"gbsynth run-local: ports must be 1-65535, got {bad}", file=sys.stderr)
+        return 2
+    try:
+        state_dir = Path(STATE_DIR.get())
+        songs, seed = DEMO_SONGS.get(), DEMO_SEED.get()
+    except SettingError as exc:
+        print(f"gbsynth run-local: {exc}", file=sys.stderr)
+        return 2
     env_rom_dir = os.environ.get("GBSYNTH_ROM_DIR", "").strip()
     rom_dir = args.rom_dir or (Path(env_rom_dir) if env_rom_dir else state_dir / "roms")
     state_dir.mkdir(parents=True, exist_ok=True)
     if not (args.rom_dir or env_rom_dir):
-        ensure_demo_music(rom_dir, DEMO_SONGS.get(), DEMO_SEED.get())
+        ensure_demo_music(rom_dir, songs, seed)
     if not rom_dir.is_dir():
         print(f"gbsynth run-local: ROM folder {rom_dir} does not exist", file=sys.stderr)
         return 2
 
     specs = [
-        s for s in service_specs(rom_dir, state_dir) if args.only is None or s.name in args.only
+        s
+        for s in service_specs(rom_dir, state_dir, ports)
+        if args.only is None or s.name in args.only
     ]
     missing = [s.name for s in specs if not _available(s.module)]
     specs = [s for s in specs if s.name not in missing]
 
-    broker = LocalBroker(port=args.broker_port)
+    broker = LocalBroker(port=ports.broker)
     try:
         broker.start()
     except BrokerError as exc:
         print(f"gbsynth run-local: cannot start the local broker: {exc}", file=sys.stderr)
         return 1
-    print(f"broker      kafka://{broker.bootstrap} (Tansu, in memory)", flush=True)
+    print(f"{'broker':<11} kafka://{broker.bootstrap} (Tansu, in memory)", flush=True)
 
-    base_env = dict(os.environ)
-    base_env.update(
-        GBSYNTH_KAFKA_BOOTSTRAP=broker.bootstrap,
-        GBSYNTH_KAFKA_SESSION_TIMEOUT_MS="6000",
-        GBSYNTH_KAFKA_HEARTBEAT_INTERVAL_MS="1000",
-        PYTHONUNBUFFERED="1",
-    )
+    base_env = stack_env(dict(os.environ), broker.bootstrap)
     width = max([len(s.name) for s in specs] + [8])
-    procs: list[tuple[ServiceSpec, subprocess.Popen]] = []
+    procs: list[tuple[ServiceSpec, subprocess.Popen[bytes]]] = []
     stopping = threading.Event()
+    exited: list[str] = []
+    death_signal = _parent_death_signal()
 
     def stop(signum: int, _frame: object) -> None:
         stopping.set()
@@ -159,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
+                preexec_fn=death_signal,
             )
             pump = threading.Thread(target=_pump, args=(spec.name, proc.stdout, width), daemon=True)
             pump.start()
@@ -167,26 +279,39 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{spec.name:<11} {url}", flush=True)
         if missing:
             print(f"not built yet, not started: {', '.join(missing)}", flush=True)
+        if any(s.name == "generator" for s in specs):
+            print(
+                f"a song, once the trainer has written its first checkpoint: curl -X POST "
+                f"http://127.0.0.1:{ports.generator}/v1/songs -H 'content-type: application/json'"
+                f" -d '{{\"seconds\": 30}}' -o song.wav",
+                flush=True,
+            )
         print("Ctrl-C stops everything.", flush=True)
         while not stopping.is_set():
             for spec, proc in procs:
                 if proc.poll() is not None:
                     print(f"{spec.name} exited with code {proc.returncode}; stopping", flush=True)
+                    exited.append(spec.name)
                     stopping.set()
             stopping.wait(0.5)
     finally:
+        print("stopping ...", flush=True)
         for _spec, proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for _spec, proc in procs:
+        deadline = time.monotonic() + STOP_GRACE_S
+        for spec, proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                print(f"{spec.name} did not stop in {STOP_GRACE_S:g} s; killing it", flush=True)
                 proc.kill()
+                proc.wait()
         broker.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)
         print("stopped.", flush=True)
     failed = [s.name for s, p in procs if p.returncode not in (0, -signal.SIGTERM)]
-    return 1 if failed else 0
+    if failed:
+        print(f"gbsynth run-local: {', '.join(failed)} failed", file=sys.stderr)
+    return 1 if failed or exited else 0
