@@ -1,0 +1,308 @@
+"""What a stretch of a recording sounds like, read from its register writes without rendering.
+
+Everything here works on a grid of LCD frames (``FRAME_CYCLES``, 59.73 per second,
+the tick of most Game Boy sound drivers) and costs a few passes over the writes,
+so the pruner keeps up with several emulator cores:
+
+- **onsets** (``FrameAnalysis.onsets``): each audible trigger (NRx4 bit 7) with its
+  channel and pitch, plus, on a pulse or wave channel still sounding, each change of
+  frequency by 3/4 of a semitone or more since its last onset (drivers that play
+  legato, re-triggering only at the start, and slides; vibrato stays below that).
+  Pulse and wave pitches are MIDI note numbers from the frequency in NRx3/NRx4
+  (pulse: 131072 / (2048 - x) Hz, wave: half that); the noise channel's "pitch" is
+  its NR43 setting. A trigger is audible when the APU is powered, the channel's DAC
+  is on and its envelope starts above volume 0 or rises (wave: output level not
+  muted).
+- **level** (``FrameAnalysis.level``): per frame, the four channels' peak-to-peak
+  swing (``gbsynth.synth.channel_activity``) summed and scaled by the NR50 master
+  volume, as a fraction of the loudest the chip can be; ``loudness_db`` is its RMS
+  in dB.
+- **rhythm** (``rhythm``): the normalised autocorrelation of the per-frame onset
+  count; its highest peak between 0.1 s and 3 s is the regularity (near 1 for a
+  strict beat, near 0 for scattered or single events) and the peak in the beat
+  range gives the tempo estimate.
+- **window hashes** (``window_hashes``): a hash of the (frame offset, channel, pitch)
+  onsets in the window starting at each frame. Equal hashes mean the same notes at
+  the same times, which is how repeats of a loop are found.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
+from gbsynth.synth import channel_activity
+
+FRAMES_PER_SECOND = CPU_HZ / FRAME_CYCLES
+TONAL_CHANNELS = 3
+"""Channels 0-2 (pulse 1, pulse 2, wave) have pitches; channel 3 is noise."""
+
+
+@dataclass(frozen=True, eq=False)
+class NoteOnsets:
+    """Audible note starts, in cycle order: numpy columns of equal length."""
+
+    cycles: np.ndarray  # int64
+    channels: np.ndarray  # uint8: 0 pulse 1, 1 pulse 2, 2 wave, 3 noise
+    pitches: np.ndarray  # int16: MIDI note (tonal channels) or NR43 (noise)
+
+    def __len__(self) -> int:
+        return int(self.cycles.shape[0])
+
+
+@nb.njit(cache=True, nogil=True)
+def _midi(channel, x):
+    hz = 131072.0 / (2048 - x)
+    if channel == 2:
+        hz *= 0.5  # the wave channel steps through 32 samples, not 8
+    return 69.0 + 12.0 * math.log2(hz / 440.0)
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan(cycles, registers, values, frames, out_cycle, out_channel, out_pitch, master):
+    """One pass over the writes: note onsets, and NR50's master volume per frame."""
+    low = np.zeros(3, np.int64)  # NR13/NR23/NR33
+    high = np.zeros(3, np.int64)  # frequency bits 8-10 from NR14/NR24/NR34
+    envelope = np.zeros(4, np.int64)  # NR12/NR22/NR42 (index 2: NR32 output level)
+    sounding = np.zeros(4, np.bool_)  # triggered while audible, DAC still on
+    note = np.zeros(3, np.float64)  # pitch of the channel's last onset
+    wave_dac = 0
+    noise = 0
+    powered = 1
+    nr50 = 0x77
+    n = 0
+    frame = 0
+    count = cycles.shape[0]
+    for i in range(count):
+        f = cycles[i] // FRAME_CYCLES
+        while frame < f and frame < frames:
+            master[frame] = nr50
+            frame += 1
+        register = registers[i]
+        value = values[i]
+        if register == 0xFF26:
+            powered = value >> 7
+            if not powered:
+                sounding[:] = False
+            continue
+        if not powered:
+            continue  # a powered-off APU ignores register writes
+        channel = -1
+        trigger = False
+        if register == 0xFF24:
+            nr50 = value
+        elif register == 0xFF12 or register == 0xFF17 or register == 0xFF21:
+            c = 0 if register == 0xFF12 else (1 if register == 0xFF17 else 3)
+            envelope[c] = value
+            if (value & 0xF8) == 0:
+                sounding[c] = False  # DAC off
+        elif register == 0xFF1C:
+            envelope[2] = value
+        elif register == 0xFF1A:
+            wave_dac = value >> 7
+            if not wave_dac:
+                sounding[2] = False
+        elif register == 0xFF22:
+            noise = value
+        elif register == 0xFF13 or register == 0xFF18 or register == 0xFF1D:
+            channel = 0 if register == 0xFF13 else (1 if register == 0xFF18 else 2)
+            low[channel] = value
+            # Drivers write NRx3 then NRx4: judge the pitch at NRx4 unless it does not follow.
+            if i + 1 < count and registers[i + 1] == register + 1:
+                channel = -1
+        elif register == 0xFF14 or register == 0xFF19 or register == 0xFF1E or register == 0xFF23:
+            if register == 0xFF14:
+                channel = 0
+            elif register == 0xFF19:
+                channel = 1
+            elif register == 0xFF1E:
+                channel = 2
+            else:
+                channel = 3
+            if channel < 3:
+                high[channel] = value & 0x07
+            trigger = (value & 0x80) != 0
+        if channel < 0:
+            continue
+        if trigger:
+            if channel == 2:
+                audible = wave_dac == 1 and (envelope[2] & 0x60) != 0
+            else:
+                env = envelope[channel]
+                rising = (env & 0x08) != 0 and (env & 0x07) != 0
+                audible = (env & 0xF8) != 0 and ((env >> 4) != 0 or rising)
+            sounding[channel] = audible
+            if not audible:
+                continue
+            if channel == 3:
+                pitch = noise
+            else:
+                note[channel] = _midi(channel, (high[channel] << 8) | low[channel])
+                pitch = int(round(note[channel]))
+        elif channel < 3 and sounding[channel]:
+            # A new note without a trigger (legato drivers, slides): the pitch moved by
+            # most of a semitone since the last onset; vibrato stays below that.
+            midi = _midi(channel, (high[channel] << 8) | low[channel])
+            if abs(midi - note[channel]) < 0.75:
+                continue
+            note[channel] = midi
+            pitch = int(round(midi))
+        else:
+            continue
+        out_cycle[n] = cycles[i]
+        out_channel[n] = channel
+        out_pitch[n] = pitch
+        n += 1
+    while frame < frames:
+        master[frame] = nr50
+        frame += 1
+    return n
+
+
+@dataclass(frozen=True, eq=False)
+class FrameAnalysis:
+    """A whole recording analysed once; the pruner slices it per candidate stretch."""
+
+    onsets: NoteOnsets
+    activity: np.ndarray
+    """float32 ``(frames, 4)``: each channel's swing, 0..1 (``channel_activity``)."""
+    level: np.ndarray
+    """float64 ``(frames,)``: summed swing times master volume, 0..1 of the chip's loudest."""
+    onset_counts: np.ndarray
+    """int32 ``(frames,)``: audible note starts per frame, all channels."""
+
+    @property
+    def frames(self) -> int:
+        return int(self.level.shape[0])
+
+
+def analyse(writes: ApuWrites, duration_cycles: int) -> FrameAnalysis:
+    """Onsets, per-frame activity and level of a recording's writes."""
+    frames = -(-int(duration_cycles) // FRAME_CYCLES)
+    n = len(writes)
+    out_cycle = np.empty(n, np.int64)
+    out_channel = np.empty(n, np.uint8)
+    out_pitch = np.empty(n, np.int16)
+    master = np.empty(frames, np.int64)
+    count = _scan(
+        writes.cycles, writes.registers, writes.values, frames,
+        out_cycle, out_channel, out_pitch, master,
+    )  # fmt: skip
+    onsets = NoteOnsets(out_cycle[:count], out_channel[:count], out_pitch[:count])
+    activity = channel_activity(writes, duration_cycles)[:frames]
+    # NR50: left volume in bits 4-6, right in bits 0-2 (0 is 1/8 of full, not silence).
+    master_volume = (np.maximum(master >> 4 & 7, master & 7) + 1) / 8.0
+    level = activity.sum(axis=1, dtype=np.float64) / 4.0 * master_volume
+    counts = np.bincount(onsets.cycles // FRAME_CYCLES, minlength=frames)[:frames]
+    return FrameAnalysis(onsets, activity, level, counts.astype(np.int32))
+
+
+def loudness_db(level: np.ndarray) -> float:
+    """RMS of per-frame levels in dB (0 dB: every channel at full swing the whole time)."""
+    if level.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(np.square(level))))
+    return max(-120.0, 20.0 * math.log10(rms)) if rms > 0 else -120.0
+
+
+@dataclass(frozen=True)
+class Rhythm:
+    regularity: float
+    """Highest normalised onset autocorrelation between 0.1 s and 3 s (0: none)."""
+    tempo_bpm: float | None
+    """Beat estimate folded into 70-180 BPM; None without regular onsets."""
+
+
+_MIN_LAG_SECONDS = 0.1
+_MAX_LAG_SECONDS = 3.0
+_BEAT_MIN_BPM, _BEAT_MAX_BPM = 70.0, 180.0
+
+
+def rhythm(onset_counts: np.ndarray, min_onsets: int = 8) -> Rhythm:
+    """Regularity and tempo from the autocorrelation of per-frame onset counts."""
+    x = onset_counts.astype(np.float64)
+    if int(np.count_nonzero(x)) < min_onsets:
+        return Rhythm(0.0, None)
+    x = x - x.mean()
+    energy = float(np.dot(x, x))
+    if energy <= 0:
+        return Rhythm(0.0, None)
+    n = x.shape[0]
+    size = 1 << int(2 * n - 1).bit_length()
+    spectrum = np.fft.rfft(x, size)
+    corr = np.fft.irfft(spectrum * np.conj(spectrum), size)[:n] / energy
+    lo = max(1, int(round(_MIN_LAG_SECONDS * FRAMES_PER_SECOND)))
+    hi = min(n // 2, int(round(_MAX_LAG_SECONDS * FRAMES_PER_SECOND)))
+    if hi <= lo:
+        return Rhythm(0.0, None)
+    window = corr[lo : hi + 1]
+    regularity = float(max(0.0, window.max()))
+    # Tempo: the strongest peak among lags of 60/180 .. 60/70 s (the beat range) and their
+    # halves and doubles, then folded into the range.
+    beat_lo = int(math.floor(60.0 / _BEAT_MAX_BPM * FRAMES_PER_SECOND / 2))
+    beat_hi = min(hi, int(math.ceil(60.0 / _BEAT_MIN_BPM * FRAMES_PER_SECOND * 2)))
+    beat_lo = max(lo, beat_lo)
+    if beat_hi <= beat_lo or regularity <= 0:
+        return Rhythm(regularity, None)
+    lag = beat_lo + int(np.argmax(corr[beat_lo : beat_hi + 1]))
+    # Parabolic interpolation between neighbouring lags: a frame is 4 BPM at 120 BPM.
+    if 0 < lag < n - 1:
+        a, b, c = corr[lag - 1], corr[lag], corr[lag + 1]
+        denominator = a - 2 * b + c
+        refined = lag + (0.5 * (a - c) / denominator if denominator < 0 else 0.0)
+    else:
+        refined = float(lag)
+    bpm = 60.0 * FRAMES_PER_SECOND / refined
+    while bpm < _BEAT_MIN_BPM:
+        bpm *= 2
+    while bpm >= _BEAT_MAX_BPM:
+        bpm /= 2
+    return Rhythm(regularity, round(bpm, 1))
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@nb.njit(cache=True, nogil=True)
+def _mix64(x):
+    # splitmix64 finaliser: spreads nearby keys over the whole range
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@nb.njit(cache=True, nogil=True)
+def _window_hashes(onset_frames, channels, pitches, frames, window):
+    frame_hash = np.zeros(frames, np.uint64)
+    for i in range(onset_frames.shape[0]):
+        f = onset_frames[i]
+        if 0 <= f < frames:
+            key = np.uint64((channels[i] << 16) | (pitches[i] & 0xFFFF)) + np.uint64(1)
+            frame_hash[f] += _mix64(key)  # order-free within a frame
+    out = np.zeros(frames, np.uint64)
+    for f in range(frames):
+        h = np.uint64(0)
+        any_onset = False
+        for k in range(min(window, frames - f)):
+            v = frame_hash[f + k]
+            if v != 0:
+                any_onset = True
+                h += _mix64(v ^ (np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)))
+        out[f] = h if any_onset and h != 0 else np.uint64(0)
+    return out
+
+
+def window_hashes(onsets: NoteOnsets, frames: int, window_frames: int) -> np.ndarray:
+    """uint64 per frame: hash of the onsets in ``[frame, frame + window_frames)`` relative to
+    the frame; 0 where the window holds no onset (nothing to compare)."""
+    return _window_hashes(
+        onsets.cycles // FRAME_CYCLES,
+        onsets.channels.astype(np.int64),
+        onsets.pitches.astype(np.int64),
+        int(frames),
+        int(window_frames),
+    )
