@@ -1,0 +1,423 @@
+"""The generator's HTTP API (FastAPI; OpenAPI docs at ``/docs``) and its web page at ``/``.
+
+    POST /v1/songs                      JSON parameters -> audio/wav (default), VGM,
+                                        the Avro event log, or JSON (notes for a piano roll)
+    GET  /v1/songs/{seed}.{wav|vgm|avro|json}?seconds=&temperature=&top_p=&sample_rate=
+                                        the same without a prime, as a link (<audio src>)
+    GET  /healthz                       whether a model is loaded, and which step
+    GET  /metrics                       Prometheus metrics (on the API port by default)
+    GET  /                              the page: parameters, generate, listen, piano roll
+
+WAV answers stream: the header (whose length is known in advance) and then audio as
+the model writes the song, so playback starts long before the song is finished.
+Errors: 422 bad parameters, 413 a body over the size limit, 429 saturated (with
+``Retry-After``), 503 no checkpoint yet, 504 not finished within the time limit; each
+with a JSON body ``{"error": "..."}`` that says what to change.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the request models from
+# the route functions' annotations, and those models are built inside ``create_app``.
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gbsynth import __version__
+from gbsynth.generator.models import SERVICE, ModelHolder
+from gbsynth.generator.prime import PrimeError, prime_from_columns, prime_from_file
+from gbsynth.generator.service import REQUESTS, Limits, ServiceError, SongService
+from gbsynth.generator.songs import (
+    Song,
+    SongParams,
+    avro_bytes,
+    piano_roll,
+    song_description,
+    song_key,
+    vgm_bytes,
+    wav_bytes,
+    wav_size,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_SEED = 2**32 - 1
+DEFAULT_SECONDS = 30.0
+
+
+class SongFormat(StrEnum):
+    wav = "wav"
+    vgm = "vgm"
+    avro = "avro"
+    json = "json"
+
+
+MEDIA_TYPES = {
+    SongFormat.wav: "audio/wav",
+    SongFormat.vgm: "audio/x-vgm",
+    SongFormat.avro: "application/avro",
+    SongFormat.json: "application/json",
+}
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="what went wrong and what to change")
+    detail: list[dict[str, Any]] | None = Field(
+        None, description="for 422: each invalid parameter (location, message)"
+    )
+
+
+class Prime(BaseModel):
+    """Music for the song to continue: write columns, or a base64 file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None = Field(
+        None,
+        description="base64 of an Avro recordings or segments file, a VGM/VGZ file or a "
+        "gbsplay I/O dump",
+    )
+    index: int = Field(0, ge=0, le=100_000, description="which recording/segment/section")
+    cycles: list[Annotated[int, Field(ge=0, le=2**62)]] | None = Field(
+        None, description="T-cycle of each write (4,194,304 per second), non-decreasing"
+    )
+    registers: list[Annotated[int, Field(ge=0, le=0xFFFF)]] | None = Field(
+        None, description="register of each write, 0xFF10-0xFF3F (65296-65343)"
+    )
+    values: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(
+        None, description="byte written"
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Prime":
+        columns = [self.cycles, self.registers, self.values]
+        has_columns = any(c is not None for c in columns)
+        if (self.file is None) == (not has_columns):
+            raise ValueError("give either 'file' or the columns 'cycles', 'registers', 'values'")
+        if has_columns and any(c is None for c in columns):
+            raise ValueError("'cycles', 'registers' and 'values' go together")
+        return self
+
+
+def request_model(limits: Limits) -> type[BaseModel]:
+    """The POST body model, with the configured song-length limit in its schema."""
+    default = min(DEFAULT_SECONDS, limits.max_seconds)
+
+    class SongRequest(BaseModel):
+        """Parameters of a song. The same parameters and checkpoint give the same bytes."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        seconds: float = Field(
+            default, ge=1, le=limits.max_seconds, allow_inf_nan=False,
+            description="length of the song in seconds (a prime counts in it)",
+        )  # fmt: skip
+        temperature: float = Field(
+            1.0, ge=0, le=2, allow_inf_nan=False,
+            description="sampling temperature; 0 always picks the likeliest event",
+        )  # fmt: skip
+        top_p: float = Field(
+            0.95, gt=0, le=1, allow_inf_nan=False,
+            description="nucleus sampling: pick among the likeliest events covering this mass",
+        )  # fmt: skip
+        seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
+        format: SongFormat = Field(
+            SongFormat.wav,
+            description="wav (16-bit stereo PCM), vgm (VGM 1.61), avro (the event log as an "
+            "Avro recordings file), json (song description and piano roll)",
+        )
+        sample_rate: int = Field(44_100, ge=8_000, le=96_000, description="WAV sample rate, Hz")
+        prime: Prime | None = Field(None, description="music for the song to continue")
+
+    return SongRequest
+
+
+def _song_headers(song_key: str, model_step: int, sha256: str, name: str) -> dict[str, str]:
+    return {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "X-Song-Key": song_key,
+        "X-Model-Step": str(model_step),
+        "X-Checkpoint-Sha256": sha256,
+        "Cache-Control": "no-store",  # a newer checkpoint makes another song
+    }
+
+
+def _file_name(params: SongParams, fmt: SongFormat) -> str:
+    return f"gbsynth-seed{params.seed}-{params.seconds:g}s.{fmt.value}"
+
+
+def _song_responses(extra: dict[int, Any] | None = None) -> dict[int | str, Any]:
+    content = {media: {"schema": {"type": "string", "format": "binary"}}
+               for fmt, media in MEDIA_TYPES.items() if fmt is not SongFormat.json}  # fmt: skip
+    content["application/json"] = {"schema": {"type": "object"}}
+    responses: dict[int | str, Any] = {
+        200: {"description": "the song in the requested format", "content": content},
+        422: {"model": ErrorBody, "description": "invalid parameters"},
+        429: {"model": ErrorBody, "description": "saturated: retry after Retry-After seconds"},
+        500: {"model": ErrorBody, "description": "the model produced an unusable song"},
+        503: {"model": ErrorBody, "description": "no checkpoint loaded yet"},
+        504: {"model": ErrorBody, "description": "not finished within the time limit"},
+    }
+    responses.update(extra or {})
+    return responses
+
+
+def create_app(
+    holder: ModelHolder,
+    limits: Limits | None = None,
+    *,
+    metrics_endpoint: bool = True,
+    max_body_bytes: int = 16 * 1024 * 1024,
+) -> FastAPI:
+    """The generator's ASGI app around a model holder (``service`` on ``app.state``)."""
+    limits = limits or Limits()
+    service = SongService(holder, limits)
+    SongRequest = request_model(limits)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="gbsynth generator",
+        version=__version__,
+        description="New Game Boy songs from the newest trained checkpoint, as WAV, VGM or "
+        "the Avro event log. The same seed, parameters and checkpoint give the same bytes.",
+    )
+    app.state.service = service
+    app.state.holder = holder
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    def counted(request: Request, status: int) -> None:
+        if request.url.path.startswith("/v1/songs"):
+            REQUESTS.labels(service=SERVICE, status=str(status)).inc()
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        counted(request, exc.status)
+        return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        counted(request, exc.status_code)
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        counted(request, 422)
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
+        ]
+        summary = "; ".join(
+            f"{'.'.join(str(p) for p in d['loc'] if p not in ('body', 'query', 'path'))}: "
+            f"{d['msg']}"
+            for d in detail[:5]
+        )
+        return JSONResponse(
+            jsonable_encoder({"error": f"invalid parameters: {summary}", "detail": detail}), 422
+        )
+
+    # -- the songs ---------------------------------------------------------------------------
+    async def answer(request: Request, params: SongParams, fmt: SongFormat) -> Response:
+        model = service.model()
+        if fmt is SongFormat.wav:
+            song, chunks = await service.wav_stream(params, model)
+            if chunks is not None:
+                headers = _song_headers(
+                    song_key(model.sha256, params), model.step, model.sha256,
+                    _file_name(params, fmt),
+                )  # fmt: skip
+                headers["Content-Length"] = str(wav_size(params.duration_cycles,
+                                                         params.sample_rate))  # fmt: skip
+                return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
+        else:
+            song = await service.song(params, model)
+        assert song is not None
+        body = await run_in_threadpool(_encode, song, fmt, params.sample_rate)
+        counted(request, 200)
+        headers = _song_headers(song.key, song.model_step, song.checkpoint_sha256,
+                                _file_name(params, fmt))  # fmt: skip
+        if fmt is SongFormat.json:
+            headers.pop("Content-Disposition")
+        return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+    @app.post(
+        "/v1/songs",
+        summary="Generate a song",
+        response_class=Response,
+        responses=_song_responses({413: {"model": ErrorBody, "description": "body too large"}}),
+    )
+    async def post_song(request: Request, body: SongRequest) -> Response:  # type: ignore[valid-type]
+        """Sample a new song from the served checkpoint and return it in ``format``.
+
+        WAV streams as it is sampled. With ``prime``, the song starts with the prime's
+        music and the model continues it; ``seconds`` counts the prime too.
+        """
+        prime = None
+        if body.prime is not None:
+            prime = await run_in_threadpool(_prime_writes, body.prime, limits, body.seconds)
+        params = SongParams(
+            seconds=body.seconds, temperature=body.temperature, top_p=body.top_p,
+            seed=body.seed, prime=prime, sample_rate=body.sample_rate,
+        )  # fmt: skip
+        return await answer(request, params, SongFormat(body.format))
+
+    @app.get(
+        "/v1/songs/{seed}.{fmt}",
+        summary="Generate a song (as a link)",
+        response_class=Response,
+        responses=_song_responses(),
+    )
+    async def get_song(
+        request: Request,
+        seed: Annotated[int, PathParam(ge=0, le=MAX_SEED, description="random seed")],
+        fmt: Annotated[SongFormat, PathParam(description="wav, vgm, avro or json")],
+        seconds: Annotated[
+            float, Query(ge=1, le=limits.max_seconds, allow_inf_nan=False)
+        ] = min(DEFAULT_SECONDS, limits.max_seconds),
+        temperature: Annotated[float, Query(ge=0, le=2, allow_inf_nan=False)] = 1.0,
+        top_p: Annotated[float, Query(gt=0, le=1, allow_inf_nan=False)] = 0.95,
+        sample_rate: Annotated[int, Query(ge=8_000, le=96_000)] = 44_100,
+    ) -> Response:
+        """The song ``POST /v1/songs`` makes with these parameters and no prime, at a URL
+        (for ``<audio src>`` and download links); WAV streams as it is sampled."""
+        params = SongParams(
+            seconds=seconds, temperature=temperature, top_p=top_p, seed=seed,
+            sample_rate=sample_rate,
+        )  # fmt: skip
+        return await answer(request, params, fmt)
+
+    # -- the rest ----------------------------------------------------------------------------
+    class Health(BaseModel):
+        status: str = Field(description="ok, or no_model before the first checkpoint")
+        model_loaded: bool
+        step: int | None = Field(None, description="training step of the served checkpoint")
+        checkpoint: str | None = Field(None, description="file name of the served checkpoint")
+        sha256: str | None = None
+        checkpoint_dir: str
+        running: int = Field(description="songs being sampled now")
+        queued: int = Field(description="song requests waiting for a sampling thread")
+        max_seconds: float = Field(description="longest song served")
+        version: str
+
+    @app.get("/healthz", response_model=Health, summary="Service and model status")
+    async def healthz() -> Health:
+        model = holder.current
+        return Health(
+            status="ok" if model is not None else "no_model",
+            model_loaded=model is not None,
+            step=model.step if model else None,
+            checkpoint=model.name if model else None,
+            sha256=model.sha256 if model else None,
+            checkpoint_dir=str(holder.checkpoint_dir),
+            running=service.running,
+            queued=service.queued,
+            max_seconds=limits.max_seconds,
+            version=__version__,
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if metrics_endpoint:
+        from prometheus_client import make_asgi_app
+
+        app.mount("/metrics", make_asgi_app())
+
+    return app
+
+
+def _prime_writes(prime: Prime, limits: Limits, seconds: float):
+    from gbsynth.generator.prime import prime_seconds
+
+    try:
+        if prime.file is not None:
+            writes = prime_from_file(prime.file, prime.index, limits.max_prime_writes)
+        else:
+            writes = prime_from_columns(
+                prime.cycles or [], prime.registers or [], prime.values or [],
+                limits.max_prime_writes,
+            )  # fmt: skip
+    except PrimeError as exc:
+        raise ServiceError(422, f"invalid prime: {exc}") from exc
+    if prime_seconds(writes) >= seconds:
+        raise ServiceError(
+            422,
+            f"the prime lasts {prime_seconds(writes):.2f} s, as long as the song "
+            f"({seconds:g} s): ask for more seconds or send a shorter prime",
+        )
+    return writes
+
+
+def _encode(song: Song, fmt: SongFormat, rate: int) -> bytes:
+    if fmt is SongFormat.wav:
+        return wav_bytes(song, rate)
+    if fmt is SongFormat.vgm:
+        return vgm_bytes(song)
+    if fmt is SongFormat.avro:
+        return avro_bytes(song)
+    import json
+
+    return json.dumps(
+        {"song": song_description(song), "piano_roll": piano_roll(song.writes,
+                                                                  song.duration_cycles)},
+        separators=(",", ":"),
+    ).encode()
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                too_big = False
+            if too_big:
+                await self._refuse(scope, receive, send)
+                return
+        received = 0
+
+        async def counting_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI passes HTTP exceptions raised while reading the body through.
+                    raise StarletteHTTPException(413, self.message)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    @property
+    def message(self) -> str:
+        return f"request body over {self.max_bytes} bytes (GBSYNTH_GENERATOR_MAX_BODY_BYTES)"
+
+    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
+        await JSONResponse({"error": self.message}, 413)(scope, receive, send)

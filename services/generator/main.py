@@ -1,0 +1,125 @@
+"""``gbsynth generator``: the generator service (songs over HTTP, on uvicorn).
+
+    gbsynth generator                       # http://0.0.0.0:8000/ (page), /docs, /metrics
+    gbsynth generator --port 8080 --checkpoint-dir var/checkpoints
+
+At start it loads the newest checkpoint of ``GBSYNTH_CHECKPOINT_DIR`` (none yet is
+fine: song requests get 503 until the trainer writes one), then keeps watching the
+folder and ``model.checkpoints`` for newer ones (``gbsynth.generator.models``).
+``/metrics`` is served on the API port, unless ``GBSYNTH_METRICS_PORT`` names another
+port (its own server) or 0 (none). SIGINT/SIGTERM stop it after the requests in
+hand are answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from gbsynth.common import config as cfg
+from gbsynth.common import metrics
+from gbsynth.generator import settings as gs
+from gbsynth.generator.models import SERVICE, ModelHolder
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"HTTP port (default ${gs.PORT.name}, 8000)"
+    )
+    parser.add_argument(
+        "--host", default=None, help=f"address to bind (default ${gs.HOST.name}, 0.0.0.0)"
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help=f"folder of checkpoints (default ${cfg.CHECKPOINT_DIR.name}, var/checkpoints)",
+    )
+
+
+def warm_up(holder: ModelHolder) -> None:
+    """Load the synthesizer's compiled code and run the model once, so the first request
+    does not pay for it."""
+    from gbsynth.common.events import ApuWrites
+    from gbsynth.generator.songs import PieceRenderer, piano_roll
+
+    renderer = PieceRenderer(4096, 44_100)
+    renderer.feed(ApuWrites.from_arrays([0], [0xFF26], [0x80]))
+    renderer.finish()
+    piano_roll(ApuWrites.empty(), 70_224)
+    model = holder.current
+    if model is not None:
+        for _ in model.stream(0.05, seed=0):
+            pass
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg.configure_logging(SERVICE)
+    try:
+        limits = gs.limits_from_env()
+        host = args.host or gs.HOST.get()
+        port = args.port if args.port is not None else gs.PORT.get()
+        if not 0 < port < 65536:
+            raise cfg.SettingError(f"--port must be 1-65535, got {port}")
+        checkpoint_dir = args.checkpoint_dir or Path(cfg.CHECKPOINT_DIR.get())
+        metrics_port = cfg.metrics_port(port)
+        metrics_address = cfg.METRICS_ADDRESS.get()
+        poll_seconds = gs.POLL_SECONDS.get()
+        watch = gs.WATCH_ANNOUNCEMENTS.get()
+        torch_threads = gs.TORCH_THREADS.get()
+        max_body = gs.MAX_BODY_BYTES.get()
+        kafka_config = None
+        if watch:
+            from gbsynth.common.kafka import KafkaConfig
+
+            kafka_config = KafkaConfig.from_env()
+    except cfg.SettingError as exc:
+        print(f"gbsynth generator: {exc}", file=sys.stderr)
+        return 2
+
+    import torch
+    import uvicorn
+
+    from gbsynth.generator.app import create_app
+    from gbsynth.generator.models import AnnouncementWatcher, DirectoryWatcher
+
+    torch.set_num_threads(torch_threads)
+    metrics.set_build_info(SERVICE)
+    holder = ModelHolder(checkpoint_dir)
+    if not holder.refresh(trigger="start"):
+        log.warning(
+            "no checkpoint in %s yet: songs get 503 until the trainer writes one", checkpoint_dir
+        )
+    warm_up(holder)
+    watchers: list = [DirectoryWatcher(holder, poll_seconds).start()]
+    if kafka_config is not None:
+        watchers.append(AnnouncementWatcher(holder, kafka_config).start())
+    separate_metrics = None
+    if metrics_port not in (0, port):
+        separate_metrics = metrics.start_metrics_server(metrics_port, metrics_address)
+    app = create_app(
+        holder, limits, metrics_endpoint=metrics_port == port, max_body_bytes=max_body
+    )
+    log.info(
+        "generator on http://%s:%d/ (API docs /docs), %d sampling threads, checkpoints from %s",
+        host, port, limits.workers, checkpoint_dir,
+    )  # fmt: skip
+    try:
+        # uvicorn handles SIGINT/SIGTERM (graceful stop) and exits 1 itself if the port is taken.
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=cfg.LOG_LEVEL.get().lower(),
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+        if separate_metrics is not None:
+            separate_metrics.shutdown()
+    return 0

@@ -1,0 +1,163 @@
+"""``gbsynth generate``: sample a song from a checkpoint to a file, without the service.
+
+    gbsynth generate --checkpoint var/checkpoints --seconds 30 --seed 7 --out song.wav
+    gbsynth generate --checkpoint var/checkpoints/step-0000001000.pt --out song.vgm
+    gbsynth generate --checkpoint CKPT_DIR --prime opening.avro --seconds 60 --out more.wav
+
+``--checkpoint`` is a checkpoint file or a folder (its newest checkpoint). The output
+format follows the file name: ``.wav`` (16-bit stereo, streamed to the file while it
+is sampled), ``.vgm``, ``.avro`` (the event log; ``gbsynth render`` plays it) or
+``.json`` (description and piano roll). The same checkpoint, seed and parameters give
+the same bytes as ``POST /v1/songs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+FORMATS = {".wav": "wav", ".vgm": "vgm", ".avro": "avro", ".json": "json"}
+
+
+class GenerateError(Exception):
+    """A problem with the user's input, reported as one line on stderr."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, metavar="CKPT",
+        help="checkpoint file, or a folder of checkpoints (the newest is used)",
+    )  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=30.0, help="song length (default 30)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="default 1.0")
+    parser.add_argument("--top-p", type=float, default=0.95, help="default 0.95")
+    parser.add_argument(
+        "--prime", type=Path, default=None, metavar="FILE",
+        help="music to continue: Avro recordings/segments file, VGM or I/O dump",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prime-index", type=int, default=0, help="which recording/segment of --prime (from 0)"
+    )
+    parser.add_argument("--rate", type=int, default=44_100, help="WAV sample rate (44100)")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="FILE",
+        help="output file: .wav, .vgm, .avro or .json",
+    )  # fmt: skip
+
+
+def _checkpoint_path(path: Path) -> Path:
+    from gbsynth.trainer.checkpoint import newest_checkpoint
+
+    if path.is_dir():
+        newest = newest_checkpoint(path)
+        if newest is None:
+            raise GenerateError(f"{path}: no checkpoint in this folder")
+        return newest
+    if not path.is_file():
+        raise GenerateError(f"{path}: no such checkpoint file or folder")
+    return path
+
+
+def _check(args: argparse.Namespace) -> str:
+    fmt = FORMATS.get(args.out.suffix.lower())
+    if fmt is None:
+        raise GenerateError(f"--out {args.out}: the name must end in {', '.join(FORMATS)}")
+    if not 0 < args.seconds <= 3600 or args.seconds != args.seconds:
+        raise GenerateError("--seconds must be above 0 and at most 3600")
+    if not 0 <= args.temperature <= 10:
+        raise GenerateError("--temperature must be between 0 and 10")
+    if not 0 < args.top_p <= 1:
+        raise GenerateError("--top-p must be above 0 and at most 1")
+    if args.seed < 0:
+        raise GenerateError("--seed must be 0 or more")
+    if not 8_000 <= args.rate <= 384_000:
+        raise GenerateError("--rate must be 8000-384000 Hz")
+    if args.prime_index < 0:
+        raise GenerateError("--prime-index counts from 0")
+    return fmt
+
+
+def _run(args: argparse.Namespace) -> int:
+    fmt = _check(args)
+    from gbsynth.generator.models import load_model
+    from gbsynth.generator.prime import PrimeError, prime_from_file, prime_seconds
+    from gbsynth.generator.songs import (
+        SongParams,
+        atomic_write,
+        avro_bytes,
+        generate,
+        piano_roll,
+        song_description,
+        vgm_bytes,
+    )
+    from gbsynth.trainer.checkpoint import CheckpointError
+
+    path = _checkpoint_path(args.checkpoint)
+    prime = None
+    if args.prime is not None:
+        try:
+            encoded = base64.b64encode(args.prime.read_bytes()).decode()
+            prime = prime_from_file(encoded, args.prime_index, max_writes=2**40)
+        except OSError as exc:
+            raise GenerateError(f"{args.prime}: cannot read: {exc.strerror or exc}") from exc
+        except PrimeError as exc:
+            raise GenerateError(f"{args.prime}: {exc}") from exc
+        if prime_seconds(prime) >= args.seconds:
+            raise GenerateError(
+                f"{args.prime} lasts {prime_seconds(prime):.2f} s: ask for more --seconds"
+            )
+    try:
+        model = load_model(path)
+    except CheckpointError as exc:
+        raise GenerateError(str(exc)) from exc
+    params = SongParams(
+        seconds=args.seconds, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+        prime=prime, sample_rate=args.rate,
+    )  # fmt: skip
+    started = time.perf_counter()
+    if fmt == "wav":
+        # Streamed into a temporary file beside the target, renamed when complete.
+        tmp = args.out.with_name(f".{args.out.name}.partial")
+        try:
+            with open(tmp, "wb") as out:
+                song = generate(model, params, sink=out.write)
+            tmp.replace(args.out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    else:
+        song = generate(model, params)
+        if fmt == "vgm":
+            data = vgm_bytes(song)
+        elif fmt == "avro":
+            data = avro_bytes(song)
+        else:
+            data = json.dumps(
+                {"song": song_description(song),
+                 "piano_roll": piano_roll(song.writes, song.duration_cycles)},
+                separators=(",", ":"),
+            ).encode()  # fmt: skip
+        atomic_write(args.out, data)
+    wall = time.perf_counter() - started
+    print(
+        f"{args.out}: {song.seconds:g} s of music, {len(song.writes)} events from "
+        f"{path.name} (step {song.model_step}) in {wall:.2f} s "
+        f"({song.seconds / max(wall, 1e-9):.1f}x real time)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except GenerateError as exc:
+        print(f"gbsynth generate: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"gbsynth generate: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,112 @@
+"""The generator's settings (``GBSYNTH_GENERATOR_*``) and the limits they make."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gbsynth.common.config import Setting, read_settings
+from gbsynth.generator.service import Limits
+
+DEFAULT_PORT = 8000
+
+HOST = Setting("GBSYNTH_GENERATOR_HOST", str, "0.0.0.0", "address the generator's HTTP API binds")
+PORT = Setting(
+    "GBSYNTH_GENERATOR_PORT",
+    int,
+    DEFAULT_PORT,
+    "port of the generator's HTTP API (and its /metrics, unless GBSYNTH_METRICS_PORT says "
+    "otherwise); --port overrides it",
+    minimum=1,
+    maximum=65535,
+)
+WORKERS = Setting(
+    "GBSYNTH_GENERATOR_WORKERS",
+    int,
+    2,
+    "songs sampled at the same time (threads; about one per CPU core)",
+    minimum=1,
+    maximum=256,
+)
+QUEUE = Setting(
+    "GBSYNTH_GENERATOR_QUEUE",
+    int,
+    32,
+    "song requests that may wait for a sampling thread; beyond them the API answers 429",
+    minimum=0,
+)
+TIMEOUT_SECONDS = Setting(
+    "GBSYNTH_GENERATOR_TIMEOUT_SECONDS",
+    float,
+    180.0,
+    "time limit of a song request from its arrival (queueing included); then 504",
+    minimum=1,
+)
+MAX_SECONDS = Setting(
+    "GBSYNTH_GENERATOR_MAX_SECONDS",
+    float,
+    300.0,
+    "longest song a request may ask for, in seconds of music",
+    minimum=1,
+    maximum=300,
+)
+CACHE_SONGS = Setting(
+    "GBSYNTH_GENERATOR_CACHE_SONGS",
+    int,
+    64,
+    "finished songs kept (as event logs) to serve the same song again in another format",
+    minimum=0,
+)
+MAX_PRIME_WRITES = Setting(
+    "GBSYNTH_GENERATOR_MAX_PRIME_WRITES",
+    int,
+    200_000,
+    "most register writes a prime (music to continue) may hold",
+    minimum=0,
+)
+MAX_BODY_BYTES = Setting(
+    "GBSYNTH_GENERATOR_MAX_BODY_BYTES",
+    int,
+    16 * 1024 * 1024,
+    "largest request body (a prime file travels base64-encoded in it); beyond it 413",
+    minimum=1024,
+)
+POLL_SECONDS = Setting(
+    "GBSYNTH_GENERATOR_POLL_SECONDS",
+    float,
+    5.0,
+    "how often the checkpoint folder is checked for a newer checkpoint",
+    minimum=0.1,
+)
+WATCH_ANNOUNCEMENTS = Setting(
+    "GBSYNTH_GENERATOR_WATCH_ANNOUNCEMENTS",
+    bool,
+    True,
+    "also load checkpoints as soon as model.checkpoints announces them (needs Kafka; "
+    "the folder poll works without it)",
+)
+TORCH_THREADS = Setting(
+    "GBSYNTH_GENERATOR_TORCH_THREADS",
+    int,
+    1,
+    "torch threads per process; sampling one event is too small to split, so parallelism "
+    "comes from GBSYNTH_GENERATOR_WORKERS",
+    minimum=1,
+)
+
+ALL = (
+    HOST, PORT, WORKERS, QUEUE, TIMEOUT_SECONDS, MAX_SECONDS, CACHE_SONGS, MAX_PRIME_WRITES,
+    MAX_BODY_BYTES, POLL_SECONDS, WATCH_ANNOUNCEMENTS, TORCH_THREADS,
+)  # fmt: skip
+
+
+def limits_from_env(environ: Mapping[str, str] | None = None) -> Limits:
+    """``Limits`` from the environment (every bad value reported at once)."""
+    values = read_settings(ALL, environ)
+    return Limits(
+        workers=values[WORKERS.name],
+        queue=values[QUEUE.name],
+        timeout_seconds=values[TIMEOUT_SECONDS.name],
+        max_seconds=values[MAX_SECONDS.name],
+        cache_songs=values[CACHE_SONGS.name],
+        max_prime_writes=values[MAX_PRIME_WRITES.name],
+    )
