@@ -239,7 +239,7 @@ def _passages(sounding: np.ndarray, gap: int) -> list[tuple[int, int]]:
 
 
 class _Pruner:
-    """State of one recording's pruning (the windows heard so far live across spans)."""
+    """One recording's pruning: its analysis, window hashes, segments and rejections."""
 
     def __init__(self, recording: Recording, config: PruneConfig) -> None:
         self.recording = recording
@@ -247,7 +247,7 @@ class _Pruner:
         self.analysis: FrameAnalysis = analyse(recording.writes, recording.duration_cycles)
         self.window = config.frames(config.repeat_window_seconds)
         self.hashes = window_hashes(self.analysis.onsets, self.analysis.frames, self.window)
-        self.heard: set[int] = set()
+        self.first_heard = self._first_occurrences(recording.observing_spans())
         self.result = PruneResult(recording.recording_id, writes_in=len(recording.writes))
         self.min_frames = config.frames(config.min_seconds)
         self.max_frames = config.frames(config.max_seconds)
@@ -267,11 +267,10 @@ class _Pruner:
         return self.result
 
     def span(self, start_cycle: int, end_cycle: int) -> None:
-        # Whole frames inside the span only: a frame half in a press phase is not observed.
-        first = -(-start_cycle // FRAME_CYCLES)
-        last = min(end_cycle // FRAME_CYCLES, self.analysis.frames)
-        if last <= first:
+        spans = self._spans_in_frames([(start_cycle, end_cycle)])
+        if not spans:
             return
+        first, last = spans[0]
         sounding = self.analysis.level[first:last] > SILENT_LEVEL
         passages = [
             (first + a, first + b)
@@ -304,32 +303,51 @@ class _Pruner:
                 continue
             self.passage(a, b, last, start_cycle, end_cycle)
 
+    def _spans_in_frames(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Observing spans as whole frames (a frame half in a press phase is not observed)."""
+        frames = []
+        for start_cycle, end_cycle in spans:
+            first = -(-start_cycle // FRAME_CYCLES)
+            last = min(end_cycle // FRAME_CYCLES, self.analysis.frames)
+            if last > first:
+                frames.append((first, last))
+        return frames
+
+    def _first_occurrences(self, spans: list[tuple[int, int]]) -> np.ndarray:
+        """Per frame, the first frame of the recording with the same window hash.
+
+        Only windows wholly inside an observing span count: what the explorer's buttons
+        caused is never "heard", and a window cut short by the span's end is unlike any.
+        """
+        frames = self.analysis.frames
+        eligible = np.zeros(frames, dtype=bool)
+        for first, last in self._spans_in_frames(spans):
+            eligible[first : max(first, last - self.window + 1)] = True
+        eligible &= self.hashes != 0
+        where = np.flatnonzero(eligible)
+        first_heard = np.full(frames, np.iinfo(np.int64).max // 2, dtype=np.int64)
+        if where.size:
+            _, first_index, inverse = np.unique(
+                self.hashes[where], return_index=True, return_inverse=True
+            )
+            first_heard[where] = where[first_index][inverse]
+        return first_heard
+
     def repeated_frames(self, a: int, b: int, span_end: int) -> np.ndarray:
         """Per frame of ``[a, b)``: does its window repeat notes heard earlier in the recording?
 
-        A window counts as heard once it lies wholly in the past, so a loop shorter than the
-        window, or one long note, does not repeat itself. A frame whose window holds no note
-        or runs past the end of the observing span (cut short, so unlike any other) takes
-        the verdict of the frame before it.
+        A window counts as heard once it lies wholly in the past (its first occurrence
+        ends before this frame), so a loop shorter than the window, or one long note, does
+        not repeat itself. A frame whose window holds no note or runs past the end of the
+        observing span takes the verdict of the frame before it.
         """
-        hashes = self.hashes
-        heard = self.heard
-        repeated = np.zeros(b - a, dtype=bool)
-        window = self.window
-        for f in range(a, b):
-            if f - window >= a:
-                past = int(hashes[f - window])
-                if past:
-                    heard.add(past)
-            h = int(hashes[f])
-            if h == 0 or f + window > span_end:
-                repeated[f - a] = f > a and repeated[f - a - 1]
-            else:
-                repeated[f - a] = h in heard
-        for g in range(max(a, b - window), b):
-            if hashes[g]:
-                heard.add(int(hashes[g]))  # the next passage or span may replay the tail
-        return repeated
+        frames = np.arange(a, b)
+        known = (self.hashes[a:b] != 0) & (frames + self.window <= span_end)
+        repeated = known & (self.first_heard[a:b] + self.window <= frames)
+        # Forward-fill the unknown frames from the last known one (none yet: not repeated).
+        last_known = np.where(known, np.arange(b - a), -1)
+        np.maximum.accumulate(last_known, out=last_known)
+        return np.where(last_known >= 0, repeated[np.maximum(last_known, 0)], False)
 
     def passage(self, a: int, b: int, span_end: int, lo_cycle: int, hi_cycle: int) -> None:
         """Split a passage into novel stretches and repeats of a loop, then into segments."""
