@@ -175,8 +175,15 @@ class LocalBroker:
                 self.log_path = Path(name)
             out = open(self.log_path, "ab")  # the child keeps its own copy of the descriptor
         try:
+            # A session of its own: Ctrl-C in a terminal signals the whole foreground
+            # process group, and the broker must outlive its clients while they stop
+            # and commit; its owner stops it (stop(), or atexit) once they are done.
             self.process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         except OSError as exc:
             return f"cannot run {binary}: {exc}"
