@@ -287,8 +287,8 @@ def _settings_read_by(module: str) -> set[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
     return set(json.loads(result.stdout))
 
 
@@ -478,8 +478,8 @@ def test_dashboards_use_only_metrics_the_code_declares():
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
     missing = dashboard_metric_names() - exported_metric_names(result.stdout)
     assert not missing, f"dashboards query metrics no service declares: {sorted(missing)}"
 
