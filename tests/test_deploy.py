@@ -420,14 +420,11 @@ def test_prometheus_discovers_every_replica_of_every_service(compose):
 def test_grafana_provisioning_and_dashboards(compose):
     grafana = compose["services"]["grafana"]
     mounts = {target: source for target, (source, _) in _volumes(grafana).items()}
-    provisioning = DEPLOY / mounts["/etc/grafana/provisioning"]
-    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
-        "datasources"
-    ]
+    datasources = DEPLOY / mounts["/etc/grafana/provisioning/datasources"]
+    (datasource,) = yaml.safe_load((datasources / "prometheus.yml").read_text())["datasources"]
     assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
-    (provider,) = yaml.safe_load((provisioning / "dashboards" / "gbsynth.yml").read_text())[
-        "providers"
-    ]
+    providers = DEPLOY / mounts["/etc/grafana/provisioning/dashboards"]
+    (provider,) = yaml.safe_load((providers / "gbsynth.yml").read_text())["providers"]
     folder = provider["options"]["path"]
     assert (DEPLOY / mounts[folder]).resolve() == (DEPLOY / "grafana" / "dashboards").resolve()
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
