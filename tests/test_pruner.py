@@ -415,3 +415,30 @@ def test_cli_lists_prune_and_pruner():
     from gbsynth.cli import available_commands
 
     assert {"prune", "pruner"} <= set(available_commands())
+
+
+def test_generated_songs_tempo_and_loops():
+    """The demo composer's songs say their tempo and length: the estimates must agree.
+
+    Its driver's tempo is a fraction of rows per frame, so each pass of a loop falls on
+    another frame grid: repeats are still recognised (note order, not frame times).
+    """
+    from gbsynth.emulator.sources import GbsSession
+    from gbsynth.music.composer import compose
+    from gbsynth.music.rom import song_files
+
+    tempo_right = 0
+    for index in range(12):
+        song = compose(seed=0, index=index)
+        gbs, _rom = song_files(song)
+        seconds = max(120.0, 2.5 * song.seconds)
+        result = prune_recording(GbsSession(gbs, "song.gbs", 1).record(seconds))
+        kept = sum(s.features.duration_seconds for s in result.segments)
+        # One pass is kept (less what repeats inside it, at most the minimum more), the
+        # loops after it are repeats.
+        assert 0.75 * song.seconds <= kept <= song.seconds + 8.5, (index, kept, song.seconds)
+        assert result.rejected_by_reason().get("repeat", 0) >= 1
+        tempos = [s.features.tempo_bpm for s in result.segments]
+        estimate = float(np.median(tempos))
+        tempo_right += abs(estimate / song.bpm - 1) < 0.03
+    assert tempo_right >= 9, f"tempo within 3% for {tempo_right} of 12 songs"

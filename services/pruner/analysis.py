@@ -19,11 +19,12 @@ so the pruner keeps up with several emulator cores:
   in dB.
 - **rhythm** (``rhythm``): the normalised autocorrelation of the per-frame onset
   count; its highest peak between 0.1 s and 3 s is the regularity (near 1 for a
-  strict beat, near 0 for scattered or single events) and the peak in the beat
-  range gives the tempo estimate.
-- **window hashes** (``window_hashes``): a hash of the (frame offset, channel, pitch)
-  onsets in the window starting at each frame. Equal hashes mean the same notes at
-  the same times, which is how repeats of a loop are found.
+  strict beat, near 0 for scattered or single events). The tempo is the beat period
+  (70-180 BPM) whose multiples of 1 to 4 beats correlate best, weighted towards
+  120 BPM to settle a tempo against its double.
+- **sequence hashes** (``sequence_hashes``): a hash of the (channel, pitch) of a run
+  of consecutive note starts. Equal hashes mean the same notes in the same order,
+  which is how repeats of a loop are found.
 """
 
 from __future__ import annotations
@@ -49,9 +50,18 @@ class NoteOnsets:
     cycles: np.ndarray  # int64
     channels: np.ndarray  # uint8: 0 pulse 1, 1 pulse 2, 2 wave, 3 noise
     pitches: np.ndarray  # int16: MIDI note (tonal channels) or NR43 (noise)
+    starts: np.ndarray
+    """bool: a note start (a trigger, or a pitch change after at least ``_CHAIN_FRAMES``
+    steady frames), not a step of an arpeggio or slide already under way. How many
+    steps an arpeggio takes depends on how a driver's ticks fall on frames; the
+    starts do not, so they are what repeats are recognised by."""
 
     def __len__(self) -> int:
         return int(self.cycles.shape[0])
+
+
+_CHAIN_FRAMES = 3
+"""A legato pitch change within this many frames of the channel's last onset continues it."""
 
 
 @nb.njit(cache=True, nogil=True)
@@ -63,8 +73,9 @@ def _midi(channel, x):
 
 
 @nb.njit(cache=True, nogil=True)
-def _scan(cycles, registers, values, frames, out_cycle, out_channel, out_pitch, master):
+def _scan(cycles, registers, values, frames, out_cycle, out_channel, out_pitch, out_start, master):
     """One pass over the writes: note onsets, and NR50's master volume per frame."""
+    last_onset = np.full(4, -(1 << 40), np.int64)  # cycle of each channel's last onset
     low = np.zeros(3, np.int64)  # NR13/NR23/NR33
     high = np.zeros(3, np.int64)  # frequency bits 8-10 from NR14/NR24/NR34
     envelope = np.zeros(4, np.int64)  # NR12/NR22/NR42 (index 2: NR32 output level)
@@ -156,6 +167,8 @@ def _scan(cycles, registers, values, frames, out_cycle, out_channel, out_pitch, 
         out_cycle[n] = cycles[i]
         out_channel[n] = channel
         out_pitch[n] = pitch
+        out_start[n] = trigger or cycles[i] - last_onset[channel] >= _CHAIN_FRAMES * FRAME_CYCLES
+        last_onset[channel] = cycles[i]
         n += 1
     while frame < frames:
         master[frame] = nr50
@@ -187,12 +200,15 @@ def analyse(writes: ApuWrites, duration_cycles: int) -> FrameAnalysis:
     out_cycle = np.empty(n, np.int64)
     out_channel = np.empty(n, np.uint8)
     out_pitch = np.empty(n, np.int16)
+    out_start = np.empty(n, np.bool_)
     master = np.empty(frames, np.int64)
     count = _scan(
         writes.cycles, writes.registers, writes.values, frames,
-        out_cycle, out_channel, out_pitch, master,
+        out_cycle, out_channel, out_pitch, out_start, master,
     )  # fmt: skip
-    onsets = NoteOnsets(out_cycle[:count], out_channel[:count], out_pitch[:count])
+    onsets = NoteOnsets(
+        out_cycle[:count], out_channel[:count], out_pitch[:count], out_start[:count]
+    )
     activity = channel_activity(writes, duration_cycles)[:frames]
     # NR50: left volume in bits 4-6, right in bits 0-2 (0 is 1/8 of full, not silence).
     master_volume = (np.maximum(master >> 4 & 7, master & 7) + 1) / 8.0
@@ -214,7 +230,7 @@ class Rhythm:
     regularity: float
     """Highest normalised onset autocorrelation between 0.1 s and 3 s (0: none)."""
     tempo_bpm: float | None
-    """Beat estimate folded into 70-180 BPM; None without regular onsets."""
+    """Beat estimate in 70-180 BPM; None without regular onsets."""
 
 
 _MIN_LAG_SECONDS = 0.1
@@ -237,34 +253,43 @@ def rhythm(onset_counts: np.ndarray, min_onsets: int = 8) -> Rhythm:
     corr = np.fft.irfft(spectrum * np.conj(spectrum), size)[:n] / energy
     lo = max(1, int(round(_MIN_LAG_SECONDS * FRAMES_PER_SECOND)))
     hi = min(n // 2, int(round(_MAX_LAG_SECONDS * FRAMES_PER_SECOND)))
+    corr = corr[: n // 2 + 1]
     if hi <= lo:
         return Rhythm(0.0, None)
     window = corr[lo : hi + 1]
     regularity = float(max(0.0, window.max()))
-    # Tempo: the strongest peak among lags of 60/180 .. 60/70 s (the beat range) and their
-    # halves and doubles, then folded into the range.
-    beat_lo = int(math.floor(60.0 / _BEAT_MAX_BPM * FRAMES_PER_SECOND / 2))
-    beat_hi = min(hi, int(math.ceil(60.0 / _BEAT_MIN_BPM * FRAMES_PER_SECOND * 2)))
-    beat_lo = max(lo, beat_lo)
-    if beat_hi <= beat_lo or regularity <= 0:
+    if regularity <= 0:
         return Rhythm(regularity, None)
-    lag = beat_lo + int(np.argmax(corr[beat_lo : beat_hi + 1]))
-    # Parabolic interpolation between neighbouring lags: a frame is 4 BPM at 120 BPM.
-    if 0 < lag < n - 1:
-        a, b, c = corr[lag - 1], corr[lag], corr[lag + 1]
-        denominator = a - 2 * b + c
-        refined = lag + (0.5 * (a - c) / denominator if denominator < 0 else 0.0)
-    else:
-        refined = float(lag)
-    bpm = 60.0 * FRAMES_PER_SECOND / refined
-    while bpm < _BEAT_MIN_BPM:
-        bpm *= 2
-    while bpm >= _BEAT_MAX_BPM:
-        bpm /= 2
-    return Rhythm(regularity, round(bpm, 1))
+    return Rhythm(regularity, _tempo(corr))
 
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+_BEAT_MULTIPLES = np.array([1.0, 2.0, 3.0, 4.0])
+_TEMPO_PRIOR_OCTAVES = 1.0
+"""Width (in octaves) of the log-normal preference for tempos near 120 BPM, which settles
+the choice between a tempo and its double when both fit the onsets equally well."""
+
+
+def _tempo(corr: np.ndarray) -> float | None:
+    """Beat period whose multiples (1-4 beats) the onsets correlate with best, in BPM."""
+    longest = (corr.shape[0] - 1) / _BEAT_MULTIPLES[-1]
+    shortest = 60.0 / _BEAT_MAX_BPM * FRAMES_PER_SECOND
+    periods = np.arange(shortest, min(longest, 60.0 / _BEAT_MIN_BPM * FRAMES_PER_SECOND), 0.05)
+    if periods.size == 0:
+        return None
+    lags = np.outer(periods, _BEAT_MULTIPLES)
+    # Linear interpolation between whole-frame lags: a frame is 4 BPM at 120 BPM.
+    below = np.floor(lags).astype(np.int64)
+    fraction = lags - below
+    values = (
+        corr[below] * (1 - fraction) + corr[np.minimum(below + 1, corr.shape[0] - 1)] * fraction
+    )
+    bpm = 60.0 * FRAMES_PER_SECOND / periods
+    prior = np.exp(-0.5 * (np.log2(bpm / 120.0) / _TEMPO_PRIOR_OCTAVES) ** 2)
+    score = values.mean(axis=1) * prior
+    best = int(np.argmax(score))
+    if score[best] <= 0:
+        return None
+    return round(float(bpm[best]), 1)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -276,33 +301,25 @@ def _mix64(x):
 
 
 @nb.njit(cache=True, nogil=True)
-def _window_hashes(onset_frames, channels, pitches, frames, window):
-    frame_hash = np.zeros(frames, np.uint64)
-    for i in range(onset_frames.shape[0]):
-        f = onset_frames[i]
-        if 0 <= f < frames:
-            key = np.uint64((channels[i] << 16) | (pitches[i] & 0xFFFF)) + np.uint64(1)
-            frame_hash[f] += _mix64(key)  # order-free within a frame
-    out = np.zeros(frames, np.uint64)
-    for f in range(frames):
+def _sequence_hashes(channels, pitches, length):
+    n = channels.shape[0]
+    keys = np.empty(n, np.uint64)
+    for i in range(n):
+        keys[i] = _mix64(np.uint64((channels[i] << 16) | (pitches[i] & 0xFFFF)) + np.uint64(1))
+    out = np.zeros(n, np.uint64)
+    for i in range(n - length + 1):
         h = np.uint64(0)
-        any_onset = False
-        for k in range(min(window, frames - f)):
-            v = frame_hash[f + k]
-            if v != 0:
-                any_onset = True
-                h += _mix64(v ^ (np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)))
-        out[f] = h if any_onset and h != 0 else np.uint64(0)
+        for k in range(length):
+            h += _mix64(keys[i + k] ^ (np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)))
+        out[i] = h if h != 0 else np.uint64(1)
     return out
 
 
-def window_hashes(onsets: NoteOnsets, frames: int, window_frames: int) -> np.ndarray:
-    """uint64 per frame: hash of the onsets in ``[frame, frame + window_frames)`` relative to
-    the frame; 0 where the window holds no onset (nothing to compare)."""
-    return _window_hashes(
-        onsets.cycles // FRAME_CYCLES,
-        onsets.channels.astype(np.int64),
-        onsets.pitches.astype(np.int64),
-        int(frames),
-        int(window_frames),
-    )
+def sequence_hashes(channels: np.ndarray, pitches: np.ndarray, length: int) -> np.ndarray:
+    """uint64 per note: hash of the (channel, pitch) of it and the ``length - 1`` notes after
+    it, in order, whatever their timing; 0 where fewer than ``length`` notes follow.
+
+    Timing is left out on purpose: a driver whose tempo is not a whole number of frames
+    per row plays each pass of a loop on a different frame grid, but in the same order.
+    """
+    return _sequence_hashes(channels.astype(np.int64), pitches.astype(np.int64), int(length))

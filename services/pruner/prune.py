@@ -14,13 +14,15 @@ How a recording is cut (all on the LCD-frame grid of ``analysis``):
    shorter than ``min_seconds`` standing alone between silences is ``one_shot`` (a
    sound effect, a jingle, a beep); one cut short by the end of the span is
    ``too_short``.
-3. Repeats: each frame's window hash (the notes of the next
-   ``repeat_window_seconds``) is looked up among the windows already heard in the
-   recording (earlier loops, earlier spans). A run of repeated windows at least
-   ``repeat_min_seconds`` long is a loop played again: it becomes a ``repeat``
-   rejection and cuts the passage, so a segment ends at the loop point. Novel
-   material shorter than ``min_seconds`` is topped up from the repeat that follows,
-   so a short loop still gives one whole segment.
+3. Repeats: note starts (triggers, and pitch changes that are not steps of an
+   arpeggio or slide) are hashed in windows of ``repeat_window_notes`` consecutive
+   (channel, pitch) pairs, timing left out, so a loop replayed on another frame grid
+   still matches. A note whose window was heard earlier in the recording (earlier
+   loops, earlier spans) repeats; a run of repeats at least ``repeat_min_seconds``
+   long is a loop played again: it becomes a ``repeat`` rejection and cuts the
+   passage, so a segment ends at the loop point. Novel material shorter than
+   ``min_seconds`` is topped up from the repeat that follows, so a short loop still
+   gives one whole segment.
 4. Novel stretches longer than ``max_seconds`` are split into equal parts, each
    cut moved to the strongest downbeat (most notes starting together) within
    ``boundary_search_seconds``; parts stay within [min_seconds, max_seconds].
@@ -45,7 +47,7 @@ import numpy as np
 
 from gbsynth.common.avro import Segment, SegmentFeatures
 from gbsynth.common.config import Setting, read_settings
-from gbsynth.common.events import FRAME_CYCLES, Recording
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, Recording
 from gbsynth.pruner.analysis import (
     FRAMES_PER_SECOND,
     TONAL_CHANNELS,
@@ -53,7 +55,7 @@ from gbsynth.pruner.analysis import (
     analyse,
     loudness_db,
     rhythm,
-    window_hashes,
+    sequence_hashes,
 )
 
 REASONS = (
@@ -121,12 +123,12 @@ _SETTINGS = {
         minimum=0.0,
         maximum=1.0,
     ),
-    "repeat_window_seconds": Setting(
-        "GBSYNTH_PRUNE_REPEAT_WINDOW_SECONDS",
-        float,
-        2.0,
-        "length of the note windows hashed to find repeated loops",
-        minimum=0.1,
+    "repeat_window_notes": Setting(
+        "GBSYNTH_PRUNE_REPEAT_WINDOW_NOTES",
+        int,
+        24,
+        "consecutive note starts hashed together to recognise music heard before",
+        minimum=2,
     ),
     "repeat_min_seconds": Setting(
         "GBSYNTH_PRUNE_REPEAT_MIN_SECONDS",
@@ -156,7 +158,7 @@ class PruneConfig:
     min_pitches: int = 4
     min_regularity: float = 0.2
     max_noise_share: float = 0.85
-    repeat_window_seconds: float = 2.0
+    repeat_window_notes: int = 24
     repeat_min_seconds: float = 6.0
     boundary_search_seconds: float = 2.0
 
@@ -199,7 +201,7 @@ class Rejection:
 
     @property
     def seconds(self) -> float:
-        return (self.end_cycle - self.start_cycle) / (FRAME_CYCLES * FRAMES_PER_SECOND)
+        return (self.end_cycle - self.start_cycle) / CPU_HZ
 
 
 @dataclass
@@ -210,6 +212,7 @@ class PruneResult:
     segments: list[Segment] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     writes_in: int = 0
+    """Writes of the recording (for throughput figures)."""
 
     def rejected_by_reason(self) -> dict[str, int]:
         return dict(sorted(Counter(r.reason for r in self.rejections).items()))
@@ -245,9 +248,14 @@ class _Pruner:
         self.recording = recording
         self.config = config
         self.analysis: FrameAnalysis = analyse(recording.writes, recording.duration_cycles)
-        self.window = config.frames(config.repeat_window_seconds)
-        self.hashes = window_hashes(self.analysis.onsets, self.analysis.frames, self.window)
-        self.first_heard = self._first_occurrences(recording.observing_spans())
+        onsets = self.analysis.onsets
+        starts = np.flatnonzero(onsets.starts)
+        self.window = config.repeat_window_notes
+        self.note_frames = onsets.cycles[starts] // FRAME_CYCLES
+        self.note_hashes = sequence_hashes(
+            onsets.channels[starts], onsets.pitches[starts], self.window
+        )
+        self.note_known, self.note_repeated = self._repeated_notes(recording.observing_spans())
         self.result = PruneResult(recording.recording_id, writes_in=len(recording.writes))
         self.min_frames = config.frames(config.min_seconds)
         self.max_frames = config.frames(config.max_seconds)
@@ -301,7 +309,7 @@ class _Pruner:
                 else:
                     self.reject(lo, hi, "too_short", "cut off by the end of the observing span")
                 continue
-            self.passage(a, b, last, start_cycle, end_cycle)
+            self.passage(a, b, start_cycle, end_cycle)
 
     def _spans_in_frames(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Observing spans as whole frames (a frame half in a press phase is not observed)."""
@@ -313,49 +321,58 @@ class _Pruner:
                 frames.append((first, last))
         return frames
 
-    def _first_occurrences(self, spans: list[tuple[int, int]]) -> np.ndarray:
-        """Per frame, the first frame of the recording with the same window hash.
+    def _repeated_notes(self, spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Per note start: can it be compared, and was its window of notes heard before?
 
-        Only windows wholly inside an observing span count: what the explorer's buttons
-        caused is never "heard", and a window cut short by the span's end is unlike any.
+        A window is comparable when all its notes lie in one observing span (what the
+        explorer's buttons caused is never "heard"). It repeats when the same window
+        occurred earlier in the recording and ended before this one starts, so a loop
+        shorter than the window, or one note played over and over, does not repeat itself.
         """
-        frames = self.analysis.frames
-        eligible = np.zeros(frames, dtype=bool)
-        for first, last in self._spans_in_frames(spans):
-            eligible[first : max(first, last - self.window + 1)] = True
-        eligible &= self.hashes != 0
-        where = np.flatnonzero(eligible)
-        first_heard = np.full(frames, np.iinfo(np.int64).max // 2, dtype=np.int64)
+        count = self.note_frames.shape[0]
+        span_of = np.full(count, -1, dtype=np.int64)
+        for index, (first, last) in enumerate(self._spans_in_frames(spans)):
+            lo, hi = np.searchsorted(self.note_frames, [first, last])
+            span_of[lo:hi] = index
+        known = (self.note_hashes != 0) & (span_of >= 0)
+        if count >= self.window:
+            tail = np.concatenate([span_of[self.window - 1 :], np.full(self.window - 1, -2)])
+            known &= tail == span_of
+        else:
+            known[:] = False
+        repeated = np.zeros(count, dtype=bool)
+        where = np.flatnonzero(known)
         if where.size:
             _, first_index, inverse = np.unique(
-                self.hashes[where], return_index=True, return_inverse=True
+                self.note_hashes[where], return_index=True, return_inverse=True
             )
-            first_heard[where] = where[first_index][inverse]
-        return first_heard
+            first_heard = where[first_index][inverse]
+            repeated[where] = first_heard + self.window <= where
+        return known, repeated
 
-    def repeated_frames(self, a: int, b: int, span_end: int) -> np.ndarray:
-        """Per frame of ``[a, b)``: does its window repeat notes heard earlier in the recording?
+    def repeated_frames(self, a: int, b: int) -> np.ndarray:
+        """Per frame of ``[a, b)``: do the notes from here on repeat music heard before?
 
-        A window counts as heard once it lies wholly in the past (its first occurrence
-        ends before this frame), so a loop shorter than the window, or one long note, does
-        not repeat itself. A frame whose window holds no note or runs past the end of the
-        observing span takes the verdict of the frame before it.
+        A frame takes the verdict of the last note started at or before it in the passage;
+        a note whose window cannot be compared takes the verdict of the note before it.
         """
-        frames = np.arange(a, b)
-        known = (self.hashes[a:b] != 0) & (frames + self.window <= span_end)
-        repeated = known & (self.first_heard[a:b] + self.window <= frames)
-        # Forward-fill the unknown frames from the last known one (none yet: not repeated).
-        last_known = np.where(known, np.arange(b - a), -1)
+        lo, hi = np.searchsorted(self.note_frames, [a, b])
+        known = self.note_known[lo:hi]
+        last_known = np.where(known, np.arange(hi - lo), -1)
         np.maximum.accumulate(last_known, out=last_known)
-        return np.where(last_known >= 0, repeated[np.maximum(last_known, 0)], False)
+        verdict = np.where(
+            last_known >= 0, self.note_repeated[lo:hi][np.maximum(last_known, 0)], False
+        )
+        note = np.searchsorted(self.note_frames[lo:hi], np.arange(a, b), side="right") - 1
+        return np.where(note >= 0, verdict[np.maximum(note, 0)], False)
 
-    def passage(self, a: int, b: int, span_end: int, lo_cycle: int, hi_cycle: int) -> None:
+    def passage(self, a: int, b: int, lo_cycle: int, hi_cycle: int) -> None:
         """Split a passage into novel stretches and repeats of a loop, then into segments."""
         repeat_min = self.config.frames(self.config.repeat_min_seconds)
         # Holes of a few frames in a repeat (a hash miss from a late note) do not end it.
         repeats = [
             (a + s, a + e)
-            for s, e in _passages(self.repeated_frames(a, b, span_end), self.config.frames(0.5))
+            for s, e in _passages(self.repeated_frames(a, b), self.config.frames(0.5))
             if e - s >= repeat_min
         ]
         novel_start = a
@@ -448,7 +465,7 @@ class _Pruner:
         for channel in range(4):
             if np.any(activity[:, channel] > 0):
                 used |= 1 << channel
-        duration = (end - start) / (FRAME_CYCLES * FRAMES_PER_SECOND)
+        duration = (end - start) / CPU_HZ
         features = SegmentFeatures(
             duration_seconds=round(duration, 6),
             write_count=int(
