@@ -336,9 +336,12 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if metrics_endpoint:
-        from prometheus_client import make_asgi_app
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-        app.mount("/metrics", make_asgi_app())
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus_metrics() -> Response:
+            # A route, not a mounted app: a mount answers /metrics with a redirect.
+            return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

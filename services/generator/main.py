@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -108,8 +109,13 @@ def run(args: argparse.Namespace) -> int:
         "generator on http://%s:%d/ (API docs /docs), %d sampling threads, checkpoints from %s",
         host, port, limits.workers, checkpoint_dir,
     )  # fmt: skip
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    # that was there before it; this one lets run() return 0 after a clean stop.
+    stopped_by: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopped_by.append(signum))
     try:
-        # uvicorn handles SIGINT/SIGTERM (graceful stop) and exits 1 itself if the port is taken.
+        # uvicorn exits 1 itself (with a log line) if the port is taken.
         uvicorn.run(
             app,
             host=host,
@@ -122,4 +128,5 @@ def run(args: argparse.Namespace) -> int:
             watcher.stop()
         if separate_metrics is not None:
             separate_metrics.shutdown()
+    log.info("generator stopped%s", f" (signal {stopped_by[0]})" if stopped_by else "")
     return 0
