@@ -1,0 +1,243 @@
+"""Training material: music files, recordings and segments turned into event tracks.
+
+A *track* is one stretch of music as events (``gbsynth.trainer.tokens``) and the
+source file it came from. The held-out split is by source file, never by
+segment: a file's SHA-256 decides (``is_heldout``), so every piece of a song
+lands on the same side, on every machine and after every restart.
+
+``tracks_from_path`` reads what ``gbsynth train``/``evaluate`` accept:
+
+- Avro container files of recordings (``gbsynth emulate --out``) or segments (``gbsynth prune``);
+- gbsplay-style I/O dumps (``gbsynth emulate > file``);
+- GBS, ROM and VGM files, recorded on the fly with the emulator (every subsong of a GBS);
+- folders of any of these (recursively).
+
+Recordings contribute their observing spans only (no sound effects from the
+explorer's button presses), each opening with a register snapshot like a segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gbsynth.common.avro import CodecError, Segment
+from gbsynth.common.events import ApuWrites, Recording, RecordingError, register_snapshot
+from gbsynth.trainer import tokens
+
+log = logging.getLogger(__name__)
+
+AVRO_MAGIC = b"Obj\x01"
+MIN_TRACK_EVENTS = 8
+"""Shorter tracks teach nothing (a snapshot and a note) and are skipped."""
+
+
+class DataError(ValueError):
+    """A path that holds no usable music, or a file that cannot be read."""
+
+
+@dataclass(frozen=True, eq=False)
+class Track:
+    """One stretch of music as events, and where it came from."""
+
+    name: str
+    source_sha256: str
+    events: np.ndarray
+    """``(n, 3)`` event tokens."""
+
+    def __len__(self) -> int:
+        return int(self.events.shape[0])
+
+
+def is_heldout(source_sha256: str, percent: float) -> bool:
+    """Whether a source file belongs to the held-out split (stable: a hash of its SHA-256)."""
+    if percent <= 0:
+        return False
+    bucket = int(source_sha256[:8], 16) % 10_000
+    return bucket < percent * 100
+
+
+def recording_pieces(recording: Recording) -> list[ApuWrites]:
+    """The observing spans of a recording, each rebased to 0 and opening with a snapshot."""
+    pieces = []
+    for start, end in recording.observing_spans():
+        body = recording.writes.between(start, end).shifted(-start)
+        pieces.append(ApuWrites.concat([register_snapshot(recording.writes, start), body]))
+    return pieces
+
+
+def track_from_writes(name: str, source_sha256: str, writes: ApuWrites) -> Track | None:
+    events = tokens.encode(writes)
+    if len(events) < MIN_TRACK_EVENTS:
+        return None
+    return Track(name, source_sha256, events)
+
+
+def tracks_from_recording(recording: Recording) -> list[Track]:
+    out = []
+    for i, writes in enumerate(recording_pieces(recording)):
+        track = track_from_writes(f"{recording.recording_id}#{i}", recording.source.sha256, writes)
+        if track is not None:
+            out.append(track)
+    return out
+
+
+def track_from_segment(segment: Segment) -> Track | None:
+    return track_from_writes(segment.segment_id, segment.source.sha256, segment.writes)
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named, and files under folders named (sorted, hidden files skipped)."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if not name.startswith("."):
+                        yield Path(dirpath) / name
+        elif path.exists():
+            yield path
+        else:
+            raise DataError(f"{path}: no such file or folder")
+
+
+def _record_music_file(path: Path, kind, seconds: float, seed: int) -> list[Track]:
+    from gbsynth.common.events import SourceKind
+    from gbsynth.emulator.gbs import GbsError, build_player_rom
+    from gbsynth.emulator.sources import SourceError, open_session
+
+    subsongs: list[int | None] = [None]
+    if kind is SourceKind.GBS:
+        try:
+            _, header = build_player_rom(path.read_bytes(), 1)
+        except GbsError as exc:
+            raise DataError(f"{path}: {exc}") from exc
+        subsongs = list(range(1, header.song_count + 1))
+    tracks = []
+    for subsong in subsongs:
+        try:
+            recording = open_session(path, kind=kind, subsong=subsong, seed=seed).record(seconds)
+        except SourceError as exc:
+            log.warning("%s%s: %s", path, f" subsong {subsong}" if subsong else "", exc)
+            continue
+        tracks.extend(tracks_from_recording(recording))
+    return tracks
+
+
+def tracks_from_file(path: Path, *, seconds: float = 120.0, seed: int = 0) -> list[Track]:
+    """The tracks in one file (see the module docstring for what is accepted).
+
+    Music files are played for ``seconds`` (ROMs explored with ``seed``). Raises
+    ``DataError`` for a file that is none of the accepted kinds or is damaged.
+    """
+    from gbsynth.common.events import Source, SourceKind, sha256_hex
+    from gbsynth.common.formats import IodumpError, parse_iodump, read_any
+    from gbsynth.emulator.jobs import detect_kind
+
+    path = Path(path)
+    try:
+        with path.open("rb") as fo:
+            head = fo.read(0x70)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from exc
+    if head.startswith(AVRO_MAGIC):
+        try:
+            items = read_any(path)
+        except (CodecError, RecordingError) as exc:
+            raise DataError(f"{path}: {exc}") from exc
+        tracks: list[Track] = []
+        for item in items:
+            if isinstance(item, Segment):
+                track = track_from_segment(item)
+                tracks.extend([track] if track is not None else [])
+            else:
+                tracks.extend(tracks_from_recording(item))
+        return tracks
+    kind = detect_kind(path, head)
+    if kind is not None:
+        return _record_music_file(path, kind, seconds, seed)
+    try:
+        data = path.read_bytes()
+        text = data.decode("ascii")
+        sections = parse_iodump(text)
+    except (UnicodeDecodeError, IodumpError) as exc:
+        raise DataError(
+            f"{path}: not a recordings/segments file, I/O dump, GBS, ROM or VGM file ({exc})"
+        ) from exc
+    source = Source(sha256_hex(data), path.name, SourceKind.GBS)
+    tracks = []
+    for section in sections:
+        recording = section.to_recording(source, f"{path.name}#{section.subsong}")
+        tracks.extend(tracks_from_recording(recording))
+    return tracks
+
+
+def tracks_from_paths(
+    paths: Iterable[Path], *, seconds: float = 120.0, seed: int = 0, progress: bool = False
+) -> list[Track]:
+    """Every track under ``paths``; raises ``DataError`` when none is found."""
+    files = list(iter_files(paths))
+    tracks: list[Track] = []
+    iterator: Iterable[Path] = files
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc="reading", unit="file")
+    for file in iterator:
+        tracks.extend(tracks_from_file(file, seconds=seconds, seed=seed))
+    if not tracks:
+        raise DataError(f"no music found in {', '.join(map(str, paths))}")
+    return tracks
+
+
+def split_tracks(
+    tracks: Iterable[Track], heldout_percent: float
+) -> tuple[list[Track], list[Track]]:
+    """``(train, heldout)`` by source file."""
+    train, heldout = [], []
+    for track in tracks:
+        (heldout if is_heldout(track.source_sha256, heldout_percent) else train).append(track)
+    return train, heldout
+
+
+def save_tracks(path: Path, tracks: list[Track]) -> None:
+    """All tracks in one ``.npz`` (events concatenated, names, sources, lengths), atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "wb") as fo:
+        np.savez(
+            fo,
+            events=np.concatenate([t.events for t in tracks]).astype(np.int16)
+            if tracks
+            else np.empty((0, 3), np.int16),
+            lengths=np.array([len(t) for t in tracks], dtype=np.int64),
+            names=np.array([t.name for t in tracks], dtype=str),
+            sources=np.array([t.source_sha256 for t in tracks], dtype=str),
+        )
+    os.replace(tmp, path)
+
+
+def load_tracks(path: Path) -> list[Track]:
+    """Tracks saved by ``save_tracks``."""
+    try:
+        with np.load(path) as data:
+            events = data["events"].astype(np.int64)
+            lengths, names, sources = data["lengths"], data["names"], data["sources"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"{path}: not a saved track file: {exc}") from exc
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    return [
+        Track(str(name), str(source), events[start:end])
+        for name, source, start, end in zip(names, sources, starts, ends, strict=True)
+    ]
+
+
+def total_events(tracks: Iterable[Track]) -> int:
+    return sum(len(t) for t in tracks)
