@@ -442,3 +442,18 @@ def test_generated_songs_tempo_and_loops():
         estimate = float(np.median(tempos))
         tempo_right += abs(estimate / song.bpm - 1) < 0.03
     assert tempo_right >= 9, f"tempo within 3% for {tempo_right} of 12 songs"
+
+
+def test_loudness_estimate_follows_the_rendered_level(recordings):
+    from gbsynth.synth import render
+
+    differences = []
+    for name in MUSIC:
+        for segment in prune_recording(recordings[name]).segments:
+            audio = render(segment.as_recording(), rate=22050, stereo=False).astype(np.float64)
+            rendered = 20 * np.log10(np.sqrt(np.mean(audio**2)))
+            differences.append(rendered - segment.features.loudness_db)
+    differences = np.array(differences)
+    assert len(differences) >= 8
+    assert abs(differences.mean()) < 2.0, differences
+    assert np.abs(differences).max() < 6.0, differences

@@ -15,8 +15,13 @@ so the pruner keeps up with several emulator cores:
   muted).
 - **level** (``FrameAnalysis.level``): per frame, the four channels' peak-to-peak
   swing (``gbsynth.synth.channel_activity``) summed and scaled by the NR50 master
-  volume, as a fraction of the loudest the chip can be; ``loudness_db`` is its RMS
-  in dB.
+  volume, as a fraction of the loudest the chip can be: what tells sound from silence.
+- **loudness** (``loudness_db``): an estimate of the rendered audio's RMS level in
+  dBFS without rendering it: the channels' swings added as uncorrelated signals,
+  scaled by the master volume, plus a constant fitted against ``gbsynth.synth.render``
+  on the shared music (18 segments: the estimate is within 2.7 dB of the rendered level
+  (standard deviation), 9 dB at worst, for a ROM explored with button presses whose
+  unrecorded press phase leaves the estimate's channel state behind).
 - **rhythm** (``rhythm``): the normalised autocorrelation of the per-frame onset
   count; its highest peak between 0.1 s and 3 s is the regularity (near 1 for a
   strict beat, near 0 for scattered or single events). The tempo is the beat period
@@ -185,6 +190,8 @@ class FrameAnalysis:
     """float32 ``(frames, 4)``: each channel's swing, 0..1 (``channel_activity``)."""
     level: np.ndarray
     """float64 ``(frames,)``: summed swing times master volume, 0..1 of the chip's loudest."""
+    master_volume: np.ndarray
+    """float64 ``(frames,)``: NR50's louder side, 1/8 .. 1."""
     onset_counts: np.ndarray
     """int32 ``(frames,)``: audible note starts per frame, all channels."""
 
@@ -214,15 +221,23 @@ def analyse(writes: ApuWrites, duration_cycles: int) -> FrameAnalysis:
     master_volume = (np.maximum(master >> 4 & 7, master & 7) + 1) / 8.0
     level = activity.sum(axis=1, dtype=np.float64) / 4.0 * master_volume
     counts = np.bincount(onsets.cycles // FRAME_CYCLES, minlength=frames)[:frames]
-    return FrameAnalysis(onsets, activity, level, counts.astype(np.int32))
+    return FrameAnalysis(onsets, activity, level, master_volume, counts.astype(np.int32))
 
 
-def loudness_db(level: np.ndarray) -> float:
-    """RMS of per-frame levels in dB (0 dB: every channel at full swing the whole time)."""
-    if level.size == 0:
+LOUDNESS_OFFSET_DB = -6.5
+"""Rendered RMS (dBFS, mono, DMG high-pass) minus the swing-based level: the mean over
+the 18 segments kept from the shared music (GBS subsongs and music ROMs)."""
+
+
+def loudness_db(activity: np.ndarray, master_volume: np.ndarray) -> float:
+    """Estimated RMS level in dBFS of these frames rendered (see the module docstring)."""
+    if activity.shape[0] == 0:
         return -120.0
-    rms = float(np.sqrt(np.mean(np.square(level))))
-    return max(-120.0, 20.0 * math.log10(rms)) if rms > 0 else -120.0
+    swing = np.square(activity, dtype=np.float64).sum(axis=1) / 16.0
+    mean_square = float(np.mean(swing * np.square(master_volume)))
+    if mean_square <= 0:
+        return -120.0
+    return max(-120.0, 10.0 * math.log10(mean_square) + LOUDNESS_OFFSET_DB)
 
 
 @dataclass(frozen=True)

@@ -95,9 +95,9 @@ _SETTINGS = {
     "min_loudness_db": Setting(
         "GBSYNTH_PRUNE_MIN_LOUDNESS_DB",
         float,
-        -40.0,
-        "quieter segments are rejected as near-silence (dB of the estimated level, "
-        "0 = all four channels at full swing)",
+        -45.0,
+        "quieter segments are rejected as near-silence (estimated RMS level of the rendered "
+        "audio in dBFS; music is around -15 to -25)",
         maximum=0.0,
     ),
     "min_pitches": Setting(
@@ -154,7 +154,7 @@ class PruneConfig:
     min_seconds: float = 8.0
     max_seconds: float = 30.0
     silence_gap_seconds: float = 1.5
-    min_loudness_db: float = -40.0
+    min_loudness_db: float = -45.0
     min_pitches: int = 4
     min_regularity: float = 0.2
     max_noise_share: float = 0.85
@@ -435,7 +435,7 @@ class _Pruner:
         analysis = self.analysis
         level = analysis.level[a:b]
         activity = analysis.activity[a:b]
-        loudness = loudness_db(level)
+        loudness = loudness_db(activity, analysis.master_volume[a:b])
         if loudness < cfg.min_loudness_db:
             self.reject(start, end, "quiet", f"{loudness:.1f} dB < {cfg.min_loudness_db:g} dB")
             return
