@@ -317,9 +317,24 @@ def messages_of(recordings: list[Recording]) -> list[Message]:
     ]
 
 
+def metric(name: str, **labels: str) -> float:
+    from gbsynth.common.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(name, {"service": "pruner", **labels}) or 0.0
+
+
 def test_processor_reassembles_prunes_and_holds_back_commits(recordings):
     recs = [recordings["nightmode"], recordings["devsound-2"]]
     processor = PrunerProcessor()
+    before = {
+        name: metric(name)
+        for name in (
+            "gbsynth_pruner_recordings_in_total",
+            "gbsynth_pruner_segments_out_total",
+            "gbsynth_pruner_writes_in_total",
+            "gbsynth_pruner_seconds_count",
+        )
+    }
     outputs = []
     for message in messages_of(recs):
         outputs.extend(processor.process(message))
@@ -334,6 +349,22 @@ def test_processor_reassembles_prunes_and_holds_back_commits(recordings):
     by_id = {s.segment_id: s for s in expected}
     for out in outputs:
         assert decode_segment(out.value) == by_id[out.key]
+    counted = {name: metric(name) - value for name, value in before.items()}
+    assert counted == {
+        "gbsynth_pruner_recordings_in_total": 2,
+        "gbsynth_pruner_segments_out_total": len(expected),
+        "gbsynth_pruner_writes_in_total": sum(len(r.writes) for r in recs),
+        "gbsynth_pruner_seconds_count": 2,
+    }
+
+
+def test_rejections_are_counted_by_reason():
+    processor = PrunerProcessor()
+    before = metric("gbsynth_pruner_rejections_total", reason="noise_only")
+    for message in messages_of([white_noise()]):
+        assert list(processor.process(message)) == []
+    expected = len(prune_recording(white_noise()).rejections)
+    assert metric("gbsynth_pruner_rejections_total", reason="noise_only") == before + expected
 
 
 def test_processor_ignores_duplicate_chunks(recordings):
