@@ -1,0 +1,109 @@
+"""The trainer service's local dataset: one small file per segment consumed.
+
+Each segment from ``apu.segments`` is stored as ``<sha256(segment id)>.npz``
+(its events as int16, the segment id, the source file's SHA-256 and its arrival
+number, so a restart loads the tracks in the same order), written to
+a temporary name and renamed, so a crash leaves either the whole file or
+nothing. Adding a segment twice (Kafka delivers at least once) is a no-op. The
+store decides the held-out split by source file (``data.is_heldout``) and
+keeps both splits in memory for training and evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gbsynth.trainer.data import Track, is_heldout
+
+log = logging.getLogger(__name__)
+
+
+class SegmentStore:
+    """Segments on disk, loaded into a training and a held-out list of tracks."""
+
+    def __init__(self, directory: Path, heldout_percent: float) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.heldout_percent = heldout_percent
+        self.train: list[Track] = []
+        self.heldout: list[Track] = []
+        self._known: set[str] = set()
+        self.version = 0
+        """Bumped on every change, so users rebuild what they derived from the tracks."""
+        self._next_sequence = 0
+        self._load()
+
+    @staticmethod
+    def _file_name(segment_id: str) -> str:
+        return hashlib.sha256(segment_id.encode()).hexdigest()[:40] + ".npz"
+
+    def _load(self) -> None:
+        found = []
+        for path in self.directory.glob("*.npz"):
+            try:
+                with np.load(path) as data:
+                    track = Track(
+                        str(data["segment_id"]),
+                        str(data["source_sha256"]),
+                        data["events"].astype(np.int64),
+                    )
+                    sequence = int(data["sequence"])
+            except (OSError, KeyError, ValueError) as exc:
+                log.warning("skipping unreadable dataset file %s: %s", path, exc)
+                continue
+            found.append((sequence, track.name, track))
+        # Arrival order, so a restarted trainer's batches index the same tracks.
+        for sequence, _, track in sorted(found, key=lambda item: item[:2]):
+            self._remember(track)
+            self._next_sequence = max(self._next_sequence, sequence + 1)
+        for stray in self.directory.glob(".*.partial"):
+            stray.unlink(missing_ok=True)  # a write cut short by a crash
+        if self._known:
+            log.info(
+                "dataset %s: %d segments (%d training events, %d held out)",
+                self.directory, len(self._known), self.events("train"), self.events("heldout"),
+            )  # fmt: skip
+
+    def _remember(self, track: Track) -> None:
+        self._known.add(track.name)
+        held = is_heldout(track.source_sha256, self.heldout_percent)
+        (self.heldout if held else self.train).append(track)
+        self.version += 1
+
+    def __contains__(self, segment_id: str) -> bool:
+        return segment_id in self._known
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def add(self, track: Track) -> bool:
+        """Store a segment's track (``track.name`` is the segment id); False if already held."""
+        if track.name in self._known:
+            return False
+        path = self.directory / self._file_name(track.name)
+        tmp = self.directory / f".{path.name}.partial"
+        with open(tmp, "wb") as fo:
+            np.savez(
+                fo,
+                events=track.events.astype(np.int16),
+                segment_id=np.array(track.name),
+                source_sha256=np.array(track.source_sha256),
+                sequence=np.array(self._next_sequence),
+            )
+            fo.flush()
+            os.fsync(fo.fileno())
+        os.replace(tmp, path)
+        self._next_sequence += 1
+        self._remember(track)
+        return True
+
+    def segments(self, split: str) -> int:
+        return len(self.train if split == "train" else self.heldout)
+
+    def events(self, split: str) -> int:
+        return sum(len(t) for t in (self.train if split == "train" else self.heldout))
