@@ -30,7 +30,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -79,36 +79,33 @@ class ErrorBody(BaseModel):
     )
 
 
-class Prime(BaseModel):
-    """Music for the song to continue: write columns, or a base64 file."""
+class PrimeFile(BaseModel):
+    """Music to continue, as a file."""
 
     model_config = ConfigDict(extra="forbid")
 
-    file: str | None = Field(
-        None,
+    file: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9+/]*={0,2}$",
         description="base64 of an Avro recordings or segments file, a VGM/VGZ file or a "
         "gbsplay I/O dump",
     )
     index: int = Field(0, ge=0, le=100_000, description="which recording/segment/section")
-    cycles: list[Annotated[int, Field(ge=0, le=2**62)]] | None = Field(
-        None, description="T-cycle of each write (4,194,304 per second), non-decreasing"
-    )
-    registers: list[Annotated[int, Field(ge=0, le=0xFFFF)]] | None = Field(
-        None, description="register of each write, 0xFF10-0xFF3F (65296-65343)"
-    )
-    values: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(
-        None, description="byte written"
-    )
 
-    @model_validator(mode="after")
-    def _one_form(self) -> "Prime":
-        columns = [self.cycles, self.registers, self.values]
-        has_columns = any(c is not None for c in columns)
-        if (self.file is None) == (not has_columns):
-            raise ValueError("give either 'file' or the columns 'cycles', 'registers', 'values'")
-        if has_columns and any(c is None for c in columns):
-            raise ValueError("'cycles', 'registers' and 'values' go together")
-        return self
+
+class PrimeWrites(BaseModel):
+    """Music to continue, as the three write columns (non-decreasing cycles)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cycles: list[Annotated[int, Field(ge=0, le=2**62)]] = Field(
+        description="T-cycle of each write (4,194,304 per second), non-decreasing"
+    )
+    registers: list[Annotated[int, Field(ge=0x10, le=0xFF3F)]] = Field(
+        description="register of each write: 0xFF10-0xFF3F (65296-65343) or its low byte "
+        "0x10-0x3F (16-63)"
+    )
+    values: list[Annotated[int, Field(ge=0, le=255)]] = Field(description="byte written")
 
 
 def request_model(limits: Limits) -> type[BaseModel]:
@@ -139,7 +136,9 @@ def request_model(limits: Limits) -> type[BaseModel]:
             "Avro recordings file), json (song description and piano roll)",
         )
         sample_rate: int = Field(44_100, ge=8_000, le=96_000, description="WAV sample rate, Hz")
-        prime: Prime | None = Field(None, description="music for the song to continue")
+        prime: PrimeFile | PrimeWrites | None = Field(
+            None, description="music for the song to continue: a file or write columns"
+        )
 
     return SongRequest
 
@@ -346,17 +345,16 @@ def create_app(
     return app
 
 
-def _prime_writes(prime: Prime, limits: Limits, seconds: float):
+def _prime_writes(prime: PrimeFile | PrimeWrites, limits: Limits, seconds: float):
     from gbsynth.generator.prime import prime_seconds
 
     try:
-        if prime.file is not None:
+        if isinstance(prime, PrimeFile):
             writes = prime_from_file(prime.file, prime.index, limits.max_prime_writes)
         else:
             writes = prime_from_columns(
-                prime.cycles or [], prime.registers or [], prime.values or [],
-                limits.max_prime_writes,
-            )  # fmt: skip
+                prime.cycles, prime.registers, prime.values, limits.max_prime_writes
+            )
     except PrimeError as exc:
         raise ServiceError(422, f"invalid prime: {exc}") from exc
     if prime_seconds(writes) >= seconds:

@@ -113,9 +113,7 @@ class SongService:
     def __init__(self, holder: ModelHolder, limits: Limits | None = None) -> None:
         self.holder = holder
         self.limits = limits or Limits()
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            self.limits.workers, thread_name_prefix="song"
-        )
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._admitted = 0
         self._running = 0
@@ -161,8 +159,25 @@ class SongService:
             while len(self._cache) > self.limits.cache_songs:
                 self._cache.popitem(last=False)
 
+    @property
+    def executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The sampling threads (started on first use, again after ``close``)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.limits.workers, thread_name_prefix="song"
+                )
+            return self._executor
+
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Abandon the songs in hand (each stops at its next piece) and stop the threads."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+            jobs = list(self._inflight.values())
+        for job in jobs:
+            job.cancel.set()
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     # -- jobs --------------------------------------------------------------------------------
     def _start(
