@@ -56,8 +56,7 @@ METRICS_PORTS = {"emulator": 9101, "pruner": 9102, "trainer": 9103}
 # local run: the trainer checkpoints early and often so a song can be requested
 # after a few minutes. Applied only where the environment leaves them unset.
 LOCAL_DEFAULTS: dict[str, str] = {
-    "GBSYNTH_TRAINER_CHECKPOINT_EVERY_STEPS": "50",
-    "GBSYNTH_TRAINER_MIN_SEGMENTS": "1",
+    "GBSYNTH_TRAINER_CHECKPOINT_EVERY": "100",  # the service default is 200 steps
 }
 
 STOP_GRACE_S = 20.0  # each service gets this long to finish the message in hand

@@ -35,9 +35,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEADLINE_S = 540.0  # the issue allows 10 minutes for source files -> WAV
 
-# Small settings so the pipeline reaches a checkpoint in a few minutes on 2 cores.
-# Settings the run-local stack leaves to the services (checkpoint cadence) come from
-# its LOCAL_DEFAULTS, as in `make run`.
+# Small settings so the pipeline reaches a checkpoint in a few minutes on 2 cores:
+# short recordings of two demo songs, the tiny model, an early first checkpoint.
 SMALL = {
     "GBSYNTH_DEMO_SONGS": "2",
     "GBSYNTH_RECORD_SECONDS": "45",  # per enqueued file (2 songs: 2 GBS + 2 ROMs)
@@ -46,6 +45,10 @@ SMALL = {
     "GBSYNTH_EXPLORE_OBSERVE_SECONDS": "20",
     "GBSYNTH_EXPLORE_PRESS_SECONDS": "5",
     "GBSYNTH_EXPLORE_SETTLE_SECONDS": "1",
+    "GBSYNTH_TRAINER_PRESET": "tiny",
+    "GBSYNTH_TRAINER_BATCH_SIZE": "8",
+    "GBSYNTH_TRAINER_CHECKPOINT_EVERY": "10",
+    "GBSYNTH_TRAINER_EVAL_EVENTS": "2000",
 }
 
 
