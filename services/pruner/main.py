@@ -32,7 +32,14 @@ from kafka import TopicPartition
 from gbsynth.common import metrics
 from gbsynth.common.avro import CodecError, RecordingAssembler, decode_chunk, encode_segment
 from gbsynth.common.config import SettingError
-from gbsynth.common.events import Recording, RecordingError
+from gbsynth.common.events import (
+    CPU_HZ,
+    ApuWrites,
+    Recording,
+    RecordingError,
+    Source,
+    SourceKind,
+)
 from gbsynth.common.kafka import (
     TOPIC_RECORDINGS,
     TOPIC_SEGMENTS,
@@ -104,6 +111,13 @@ class PrunerProcessor(Processor):
         )  # fmt: skip
         return result
 
+    def warm_up(self) -> None:
+        """Load the compiled analysis kernels now, not while the first recording waits."""
+        silence = Recording(
+            "warm-up", Source("0" * 64, "warm-up", SourceKind.GENERATED), ApuWrites.empty(), CPU_HZ
+        )
+        prune_recording(silence, self.config)
+
     def safe_offsets(self) -> dict[TopicPartition, int]:
         return self.assembler.oldest_pending_offsets()
 
@@ -136,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     except (SettingError, PruneConfigError) as exc:
         print(f"gbsynth pruner: {exc}", file=sys.stderr)
         return 2
+    processor.warm_up()
     return run_service(
         processor,
         service=SERVICE,
