@@ -30,7 +30,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -86,7 +86,6 @@ class PrimeFile(BaseModel):
 
     file: str = Field(
         min_length=1,
-        pattern=r"^[A-Za-z0-9+/]*={0,2}$",
         description="base64 of an Avro recordings or segments file, a VGM/VGZ file or a "
         "gbsplay I/O dump",
     )
@@ -106,6 +105,13 @@ class PrimeWrites(BaseModel):
         "0x10-0x3F (16-63)"
     )
     values: list[Annotated[int, Field(ge=0, le=255)]] = Field(description="byte written")
+
+
+def _prime_kind(value: Any) -> str:
+    """Which form a prime takes, so errors speak of that form only."""
+    if isinstance(value, dict):
+        return "file" if "file" in value else "writes"
+    return "file" if isinstance(value, PrimeFile) else "writes"
 
 
 def request_model(limits: Limits) -> type[BaseModel]:
@@ -136,9 +142,13 @@ def request_model(limits: Limits) -> type[BaseModel]:
             "Avro recordings file), json (song description and piano roll)",
         )
         sample_rate: int = Field(44_100, ge=8_000, le=96_000, description="WAV sample rate, Hz")
-        prime: PrimeFile | PrimeWrites | None = Field(
-            None, description="music for the song to continue: a file or write columns"
-        )
+        prime: (
+            Annotated[
+                Annotated[PrimeFile, Tag("file")] | Annotated[PrimeWrites, Tag("writes")],
+                Discriminator(_prime_kind),
+            ]
+            | None
+        ) = Field(None, description="music for the song to continue: a file or write columns")
 
     return SongRequest
 
