@@ -48,6 +48,9 @@ MUSIC = {
     "nightmode": ("corpus/nightmode.gbs", 1, 40),
     "devsound-1": ("corpus/DevSound_demo.gbs", 1, 30),
     "devsound-2": ("corpus/DevSound_demo.gbs", 2, 30),
+    "devsound-3": ("corpus/DevSound_demo.gbs", 3, 30),
+    "devsound-4": ("corpus/DevSound_demo.gbs", 4, 30),
+    "devsound-6": ("corpus/DevSound_demo.gbs", 6, 30),
     "range_test": ("roms/music/gbt-player/range_test.gb", None, 30),
     "effects_test": ("roms/music/gbt-player/effects_test.gb", None, 30),
     "devsoundx": ("roms/music/devsoundx/DevSoundX.gb", None, 40),
@@ -127,6 +130,20 @@ def test_test_rom_without_music_keeps_nothing(recordings):
     result = prune_recording(recordings["cpu_instrs"])
     assert result.segments == []
     assert result.rejected_by_reason() == {"silence": 1}
+
+
+@pytest.mark.parametrize(
+    "path, subsong, reason",
+    [
+        ("corpus/DevSound_demo.gbs", 5, "one_shot"),  # a 5 s jingle, then silence
+        ("roms/music/gbt-player/instr_test.gb", None, "few_pitches"),  # one note per instrument
+        ("roms/blargg/dmg_sound/dmg_sound.gb", None, "one_shot"),  # test beeps
+    ],
+)
+def test_shared_files_that_are_not_music_keep_nothing(shared_dir, path, subsong, reason):
+    result = prune_recording(open_session(shared_dir / path, subsong=subsong).record(30))
+    assert result.segments == []
+    assert reason in result.rejected_by_reason()
 
 
 def test_single_beep_keeps_nothing():
