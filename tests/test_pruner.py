@@ -505,3 +505,17 @@ def test_loudness_estimate_follows_the_rendered_level(recordings):
     assert len(differences) >= 8
     assert abs(differences.mean()) < 2.0, differences
     assert np.abs(differences).max() < 6.0, differences
+
+
+def test_short_sound_alone_or_cut_off(recordings):
+    # Music that is only 5 s long because the recording stops: cut off, not a sound effect.
+    rec = recordings["nightmode"]
+    five = rec.with_writes(rec.writes.between(0, 5 * CPU_HZ), 5 * CPU_HZ)
+    assert prune_recording(five).rejected_by_reason() == {"too_short": 1}
+    # A beep right at the start of a recording, then silence: a one-shot.
+    early = single_beep()
+    w = early.writes
+    moved = np.where(w.cycles == 5 * CPU_HZ, CPU_HZ // 10, w.cycles)
+    order = np.argsort(moved, kind="stable")
+    beep_first = early.with_writes(ApuWrites(moved[order], w.registers[order], w.values[order]))
+    assert prune_recording(beep_first).rejected_by_reason() == {"one_shot": 1, "silence": 1}

@@ -303,11 +303,13 @@ class _Pruner:
             lo = self._cycle(a, start_cycle, end_cycle)
             hi = self._cycle(b, start_cycle, end_cycle)
             if b - a < self.min_frames:
-                bounded = a > first and b < last
-                if bounded or (first == a and b == last):
-                    self.reject(lo, hi, "one_shot", f"{(b - a) / FRAMES_PER_SECOND:.1f} s alone")
-                else:
+                # Sound running into a span boundary may have gone on outside it (nothing
+                # comes before the recording's start); sound with silence around it did not.
+                cut_off = (a == first and start_cycle > 0) or b == last
+                if cut_off:
                     self.reject(lo, hi, "too_short", "cut off by the end of the observing span")
+                else:
+                    self.reject(lo, hi, "one_shot", f"{(b - a) / FRAMES_PER_SECOND:.1f} s alone")
                 continue
             self.passage(a, b, start_cycle, end_cycle)
 
@@ -369,7 +371,7 @@ class _Pruner:
     def passage(self, a: int, b: int, lo_cycle: int, hi_cycle: int) -> None:
         """Split a passage into novel stretches and repeats of a loop, then into segments."""
         repeat_min = self.config.frames(self.config.repeat_min_seconds)
-        # Holes of a few frames in a repeat (a hash miss from a late note) do not end it.
+        # Half a second of new notes inside a repeat (a fill, a changed note) does not end it.
         repeats = [
             (a + s, a + e)
             for s, e in _passages(self.repeated_frames(a, b), self.config.frames(0.5))
