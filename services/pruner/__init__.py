@@ -1,0 +1,9 @@
+"""The pruner: keep the music of recordings, drop silence, sound effects, noise and repeats.
+
+- ``analysis``: what a recording sounds like, from its register writes (onsets, pitches,
+  levels, loudness, rhythm, note-sequence hashes), without rendering.
+- ``prune``: ``prune_recording(recording, PruneConfig) -> PruneResult`` (segments and a
+  reason for each stretch dropped).
+- ``main``: ``gbsynth pruner``, the service (``apu.recordings`` -> ``apu.segments``).
+- ``offline``: ``gbsynth prune RECORDING... --out DIR``.
+"""
