@@ -419,6 +419,7 @@ class ConsumeLoop:
     ``consumer`` and ``producer`` are normally built from ``config``; pass your own
     to share them or for tests. ``run()`` returns when ``stop()`` is called (or a
     signal arrives, see ``install_signal_handlers``) after committing what is safe.
+    Every ``lag_interval_s`` it refreshes ``gbsynth_consumer_lag`` (``refresh_lag``).
     """
 
     def __init__(
