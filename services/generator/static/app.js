@@ -106,6 +106,7 @@ async function generate(event) {
   drawRoll();
   const p = params();
   const started = performance.now();
+  let finished = false, playingAfter = null;
   const primeFile = $("prime").files[0];
   say(`sampling ${p.seconds} s of music…`);
   $("result").hidden = false;
@@ -116,14 +117,22 @@ async function generate(event) {
       const wavUrl = songUrl(p, "wav");
       player.src = wavUrl;
       player.addEventListener("playing", () => {
-        say(`playing after ${((performance.now() - started) / 1000).toFixed(2)} s; ` +
-            "the rest is being sampled…");
+        playingAfter = (performance.now() - started) / 1000;
+        if (!finished) say(`playing after ${playingAfter.toFixed(2)} s; sampling the rest…`);
       }, { once: true });
       player.play().catch(() => {});   // autoplay may be refused: the controls remain
       for (const ext of ["wav", "vgm", "avro"]) {
         $(`dl-${ext}`).href = songUrl(p, ext);
         $(`dl-${ext}`).download = `gbsynth-seed${p.seed}-${p.seconds}s.${ext}`;
       }
+      // Ask for the piano roll once the audio stream has begun: the server then shares the
+      // song being sampled for the player instead of making the player wait for it.
+      await new Promise((resolve) => {
+        for (const name of ["loadedmetadata", "error"]) {
+          player.addEventListener(name, resolve, { once: true });
+        }
+        setTimeout(resolve, 5000);
+      });
       rollResponse = await fetch(songUrl(p, "json"));
       if (!rollResponse.ok) throw new Error(await errorText(rollResponse));
     } else {
@@ -146,7 +155,10 @@ async function generate(event) {
     $("about").textContent =
       `${s.events} register writes · model step ${s.model_step} · ` +
       `checkpoint ${s.checkpoint_sha256.slice(0, 12)} · song ${s.key.slice(0, 16)}`;
-    say(`done in ${((performance.now() - started) / 1000).toFixed(2)} s`);
+    finished = true;
+    const total = ((performance.now() - started) / 1000).toFixed(2);
+    say(`done in ${total} s` +
+        (playingAfter === null ? "" : `; playing after ${playingAfter.toFixed(2)} s`));
     drawRoll();
   } catch (e) {
     say(String(e.message || e), true);
