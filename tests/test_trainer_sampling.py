@@ -25,6 +25,15 @@ from gbsynth.trainer.sampling import PREAMBLE, Sampler, SamplingError
 from gbsynth.trainer.testing import make_tiny_checkpoint
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread, as the services run: small ops on a shared CPU are slower with more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_tiny_checkpoint_loads_and_newest_ignores_partial_files(tmp_path: Path) -> None:
     make_tiny_checkpoint(tmp_path, step=1)
     second = make_tiny_checkpoint(tmp_path, step=20, seed=1)

@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from gbsynth.trainer.train import model_event_nll
 
     torch.set_num_threads(max(1, args.threads))
+    if not args.checkpoint.exists():
+        print(f"gbsynth evaluate: no checkpoint at {args.checkpoint}", file=sys.stderr)
+        return 1
     folder = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
     path = args.checkpoint
     if args.checkpoint.is_dir():

@@ -38,6 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (total)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="model size")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dropout", type=float, default=None, help="override the preset's")
+    parser.add_argument("--block-size", type=int, default=None, help="context, in events")
+    parser.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="no channel/tempo variation"
+    )
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     parser.add_argument(
         "--seconds", type=float, default=120.0, help="seconds recorded per music file (subsong)"
@@ -111,8 +116,15 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
 
-    settings = TrainSettings(batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    trainer = Trainer(PRESETS[args.preset], settings)
+    settings = TrainSettings(
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, augment=args.augment
+    )
+    config = PRESETS[args.preset]
+    if args.dropout is not None:
+        config = dataclasses.replace(config, dropout=args.dropout)
+    if args.block_size is not None:
+        config = dataclasses.replace(config, block_size=args.block_size)
+    trainer = Trainer(config, settings)
     resume = newest_checkpoint(out)
     if resume is not None:
         try:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gbsynth.trainer import tokens
 from gbsynth.trainer.data import Track
 from gbsynth.trainer.model import GPT, GPTConfig
 
@@ -38,6 +39,8 @@ class TrainSettings:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
+    augment: bool = True
+    """Randomly swap the two pulse channels and shift the tempo of training windows."""
 
 
 class Windows:
@@ -67,7 +70,9 @@ class Windows:
     def event_count(self) -> int:
         return int(self.events.shape[0])
 
-    def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, rng: np.random.Generator, size: int, augment: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, targets)``, each ``(size, T, 3)``; T is the shortest window drawn."""
         if not len(self.starts):
             raise ValueError("no training data")
@@ -75,8 +80,48 @@ class Windows:
         starts = self.starts[pick]
         span = int(min(self.length, (self.track_ends[pick] - starts).min() - 1))
         index = starts[:, None] + np.arange(span + 1)[None, :]
-        windows = torch.from_numpy(self.events[index])
+        windows = self.events[index]
+        if augment:
+            windows = augment_windows(windows, rng)
+        windows = torch.from_numpy(windows)
         return windows[:, :-1], windows[:, 1:]
+
+
+# Pulse channel 1 <-> 2 (NR11-NR14 <-> NR21-NR24; NR10, the sweep, has no twin) and the
+# matching bits of NR51 (panning: bits 0/1 right, 4/5 left).
+_SWAP_REGISTERS = np.arange(tokens.N_REG)
+_SWAP_REGISTERS[[1, 2, 3, 4, 6, 7, 8, 9]] = [6, 7, 8, 9, 1, 2, 3, 4]
+_NR51 = 0xFF25 - 0xFF10
+_values = np.arange(256)
+_SWAP_NR51 = (_values & 0xCC) | ((_values & 0x11) << 1) | ((_values & 0x22) >> 1)
+_FIRST_LOG_DT = tokens.N_EXACT_DT + 1
+MAX_TEMPO_SHIFT = 3
+"""Tempo augmentation: gaps over 256 cycles move up to 3 log buckets (about +-18%)."""
+
+
+def augment_windows(windows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Musically neutral variations of training windows ``(B, T, 3)``, each with p = 1/2:
+    the two pulse channels trade places; the tempo changes (long gaps scale, short
+    in-frame gaps between a driver's writes stay). Keeps memorising one recording's
+    exact register order and timing from being enough, so the model must read the
+    song in its context."""
+    out = windows.copy()
+    swap = rng.random(len(out)) < 0.5
+    if swap.any():
+        part = out[swap]
+        nr51 = part[..., tokens.REG] == _NR51
+        part[..., tokens.VAL] = np.where(nr51, _SWAP_NR51[part[..., tokens.VAL]], part[..., 2])
+        part[..., tokens.REG] = _SWAP_REGISTERS[part[..., tokens.REG]]
+        out[swap] = part
+    shift = np.where(
+        rng.random(len(out)) < 0.5, rng.integers(-MAX_TEMPO_SHIFT, MAX_TEMPO_SHIFT + 1, len(out)), 0
+    )
+    dt = out[..., tokens.DT]
+    long_gap = dt >= _FIRST_LOG_DT
+    out[..., tokens.DT] = np.where(
+        long_gap, np.clip(dt + shift[:, None], _FIRST_LOG_DT, tokens.N_DT - 1), dt
+    )
+    return out
 
 
 class Trainer:
@@ -118,7 +163,7 @@ class Trainer:
         """One update on a fresh batch; returns its loss (nats per event)."""
         started = time.perf_counter()
         self.model.train()
-        inputs, targets = windows.batch(self.rng, self.settings.batch_size)
+        inputs, targets = windows.batch(self.rng, self.settings.batch_size, self.settings.augment)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         loss, _ = self.model(inputs, targets)
