@@ -7,6 +7,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gbsynth.common.avro import (
     CodecError,
@@ -519,3 +521,43 @@ def test_short_sound_alone_or_cut_off(recordings):
     order = np.argsort(moved, kind="stable")
     beep_first = early.with_writes(ApuWrites(moved[order], w.registers[order], w.values[order]))
     assert prune_recording(beep_first).rejected_by_reason() == {"one_shot": 1, "silence": 1}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    seconds=st.floats(0.0, 50.0),
+    rate=st.sampled_from([0, 5, 50, 500, 3000]),
+    cut=st.lists(st.floats(0.0, 1.0), max_size=6),
+)
+def test_any_recording_prunes_into_consistent_pieces(seed, seconds, rate, cut):
+    """Random writes and phases: no crash, segments inside observing spans and limits."""
+    rng = np.random.default_rng(seed)
+    duration = int(seconds * CPU_HZ) + 1
+    n = int(rate * seconds)
+    cycles = np.sort(rng.integers(0, duration, n))
+    registers = rng.integers(0xFF10, 0xFF40, n)
+    values = rng.integers(0, 256, n)
+    # Mostly power on and loud, so that something sounds.
+    head = ApuWrites.from_arrays([0, 0, 0], [0xFF26, 0xFF24, 0xFF25], [0x80, 0x77, 0xFF])
+    writes = ApuWrites.concat([head, ApuWrites.from_arrays(cycles, registers, values)])
+    phases = sorted(int(c * duration) for c in cut)
+    marks = tuple(
+        PhaseMark(c, [Phase.OBSERVE, Phase.PRESS, Phase.SETTLE, Phase.BOOT][i % 4])
+        for i, c in enumerate(phases)
+    )
+    rec = Recording("random", SRC, writes, duration, phases=marks)
+    config = PruneConfig(min_seconds=2.0, max_seconds=5.0)
+    result = prune_recording(rec, config)
+    spans = rec.observing_spans()
+    pieces = sorted(
+        [(s.start_cycle, s.end_cycle) for s in result.segments]
+        + [(r.start_cycle, r.end_cycle) for r in result.rejections]
+    )
+    for start, end in pieces:
+        assert any(a <= start < end <= b for a, b in spans), (start, end, spans)
+    for (_, end), (start, _) in zip(pieces, pieces[1:], strict=False):
+        assert end <= start, "pieces overlap"
+    for segment in result.segments:
+        assert 2.0 - 0.02 <= segment.features.duration_seconds <= 5.0 + 0.02
+    assert len({s.segment_id for s in result.segments}) == len(result.segments)

@@ -359,6 +359,8 @@ class _Pruner:
         a note whose window cannot be compared takes the verdict of the note before it.
         """
         lo, hi = np.searchsorted(self.note_frames, [a, b])
+        if hi == lo:
+            return np.zeros(b - a, dtype=bool)  # a held sound, no note starts: nothing repeats
         known = self.note_known[lo:hi]
         last_known = np.where(known, np.arange(hi - lo), -1)
         np.maximum.accumulate(last_known, out=last_known)
@@ -416,7 +418,9 @@ class _Pruner:
             # Keep both neighbours within [min, max] whatever the snap does.
             lo = max(target - search, cuts[-1] + self.min_frames, b - (parts - k) * self.max_frames)
             hi = min(target + search, cuts[-1] + self.max_frames, b - (parts - k) * self.min_frames)
-            cuts.append(self._downbeat(target, lo, hi) if lo <= hi else target)
+            if lo > hi:  # no frame satisfies every bound: keep this part within limits
+                lo = hi = min(max(target, cuts[-1] + self.min_frames), cuts[-1] + self.max_frames)
+            cuts.append(self._downbeat(target, lo, hi))
         cuts.append(b)
         for start, end in zip(cuts, cuts[1:], strict=False):
             self.judge(start, end, lo_cycle, hi_cycle)
@@ -425,7 +429,7 @@ class _Pruner:
         """The frame in [lo, hi] where most notes start, nearest ``target`` on ties."""
         counts = self.analysis.onset_counts[lo : hi + 1]
         if counts.size == 0 or counts.max() == 0:
-            return target
+            return min(max(target, lo), hi)
         best = np.flatnonzero(counts == counts.max()) + lo
         return int(best[np.argmin(np.abs(best - target))])
 
