@@ -118,6 +118,16 @@ def test_same_seed_same_bytes_other_seed_other_song(model, tmp_path):
     assert song_key("a" * 64, params) != song_key("b" * 64, params)
 
 
+def test_the_service_piece_size_gives_the_trainers_song(model):
+    """The generator samples in small pieces (an early first audio); the song is the one the
+    trainer's sampler gives with its own piece size."""
+    from gbsynth.trainer.sampling import Sampler
+
+    ours = generate(model, SongParams(seconds=3.0, seed=21)).writes
+    theirs = Sampler(model.checkpoint).sample(3.0, seed=21, temperature=1.0, top_p=0.95)
+    assert ours == theirs.between(0, 3 * CPU_HZ)
+
+
 def _collect(source, params):
     out: list[bytes] = []
     generate(source, params, sink=out.append)

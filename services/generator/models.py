@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 SERVICE = "generator"
 
+SAMPLER_PIECE_EVENTS = 64
+"""Events per sampled piece: small, so the first audio leaves early (the song is the same
+whatever the piece size: the sampler draws its random numbers in one sequence)."""
+
 MODEL_STEP = metrics.gauge("generator_model_step", "training step of the model being served")
 MODEL_LOADS = metrics.counter(
     "generator_model_loads",
@@ -90,7 +94,8 @@ def load_model(path: Path, expected_sha256: str | None = None) -> LoadedModel:
     from gbsynth.trainer.sampling import Sampler
 
     checkpoint = load_checkpoint(Path(path), expected_sha256=expected_sha256)
-    return LoadedModel(checkpoint, Sampler(checkpoint), time.time())
+    sampler = Sampler(checkpoint, piece_events=SAMPLER_PIECE_EVENTS)
+    return LoadedModel(checkpoint, sampler, time.time())
 
 
 def _file_id(path: Path) -> tuple[int, int, int] | None:
