@@ -242,7 +242,7 @@ def _passages(sounding: np.ndarray, gap: int) -> list[tuple[int, int]]:
 
 
 class _Pruner:
-    """One recording's pruning: its analysis, window hashes, segments and rejections."""
+    """One recording's pruning: its analysis, note-sequence hashes, segments and rejections."""
 
     def __init__(self, recording: Recording, config: PruneConfig) -> None:
         self.recording = recording
