@@ -149,18 +149,18 @@ _SETTINGS = {
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """Pruning thresholds (defaults: the ``GBSYNTH_PRUNE_*`` settings' defaults)."""
+    """Pruning thresholds; the defaults are those of the ``GBSYNTH_PRUNE_*`` settings."""
 
-    min_seconds: float = 8.0
-    max_seconds: float = 30.0
-    silence_gap_seconds: float = 1.5
-    min_loudness_db: float = -45.0
-    min_pitches: int = 4
-    min_regularity: float = 0.2
-    max_noise_share: float = 0.85
-    repeat_window_notes: int = 24
-    repeat_min_seconds: float = 6.0
-    boundary_search_seconds: float = 2.0
+    min_seconds: float = _SETTINGS["min_seconds"].default
+    max_seconds: float = _SETTINGS["max_seconds"].default
+    silence_gap_seconds: float = _SETTINGS["silence_gap_seconds"].default
+    min_loudness_db: float = _SETTINGS["min_loudness_db"].default
+    min_pitches: int = _SETTINGS["min_pitches"].default
+    min_regularity: float = _SETTINGS["min_regularity"].default
+    max_noise_share: float = _SETTINGS["max_noise_share"].default
+    repeat_window_notes: int = _SETTINGS["repeat_window_notes"].default
+    repeat_min_seconds: float = _SETTINGS["repeat_min_seconds"].default
+    boundary_search_seconds: float = _SETTINGS["boundary_search_seconds"].default
 
     def __post_init__(self) -> None:
         if self.min_seconds <= 0 or self.max_seconds < self.min_seconds:
