@@ -211,8 +211,6 @@ class PruneResult:
     recording_id: str
     segments: list[Segment] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    writes_in: int = 0
-    """Writes of the recording (for throughput figures)."""
 
     def rejected_by_reason(self) -> dict[str, int]:
         return dict(sorted(Counter(r.reason for r in self.rejections).items()))
@@ -256,7 +254,7 @@ class _Pruner:
             onsets.channels[starts], onsets.pitches[starts], self.window
         )
         self.note_known, self.note_repeated = self._repeated_notes(recording.observing_spans())
-        self.result = PruneResult(recording.recording_id, writes_in=len(recording.writes))
+        self.result = PruneResult(recording.recording_id)
         self.min_frames = config.frames(config.min_seconds)
         self.max_frames = config.frames(config.max_seconds)
 
