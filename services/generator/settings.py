@@ -88,8 +88,8 @@ TORCH_THREADS = Setting(
     "GBSYNTH_GENERATOR_TORCH_THREADS",
     int,
     1,
-    "torch threads per process; sampling one event is too small to split, so parallelism "
-    "comes from GBSYNTH_GENERATOR_WORKERS",
+    "torch threads of the process (checkpoint loading); songs run in parallel on "
+    "GBSYNTH_GENERATOR_WORKERS threads, one each",
     minimum=1,
 )
 
