@@ -37,6 +37,7 @@ from gbsynth.generator.songs import (
     SongSource,
     generate,
     song_key,
+    wav_size,
 )
 
 log = logging.getLogger(__name__)
@@ -352,27 +353,32 @@ class SongService:
         except BaseException:
             job.cancel.set()
             raise
-        return None, self._relay(job, queue, head)
+        size = wav_size(params.duration_cycles, params.sample_rate)
+        return None, self._relay(job, queue, head, size)
 
     async def _relay(
-        self, job: _Job, queue: asyncio.Queue[object], head: list[bytes]
+        self, job: _Job, queue: asyncio.Queue[object], head: list[bytes], size: int
     ) -> AsyncIterator[bytes]:
-        finished = False
+        """Yield the WAV's chunks as they come; ``size`` is the whole file's length."""
+        sent = 0
         try:
             for chunk in head:
+                sent += len(chunk)
                 yield chunk
             while True:
                 item = await queue.get()
                 if item is _DONE:
-                    finished = True
                     return
                 if isinstance(item, BaseException):
                     error = self._error(item)
                     log.warning("stream of song %s cut short: %s", job.key[:12], error.message)
                     raise StreamCut(error.message)
+                sent += len(item)  # type: ignore[arg-type]
                 yield item  # type: ignore[misc]
         finally:
-            # Counted here: a stream's status is known only at its end.
-            REQUESTS.labels(service=SERVICE, status="200" if finished else "aborted").inc()
-            if not finished:
+            # Counted here, where the outcome is known; by bytes, because a client that got
+            # every byte may hang up before the end of the stream is seen.
+            complete = sent >= size
+            REQUESTS.labels(service=SERVICE, status="200" if complete else "aborted").inc()
+            if not complete:
                 job.cancel.set()  # the client left or the stream broke: stop sampling
