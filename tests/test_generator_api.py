@@ -310,3 +310,62 @@ def test_page_and_docs(checkpoints):
     assert {"/v1/songs", "/v1/songs/{seed}.{fmt}", "/healthz"} <= set(spec["paths"])
     body = spec["components"]["schemas"]["SongRequest"]["properties"]
     assert body["seconds"]["maximum"] == 20
+
+
+class Slow:
+    """A real model whose pieces come slowly, as from a big model on a busy machine."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.step, self.sha256 = model.step, model.sha256
+        self.name, self.path = model.name, model.path
+        self.pieces = 0
+
+    def stream(self, seconds, **options):
+        for piece in self.model.stream(seconds, **options):
+            self.pieces += 1
+            time.sleep(0.02)
+            yield piece
+
+
+def test_a_client_leaving_mid_stream_stops_its_song(checkpoints):
+    """Over a real socket: the first audio arrives while the song is sampled; when the client
+    hangs up, sampling stops at the next piece and the request counts as aborted."""
+    import socket
+
+    import httpx
+    import uvicorn
+
+    made: list[Slow] = []
+
+    def load(path, expected_sha256=None):
+        made.append(Slow(load_model(path, expected_sha256)))
+        return made[-1]
+
+    holder = ModelHolder(checkpoints, loader=load)
+    holder.refresh()
+    app = create_app(holder, Limits(max_seconds=300))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started)
+    service = app.state.service
+    try:
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/v1/songs/5.wav",
+                          params={"seconds": 120}, timeout=30) as response:  # fmt: skip
+            assert response.status_code == 200
+            first = next(response.iter_bytes())
+            assert len(first) > 44  # header and audio, long before 120 s are sampled
+            assert service.running == 1
+        wait_for(lambda: service.running == 0, 10)
+        pieces = made[0].pieces
+        time.sleep(0.3)
+        assert made[0].pieces == pieces  # sampling stopped
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'gbsynth_generator_requests_total{service="generator",status="aborted"}' in text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
