@@ -163,7 +163,7 @@ class ModelHolder:
                 return False
             file_id = _file_id(path)
             if file_id is None:
-                log.info("checkpoint %s is not there (yet)", path)
+                log.debug("checkpoint %s is not there (yet)", path)
                 return False
             if self._failed.get(path) == (file_id, expected_sha256):
                 return False
