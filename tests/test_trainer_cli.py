@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from gbsynth.cli import main
 from gbsynth.common.formats import write_recordings
 from gbsynth.emulator.sources import open_session
 from gbsynth.trainer import baselines, tokens
@@ -28,10 +28,12 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def gbsynth(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gbsynth", *args], capture_output=True, text=True, timeout=300
-    )
+def gbsynth(capsys, *args: str) -> subprocess.CompletedProcess:
+    """Run a gbsynth subcommand in this process (no interpreter start-up per call)."""
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
 def test_witten_bell_chains_are_normalised():
@@ -90,7 +92,7 @@ def test_heldout_split_is_by_source_and_stable():
     assert not is_heldout("0" * 64, 0)
 
 
-def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir):
+def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir, capsys):
     # A recordings file (as gbsynth emulate writes) and a GBS file recorded on the fly.
     rec = open_session(shared_dir / "corpus/DevSound_demo.gbs", subsong=3).record(15.0)
     write_recordings(tmp_path / "devsound3.avro", [rec])
@@ -98,7 +100,7 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir):
     args = ["train", str(tmp_path / "devsound3.avro"), "--out", str(out), "--steps", "12",
             "--preset", "tiny", "--checkpoint-every", "5", "--quiet", "--seconds", "10",
             "--heldout", str(shared_dir / "corpus/nightmode.gbs")]  # fmt: skip
-    result = gbsynth(*args)
+    result = gbsynth(capsys, *args)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["step"] == 12 and summary["heldout_nll"] > 0
@@ -106,12 +108,12 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir):
     assert [r["step"] for r in log] == [5, 10, 12]
     assert len(load_tracks(out / "dataset.npz")) == 1
 
-    again = gbsynth(*[a if a != "12" else "15" for a in args])  # continues
+    again = gbsynth(capsys, *[a if a != "12" else "15" for a in args])  # continues
     assert again.returncode == 0, again.stderr
     assert "resuming from step-0000000012.pt" in again.stderr
     assert json.loads(again.stdout)["step"] == 15
 
-    result = gbsynth("evaluate", str(out))  # the held-out music saved by train
+    result = gbsynth(capsys, "evaluate", str(out))  # the held-out music saved by train
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["step"] == 15 and report["nll_per_event"] > 0
@@ -123,15 +125,15 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir):
     )
 
 
-def test_bad_inputs_give_clear_errors(tmp_path):
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     junk = tmp_path / "notes.txt"
     junk.write_text("not music")
-    result = gbsynth("train", str(junk), "--out", str(tmp_path / "c"), "--steps", "1")
+    result = gbsynth(capsys, "train", str(junk), "--out", str(tmp_path / "c"), "--steps", "1")
     assert result.returncode == 1 and "not a recordings/segments file" in result.stderr
     result = gbsynth(
-        "train", str(tmp_path / "missing"), "--out", str(tmp_path / "c"), "--steps", "1"
+        capsys, "train", str(tmp_path / "missing"), "--out", str(tmp_path / "c"), "--steps", "1"
     )
     assert result.returncode == 1 and "no such file" in result.stderr
-    result = gbsynth("evaluate", str(tmp_path / "empty"))
+    result = gbsynth(capsys, "evaluate", str(tmp_path / "empty"))
     assert result.returncode == 1 and "no checkpoint" in result.stderr
     assert tokens.N_DT == PRESETS["tiny"].n_dt

@@ -1,9 +1,10 @@
 """The training loop shared by the service and ``gbsynth train``: batches, steps, evaluation.
 
 ``Trainer`` owns the model, the AdamW optimizer and the batch sampler's random
-generator; ``state()`` / ``restore()`` carry all three (and the step count) in
-a checkpoint, so a restarted trainer continues exactly where the checkpoint
-was taken: same step, same optimizer moments, same next batches.
+generator; ``state()`` / ``restore()`` carry all three (with the step count and
+torch's random state, which draws the dropout masks) in a checkpoint, so a restarted
+trainer continues exactly where the checkpoint was taken: same step, same optimizer
+moments, same next batches.
 
 Batches are windows of ``block_size + 1`` consecutive events drawn uniformly
 from the training tracks (a window never straddles two tracks); the model
@@ -30,7 +31,7 @@ from gbsynth.trainer.model import GPT, GPTConfig
 
 @dataclass(frozen=True)
 class TrainSettings:
-    batch_size: int = 16
+    batch_size: int = 8
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
@@ -188,6 +189,7 @@ class Trainer:
         return {
             "optimizer": self.optimizer.state_dict(),
             "rng": _rng_state(self.rng),
+            "torch_rng": torch.get_rng_state(),  # dropout masks
             "settings": asdict(self.settings),
             "train_seconds": self.train_seconds,
             "events_trained": self.events_trained,
@@ -200,6 +202,8 @@ class Trainer:
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng = _rng_from_state(state["rng"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
         self.step_count = int(step)
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self.events_trained = int(state.get("events_trained", 0))
