@@ -246,7 +246,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         broker.start()
     except BrokerError as exc:
-        print(f"gbsynth run-local: cannot start the local broker: {exc}", file=sys.stderr)
+        print(
+            f"gbsynth run-local: cannot start the local broker: {exc} (--broker-port picks "
+            "another port)",
+            file=sys.stderr,
+        )
         return 1
     print(f"{'broker':<11} kafka://{broker.bootstrap} (Tansu, in memory)", flush=True)
 

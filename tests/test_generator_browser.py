@@ -125,3 +125,32 @@ def test_the_page_generates_a_song_that_plays(server, browser, tmp_path):
     wav = browser.find_element("id", "dl-wav").get_attribute("href")
     assert "/v1/songs/12345.wav" in wav and "seconds=8" in wav
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_the_page_continues_an_uploaded_song(server, browser, tmp_path):
+    """Upload a recording to continue: the page POSTs it as the prime, plays the result and
+    offers the files it made."""
+    from gbsynth.generator.models import load_model
+    from gbsynth.generator.songs import SongParams, avro_bytes, generate
+
+    opening = generate(
+        load_model(next((tmp_path / "ckpt").glob("step-*.pt"))), SongParams(seconds=2.0, seed=1)
+    )
+    upload = tmp_path / "opening.avro"
+    upload.write_bytes(avro_bytes(opening))
+    browser.get(server + "/")
+    wait_until(browser, "document.getElementById('model').textContent.includes('step 6')")
+    browser.execute_script(
+        "const e = document.getElementById('seconds'); e.value = 5;"
+        "e.dispatchEvent(new Event('input'));"
+    )
+    browser.find_element("id", "prime").send_keys(str(upload))
+    browser.find_element("id", "generate").click()
+    wait_until(browser, "document.getElementById('status').textContent.startsWith('done')")
+    wait_until(browser, "document.getElementById('player').currentTime > 0.3")
+    assert browser.execute_script("return document.getElementById('player').duration") == (
+        pytest.approx(5.0, abs=0.05)
+    )
+    for name in ("dl-wav", "dl-vgm", "dl-avro"):
+        assert browser.find_element("id", name).get_attribute("href").startswith("blob:")
+    assert "continued" in browser.find_element("id", "dl-vgm").get_attribute("download")
