@@ -153,6 +153,14 @@ def request_model(limits: Limits) -> type[BaseModel]:
     return SongRequest
 
 
+def _where(loc: list[Any]) -> str:
+    """``seconds`` or ``prime.writes.cycles`` for an error's location; ``body`` for the body."""
+    if len(loc) == 2 and loc[0] == "body" and isinstance(loc[1], int):
+        return f"body at character {loc[1]}"  # JSON that does not parse
+    inside = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(inside) or (str(loc[0]) if loc else "request")
+
+
 def _song_headers(song_key: str, model_step: int, sha256: str, name: str) -> dict[str, str]:
     return {
         "Content-Disposition": f'attachment; filename="{name}"',
@@ -231,11 +239,7 @@ def create_app(
         detail = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
         ]
-        summary = "; ".join(
-            f"{'.'.join(str(p) for p in d['loc'] if p not in ('body', 'query', 'path'))}: "
-            f"{d['msg']}"
-            for d in detail[:5]
-        )
+        summary = "; ".join(f"{_where(d['loc'])}: {d['msg']}" for d in detail[:5])
         return JSONResponse(
             jsonable_encoder({"error": f"invalid parameters: {summary}", "detail": detail}), 422
         )
