@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from gbsynth.common import metrics
@@ -187,7 +187,7 @@ class SongService:
         params: SongParams,
         key: str,
         arrived: float,
-        sink_factory=None,
+        sink_factory: Callable[[_Job], Callable[[bytes], None]] | None = None,
     ) -> _Job:
         """Admit and queue a sampling job, or raise 429 when every place is taken."""
         deadline = arrived + self.limits.timeout_seconds
@@ -318,7 +318,7 @@ class SongService:
         queue: asyncio.Queue[object] = asyncio.Queue()
         first_audio_seen = threading.Event()
 
-        def sink_factory(job: _Job):
+        def sink_factory(job: _Job) -> Callable[[bytes], None]:
             pieces = 0
 
             def sink(data: bytes) -> None:
