@@ -162,6 +162,11 @@ async function generate(event) {
     drawRoll();
   } catch (e) {
     say(String(e.message || e), true);
+    if (!roll) {                       // nothing to show: no player, no roll
+      player.removeAttribute("src");
+      player.load();
+      $("result").hidden = true;
+    }
   } finally {
     button.disabled = false;
   }
