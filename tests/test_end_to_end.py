@@ -130,7 +130,10 @@ def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
     }
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # A process group of its own, so Ctrl-C can be sent as a terminal sends it.
+        proc = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         # -- a checkpoint reaches the generator ----------------------------------------------
         health: dict = {}
@@ -210,8 +213,10 @@ def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
         print(f"\nsource files -> WAV in {to_wav:.0f} s; flow {flow}")
     finally:
         # -- Ctrl-C stops everything ---------------------------------------------------------
+        # A terminal sends SIGINT to its whole foreground process group: the services and
+        # the broker must still stop in order (services first, so they can commit).
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)
         try:
             code = proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -219,6 +224,12 @@ def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
             proc.wait()
             pytest.fail(f"run-local did not stop within 60 s of SIGINT:\n{_tail(log_path)}")
     assert code == 0, f"run-local exited {code}:\n{_tail(log_path)}"
-    assert "stopped." in log_path.read_text(errors="replace")
+    printed = log_path.read_text(errors="replace")
+    assert "stopped." in printed
+    # The broker outlived its clients: none lost its connection while stopping.
+    stopping = printed[printed.index("stopping ...") :]
+    assert "KafkaConnectionError" not in stopping, stopping[-3000:]
+    for service in ("emulator", "pruner", "trainer"):
+        assert f"{service} stopped (clean)" in stopping, service
     still_open = [name for name, port in ports.items() if _port_open(port)]
     assert not still_open, f"still listening after Ctrl-C: {still_open}"
