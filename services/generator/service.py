@@ -3,9 +3,10 @@
 Sampling is CPU-bound torch work, so it runs in a fixed pool of ``workers`` threads
 (the sampler is thread-safe). Requests beyond the running ones wait in a queue of at
 most ``queue`` places; past that the service answers 429 with ``Retry-After`` at
-once instead of letting latency grow without bound. Every request has a deadline
-(``timeout_seconds`` from arrival, queueing included): a song not finished by then is
-abandoned between two sampled pieces and the request gets 504 (or, once audio is
+once instead of letting latency grow without bound. Every request has a deadline:
+its song's length plus ``timeout_seconds`` from arrival, queueing included (a listener
+of a stream never waits for a model faster than real time). A song not finished by then
+is abandoned between two sampled pieces and the request gets 504 (or, once audio is
 flowing, the stream is cut short).
 
 A song is a pure function of the checkpoint and its parameters, so finished songs
@@ -90,7 +91,8 @@ class Limits:
 
     workers: int = 2
     queue: int = 32
-    timeout_seconds: float = 120.0
+    timeout_seconds: float = 180.0
+    """Time a request may take beyond its song's length."""
     max_seconds: float = 300.0
     cache_songs: int = 64
     max_prime_writes: int = 200_000
@@ -190,7 +192,7 @@ class SongService:
         sink_factory: Callable[[_Job], Callable[[bytes], None]] | None = None,
     ) -> _Job:
         """Admit and queue a sampling job, or raise 429 when every place is taken."""
-        deadline = arrived + self.limits.timeout_seconds
+        deadline = self._deadline(arrived, params)
         with self._lock:
             if self._admitted >= self.limits.workers + self.limits.queue:
                 raise ServiceError(
@@ -238,6 +240,10 @@ class SongService:
             raise ServiceError(503, "the generator is shutting down") from exc
         return job
 
+    def _deadline(self, arrived: float, params: SongParams) -> float:
+        """When a request must be done: its song's length plus the time limit."""
+        return arrived + params.seconds + self.limits.timeout_seconds
+
     def _observe(self, song: Song, arrived: float) -> None:
         LATENCY.labels(service=SERVICE).observe(time.monotonic() - arrived)
         SONG_SECONDS.labels(service=SERVICE).inc(song.seconds)
@@ -252,8 +258,9 @@ class SongService:
         if isinstance(exc, Cancelled | TimeoutError):
             return ServiceError(
                 504,
-                f"the song was not finished within {self.limits.timeout_seconds:g} s "
-                "(GBSYNTH_GENERATOR_TIMEOUT_SECONDS); ask for fewer seconds or try later",
+                "the song was not finished within its length plus "
+                f"{self.limits.timeout_seconds:g} s (GBSYNTH_GENERATOR_TIMEOUT_SECONDS); ask "
+                "for fewer seconds or try later",
             )
         if isinstance(exc, SongError):
             log.error("sampling broke the contract: %s", exc)
@@ -261,8 +268,8 @@ class SongService:
         log.error("song failed", exc_info=exc)
         return ServiceError(500, f"song generation failed: {type(exc).__name__}: {exc}")
 
-    async def _wait(self, job: _Job, arrived: float) -> Song:
-        remaining = arrived + self.limits.timeout_seconds - time.monotonic()
+    async def _wait(self, job: _Job, arrived: float, params: SongParams) -> Song:
+        remaining = self._deadline(arrived, params) - time.monotonic()
         try:
             # shield: a waiter giving up must not cancel a job another request shares.
             return await asyncio.wait_for(
@@ -288,10 +295,10 @@ class SongService:
             if job is None:
                 job = self._start(model, params, key, arrived)
             try:
-                return await self._wait(job, arrived)
+                return await self._wait(job, arrived, params)
             except ServiceError as exc:
                 # A shared stream whose client left was abandoned: sample it ourselves.
-                if exc.status != 504 or time.monotonic() - arrived >= self.limits.timeout_seconds:
+                if exc.status != 504 or time.monotonic() >= self._deadline(arrived, params):
                     raise
         raise ServiceError(504, "the song was abandoned twice; try again")
 
@@ -340,7 +347,7 @@ class SongService:
         head: list[bytes] = []
         try:
             while len(head) < 2:
-                remaining = arrived + self.limits.timeout_seconds - time.monotonic()
+                remaining = self._deadline(arrived, params) - time.monotonic()
                 item = await asyncio.wait_for(queue.get(), max(remaining, 0.001))
                 if item is _DONE:
                     break

@@ -38,7 +38,8 @@ TIMEOUT_SECONDS = Setting(
     "GBSYNTH_GENERATOR_TIMEOUT_SECONDS",
     float,
     180.0,
-    "time limit of a song request from its arrival (queueing included); then 504",
+    "time a song request may take beyond its song's length, from its arrival (queueing "
+    "included); then 504, or a stream cut short",
     minimum=1,
 )
 MAX_SECONDS = Setting(
