@@ -69,6 +69,9 @@ IN_FLIGHT = metrics.gauge(
 )
 SONG_SECONDS = metrics.counter("generator_song_seconds", "seconds of music generated")
 CACHE_HITS = metrics.counter("generator_cache_hits", "song requests served from the song cache")
+# Series at zero from the start, so rates and quantiles exist before the first song.
+for _metric in (LATENCY, FIRST_AUDIO, SONG_SECONDS, CACHE_HITS, IN_FLIGHT):
+    _metric.labels(service=SERVICE)
 
 
 class ServiceError(Exception):
