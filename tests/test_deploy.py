@@ -26,6 +26,7 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -293,28 +294,32 @@ def _settings_read_by(module: str) -> set[str]:
 
 
 def test_every_gbsynth_variable_is_a_setting_the_service_reads(compose):
+    """Compose services and the run-local (make run) processes alike."""
     from gbsynth.common.config import discover_settings
 
     declared = {s.name: s for s in discover_settings()}
+    wanted: list[tuple[str, str, dict[str, str]]] = []  # (who, module, environment)
     for name, service in _gbsynth_services(compose).items():
         env = {k: v for k, v in _environment(service).items() if k.startswith("GBSYNTH_")}
         if service.get("entrypoint"):
             assert not env, f"{name}: a shell job gets no gbsynth settings"
             continue
-        subcommand = service["command"][0]
-        read = _settings_read_by(COMMANDS[subcommand][0])
+        wanted.append((f"compose {name}", COMMANDS[service["command"][0]][0], env))
+    local_specs = service_specs(Path("roms"), Path("var"))
+    for spec in local_specs:
+        wanted.append((f"run-local {spec.name}", spec.module, dict(spec.env)))
+    modules = sorted({module for _, module, _ in wanted})
+    with ThreadPoolExecutor(max_workers=4) as pool:  # one interpreter per service
+        read = dict(zip(modules, pool.map(_settings_read_by, modules), strict=True))
+    for who, module, env in wanted:
         for variable, value in env.items():
-            assert variable in declared, f"{name}: {variable} is not a declared setting"
-            assert variable in read, f"{name}: `gbsynth {subcommand}` does not read {variable}"
-            declared[variable].parse(value)  # raises SettingError for a bad default
-
-
-def test_local_stack_defaults_are_declared_settings():
-    from gbsynth.common.config import discover_settings
-
-    declared = {s.name: s for s in discover_settings()}
+            assert variable in declared, f"{who}: {variable} is not a declared setting"
+            assert variable in read[module], f"{who}: {module} does not read {variable}"
+            declared[variable].parse(value)  # raises SettingError for a bad value
+    # run-local gives every service its LOCAL_DEFAULTS: each must be read by one of them.
+    read_locally = set().union(*(read[spec.module] for spec in local_specs))
     for variable, value in LOCAL_DEFAULTS.items():
-        assert variable in declared, f"run-local sets {variable}, which nothing reads"
+        assert variable in read_locally, f"run-local sets {variable}, which no service reads"
         declared[variable].parse(value)
 
 
