@@ -125,6 +125,61 @@ def test_sample_n_is_at_cycle_n_times_clock_over_rate():
         assert centre == pytest.approx(expected, abs=0.01)
 
 
+# -- pulse duty steps (Pan Docs "Audio Details", pulse channels) -----------------------------
+
+DUTY_STEP = 4 * 2048  # cycles between duty steps at period 0 (86 samples at 44.1 kHz)
+
+
+def level_at(audio: np.ndarray, cycle: float, rate: int = RATE) -> float:
+    """The left output at ``cycle`` in analog units (rendered without the high-pass)."""
+    return float(audio[int(round(cycle * rate / CPU_HZ + LATENCY_SAMPLES)), 0]) * STEP
+
+
+def edge_cycles(audio: np.ndarray, rate: int = RATE) -> np.ndarray:
+    """Cycles of the level changes in the left output: the centroid of each band-limited
+    step's sample differences, less the step filter's latency."""
+    rise = np.diff(audio[:, 0].astype(np.float64))
+    busy = np.abs(rise) > 1e-3 * np.abs(rise).max()
+    starts = np.nonzero(busy & ~np.concatenate(([False], busy[:-1])))[0]
+    stops = np.nonzero(busy & ~np.concatenate((busy[1:], [False])))[0] + 1
+    centres = [
+        np.sum((np.arange(a, b) + 0.5) * rise[a:b]) / np.sum(rise[a:b])
+        for a, b in zip(starts, stops, strict=True)
+    ]
+    return (np.array(centres) - LATENCY_SAMPLES) * CPU_HZ / rate
+
+
+def test_retrigger_restarts_the_duty_step_timer_and_keeps_the_duty_step():
+    # 50 % duty is high at duty steps 5, 6, 7 and 0; after power-on the step is 0. A note
+    # started at t0 steps at t0 + k * DUTY_STEP: high from step 5 on. Retriggered half-way
+    # through step 6, the step carries on (no reset to 0, which would fall at t1 + 1 step)
+    # but its timer restarts: steps 7, 0 and then 1 (low) at t1 + 3 steps, half a step
+    # later than without the restart (t0 + 9 steps, as gbsplay plays it).
+    t0 = START
+    t1 = t0 + 6 * DUTY_STEP + DUTY_STEP // 2
+    events = [*quiet_start(), *pulse1(t0, 0x000), (t1, NR14, 0x80)]
+    audio = render(writes(*events), t1 + 4 * DUTY_STEP, rate=RATE, highpass=False)
+    # The DAC switched on (analog 0 to +1), step 5 (down to -1), step 1 (back up).
+    expected = [t0, t0 + 5 * DUTY_STEP, t1 + 3 * DUTY_STEP]
+    np.testing.assert_allclose(edge_cycles(audio), expected, atol=2)
+
+
+def test_a_pulse_channel_started_from_off_outputs_digital_0_until_its_first_step():
+    # Stopped (DAC off) during duty step 6, which is high at 50 % duty, then started again:
+    # the step is kept, yet the channel outputs digital 0 (analog +1) until its first step
+    # (7, high: analog -1 at volume 15).
+    t0 = START
+    stop = t0 + 6 * DUTY_STEP + DUTY_STEP // 2
+    t2 = stop + DUTY_STEP  # far enough apart for the two steps to be told apart
+    events = [*quiet_start(), *pulse1(t0, 0x000), (stop, NR12, 0x00), *pulse1(t2, 0x000)]
+    audio = render(writes(*events), t2 + 3 * DUTY_STEP, rate=RATE, highpass=False)
+    assert level_at(audio, stop - DUTY_STEP / 4) == pytest.approx(-1.0, abs=1e-3)
+    assert level_at(audio, stop + DUTY_STEP / 2) == pytest.approx(0.0, abs=1e-3)  # DAC off
+    assert level_at(audio, t2 + DUTY_STEP / 2) == pytest.approx(1.0, abs=1e-3)
+    assert level_at(audio, t2 + 1.5 * DUTY_STEP) == pytest.approx(-1.0, abs=1e-3)
+    np.testing.assert_allclose(edge_cycles(audio)[-3:], [stop, t2, t2 + DUTY_STEP], atol=2)
+
+
 # -- frame sequencer: envelope, length, sweep --------------------------------------------
 
 
