@@ -43,11 +43,16 @@ channel by channel against its source, Pan Docs ("Audio Details") and SameBoy:
   (loud 20 ms frames the DMG leaves near silent), and lacks the DMG's pops;
 * its pulse counters tick every 32 cycles from its own start and put the high part of each
   duty at the end of the period, not at the DMG's duty steps; it restarts the noise clock
-  at every NR43 write (nightmode writes it every frame); the filter residue above.
+  at every NR43 write (nightmode writes it every frame); the filter residue above;
+  it ignores NRx2 writes to a playing channel (the DMG's "zombie mode" volume changes,
+  which nightmode does not use, but DevSound's driver sets its volumes with: there our
+  pulse channels' 20 ms envelopes correlate 0.54 with gbsplay's, 0.99 with those writes
+  ignored in a scratch build).
 
-These two first departures alone account for the gap: our renderer with just them changed
-(a scratch experiment, not in the code base) scores 0.940 and 0.932 against our own
-renderer, below the issue's figures, and 0.952 and 0.935 against gbsplay. The bass is
+The first two departures alone cost as much as the whole gap: our renderer with just them
+changed (a scratch experiment, not in the code base) scores 0.940 and 0.932 against our
+own renderer, below the issue's figures; against gbsplay it reads 0.952 and 0.935, the
+rest coming from the third point's differences. The bass is
 doubled on pulse 1 and the wave channel an octave apart, so the mix's 20 ms RMS follows
 their relative phase, which any such difference moves. The assertions below are what this
 hardware-faithful renderer achieves, with a margin.
