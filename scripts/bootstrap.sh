@@ -43,3 +43,19 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/python" -c "import gbsynth, numba, torch, kafka, fastavro, soundfile, prometheus_client"
     touch "$stamp"
 fi
+
+# promtool checks deploy/prometheus/prometheus.yml and the Grafana dashboards' PromQL
+# (tests/test_deploy.py). Taken from Debian's prometheus package, only unpacked: no
+# Prometheus server is installed or started.
+if [ ! -x "$VENV/bin/promtool" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: fetching promtool into $VENV/bin"
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1); then
+        # The package lists may be missing on a fresh machine.
+        if [ "$(id -u)" = 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+        (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1)
+    fi
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool
+    install -m 0755 "$tmp/usr/bin/promtool" "$VENV/bin/promtool"
+    rm -rf "$tmp"
+fi

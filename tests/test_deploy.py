@@ -8,9 +8,10 @@
   service reads, ports are the services' defaults, the checkpoint volume is shared by
   trainer and generator, the ROM folder is mounted read-only where it is read, the
   topic job creates exactly the topics the code uses;
-- Prometheus discovers every replica of every service; Grafana's provisioning points
-  at the dashboards, whose queries use only metrics the code declares (the
-  end-to-end test checks them against live ``/metrics`` too);
+- Prometheus discovers every replica of every service, and promtool accepts its
+  configuration; Grafana's provisioning points at the dashboards, whose queries parse
+  (promtool) and use only metrics the code declares (the end-to-end test checks them
+  against live ``/metrics`` too);
 - the Dockerfile installs dependencies before the source, pins torch as pyproject does.
 """
 
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -460,6 +462,41 @@ def test_grafana_provisioning_and_dashboards(compose):
         "gbsynth_consumer_lag",
     ):
         assert needed in exprs, needed
+
+
+def _promtool() -> str:
+    """promtool: in .venv/bin (scripts/bootstrap.sh unpacks it from Debian's prometheus
+    package) or on PATH."""
+    beside_python = Path(sys.executable).parent / "promtool"
+    found = str(beside_python) if beside_python.is_file() else shutil.which("promtool")
+    assert found, "promtool is missing: run scripts/bootstrap.sh"
+    return found
+
+
+def test_promtool_accepts_the_prometheus_config_and_every_dashboard_query(tmp_path):
+    promtool = _promtool()
+    result = subprocess.run(
+        [promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Each dashboard query as a recording rule: promtool parses it with Prometheus's own
+    # PromQL parser. Grafana's $__rate_interval becomes a plain range first.
+    rules = [
+        {"record": f"gbsynth_dashboard:query_{i}", "expr": expr.replace("$__rate_interval", "1m")}
+        for i, expr in enumerate(
+            e for path in DASHBOARDS for e in _exprs(json.loads(path.read_text()))
+        )
+    ]
+    assert len(rules) >= 20
+    rules_file = tmp_path / "dashboard-queries.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(rules_file)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 _DECLARED_METRICS = """
