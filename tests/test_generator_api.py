@@ -251,6 +251,16 @@ def test_a_song_not_finished_in_time_is_504(checkpoints):
         wait_for(lambda: client.app.state.service.running == 0)
 
 
+def test_a_model_writing_too_fast_gets_a_clear_500(checkpoints):
+    with client_for(checkpoints, Limits(max_seconds=20, max_events_per_second=5)) as client:
+        response = client.post("/v1/songs", json={"seconds": 10, "seed": 1})
+        assert response.status_code == 500
+        assert "more than 5 per second" in response.json()["error"]
+        vgm = client.post("/v1/songs", json={"seconds": 10, "seed": 1, "format": "vgm"})
+        assert vgm.status_code == 500
+        assert client.app.state.service.running == 0
+
+
 def test_a_new_checkpoint_is_swapped_in_while_songs_finish_on_the_old_one(checkpoints):
     gate, made = threading.Event(), []
     with client_for(checkpoints, loader=gated_loader(gate, made)) as client:

@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 FORMATS = {".wav": "wav", ".vgm": "vgm", ".avro": "avro", ".json": "json"}
 
@@ -44,6 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--prime-index", type=int, default=0, help="which recording/segment of --prime (from 0)"
     )
     parser.add_argument("--rate", type=int, default=44_100, help="WAV sample rate (44100)")
+    parser.add_argument(
+        "--max-events-per-second", type=float, default=20_000.0,
+        help="stop a model stuck on fast writes beyond this many events per second of music "
+        "(default 20000; real music writes about 1000)",
+    )  # fmt: skip
     parser.add_argument(
         "--out", type=Path, required=True, metavar="FILE",
         help="output file: .wav, .vgm, .avro or .json",
@@ -86,15 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     fmt = _check(args)
     from gbsynth.generator.models import load_model
     from gbsynth.generator.prime import PrimeError, prime_from_file, prime_seconds
-    from gbsynth.generator.songs import (
-        SongParams,
-        atomic_write,
-        avro_bytes,
-        generate,
-        piano_roll,
-        song_description,
-        vgm_bytes,
-    )
+    from gbsynth.generator.songs import SongError, SongParams
     from gbsynth.trainer.checkpoint import CheckpointError
 
     path = _checkpoint_path(args.checkpoint)
@@ -120,28 +118,10 @@ def _run(args: argparse.Namespace) -> int:
         prime=prime, sample_rate=args.rate,
     )  # fmt: skip
     started = time.perf_counter()
-    if fmt == "wav":
-        # Streamed into a temporary file beside the target, renamed when complete.
-        tmp = args.out.with_name(f".{args.out.name}.partial")
-        try:
-            with open(tmp, "wb") as out:
-                song = generate(model, params, sink=out.write)
-            tmp.replace(args.out)
-        finally:
-            tmp.unlink(missing_ok=True)
-    else:
-        song = generate(model, params)
-        if fmt == "vgm":
-            data = vgm_bytes(song)
-        elif fmt == "avro":
-            data = avro_bytes(song)
-        else:
-            data = json.dumps(
-                {"song": song_description(song),
-                 "piano_roll": piano_roll(song.writes, song.duration_cycles)},
-                separators=(",", ":"),
-            ).encode()  # fmt: skip
-        atomic_write(args.out, data)
+    try:
+        song = _write(args.out, fmt, model, params, args.max_events_per_second)
+    except SongError as exc:
+        raise GenerateError(str(exc)) from exc
     wall = time.perf_counter() - started
     print(
         f"{args.out}: {song.seconds:g} s of music, {len(song.writes)} events from "
@@ -150,6 +130,42 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _write(out: Path, fmt: str, model: Any, params: Any, cap: float) -> Any:
+    """Sample the song into ``out`` in format ``fmt``; return the ``Song``."""
+    from gbsynth.generator.songs import (
+        atomic_write,
+        avro_bytes,
+        generate,
+        piano_roll,
+        song_description,
+        vgm_bytes,
+    )
+
+    if fmt == "wav":
+        # Streamed into a temporary file beside the target, renamed when complete.
+        tmp = out.with_name(f".{out.name}.partial")
+        try:
+            with open(tmp, "wb") as stream:
+                song = generate(model, params, sink=stream.write, max_events_per_second=cap)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return song
+    song = generate(model, params, max_events_per_second=cap)
+    if fmt == "vgm":
+        data = vgm_bytes(song)
+    elif fmt == "avro":
+        data = avro_bytes(song)
+    else:
+        data = json.dumps(
+            {"song": song_description(song),
+             "piano_roll": piano_roll(song.writes, song.duration_cycles)},
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
+    atomic_write(out, data)
+    return song
 
 
 def run(args: argparse.Namespace) -> int:

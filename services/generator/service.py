@@ -99,6 +99,7 @@ class Limits:
     max_seconds: float = 300.0
     cache_songs: int = 64
     max_prime_writes: int = 200_000
+    max_events_per_second: float = 20_000.0
     retry_after_seconds: int = 5
 
 
@@ -218,8 +219,9 @@ class SongService:
                     return
                 try:
                     song = generate(
-                        source, params, sink=sink, cancel=job.cancel, deadline=deadline
-                    )
+                        source, params, sink=sink, cancel=job.cancel, deadline=deadline,
+                        max_events_per_second=self.limits.max_events_per_second,
+                    )  # fmt: skip
                 except BaseException as exc:
                     job.future.set_exception(exc)
                     return

@@ -64,6 +64,14 @@ MAX_PRIME_WRITES = Setting(
     "most register writes a prime (music to continue) may hold",
     minimum=0,
 )
+MAX_EVENTS_PER_SECOND = Setting(
+    "GBSYNTH_GENERATOR_MAX_EVENTS_PER_SECOND",
+    float,
+    20_000.0,
+    "a song whose model writes more events per second of music than this is stopped "
+    "(a model stuck on fast writes; real music writes about 1,000); then 500",
+    minimum=1,
+)
 MAX_BODY_BYTES = Setting(
     "GBSYNTH_GENERATOR_MAX_BODY_BYTES",
     int,
@@ -96,7 +104,7 @@ TORCH_THREADS = Setting(
 
 ALL = (
     HOST, PORT, WORKERS, QUEUE, TIMEOUT_SECONDS, MAX_SECONDS, CACHE_SONGS, MAX_PRIME_WRITES,
-    MAX_BODY_BYTES, POLL_SECONDS, WATCH_ANNOUNCEMENTS, TORCH_THREADS,
+    MAX_EVENTS_PER_SECOND, MAX_BODY_BYTES, POLL_SECONDS, WATCH_ANNOUNCEMENTS, TORCH_THREADS,
 )  # fmt: skip
 
 
@@ -110,4 +118,5 @@ def limits_from_env(environ: Mapping[str, str] | None = None) -> Limits:
         max_seconds=values[MAX_SECONDS.name],
         cache_songs=values[CACHE_SONGS.name],
         max_prime_writes=values[MAX_PRIME_WRITES.name],
+        max_events_per_second=values[MAX_EVENTS_PER_SECOND.name],
     )

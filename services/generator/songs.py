@@ -273,6 +273,7 @@ def generate(
     sink: Callable[[bytes], None] | None = None,
     cancel: threading.Event | None = None,
     deadline: float | None = None,
+    max_events_per_second: float | None = None,
 ) -> Song:
     """Sample a song; with ``sink``, stream it as a WAV file while it is sampled.
 
@@ -280,6 +281,11 @@ def generate(
     (the first after about ``FIRST_CHUNK_CYCLES`` of music). ``cancel`` (an event)
     or ``deadline`` (``time.monotonic()``) stop the work between pieces with
     ``Cancelled``. Writes past the song's length are cut off.
+
+    ``max_events_per_second`` stops a model caught in a loop of fast writes (an
+    undertrained model may write a register every few cycles, which would take minutes
+    to sample and render): more events than that per second of music covered (plus one
+    second's worth of slack for an opening burst) raise ``SongError``.
     """
     duration = params.duration_cycles
     renderer = PieceRenderer(duration, params.sample_rate) if sink is not None else None
@@ -287,6 +293,7 @@ def generate(
         sink(wav_header(pcm_samples(duration, params.sample_rate), params.sample_rate))
     pieces: list[ApuWrites] = []
     last_cycle = 0
+    events = 0
     sampling = 0.0
     render_seconds = 0.0
     stream = source.stream(
@@ -309,6 +316,16 @@ def generate(
             check_piece(piece, last_cycle)
             if len(piece):
                 last_cycle = int(piece.cycles[-1])
+            events += len(piece)
+            if max_events_per_second is not None and events > max_events_per_second * (
+                last_cycle / CPU_HZ + 1.0
+            ):
+                raise SongError(
+                    f"the model wrote {events} events in the first {last_cycle / CPU_HZ:.2f} s "
+                    f"of music, more than {max_events_per_second:g} per second "
+                    "(GBSYNTH_GENERATOR_MAX_EVENTS_PER_SECOND): it is stuck on fast writes; "
+                    "try a lower temperature or a later checkpoint"
+                )
             piece = piece.between(0, duration)
             pieces.append(piece)
             if renderer is not None:
