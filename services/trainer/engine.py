@@ -75,7 +75,7 @@ def _step(
     lnf_w, lnf_b, inv_freq, cache_k, cache_v, h_out,
 ):  # fmt: skip  # pragma: no cover - compiled
     """Feed one event at ``position``; write the final hidden state into ``h_out``."""
-    n_layer, n_head, _, head_dim = cache_k.shape
+    n_layer, n_head, head_dim, _ = cache_k.shape
     d = emb_dt.shape[1]
     half = head_dim // 2
     x = emb_dt[dt] + emb_reg[reg] + emb_val[val]
@@ -99,35 +99,40 @@ def _step(
         _matvec(w_qkv[layer], b_qkv[layer], xn, qkv)
         for hd in range(n_head):
             base = hd * head_dim
+            keys = cache_k[layer, hd]  # (head_dim, window): contiguous along time
+            values = cache_v[layer, hd]
             for i in range(half):
                 q1, q2 = qkv[base + i], qkv[base + half + i]
                 qkv[base + i] = q1 * cos[i] - q2 * sin[i]
                 qkv[base + half + i] = q1 * sin[i] + q2 * cos[i]
                 k1, k2 = qkv[d + base + i], qkv[d + base + half + i]
-                cache_k[layer, hd, slot, i] = k1 * cos[i] - k2 * sin[i]
-                cache_k[layer, hd, slot, half + i] = k1 * sin[i] + k2 * cos[i]
+                keys[i, slot] = k1 * cos[i] - k2 * sin[i]
+                keys[half + i, slot] = k1 * sin[i] + k2 * cos[i]
             for i in range(head_dim):
-                cache_v[layer, hd, slot, i] = qkv[2 * d + base + i]
+                values[i, slot] = qkv[2 * d + base + i]
+            # Time-major loops (the inner one runs along the cache) vectorise.
+            for t in range(n):
+                scores[t] = 0.0
+            for i in range(head_dim):
+                qi = qkv[base + i] * scale
+                row = keys[i]
+                for t in range(n):
+                    scores[t] += qi * row[t]
             best = np.float32(-np.inf)
             for t in range(n):
-                acc = np.float32(0.0)
-                for i in range(head_dim):
-                    acc += cache_k[layer, hd, t, i] * qkv[base + i]
-                acc *= scale
-                scores[t] = acc
-                if acc > best:
-                    best = acc
+                best = max(best, scores[t])
             total = np.float32(0.0)
             for t in range(n):
                 e = np.exp(scores[t] - best)
                 scores[t] = e
                 total += e
+            inv_total = np.float32(1.0) / total
             for i in range(head_dim):
-                y[base + i] = 0.0
-            for t in range(n):
-                p = scores[t] / total
-                for i in range(head_dim):
-                    y[base + i] += p * cache_v[layer, hd, t, i]
+                row = values[i]
+                acc = np.float32(0.0)
+                for t in range(n):
+                    acc += scores[t] * row[t]
+                y[base + i] = acc * inv_total
         _matvec(w_o[layer], b_o[layer], y, o)
         x += o
         _layernorm(x, ln2_w[layer], ln2_b[layer], xn)
@@ -198,7 +203,7 @@ def _sample(
     ``state_i`` is ``[position, clock]``; stops early (returning the count) when the
     clock would reach ``end_clock``; the event that would is not kept.
     """
-    window = cache_k.shape[2]
+    window = cache_k.shape[3]
     d = emb_dt.shape[1]
     tmp = np.empty(d, _F)
     dt_logits = np.empty(dt_cycles.shape[0], _F)
@@ -304,7 +309,8 @@ class InferenceEngine:
 
     def new_state(self, window: int | None = None) -> DecodeState:
         c = self.config
-        shape = (c.n_layer, c.n_head, window or c.block_size, c.n_embd // c.n_head)
+        # Keys and values time-major per head: (layer, head, head_dim, window).
+        shape = (c.n_layer, c.n_head, c.n_embd // c.n_head, window or c.block_size)
         return DecodeState(
             np.zeros(shape, _F), np.zeros(shape, _F), np.zeros(2, np.int64), np.zeros(c.n_embd, _F)
         )
@@ -313,7 +319,7 @@ class InferenceEngine:
         """Run known events (a prime) through the model, advancing position and clock."""
         for dt, reg, val in np.asarray(events, dtype=np.int64):
             _step(
-                dt, reg, val, state.counters[0], state.cache_k.shape[2], *self._trunk,
+                dt, reg, val, state.counters[0], state.cache_k.shape[3], *self._trunk,
                 self._inv_freq, state.cache_k, state.cache_v, state.hidden,
             )  # fmt: skip
             state.counters[0] += 1
