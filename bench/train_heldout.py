@@ -59,7 +59,7 @@ def plot(log_file: Path, baseline: tuple[str, float], out: Path) -> None:
     held = [(r["step"], r["heldout_nll"]) for r in rows if r["heldout_nll"] is not None]
     ax.plot(*zip(*held, strict=True), marker="o", label="nightmode.gbs (held out)")
     ax.axhline(baseline[1], color="grey", linestyle="--", label=f"best baseline ({baseline[0]})")
-    ax.set_xlabel("optimizer step (8 windows of 512 events)")
+    ax.set_xlabel("optimizer step (16 windows of 256 events)")
     ax.set_ylabel("NLL per event (nats)")
     ax.set_ylim(0, max(baseline[1] * 1.1, 6))
     ax.set_title("gbsynth trainer: CPU preset, one core")

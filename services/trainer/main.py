@@ -58,10 +58,10 @@ PRESET = Setting(
     "GBSYNTH_TRAINER_PRESET",
     str,
     "cpu",
-    "model size: tiny (tests), small, cpu (default, 1.0 M parameters) or gpu (~15 M)",
+    "model size: tiny (tests), small, cpu (default, 0.5 M parameters), cpu-large or gpu",
     choices=tuple(PRESETS),
 )
-BATCH_SIZE = Setting("GBSYNTH_TRAINER_BATCH_SIZE", int, 8, "training windows per step", minimum=1)
+BATCH_SIZE = Setting("GBSYNTH_TRAINER_BATCH_SIZE", int, 16, "training windows per step", minimum=1)
 LEARNING_RATE = Setting(
     "GBSYNTH_TRAINER_LR", float, 1e-3, "AdamW learning rate (after warm-up)", minimum=0
 )

@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None, help="wall-time budget")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (total)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="model size")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per step")
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per step")
     parser.add_argument("--dropout", type=float, default=None, help="override the preset's")
     parser.add_argument("--block-size", type=int, default=None, help="context, in events")
     parser.add_argument(

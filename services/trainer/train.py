@@ -31,7 +31,7 @@ from gbsynth.trainer.model import GPT, GPTConfig
 
 @dataclass(frozen=True)
 class TrainSettings:
-    batch_size: int = 8
+    batch_size: int = 16
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
