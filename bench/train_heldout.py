@@ -103,7 +103,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=120.0, help="recorded per file/subsong")
     parser.add_argument("--heldout-seconds", type=float, default=150.0)
-    parser.add_argument("--demo-songs", type=int, default=8)
+    parser.add_argument("--demo-songs", type=int, default=40)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: temp)")
     parser.add_argument("--plot", type=Path, default=Path("training_curve.png"))
