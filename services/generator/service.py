@@ -1,9 +1,11 @@
 """The generator's work scheduler: bounded sampling threads, a song cache and streaming.
 
-Sampling is CPU-bound torch work, so it runs in a fixed pool of ``workers`` threads
-(the sampler is thread-safe). Requests beyond the running ones wait in a queue of at
-most ``queue`` places; past that the service answers 429 with ``Retry-After`` at
-once instead of letting latency grow without bound. Every request has a deadline:
+Sampling is CPU-bound work, so it runs in a fixed pool of ``workers`` threads (the
+sampler is thread-safe and its compiled loop releases the GIL). Requests beyond the
+running ones wait in a queue of at most ``queue`` places; past that, or when the songs
+already admitted would keep a new one from finishing within its time limit at the
+recent speed, the service answers 429 with ``Retry-After`` at once instead of letting
+latency grow without bound. Every request has a deadline:
 its song's length plus ``timeout_seconds`` from arrival, queueing included (a listener
 of a stream never waits for a model faster than real time). A song not finished by then
 is abandoned between two sampled pieces and the request gets 504 (or, once audio is
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -103,6 +106,9 @@ class Limits:
     retry_after_seconds: int = 5
 
 
+SPEED_MEMORY_SECONDS = 300.0
+"""A speed measured longer ago than this no longer steers admission (the load changed)."""
+
 _DONE = object()
 
 
@@ -124,6 +130,9 @@ class SongService:
         self._lock = threading.Lock()
         self._admitted = 0
         self._running = 0
+        self._pending_seconds = 0.0  # seconds of music of the admitted songs
+        self._speed: float | None = None  # recent music seconds per wall second, per thread
+        self._speed_at = 0.0  # when it was last measured
         self._cache: OrderedDict[str, Song] = OrderedDict()
         self._inflight: dict[str, _Job] = {}
         IN_FLIGHT.labels(service=SERVICE).set(0)
@@ -195,7 +204,8 @@ class SongService:
         arrived: float,
         sink_factory: Callable[[_Job], Callable[[bytes], None]] | None = None,
     ) -> _Job:
-        """Admit and queue a sampling job, or raise 429 when every place is taken."""
+        """Admit and queue a sampling job, or raise 429 when every place is taken or the
+        song could not be finished in time behind the work already admitted."""
         deadline = self._deadline(arrived, params)
         with self._lock:
             if self._admitted >= self.limits.workers + self.limits.queue:
@@ -205,7 +215,23 @@ class SongService:
                     f"{self._admitted - self._running} waiting); try again shortly",
                     {"Retry-After": str(self.limits.retry_after_seconds)},
                 )
+            if self._speed is not None and arrived - self._speed_at < SPEED_MEMORY_SECONDS:
+                # Seconds of music ahead (admitted songs, counted whole) at the recent speed.
+                expected = (self._pending_seconds + params.seconds) / (
+                    self.limits.workers * self._speed
+                )
+                if arrived + expected > deadline:
+                    wait = expected - params.seconds / self._speed
+                    raise ServiceError(
+                        429,
+                        f"the generator cannot finish this song in time: {self._admitted} "
+                        f"songs ({self._pending_seconds:g} s of music) are ahead of it and "
+                        f"it makes about {self._speed:.2g} s of music per second per thread; "
+                        "try again later or ask for fewer seconds",
+                        {"Retry-After": str(max(1, math.ceil(wait)))},
+                    )
             self._admitted += 1
+            self._pending_seconds += params.seconds
             job = _Job(key, concurrent.futures.Future(), threading.Event(), arrived)
             self._inflight[key] = job
             IN_FLIGHT.labels(service=SERVICE).set(self._admitted)
@@ -214,6 +240,7 @@ class SongService:
         def work() -> None:
             with self._lock:
                 self._running += 1
+            began = time.monotonic()
             try:
                 if not job.future.set_running_or_notify_cancel():
                     return
@@ -226,12 +253,13 @@ class SongService:
                     job.future.set_exception(exc)
                     return
                 self._remember(song)
-                self._observe(song, arrived)
+                self._observe(song, arrived, time.monotonic() - began)
                 job.future.set_result(song)
             finally:
                 with self._lock:
                     self._running -= 1
                     self._admitted -= 1
+                    self._pending_seconds -= params.seconds
                     if self._inflight.get(key) is job:
                         del self._inflight[key]
                     IN_FLIGHT.labels(service=SERVICE).set(self._admitted)
@@ -241,6 +269,7 @@ class SongService:
         except RuntimeError as exc:  # the executor is shut down: the service is stopping
             with self._lock:
                 self._admitted -= 1
+                self._pending_seconds -= params.seconds
                 self._inflight.pop(key, None)
             raise ServiceError(503, "the generator is shutting down") from exc
         return job
@@ -249,7 +278,16 @@ class SongService:
         """When a request must be done: its song's length plus the time limit."""
         return arrived + params.seconds + self.limits.timeout_seconds
 
-    def _observe(self, song: Song, arrived: float) -> None:
+    def _observe(self, song: Song, arrived: float, job_seconds: float) -> None:
+        if job_seconds > 0:
+            # Music per wall second of one thread (sampling, rendering and the machine's
+            # load included), smoothed: what admission expects of the next songs.
+            speed = song.seconds / job_seconds
+            now = time.monotonic()
+            with self._lock:
+                stale = self._speed is None or now - self._speed_at > SPEED_MEMORY_SECONDS
+                self._speed = speed if stale else 0.7 * self._speed + 0.3 * speed
+                self._speed_at = now
         LATENCY.labels(service=SERVICE).observe(time.monotonic() - arrived)
         SONG_SECONDS.labels(service=SERVICE).inc(song.seconds)
         if song.sample_seconds > 0:
