@@ -193,13 +193,15 @@ def main() -> int:
                         )
                         elapsed = time.perf_counter() - started
                         if response.status_code != 200:
-                            errors.append(f"{response.status_code}: {response.text[:200]}")
+                            errors.append(str(response.status_code))
                         elif len(response.content) != int(response.headers["content-length"]):
                             errors.append("short body")
                         else:
                             latencies.append(elapsed)
+                    except httpx.RemoteProtocolError:
+                        errors.append("stream cut short")  # the time limit passed mid-stream
                     except httpx.HTTPError as exc:
-                        errors.append(f"{type(exc).__name__}: {exc}")
+                        errors.append(type(exc).__name__)
 
         watcher = threading.Thread(target=watch_memory, daemon=True)
         watcher.start()
@@ -237,7 +239,8 @@ def main() -> int:
         print(f"  latency p50 {percentile(latencies, 0.5):.2f} s, p95 "
               f"{percentile(latencies, 0.95):.2f} s, max {max(latencies):.2f} s")  # fmt: skip
     print(f"  throughput {len(latencies) * args.seconds / wall:.2f} s of music per wall second")
-    print(f"  errors {len(errors)}" + (f": {errors[:3]}" if errors else ""))
+    kinds = ", ".join(f"{kind}: {errors.count(kind)}" for kind in sorted(set(errors)))
+    print(f"  errors {len(errors)}" + (f" ({kinds})" if errors else ""))
     print(f"generator memory: peak {max(hwm, peak_rss[0]):.0f} MB (VmHWM), "
           f"steady {steady:.0f} MB (budget 1,536 MB)")  # fmt: skip
     shutil.rmtree(work, ignore_errors=True)
