@@ -20,6 +20,7 @@ from gbsynth.common.events import CPU_HZ
 from gbsynth.common.kafka import TOPIC_CHECKPOINTS, TOPIC_SEGMENTS, Message
 from gbsynth.emulator.sources import open_session
 from gbsynth.trainer.checkpoint import list_checkpoints, load_checkpoint, newest_checkpoint
+from gbsynth.trainer.data import Track
 from gbsynth.trainer.main import TrainerService
 from gbsynth.trainer.model import PRESETS
 from gbsynth.trainer.store import SegmentStore
@@ -180,3 +181,17 @@ def test_trainer_process_survives_sigkill(private_broker, tmp_path, segments):
     assert np.isfinite(after[0]["train_loss"])
     # The dataset was not stored twice although the segments were read again.
     assert len(list((tmp_path / "data").glob("*.npz"))) == len(segments)
+
+
+def test_store_keeps_the_newest_training_music_within_its_bound(tmp_path):
+    def track(i: int) -> Track:
+        return Track(f"seg-{i}", "f" * 64, np.full((100, 3), i % 40, dtype=np.int64))
+
+    store = SegmentStore(tmp_path, heldout_percent=0, max_events=250)
+    for i in range(5):
+        assert store.add(track(i))
+    assert [t.name for t in store.train] == ["seg-3", "seg-4"]
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    reopened = SegmentStore(tmp_path, heldout_percent=0, max_events=250)
+    assert [t.name for t in reopened.train] == ["seg-3", "seg-4"]
+    assert reopened.add(track(5)) and [t.name for t in reopened.train] == ["seg-4", "seg-5"]

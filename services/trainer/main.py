@@ -101,6 +101,14 @@ MIN_EVENTS = Setting(
     "training events needed before the first step",
     minimum=2,
 )
+MAX_EVENTS = Setting(
+    "GBSYNTH_TRAINER_MAX_EVENTS",
+    int,
+    20_000_000,
+    "training events kept in the dataset (about 6 bytes each on disk, 30 in memory); "
+    "past it the oldest segments are deleted",
+    minimum=1,
+)
 TICK_SECONDS = Setting(
     "GBSYNTH_TRAINER_TICK_SECONDS",
     float,
@@ -336,11 +344,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def build_service(args: argparse.Namespace) -> TrainerService:
     values = cfg.read_settings(
         [DATA_DIR, PRESET, BATCH_SIZE, LEARNING_RATE, CHECKPOINT_EVERY, KEEP_CHECKPOINTS,
-         HELDOUT_PERCENT, EVAL_EVENTS, MIN_EVENTS, TICK_SECONDS, THREADS, SEED,
+         HELDOUT_PERCENT, EVAL_EVENTS, MIN_EVENTS, MAX_EVENTS, TICK_SECONDS, THREADS, SEED,
          cfg.CHECKPOINT_DIR]
     )  # fmt: skip
     torch.set_num_threads(values[THREADS.name])
-    store = SegmentStore(Path(args.data_dir or values[DATA_DIR.name]), values[HELDOUT_PERCENT.name])
+    store = SegmentStore(
+        Path(args.data_dir or values[DATA_DIR.name]),
+        values[HELDOUT_PERCENT.name],
+        max_events=values[MAX_EVENTS.name],
+    )
     return TrainerService(
         store,
         Path(args.checkpoint_dir or values[cfg.CHECKPOINT_DIR.name]),

@@ -6,7 +6,9 @@ number, so a restart loads the tracks in the same order), written to
 a temporary name and renamed, so a crash leaves either the whole file or
 nothing. Adding a segment twice (Kafka delivers at least once) is a no-op. The
 store decides the held-out split by source file (``data.is_heldout``) and
-keeps both splits in memory for training and evaluation.
+keeps both splits in memory for training and evaluation; past ``max_events``
+training events the oldest segments are deleted, so a trainer that runs for
+months keeps the newest music in bounded memory and disk.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ log = logging.getLogger(__name__)
 class SegmentStore:
     """Segments on disk, loaded into a training and a held-out list of tracks."""
 
-    def __init__(self, directory: Path, heldout_percent: float) -> None:
+    def __init__(
+        self, directory: Path, heldout_percent: float, max_events: int | None = None
+    ) -> None:
         self.directory = Path(directory)
+        self.max_events = max_events
+        """Training events kept at most: beyond it the oldest segments are deleted."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.heldout_percent = heldout_percent
         self.train: list[Track] = []
@@ -61,6 +67,7 @@ class SegmentStore:
         for sequence, _, track in sorted(found, key=lambda item: item[:2]):
             self._remember(track)
             self._next_sequence = max(self._next_sequence, sequence + 1)
+        self._forget_oldest()
         for stray in self.directory.glob(".*.partial"):
             stray.unlink(missing_ok=True)  # a write cut short by a crash
         if self._known:
@@ -100,7 +107,23 @@ class SegmentStore:
         os.replace(tmp, path)
         self._next_sequence += 1
         self._remember(track)
+        self._forget_oldest()
         return True
+
+    def _forget_oldest(self) -> None:
+        """Delete the oldest training segments while the training split is over ``max_events``.
+
+        A continuous trainer would otherwise grow without bound; it keeps the newest music.
+        """
+        if self.max_events is None:
+            return
+        total = self.events("train")
+        while total > self.max_events and len(self.train) > 1:
+            old = self.train.pop(0)
+            total -= len(old)
+            self._known.discard(old.name)
+            (self.directory / self._file_name(old.name)).unlink(missing_ok=True)
+            self.version += 1
 
     def segments(self, split: str) -> int:
         return len(self.train if split == "train" else self.heldout)
