@@ -13,7 +13,7 @@ log-likelihood of the whole event in nats, the figure ``gbsynth evaluate`` repor
 
 Sizes (``PRESETS``): ``cpu`` (the default: 3 layers x 96, 256 events of
 context, dropout 0.1, 0.5 M parameters) trains usefully on one CPU core and
-samples about 9,000 events per second on one core, several times real time
+samples 4,700-9,000 events per second on one core, several times real time
 even for the densest music; ``cpu-large`` (4 x 128, 512 events, 1.0 M) fits
 unseen music a little better but samples 3x slower; ``gpu`` (8 x 384, 1,024
 events, 15 M parameters) is the configuration for a GPU; ``tiny`` is for tests.
