@@ -26,6 +26,9 @@ from gbsynth.generator.models import SERVICE, ModelHolder
 
 log = logging.getLogger(__name__)
 
+WARM_UP_SECONDS = 2.0
+"""Music made at start: loads the compiled code and measures the first speed estimate."""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -42,20 +45,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def warm_up(holder: ModelHolder) -> None:
-    """Load the synthesizer's compiled code and run the model once, so the first request
-    does not pay for it."""
+def warm_up(holder: ModelHolder, cap: float) -> tuple[float, float] | None:
+    """Load the synthesizer's compiled code and make a short song with the model, so the
+    first request does not pay for either; return (music seconds, wall seconds) of that
+    song, the first estimate of the service's speed (None without a usable model)."""
+    import time
+
     from gbsynth.common.events import ApuWrites
-    from gbsynth.generator.songs import PieceRenderer, piano_roll
+    from gbsynth.generator.songs import PieceRenderer, SongError, SongParams, generate, piano_roll
 
     renderer = PieceRenderer(4096, 44_100)
     renderer.feed(ApuWrites.from_arrays([0], [0xFF26], [0x80]))
     renderer.finish()
     piano_roll(ApuWrites.empty(), 70_224)
     model = holder.current
-    if model is not None:
-        for _ in model.stream(0.05, seed=0):
-            pass
+    if model is None:
+        return None
+    try:
+        # A first tiny song loads the sampler's compiled code; the next one is timed.
+        generate(model, SongParams(seconds=0.1, seed=0), max_events_per_second=cap)
+        started = time.perf_counter()
+        params = SongParams(seconds=WARM_UP_SECONDS, seed=0)
+        generate(model, params, sink=lambda _pcm: None, max_events_per_second=cap)
+    except SongError as exc:
+        log.warning("the model's warm-up song failed: %s", exc)
+        return None
+    return WARM_UP_SECONDS, time.perf_counter() - started
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning(
             "no checkpoint in %s yet: songs get 503 until the trainer writes one", checkpoint_dir
         )
-    warm_up(holder)
+    first_speed = warm_up(holder, limits.max_events_per_second)
     watchers: list = [DirectoryWatcher(holder, poll_seconds).start()]
     if kafka_config is not None:
         watchers.append(AnnouncementWatcher(holder, kafka_config).start())
@@ -105,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(
         holder, limits, metrics_endpoint=metrics_port == port, max_body_bytes=max_body
     )
+    if first_speed is not None:
+        app.state.service.note_speed(*first_speed)
+        log.info("warm-up: %.1f s of music in %.2f s", *first_speed)
     log.info(
         "generator on http://%s:%d/ (API docs /docs), %d sampling threads, checkpoints from %s",
         host, port, limits.workers, checkpoint_dir,

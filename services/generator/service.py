@@ -278,16 +278,21 @@ class SongService:
         """When a request must be done: its song's length plus the time limit."""
         return arrived + params.seconds + self.limits.timeout_seconds
 
+    def note_speed(self, music_seconds: float, wall_seconds: float) -> None:
+        """Record how fast a song was made: music per wall second of one thread (sampling,
+        rendering and the machine's load included), smoothed; admission expects it of the
+        next songs."""
+        if wall_seconds <= 0 or music_seconds <= 0:
+            return
+        speed = music_seconds / wall_seconds
+        now = time.monotonic()
+        with self._lock:
+            stale = self._speed is None or now - self._speed_at > SPEED_MEMORY_SECONDS
+            self._speed = speed if stale else 0.7 * self._speed + 0.3 * speed
+            self._speed_at = now
+
     def _observe(self, song: Song, arrived: float, job_seconds: float) -> None:
-        if job_seconds > 0:
-            # Music per wall second of one thread (sampling, rendering and the machine's
-            # load included), smoothed: what admission expects of the next songs.
-            speed = song.seconds / job_seconds
-            now = time.monotonic()
-            with self._lock:
-                stale = self._speed is None or now - self._speed_at > SPEED_MEMORY_SECONDS
-                self._speed = speed if stale else 0.7 * self._speed + 0.3 * speed
-                self._speed_at = now
+        self.note_speed(song.seconds, job_seconds)
         LATENCY.labels(service=SERVICE).observe(time.monotonic() - arrived)
         SONG_SECONDS.labels(service=SERVICE).inc(song.seconds)
         if song.sample_seconds > 0:
