@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gbsynth.common.events import CPU_HZ, REGISTER_FIRST, REGISTER_LAST, ApuWrites
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, REGISTER_FIRST, REGISTER_LAST, ApuWrites
 from gbsynth.trainer import tokens
 from gbsynth.trainer.checkpoint import (
     CheckpointError,
@@ -19,7 +19,7 @@ from gbsynth.trainer.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from gbsynth.trainer.engine import InferenceEngine
+from gbsynth.trainer.engine import MAX_WRITES_PER_FRAME, InferenceEngine
 from gbsynth.trainer.model import GPT, PRESETS, GPTConfig
 from gbsynth.trainer.sampling import PREAMBLE, Sampler, SamplingError
 from gbsynth.trainer.testing import make_tiny_checkpoint
@@ -144,3 +144,18 @@ def test_sampling_from_several_threads_gives_each_seed_its_song(sampler: Sampler
     for t in threads:
         t.join()
     assert all(results[s] == expected[s] for s in range(4))
+
+
+def test_a_model_stuck_on_one_write_cannot_flood_the_song(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = GPT(PRESETS["tiny"])
+    with torch.no_grad():  # always "NR12 again, 4 cycles later"
+        model.heads.dt.bias[1] += 50.0
+        model.heads.reg.bias[0xFF12 - REGISTER_FIRST] += 50.0
+    sampler = Sampler(load_checkpoint(save_checkpoint(tmp_path, model, step=1).path))
+    song = sampler.sample(2.0, seed=0)
+    cycles = song.cycles
+    # No span of one frame holds more than MAX_WRITES_PER_FRAME writes.
+    ends = np.searchsorted(cycles, cycles + FRAME_CYCLES)
+    assert (ends - np.arange(len(cycles))).max() <= MAX_WRITES_PER_FRAME
+    assert len(song) > MAX_WRITES_PER_FRAME * 20  # it still writes as fast as allowed

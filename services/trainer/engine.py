@@ -21,10 +21,15 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from gbsynth.common.events import FRAME_CYCLES
 from gbsynth.trainer import tokens
 from gbsynth.trainer.model import GPT
 
 _F = np.float32
+MAX_WRITES_PER_FRAME = 64
+"""Sampling never puts more writes than this in any span of one frame (70,224 cycles):
+3,840 per second, above real music's bursts (a wave RAM load and every channel's
+registers fit in 40) and a bound on the cost of a second of music."""
 _LN_EPS = 1e-5
 _GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -190,7 +195,7 @@ def _gelu_matvec_head(w_in, b_in, extra, w_out, b_out, h, tmp, logits):  # pragm
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _sample(
-    state_i, state_h, max_events, end_clock, temperature, top_p, uniforms, out,
+    state_i, state_h, recent, max_events, end_clock, temperature, top_p, uniforms, out,
     emb_dt, emb_reg, emb_val,
     ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj,
     lnf_w, lnf_b, inv_freq, cache_k, cache_v,
@@ -200,9 +205,11 @@ def _sample(
 ):  # fmt: skip  # pragma: no cover - compiled
     """Sample up to ``max_events`` events into ``out`` (dt, reg, val, cycle).
 
-    ``state_i`` is ``[position, clock]``; stops early (returning the count) when the
-    clock would reach ``end_clock``; the event that would is not kept.
+    ``state_i`` is ``[position, clock, writes]``; stops early (returning the count) when
+    the clock would reach ``end_clock``; the event that would is not kept. ``recent``
+    rings the times of the last writes: no frame may hold more than ``len(recent)``.
     """
+    ring = recent.shape[0]
     window = cache_k.shape[3]
     d = emb_dt.shape[1]
     tmp = np.empty(d, _F)
@@ -215,6 +222,14 @@ def _sample(
     while count < max_events:
         u = uniforms[count]
         _matvec(head_dt_w, head_dt_b, state_h, dt_logits)
+        if state_i[2] >= ring:
+            # The write `ring` writes ago must be a frame back: a model stuck repeating a
+            # write every few cycles cannot flood the song (or the sampling time).
+            need = recent[state_i[2] % ring] + FRAME_CYCLES - state_i[1]
+            for b in range(dt_cycles.shape[0]):
+                if dt_cycles[b] >= need:
+                    break
+                dt_logits[b] = -np.inf
         dt = _pick(dt_logits, temperature, top_p, u[0], probs, order)
         clock = state_i[1] + dt_cycles[dt]
         if clock >= end_clock:
@@ -238,6 +253,9 @@ def _sample(
         out[count, 3] = clock
         count += 1
         state_i[1] = clock
+        if reg != wait_token:
+            recent[state_i[2] % ring] = clock
+            state_i[2] += 1
         _step(
             dt, reg, val, state_i[0], window, emb_dt, emb_reg, emb_val,
             ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj,
@@ -258,8 +276,10 @@ class DecodeState:
     cache_k: np.ndarray
     cache_v: np.ndarray
     counters: np.ndarray
-    """int64 ``[position, clock]``"""
+    """int64 ``[position, clock, writes]``"""
     hidden: np.ndarray
+    recent: np.ndarray
+    """int64 ring of the last ``MAX_WRITES_PER_FRAME`` write times"""
 
     @property
     def position(self) -> int:
@@ -312,7 +332,11 @@ class InferenceEngine:
         # Keys and values time-major per head: (layer, head, head_dim, window).
         shape = (c.n_layer, c.n_head, c.n_embd // c.n_head, window or c.block_size)
         return DecodeState(
-            np.zeros(shape, _F), np.zeros(shape, _F), np.zeros(2, np.int64), np.zeros(c.n_embd, _F)
+            np.zeros(shape, _F),
+            np.zeros(shape, _F),
+            np.zeros(3, np.int64),
+            np.zeros(c.n_embd, _F),
+            np.zeros(MAX_WRITES_PER_FRAME, np.int64),
         )
 
     def feed(self, state: DecodeState, events: np.ndarray) -> None:
@@ -324,6 +348,9 @@ class InferenceEngine:
             )  # fmt: skip
             state.counters[0] += 1
             state.counters[1] += self._dt_cycles[dt]
+            if reg != tokens.WAIT:
+                state.recent[state.counters[2] % len(state.recent)] = state.counters[1]
+                state.counters[2] += 1
 
     def sample(
         self,
@@ -341,9 +368,9 @@ class InferenceEngine:
         uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
         out = np.empty((len(uniforms), 4), np.int64)
         count = _sample(
-            state.counters, state.hidden, len(uniforms), int(end_clock), float(temperature),
-            float(top_p), uniforms, out, *self._trunk, self._inv_freq, state.cache_k,
-            state.cache_v, *self._heads, self._dt_cycles, self.reg_mask, self.nr52_mask,
-            tokens.NR52_TOKEN, tokens.WAIT,
+            state.counters, state.hidden, state.recent, len(uniforms), int(end_clock),
+            float(temperature), float(top_p), uniforms, out, *self._trunk, self._inv_freq,
+            state.cache_k, state.cache_v, *self._heads, self._dt_cycles, self.reg_mask,
+            self.nr52_mask, tokens.NR52_TOKEN, tokens.WAIT,
         )  # fmt: skip
         return out[:count]
