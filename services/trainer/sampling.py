@@ -7,7 +7,9 @@ song); the model continues from there. Output is legal by construction: a
 ``reg`` token names one of 0xFF10-0xFF3F or a wait. Two constraints keep a
 song playing: the sampler never picks the unused addresses 0xFF27-0xFF2F and
 never writes NR52 with the power bit clear (which would silence the rest of
-the song).
+the song). And it never puts more than ``engine.MAX_WRITES_PER_FRAME`` (64)
+writes in any frame, so a model stuck repeating one write every few cycles
+can neither flood a song nor stall sampling (real music stays far below).
 
 Determinism and threads: each ``stream`` call owns its random generator
 (``numpy.random.Generator`` seeded with ``seed``) and its KV cache; the model is
