@@ -281,11 +281,12 @@ def gbsynth_imports(module: str) -> set[str]:
     return seen
 
 
-def _settings_read_by(module: str) -> set[str]:
-    """The settings declared by ``module`` and every gbsynth module it may import, in a
-    fresh interpreter so that only what that service loads is registered."""
+def _settings_read_by(imports: set[str]) -> set[str]:
+    """The settings declared by the gbsynth modules ``imports`` (a service's module and
+    every gbsynth module it may import), in a fresh interpreter so that only what that
+    service loads is registered."""
     result = subprocess.run(
-        [sys.executable, "-c", _SETTINGS_READ, *sorted(gbsynth_imports(module))],
+        [sys.executable, "-c", _SETTINGS_READ, *sorted(imports)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -311,7 +312,10 @@ def test_every_gbsynth_variable_is_a_setting_the_service_reads(compose):
         wanted.append((f"run-local {spec.name}", spec.module, dict(spec.env)))
     modules = sorted({module for _, module, _ in wanted})
     with ThreadPoolExecutor(max_workers=4) as pool:  # one interpreter per service
-        read = dict(zip(modules, pool.map(_settings_read_by, modules), strict=True))
+        # ast.parse is not thread-safe in CPython 3.11 ("AST constructor recursion depth
+        # mismatch"), so the imports are found here and only the interpreters run in threads.
+        imports = [gbsynth_imports(module) for module in modules]
+        read = dict(zip(modules, pool.map(_settings_read_by, imports), strict=True))
     for who, module, env in wanted:
         for variable, value in env.items():
             assert variable in declared, f"{who}: {variable} is not a declared setting"
