@@ -52,6 +52,8 @@ from gbsynth.common.events import (
     Recording,
     RecordingError,
     Source,
+    SourceKind,
+    sha256_hex,
 )
 
 PathLike = str | os.PathLike[str]
@@ -348,3 +350,53 @@ def write_iodump(
     out.write(f"\nsubsong {subsong or 0}\n")
     file.write(out.getvalue())
     file.writelines(iodump_lines(writes))
+
+
+# -- any file of sound-register writes ---------------------------------------------------------
+
+AVRO_MAGIC = b"Obj\x01"
+"""The first bytes of an Avro object container file."""
+
+
+class EventFileError(ValueError):
+    """A file that holds no recordings or segments: missing, unreadable, of another kind or
+    damaged. The message is one line and names the file."""
+
+
+def is_avro_file(path: PathLike) -> bool:
+    """Whether ``path`` starts like an Avro container file (``OSError`` if unreadable)."""
+    with open(path, "rb") as fo:
+        return fo.read(len(AVRO_MAGIC)) == AVRO_MAGIC
+
+
+def read_event_file(
+    path: PathLike, dump_kind: SourceKind = SourceKind.GENERATED
+) -> list[Recording] | list[Segment]:
+    """The recordings or segments of an Avro container file, or one recording per subsong
+    of a gbsplay-style I/O dump (source: the dump file itself, of kind ``dump_kind``, since
+    a dump does not say what it was made from).
+
+    Raises ``EventFileError`` for anything else: a missing or unreadable file, a ROM, GBS or
+    VGM file (record those first, ``gbsynth emulate``), damaged content.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EventFileError(f"{path}: no such file")
+    try:
+        if is_avro_file(path):
+            return read_any(path)
+        data = path.read_bytes()
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError:
+            raise EventFileError(
+                f"{path}: not a recording: neither an Avro recordings/segments file nor an "
+                "I/O dump (ROM, GBS and VGM files are recorded first: gbsynth emulate FILE "
+                "--out REC.avro)"
+            ) from None
+        source = Source(sha256_hex(data), path.name, dump_kind)
+        return [section.to_recording(source) for section in parse_iodump(text)]
+    except (CodecError, IodumpError, RecordingError) as exc:
+        raise EventFileError(f"{path}: {str(exc).splitlines()[0]}") from exc
+    except OSError as exc:
+        raise EventFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc

@@ -25,12 +25,11 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-from gbsynth.common.avro import CodecError
+from gbsynth.common.avro import Segment
 from gbsynth.common.config import SettingError
-from gbsynth.common.events import Recording, RecordingError, Source, SourceKind, sha256_hex
+from gbsynth.common.events import Recording
 from gbsynth.pruner.prune import PruneConfig, PruneConfigError, prune_recording
 
 
@@ -51,43 +50,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_AVRO_MAGIC = b"Obj\x01"
-
-
-def read_recording_file(path: Path) -> Iterator[Recording]:
+def read_recording_file(path: Path) -> list[Recording]:
     """The recordings of an Avro recordings file or an I/O dump; ``PruneInputError`` else."""
-    from gbsynth.common.formats import IodumpError, file_kind, iter_recordings, parse_iodump
+    from gbsynth.common.formats import EventFileError, read_event_file
 
-    if not path.is_file():
-        raise PruneInputError(f"{path}: no such file")
     try:
-        with open(path, "rb") as fo:
-            head = fo.read(4)
-        if head == _AVRO_MAGIC:
-            kind = file_kind(path)
-            if kind != "RecordingChunk":
-                raise PruneInputError(
-                    f"{path}: holds {kind or 'unknown'} records, not recordings "
-                    "(make recordings with gbsynth emulate FILE --out REC.avro)"
-                )
-            yield from iter_recordings(path)
-            return
-        data = path.read_bytes()
-        try:
-            text = data.decode("ascii")
-        except UnicodeDecodeError:
-            raise PruneInputError(
-                f"{path}: not a recording (an Avro recordings file or an I/O dump); "
-                "ROMs, GBS and VGM files are recorded first: gbsynth emulate FILE --out REC.avro"
-            ) from None
-        sections = parse_iodump(text)
-        source = Source(sha256_hex(data), path.name, SourceKind.GENERATED)
-        for section in sections:
-            yield section.to_recording(source)
-    except (CodecError, IodumpError, RecordingError) as exc:
-        raise PruneInputError(f"{path}: {str(exc).splitlines()[0]}") from exc
-    except OSError as exc:
-        raise PruneInputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        items = read_event_file(path)
+    except EventFileError as exc:
+        raise PruneInputError(str(exc)) from exc
+    if items and isinstance(items[0], Segment):
+        raise PruneInputError(
+            f"{path}: holds segments, not recordings "
+            "(make recordings with gbsynth emulate FILE --out REC.avro)"
+        )
+    return items
 
 
 def segment_file_name(segment_id: str) -> str:

@@ -57,48 +57,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _is_avro(path: Path) -> bool:
-    with open(path, "rb") as fo:
-        return fo.read(4) == b"Obj\x01"
-
-
 def load_recording(path: Path, index: int):
     """The ``index``-th recording, segment or I/O dump section of ``path``."""
-    from gbsynth.common.avro import CodecError
-    from gbsynth.common.events import RecordingError, Source, SourceKind, sha256_hex
-    from gbsynth.common.formats import (
-        IodumpError,
-        file_kind,
-        parse_iodump,
-        read_recordings,
-        read_segments,
-    )
+    from gbsynth.common.avro import Segment
+    from gbsynth.common.formats import EventFileError, is_avro_file, read_event_file
 
-    if not path.is_file():
-        raise RenderError(f"{path}: no such file")
     if index < 0:
         raise RenderError("--index counts from 0")
     try:
-        if _is_avro(path):
-            if file_kind(path) == "Segment":
-                items, kind = read_segments(path), "segments"
-            else:
-                items, kind = read_recordings(path), "recordings"
-        else:
-            data = path.read_bytes()
-            try:
-                text = data.decode("ascii")
-            except UnicodeDecodeError as exc:
-                raise RenderError(
-                    f"{path}: neither an Avro recordings/segments file nor an I/O dump"
-                ) from exc
-            source = Source(sha256_hex(data), path.name, SourceKind.GENERATED)
-            items = [section.to_recording(source) for section in parse_iodump(text)]
-            kind = "dump sections"
-    except (CodecError, IodumpError, RecordingError) as exc:
-        raise RenderError(str(exc).splitlines()[0]) from exc
-    except OSError as exc:
-        raise RenderError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        items = read_event_file(path)
+    except EventFileError as exc:
+        raise RenderError(str(exc)) from exc
+    if items and isinstance(items[0], Segment):
+        kind = "segments"
+    else:
+        kind = "recordings" if is_avro_file(path) else "dump sections"
     if not items:
         raise RenderError(f"{path}: holds no recordings")
     if index >= len(items):
