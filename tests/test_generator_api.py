@@ -343,7 +343,11 @@ def test_page_and_docs(checkpoints):
         page = client.get("/")
         assert page.status_code == 200 and "<canvas" in page.text and "/static/app.js" in page.text
         assert client.get("/static/app.js").status_code == 200
-        assert client.get("/docs").status_code == 200
+        docs = client.get("/docs")
+        assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+        assert "cdn" not in docs.text.lower()  # served locally: works without internet
+        asset = client.get("/docs-assets/swagger-ui-bundle.js")
+        assert asset.status_code == 200 and len(asset.content) > 100_000
         spec = client.get("/openapi.json").json()
     assert {"/v1/songs", "/v1/songs/{seed}.{fmt}", "/healthz"} <= set(spec["paths"])
     body = spec["components"]["schemas"]["SongRequest"]["properties"]

@@ -28,11 +28,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from gbsynth import __version__
 from gbsynth.generator.models import SERVICE, ModelHolder
@@ -214,6 +216,10 @@ def create_app(
         version=__version__,
         description="New Game Boy songs from the newest trained checkpoint, as WAV, VGM or "
         "the Avro event log. The same seed, parameters and checkpoint give the same bytes.",
+        # FastAPI's own docs pages load their scripts from a CDN; /docs is served below from
+        # the swagger-ui-bundle package instead, so it works where there is no internet.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     app.state.holder = holder
@@ -348,6 +354,18 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     if metrics_endpoint:
         from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
