@@ -62,3 +62,15 @@ def service_env(bootstrap: str, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread, as the services run: small ops on a shared CPU are slower with more.
+    (torch is imported here, not at the top, so tests without it do not pay for it.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,14 +18,7 @@ from gbsynth.trainer.data import Track, is_heldout, load_tracks, tracks_from_pat
 from gbsynth.trainer.model import PRESETS
 from gbsynth.trainer.train import Trainer, TrainSettings, Windows, model_event_nll
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread, as the services run: small ops on a shared CPU are slower with more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gbsynth(capsys, *args: str) -> subprocess.CompletedProcess:

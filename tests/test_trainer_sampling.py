@@ -24,14 +24,7 @@ from gbsynth.trainer.model import GPT, PRESETS, GPTConfig
 from gbsynth.trainer.sampling import PREAMBLE, Sampler, SamplingError
 from gbsynth.trainer.testing import make_tiny_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread, as the services run: small ops on a shared CPU are slower with more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tiny_checkpoint_loads_and_newest_ignores_partial_files(tmp_path: Path) -> None:

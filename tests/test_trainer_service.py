@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import service_env
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -31,13 +30,7 @@ TRAIN_SHA = "f" * 64  # is_heldout: 0xffffffff % 10000 = 7295 -> training at 50 
 HELDOUT_SHA = "0" * 64  # bucket 0 -> held out
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread, as the services run: small ops on a shared CPU are slower with more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
