@@ -362,6 +362,7 @@ def test_envelope_increase_stops_at_15():
 
 # -- channel 3 position and the DMG wave RAM quirks ------------------------------
 
+
 def _start_wave(apu: np.ndarray, freq: int, now: int) -> int:
     for i in range(16):
         apu_write(apu, 0xFF30 + i, 0x10 * i + i, 0)  # byte i = 0xii

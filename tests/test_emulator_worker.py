@@ -73,8 +73,12 @@ def test_rom_exploration_marks_phases(rom_dir):
 
 @pytest.mark.parametrize(
     "path,reason",
-    [("broken.gb", "invalid_file"), ("hang.gb", "hang"), ("../etc/passwd", "bad_job"),
-     ("missing.gb", "bad_job")],
+    [
+        ("broken.gb", "invalid_file"),
+        ("hang.gb", "hang"),
+        ("../etc/passwd", "bad_job"),
+        ("missing.gb", "bad_job"),
+    ],
 )
 def test_bad_jobs_give_an_error_record_and_the_worker_goes_on(rom_dir, path, reason):
     worker = EmulatorWorker(rom_dir)

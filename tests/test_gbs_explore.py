@@ -69,7 +69,11 @@ def test_schedule_alternates_after_boot():
     )
     spans = list(phase_schedule(settings, 10 * 4_194_304))
     assert [s.phase for s in spans[:5]] == [
-        Phase.BOOT, Phase.OBSERVE, Phase.PRESS, Phase.SETTLE, Phase.OBSERVE,
+        Phase.BOOT,
+        Phase.OBSERVE,
+        Phase.PRESS,
+        Phase.SETTLE,
+        Phase.OBSERVE,
     ]
     assert all(a.end_cycle == b.start_cycle for a, b in zip(spans, spans[1:], strict=False))
     assert spans[-1].end_cycle == 10 * 4_194_304

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.skipif(shutil.which("gbsplay") is None, reason="gbsplay
 def gbsplay_sections(path, seconds):
     out = subprocess.run(
         ["gbsplay", "-o", "iodumper", "-t", str(seconds), "-f", "0", "-T", "0", str(path)],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     ).stdout
     return {section.subsong: section for section in parse_iodump(out)}
 

@@ -189,8 +189,9 @@ def test_a_body_over_the_limit_is_413(checkpoints):
     with client_for(checkpoints, max_body_bytes=2048) as client:
         body = {"seconds": 2, "prime": {"file": "A" * 4096}}
         response = client.post("/v1/songs", json=body)
-        assert response.status_code == 413 and "GBSYNTH_GENERATOR_MAX_BODY_BYTES" in (
-            response.json()["error"]
+        assert (
+            response.status_code == 413
+            and "GBSYNTH_GENERATOR_MAX_BODY_BYTES" in (response.json()["error"])
         )
         # Without a declared length (chunked upload) the limit holds too.
         chunks = iter([b'{"seconds": 2, "prime": {"file": "', b"A" * 4096, b'"}}'])

@@ -214,9 +214,7 @@ def test_a_sampler_going_back_in_time_is_refused():
 def test_a_model_stuck_on_fast_writes_is_stopped():
     """An undertrained model may write a register every few cycles: 2,000 writes in the
     first 0.1 s is refused at 1,000 per second, long before the song is sampled."""
-    burst = ApuWrites.from_arrays(
-        np.arange(2000) * 200, np.full(2000, 0xFF12), np.full(2000, 0xF0)
-    )
+    burst = ApuWrites.from_arrays(np.arange(2000) * 200, np.full(2000, 0xFF12), np.full(2000, 0xF0))
     calm = ApuWrites.from_arrays([CPU_HZ], [0xFF12], [0])
     with pytest.raises(SongError, match="GBSYNTH_GENERATOR_MAX_EVENTS_PER_SECOND"):
         generate(ListSource([burst, calm]), SongParams(seconds=5.0), max_events_per_second=1000)

@@ -12,13 +12,17 @@ from gbsynth.music.rom import CART_ROM_ONLY, finish_rom
 
 # Instruction lengths in bytes of the unprefixed opcodes, from the SM83 opcode map
 # (0: illegal; 0xCB is the prefix, 2 bytes with its second byte).
-LENGTHS = """
+LENGTHS = (
+    """
     1 3 1 1 1 1 2 1 3 1 1 1 1 1 2 1   2 3 1 1 1 1 2 1 2 1 1 1 1 1 2 1
     2 3 1 1 1 1 2 1 2 1 1 1 1 1 2 1   2 3 1 1 1 1 2 1 2 1 1 1 1 1 2 1
-""" + " 1" * 128 + """
+"""
+    + " 1" * 128
+    + """
     1 1 3 3 3 1 2 1 1 1 3 2 3 3 2 1   1 1 3 0 3 1 2 1 1 1 3 0 3 0 2 1
     2 1 1 0 0 1 2 1 2 1 3 0 0 0 2 1   2 1 1 1 0 1 2 1 2 1 3 1 0 0 2 1
 """
+)
 OPCODE_LENGTHS = [int(x) for x in LENGTHS.split()]
 
 
@@ -146,7 +150,7 @@ def test_listing_names_addresses_and_lines():
         ("  ld a, (1 + 2", "expression ends too early"),
         ("  ld a, 1 +* 2", "unexpected '*'"),
         ("X equ Y\nY equ X\n  ld a, X", "defined in terms of itself"),
-        ("  assert 1 == 2, \"no\"", "assertion failed: no"),
+        ('  assert 1 == 2, "no"', "assertion failed: no"),
         ("  org $300\n  db 1\n  org $300\n  db 2", "overlaps"),
         ("c: nop", "'c' is a register name"),
     ],

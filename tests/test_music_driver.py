@@ -80,7 +80,7 @@ def test_notes_trigger_with_instrument_settings_and_rests_silence():
 def test_wave_notes_play_an_octave_down_and_restart_the_dac():
     bass = [Event(0, 8, 0, instrument=1), rest(8, 8)]
     writes = record(song({2: bass}))
-    (frame, freq, trig), = frequencies(writes, channel=2)
+    ((frame, freq, trig),) = frequencies(writes, channel=2)
     assert trig and freq == D.frequency_register(12)  # C2 on the wave channel
     nr30 = [v for _, v in frames_of(writes, 0xFF1A)]
     assert nr30 == [0x00, 0x00, 0x80, 0x00]  # init, off/on before the trigger, the rest
@@ -119,8 +119,9 @@ def test_slide_glides_to_the_next_note_at_its_speed():
     assert glide[0] == D.frequency_register(C4)  # retriggered where the old note was
     assert all(b - a == 9 for a, b in zip(glide, glide[1:-1], strict=False))
     assert glide[-1] == D.frequency_register(target)
-    assert [fr for fr, _, _ in freqs[start:]] == list(range(freqs[start][0],
-                                                             freqs[start][0] + len(glide)))
+    assert [fr for fr, _, _ in freqs[start:]] == list(
+        range(freqs[start][0], freqs[start][0] + len(glide))
+    )
 
 
 def test_bend_moves_the_pitch_each_frame():

@@ -94,9 +94,7 @@ class ApuWrites:
 
     @classmethod
     def empty(cls) -> ApuWrites:
-        return cls(
-            np.empty(0, CYCLE_DTYPE), np.empty(0, REGISTER_DTYPE), np.empty(0, VALUE_DTYPE)
-        )
+        return cls(np.empty(0, CYCLE_DTYPE), np.empty(0, REGISTER_DTYPE), np.empty(0, VALUE_DTYPE))
 
     @classmethod
     def from_arrays(cls, cycles, registers, values, *, validate: bool = True) -> ApuWrites:

@@ -237,8 +237,16 @@ def read_vgm(
     values = np.empty(capacity, dtype=np.uint8)
     status = np.zeros(4, dtype=np.int64)
     n = _parse_commands(
-        buf, info.data_offset, info.loop_offset, info.dmg_clock, max_cycles, max_loops,
-        cycles, regs, values, status,
+        buf,
+        info.data_offset,
+        info.loop_offset,
+        info.dmg_clock,
+        max_cycles,
+        max_loops,
+        cycles,
+        regs,
+        values,
+        status,
     )
     code, offset, samples = int(status[0]), int(status[1]), int(status[2])
     if code == _END_UNKNOWN_COMMAND:
@@ -301,8 +309,9 @@ def write_vgm(
 
     current = 0
     regs = (writes.registers - REGISTER_FIRST).astype(np.uint8)
-    for sample, reg, value in zip(sample_of_write.tolist(), regs.tolist(), writes.values.tolist(),
-                                  strict=True):
+    for sample, reg, value in zip(
+        sample_of_write.tolist(), regs.tolist(), writes.values.tolist(), strict=True
+    ):
         wait(sample - current)
         current = sample
         out.extend((_DMG_WRITE, reg, value))

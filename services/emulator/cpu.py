@@ -82,6 +82,7 @@ FN = 0x40
 FH = 0x20
 FC = 0x10
 
+
 @njit(cache=True)
 def handle_events(st: np.ndarray, mem: np.ndarray, now: int) -> int:
     """At NEXT_EVENT: sync every block, decide whether the run must stop, reschedule."""
@@ -262,9 +263,7 @@ def run(
                 now += 8
                 sp = (sp - 1) & 0xFFFF
                 now += 4
-                write8(
-                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc >> 8, now
-                )
+                write8(st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out, sp, pc >> 8, now)
                 pending = mem[IF_ADDR] & mem[IE_ADDR] & 0x1F
                 sp = (sp - 1) & 0xFFFF
                 now += 4
@@ -342,8 +341,16 @@ def run(
             elif dst == 6:
                 now += 4
                 write8(
-                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                    (h << 8) | l, v, now,
+                    st,
+                    mem,
+                    apu,
+                    cap_cycles,
+                    cap_regs,
+                    cap_values,
+                    serial_out,
+                    (h << 8) | l,
+                    v,
+                    now,
                 )
             else:
                 a = v
@@ -421,8 +428,16 @@ def run(
                 elif y == 6:
                     now += 4
                     write8(
-                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                        (h << 8) | l, v, now,
+                        st,
+                        mem,
+                        apu,
+                        cap_cycles,
+                        cap_regs,
+                        cap_values,
+                        serial_out,
+                        (h << 8) | l,
+                        v,
+                        now,
                     )
                 else:
                     a = v
@@ -568,8 +583,16 @@ def run(
                 )
                 now += 4
                 write8(
-                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                    (addr + 1) & 0xFFFF, sp >> 8, now,
+                    st,
+                    mem,
+                    apu,
+                    cap_cycles,
+                    cap_regs,
+                    cap_values,
+                    serial_out,
+                    (addr + 1) & 0xFFFF,
+                    sp >> 8,
+                    now,
                 )
                 continue
             if y == 2:
@@ -621,8 +644,16 @@ def run(
                 now += 4
                 if y == 4:
                     write8(
-                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                        0xFF00 | n, a, now,
+                        st,
+                        mem,
+                        apu,
+                        cap_cycles,
+                        cap_regs,
+                        cap_values,
+                        serial_out,
+                        0xFF00 | n,
+                        a,
+                        now,
                     )
                 else:
                     a = read8(st, mem, apu, 0xFF00 | n, now)
@@ -702,8 +733,16 @@ def run(
                 now += 4
                 if y == 4:
                     write8(
-                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                        0xFF00 | c, a, now,
+                        st,
+                        mem,
+                        apu,
+                        cap_cycles,
+                        cap_regs,
+                        cap_values,
+                        serial_out,
+                        0xFF00 | c,
+                        a,
+                        now,
                     )
                 else:
                     a = read8(st, mem, apu, 0xFF00 | c, now)
@@ -717,8 +756,16 @@ def run(
                 now += 4
                 if y == 5:
                     write8(
-                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                        (hi << 8) | lo, a, now,
+                        st,
+                        mem,
+                        apu,
+                        cap_cycles,
+                        cap_regs,
+                        cap_values,
+                        serial_out,
+                        (hi << 8) | lo,
+                        a,
+                        now,
                     )
                 else:
                     a = read8(st, mem, apu, (hi << 8) | lo, now)
@@ -787,14 +834,30 @@ def run(
                     sp = (sp - 1) & 0xFFFF
                     now += 4
                     write8(
-                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                        sp, pc >> 8, now,
+                        st,
+                        mem,
+                        apu,
+                        cap_cycles,
+                        cap_regs,
+                        cap_values,
+                        serial_out,
+                        sp,
+                        pc >> 8,
+                        now,
                     )
                     sp = (sp - 1) & 0xFFFF
                     now += 4
                     write8(
-                        st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                        sp, pc & 0xFF, now,
+                        st,
+                        mem,
+                        apu,
+                        cap_cycles,
+                        cap_regs,
+                        cap_values,
+                        serial_out,
+                        sp,
+                        pc & 0xFF,
+                        now,
                     )
                 pc = (hi << 8) | lo
             continue
@@ -846,8 +909,16 @@ def run(
             elif z == 6:
                 now += 4
                 write8(
-                    st, mem, apu, cap_cycles, cap_regs, cap_values, serial_out,
-                    (h << 8) | l, v, now,
+                    st,
+                    mem,
+                    apu,
+                    cap_cycles,
+                    cap_regs,
+                    cap_values,
+                    serial_out,
+                    (h << 8) | l,
+                    v,
+                    now,
                 )
             else:
                 a = v

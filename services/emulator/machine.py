@@ -186,7 +186,12 @@ class GameBoy:
         st[S.END_CYCLE] = st[S.NOW] + max(0, int(cycles))
         while True:
             reason = run(
-                st, self.mem, self.apu, self.cap_cycles, self.cap_regs, self.cap_values,
+                st,
+                self.mem,
+                self.apu,
+                self.cap_cycles,
+                self.cap_regs,
+                self.cap_values,
                 self.serial_buffer,
             )
             self._drain()
@@ -317,8 +322,16 @@ class GameBoy:
     def poke(self, addr: int, value: int) -> None:
         """Write a byte as the CPU would (MBC registers, I/O semantics), without advancing time."""
         write8(
-            self.st, self.mem, self.apu, self.cap_cycles, self.cap_regs, self.cap_values,
-            self.serial_buffer, addr & 0xFFFF, value & 0xFF, self.cycle,
+            self.st,
+            self.mem,
+            self.apu,
+            self.cap_cycles,
+            self.cap_regs,
+            self.cap_values,
+            self.serial_buffer,
+            addr & 0xFFFF,
+            value & 0xFF,
+            self.cycle,
         )
         self._drain()
 

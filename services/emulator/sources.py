@@ -191,9 +191,7 @@ class RomSession(Session):
             gb = GameBoy(data)
         except RomError as exc:
             raise SourceError(f"{file_name}: {exc}") from exc
-        super().__init__(
-            Source(sha256_hex(data), file_name, SourceKind.ROM, gb.header.title), seed
-        )
+        super().__init__(Source(sha256_hex(data), file_name, SourceKind.ROM, gb.header.title), seed)
         self.gb = gb
         self.explore = explore
         self.rng = np.random.default_rng(seed)
@@ -262,9 +260,7 @@ class VgmSession(Session):
             writes, duration, info = read_vgm(data, max_seconds=max_seconds, max_loops=1000)
         except VgmError as exc:
             raise SourceError(f"{file_name}: {exc}") from exc
-        super().__init__(
-            Source(sha256_hex(data), file_name, SourceKind.VGM, info.title), None
-        )
+        super().__init__(Source(sha256_hex(data), file_name, SourceKind.VGM, info.title), None)
         self.writes = writes
         self.duration = duration
 

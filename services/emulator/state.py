@@ -201,9 +201,7 @@ SERIAL_LIMIT = _slot("SERIAL_LIMIT")
 
 STATE_SIZE = len(_names)
 STATE_NAMES: tuple[str, ...] = tuple(_names)
-STATE_LAYOUT = int.from_bytes(
-    hashlib.sha256(",".join(STATE_NAMES).encode()).digest()[:7], "little"
-)
+STATE_LAYOUT = int.from_bytes(hashlib.sha256(",".join(STATE_NAMES).encode()).digest()[:7], "little")
 """Identifies the slot layout, so a saved state is never loaded into a different one."""
 
 # Exit reasons of the run loop.
@@ -261,7 +259,6 @@ class ExitReason(IntEnum):
     @property
     def is_hang(self) -> bool:
         return int(self) in HANG_EXITS
-
 
 
 def new_state() -> np.ndarray:

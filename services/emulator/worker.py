@@ -223,9 +223,7 @@ class EmulatorWorker(Processor):
     def next_exploration(self) -> EmulationJob | None:
         """A random ROM of the folder with a fresh seed (None when there is no ROM)."""
         if self._roms is None:
-            jobs, _ = discover_jobs(
-                self.rom_dir, seconds=self.record_seconds, explore=self.explore
-            )
+            jobs, _ = discover_jobs(self.rom_dir, seconds=self.record_seconds, explore=self.explore)
             self._roms = [j for j in jobs if j.kind is SourceKind.ROM]
         if not self._roms:
             if not self._warned_no_roms:

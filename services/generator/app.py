@@ -305,9 +305,9 @@ def create_app(
         request: Request,
         seed: Annotated[int, PathParam(ge=0, le=MAX_SEED, description="random seed")],
         fmt: Annotated[SongFormat, PathParam(description="wav, vgm, avro or json")],
-        seconds: Annotated[
-            float, Query(ge=1, le=limits.max_seconds, allow_inf_nan=False)
-        ] = min(DEFAULT_SECONDS, limits.max_seconds),
+        seconds: Annotated[float, Query(ge=1, le=limits.max_seconds, allow_inf_nan=False)] = min(
+            DEFAULT_SECONDS, limits.max_seconds
+        ),
         temperature: Annotated[float, Query(ge=0, le=2, allow_inf_nan=False)] = 1.0,
         top_p: Annotated[float, Query(gt=0, le=1, allow_inf_nan=False)] = 0.95,
         sample_rate: Annotated[int, Query(ge=8_000, le=96_000)] = 44_100,
@@ -408,8 +408,10 @@ def _encode(song: Song, fmt: SongFormat, rate: int) -> bytes:
     import json
 
     return json.dumps(
-        {"song": song_description(song), "piano_roll": piano_roll(song.writes,
-                                                                  song.duration_cycles)},
+        {
+            "song": song_description(song),
+            "piano_roll": piano_roll(song.writes, song.duration_cycles),
+        },
         separators=(",", ":"),
     ).encode()
 

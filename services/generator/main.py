@@ -117,9 +117,7 @@ def run(args: argparse.Namespace) -> int:
     separate_metrics = None
     if metrics_port not in (0, port):
         separate_metrics = metrics.start_metrics_server(metrics_port, metrics_address)
-    app = create_app(
-        holder, limits, metrics_endpoint=metrics_port == port, max_body_bytes=max_body
-    )
+    app = create_app(holder, limits, metrics_endpoint=metrics_port == port, max_body_bytes=max_body)
     if first_speed is not None:
         app.state.service.note_speed(*first_speed)
         log.info("warm-up: %.1f s of music in %.2f s", *first_speed)

@@ -119,8 +119,7 @@ def _from_iodump(data: bytes, index: int) -> ApuWrites:
         text = data.decode("ascii")
     except UnicodeDecodeError as exc:
         raise PrimeError(
-            "the prime file is neither an Avro recordings/segments file, a VGM file nor an "
-            "I/O dump"
+            "the prime file is neither an Avro recordings/segments file, a VGM file nor an I/O dump"
         ) from exc
     return _pick(parse_iodump(text), index, "dump sections").writes
 

@@ -307,9 +307,7 @@ def evaluate(tree: tuple, lookup: Callable[[str], int]) -> int:
 # -- source lines ----------------------------------------------------------------------------
 
 _LABEL = re.compile(r"\s*(\.?[A-Za-z_][\w.]*)\s*(::?)")
-_CONSTANT = re.compile(
-    r"\s*(?:def\s+)?([A-Za-z_][\w]*)\s*(?:\b(?:equ)\b|=)\s*(.+)$", re.IGNORECASE
-)
+_CONSTANT = re.compile(r"\s*(?:def\s+)?([A-Za-z_][\w]*)\s*(?:\b(?:equ)\b|=)\s*(.+)$", re.IGNORECASE)
 _SECTION = re.compile(r'\s*"([^"]*)"\s*(?:,\s*(.+))?$')
 
 
@@ -488,7 +486,7 @@ class _Assembler:
                 full = self._qualify(label, scope, number, raw)
                 self._define(full, number, raw)
                 statements.append(_Statement(number, raw, scope, "label", mnemonic=full))
-                rest = rest[label_match.end():]
+                rest = rest[label_match.end() :]
             if not rest.strip():
                 continue
             head, _, tail = rest.strip().partition(" ")
@@ -808,9 +806,7 @@ def _check_overlaps(chunks: list[tuple[int, bytes]], name: str) -> None:
                            f"${a0:04X}-${a1 - 1:04X}")  # fmt: skip
 
 
-def assemble(
-    source: str, *, name: str = "", symbols: Mapping[str, int] | None = None
-) -> Program:
+def assemble(source: str, *, name: str = "", symbols: Mapping[str, int] | None = None) -> Program:
     """Assemble SM83 source text; ``symbols`` are predefined constants (addresses, sizes).
 
     Raises ``AsmError`` naming the line and the reason.

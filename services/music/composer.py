@@ -58,6 +58,7 @@ def pitch_name(pitch_class: int, key: int, mode: str) -> str:
     names = FLAT_NAMES if major in FLAT_MAJOR_KEYS else SHARP_NAMES
     return names[pitch_class % 12]
 
+
 # One-beat (4-row) and two-beat rhythm cells; negative lengths are rests.
 BEAT_CELLS = {(4,): 3.0, (2, 2): 3.0, (3, 1): 1.2, (1, 1, 2): 0.8, (2, 1, 1): 0.8,
               (-2, 2): 0.8, (1, 3): 0.4, (-4,): 0.3}  # fmt: skip
@@ -200,8 +201,9 @@ class _Composer:
             rows_per_beat=self.rpb,
             bars=self.bars,
             loop_bar=self.intro_bars,
-            channels=[_events(notes, total, hold_gaps=(c == 3)) for c, notes in
-                      enumerate(channels)],  # fmt: skip
+            channels=[
+                _events(notes, total, hold_gaps=(c == 3)) for c, notes in enumerate(channels)
+            ],  # fmt: skip
             instruments=self.instruments,
             drums=self.drums,
             wave=wave,
@@ -210,8 +212,9 @@ class _Composer:
             seed=self.seed,
             form=self.form,
             sections=self.sections,
-            progression={k: [c.name(self.key, self.mode) for c in v]
-                         for k, v in self.progressions.items()},  # fmt: skip
+            progression={
+                k: [c.name(self.key, self.mode) for c in v] for k, v in self.progressions.items()
+            },  # fmt: skip
             styles=self.styles,
         )
 

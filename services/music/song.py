@@ -134,8 +134,6 @@ class Song:
         return pitch_name(self.key, self.key, self.mode)
 
 
-
-
 class SongError(ValueError):
     """A song the driver cannot play as given (a gap, a note out of range...)."""
 
@@ -209,8 +207,10 @@ def _pattern(pieces: list[_Piece], transpose: int, song: Song, uses_arpeggio: bo
                 instrument = event.instrument
                 envelope = song.instruments[instrument].envelope
                 out += bytes([D.CMD_INSTRUMENT, instrument])
-            wanted = song.instruments[instrument].envelope if event.envelope is None else (
-                event.envelope
+            wanted = (
+                song.instruments[instrument].envelope
+                if event.envelope is None
+                else (event.envelope)
             )
             if wanted != envelope:
                 envelope = wanted
