@@ -33,6 +33,7 @@ What counts as a note
   A float: how far a note is from equal temperament is a statistic. Noise: the NR43
   value at the trigger (clock shift, width and divisor); NR43 changes during a note
   (a drum's second part) do not split it. The channel 1 sweep (NR10) is not followed.
+  A pitch above ``HIGHEST_AUDIBLE_MIDI`` (20 kHz) is inaudible: no note.
 - **Volume.** Pulse and noise: the envelope's volume at the note's start (0-15; a
   note of starting volume 0 with a rising envelope is audible and has volume 0);
   wave: the output level as 15 (full), 7 (half), 3 (quarter).
@@ -61,6 +62,10 @@ STEP_SEMITONES = 0.75
 bends under way stay below it."""
 LEGATO_FRAMES = 4
 """A note begun by a pitch change is a legato note if its pitch holds still this many frames."""
+
+HIGHEST_AUDIBLE_MIDI = 135.0
+"""About 19.9 kHz: drivers silence a channel by setting a frequency above hearing (pulse
+frequency register values near 2047), which is no note."""
 
 ENVELOPE_TICK_CYCLES = CPU_HZ // 64
 LENGTH_TICK_CYCLES = CPU_HZ // 256
@@ -332,8 +337,8 @@ def _scan(cycles, registers, values, duration, out):
                     trig_cycle[c] = now
                     due[c] = min(due[c], now + length_left[c] * LENGTH_TICK_CYCLES)
             # A pitch change without a trigger on a sounding tonal channel.
-            if c < 3 and (part == 3 or part == 4) and open_[c]:
-                midi = _midi(c, freq[c])
+            midi = _midi(c, freq[c]) if c < 3 else 0.0
+            if c < 3 and (part == 3 or part == 4) and open_[c] and midi <= HIGHEST_AUDIBLE_MIDI:
                 if abs(midi - n_pitch[c]) >= STEP_SEMITONES:
                     if now > n_start[c]:
                         n = _close(out, n, c, now, n_start, n_pitch, n_vol, n_kind, moved_at)
@@ -349,13 +354,14 @@ def _scan(cycles, registers, values, duration, out):
                 elif midi != n_pitch[c] and moved_at[c] == _NEVER:
                     moved_at[c] = now
                 continue
-        # Output changes (DAC, NR32 level, NR51 panning): close or reopen notes.
+        # Output changes (DAC, NR32 level, NR51 panning, a pitch above hearing): close or
+        # reopen notes.
         for c in range(c_first, c_last):
+            audible = running[c] and ((nr51 >> c) & 0x11) != 0
             if c == 2:
-                audible = running[2] and (nrx2[2] & 0x60) != 0
-            else:
-                audible = running[c]
-            audible = audible and ((nr51 >> c) & 0x11) != 0
+                audible = audible and (nrx2[2] & 0x60) != 0
+            if c < 3:
+                audible = audible and _midi(c, freq[c]) <= HIGHEST_AUDIBLE_MIDI
             if open_[c] and not audible:
                 if now > n_start[c]:
                     n = _close(out, n, c, now, n_start, n_pitch, n_vol, n_kind, moved_at)
