@@ -15,8 +15,8 @@ What counts as a note
   for legato, arpeggios, slides and vibrato. A change of less than
   ``STEP_SEMITONES`` (3/4 of a semitone) from the note's pitch continues the note
   (vibrato, a bend under way); a larger one ends it and starts a new note. The new
-  note is a ``LEGATO`` note if its pitch then holds still (no frequency change at
-  all) for ``LEGATO_FRAMES`` frames (4 frames, 67 ms): a melody played without
+  note is a ``LEGATO`` note if it holds one pitch (no frequency change at all) for
+  ``LEGATO_FRAMES`` frames (4 frames, 67 ms) at some point: a melody played without
   re-triggering. Otherwise it is a ``STEP``: one step of an arpeggio, a slide or a
   pitch sweep. ``onsets`` (``TRIGGER`` and ``LEGATO`` notes) are the notes a
   listener counts; ``STEP`` notes are ornaments, left out of the rhythm, motif and
@@ -30,7 +30,9 @@ What counts as a note
 - **Pitch.** Pulse: MIDI number ``69 + 12 log2(f / 440)`` with
   ``f = 131072 / (2048 - x)`` from the 11-bit frequency ``x`` (NRx3, NRx4 bits 0-2);
   wave: an octave lower (``65536 / (2048 - x)``): it steps through 32 samples, not 8.
-  A float: how far a note is from equal temperament is a statistic. Noise: the NR43
+  A float: how far a note is from equal temperament is a statistic. A note whose
+  frequency moves less than ``STEP_SEMITONES`` from where it began (vibrato, the end
+  of a slide) has the pitch it held longest, unbroken. Noise: the NR43
   value at the trigger (clock shift, width and divisor); NR43 changes during a note
   (a drum's second part) do not split it. The channel 1 sweep (NR10) is not followed.
   A pitch above ``HIGHEST_AUDIBLE_MIDI`` (20 kHz) is inaudible: no note.
@@ -180,19 +182,39 @@ def _volume_now(env, start_volume, elapsed):
 
 
 @nb.njit(cache=True, nogil=True)
-def _close(out, n, c, end, start, pitch, volume, kind, moved_at):
+def _hold(runs, c, now, pitch):
+    """The open note of channel ``c`` moves to ``pitch`` at ``now`` (``runs[c]``: start and
+    pitch of the current steady run, pitch and length of the longest run so far)."""
+    held = now - runs[c, 0]
+    if held > runs[c, 3]:
+        runs[c, 2] = runs[c, 1]
+        runs[c, 3] = held
+    runs[c, 0] = now
+    runs[c, 1] = pitch
+
+
+@nb.njit(cache=True, nogil=True)
+def _open(runs, c, now, pitch):
+    runs[c, 0] = now
+    runs[c, 1] = pitch
+    runs[c, 2] = pitch
+    runs[c, 3] = -1.0
+
+
+@nb.njit(cache=True, nogil=True)
+def _close(out, n, c, end, start, volume, kind, runs):
     """Write channel ``c``'s open note, ending at ``end``, as note ``n``; returns the next index.
 
-    A note begun by a pitch change is a ``LEGATO`` note if its pitch then held still for
-    ``LEGATO_FRAMES`` frames, else a ``STEP``."""
+    Its pitch is the one it held longest; a note begun by a pitch change is a ``LEGATO``
+    note if it held one pitch for ``LEGATO_FRAMES`` frames, else a ``STEP``."""
+    _hold(runs, c, end, runs[c, 1])
     k = kind[c]
     if k != TRIGGER:
-        held = min(end, moved_at[c]) - start[c]
-        k = LEGATO if held >= LEGATO_FRAMES * FRAME_CYCLES else STEP
+        k = LEGATO if runs[c, 3] >= LEGATO_FRAMES * FRAME_CYCLES else STEP
     out[0, n] = c
     out[1, n] = start[c]
     out[2, n] = end
-    out[3, n] = pitch[c]
+    out[3, n] = runs[c, 2]
     out[4, n] = volume[c]
     out[5, n] = k
     return n + 1
@@ -220,7 +242,7 @@ def _scan(cycles, registers, values, duration, out):
     due = np.full(4, _NEVER, np.int64)  # when the envelope or length counter ends the note
     trig_cycle = np.zeros(4, np.int64)  # when the channel was triggered (envelope origin)
     trig_vol = np.zeros(4, np.int64)
-    moved_at = np.full(4, _NEVER, np.int64)  # first pitch change within the open note
+    runs = np.zeros((4, 4), np.float64)  # steady pitch runs of the open notes (_hold)
     n = 0
     count = cycles.shape[0]
     for i in range(count + 1):
@@ -229,7 +251,7 @@ def _scan(cycles, registers, values, duration, out):
         for c in range(4):
             if running[c] and due[c] <= now:
                 if open_[c] and due[c] > n_start[c]:
-                    n = _close(out, n, c, due[c], n_start, n_pitch, n_vol, n_kind, moved_at)
+                    n = _close(out, n, c, due[c], n_start, n_vol, n_kind, runs)
                 open_[c] = False
                 running[c] = False
                 if length_on[c]:
@@ -245,7 +267,7 @@ def _scan(cycles, registers, values, duration, out):
                 powered = False
                 for c in range(4):
                     if open_[c] and now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_pitch, n_vol, n_kind, moved_at)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
                     open_[c] = False
                     running[c] = False
                     nrx1[c] = 0
@@ -302,7 +324,7 @@ def _scan(cycles, registers, values, duration, out):
                     freq[c] = (freq[c] & 0xFF) | ((value & 7) << 8)
                 if value & 0x80:
                     if open_[c] and now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_pitch, n_vol, n_kind, moved_at)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
                     open_[c] = False
                     if running[c] and length_on[c]:
                         ticks = (now - trig_cycle[c]) // LENGTH_TICK_CYCLES
@@ -341,7 +363,7 @@ def _scan(cycles, registers, values, duration, out):
             if c < 3 and (part == 3 or part == 4) and open_[c] and midi <= HIGHEST_AUDIBLE_MIDI:
                 if abs(midi - n_pitch[c]) >= STEP_SEMITONES:
                     if now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_pitch, n_vol, n_kind, moved_at)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
                     n_kind[c] = LEGATO  # or STEP: decided when it closes
                     n_pitch[c] = midi
                     n_vol[c] = (
@@ -350,9 +372,9 @@ def _scan(cycles, registers, values, duration, out):
                         else _volume_now(nrx2[c], trig_vol[c], now - trig_cycle[c])
                     )
                     n_start[c] = now
-                    moved_at[c] = _NEVER
-                elif midi != n_pitch[c] and moved_at[c] == _NEVER:
-                    moved_at[c] = now
+                    _open(runs, c, now, midi)
+                elif midi != runs[c, 1]:
+                    _hold(runs, c, now, midi)
                 continue
         # Output changes (DAC, NR32 level, NR51 panning, a pitch above hearing): close or
         # reopen notes.
@@ -364,7 +386,7 @@ def _scan(cycles, registers, values, duration, out):
                 audible = audible and _midi(c, freq[c]) <= HIGHEST_AUDIBLE_MIDI
             if open_[c] and not audible:
                 if now > n_start[c]:
-                    n = _close(out, n, c, now, n_start, n_pitch, n_vol, n_kind, moved_at)
+                    n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
                 open_[c] = False
             elif audible and not open_[c]:
                 # A running channel heard again without a trigger.
@@ -379,10 +401,10 @@ def _scan(cycles, registers, values, duration, out):
                     n_pitch[c] = _midi(c, freq[c])
                 else:
                     n_pitch[c] = nr43
-                moved_at[c] = _NEVER
+                _open(runs, c, now, n_pitch[c])
     for c in range(4):
         if open_[c] and duration > n_start[c]:
-            n = _close(out, n, c, duration, n_start, n_pitch, n_vol, n_kind, moved_at)
+            n = _close(out, n, c, duration, n_start, n_vol, n_kind, runs)
     return n
 
 
