@@ -32,7 +32,8 @@ What counts as a note
   wave: an octave lower (``65536 / (2048 - x)``): it steps through 32 samples, not 8.
   A float: how far a note is from equal temperament is a statistic. A note whose
   frequency moves less than ``STEP_SEMITONES`` from where it began (vibrato, the end
-  of a slide) has the pitch it held longest, unbroken. Noise: the NR43
+  of a slide) has as pitch the duration-weighted median of the pitches it held: the
+  centre of a vibrato, the end of a slide into it. Noise: the NR43
   value at the trigger (clock shift, width and divisor); NR43 changes during a note
   (a drum's second part) do not split it. The channel 1 sweep (NR10) is not followed.
   A pitch above ``HIGHEST_AUDIBLE_MIDI`` (20 kHz) is inaudible: no note.
@@ -182,46 +183,78 @@ def _volume_now(env, start_volume, elapsed):
 
 
 @nb.njit(cache=True, nogil=True)
-def _hold(runs, c, now, pitch):
-    """The open note of channel ``c`` moves to ``pitch`` at ``now`` (``runs[c]``: start and
-    pitch of the current steady run, pitch and length of the longest run so far)."""
-    held = now - runs[c, 0]
-    if held > runs[c, 3]:
-        runs[c, 2] = runs[c, 1]
-        runs[c, 3] = held
-    runs[c, 0] = now
-    runs[c, 1] = pitch
+def _hold(runs, log, c, now, pitch):
+    """The open note of channel ``c`` moves to ``pitch`` at ``now``.
 
-
-@nb.njit(cache=True, nogil=True)
-def _open(runs, c, now, pitch):
-    runs[c, 0] = now
-    runs[c, 1] = pitch
+    ``runs[c]``: the note's serial number, start and pitch of its current steady run, the
+    longest run's length. Each finished run goes to ``log`` (serial, pitch, cycles)."""
+    held = now - runs[c, 1]
+    if held > 0:
+        m = int(log[3, 0])
+        log[0, m] = runs[c, 0]
+        log[1, m] = runs[c, 2]
+        log[2, m] = held
+        log[3, 0] = m + 1
+        runs[c, 3] = max(runs[c, 3], held)
+    runs[c, 1] = now
     runs[c, 2] = pitch
-    runs[c, 3] = -1.0
 
 
 @nb.njit(cache=True, nogil=True)
-def _close(out, n, c, end, start, volume, kind, runs):
+def _open(runs, log, c, now, pitch):
+    runs[c, 0] = log[3, 1]  # the next serial number
+    log[3, 1] += 1
+    runs[c, 1] = now
+    runs[c, 2] = pitch
+    runs[c, 3] = 0.0
+
+
+@nb.njit(cache=True, nogil=True)
+def _close(out, n, c, end, start, volume, kind, runs, log):
     """Write channel ``c``'s open note, ending at ``end``, as note ``n``; returns the next index.
 
-    Its pitch is the one it held longest; a note begun by a pitch change is a ``LEGATO``
-    note if it held one pitch for ``LEGATO_FRAMES`` frames, else a ``STEP``."""
-    _hold(runs, c, end, runs[c, 1])
+    Its pitch is filled in later (``_median_pitches``); a note begun by a pitch change is
+    a ``LEGATO`` note if it held one pitch for ``LEGATO_FRAMES`` frames, else a ``STEP``."""
+    _hold(runs, log, c, end, runs[c, 2])
     k = kind[c]
     if k != TRIGGER:
         k = LEGATO if runs[c, 3] >= LEGATO_FRAMES * FRAME_CYCLES else STEP
     out[0, n] = c
     out[1, n] = start[c]
     out[2, n] = end
-    out[3, n] = runs[c, 2]
+    out[3, n] = runs[c, 0]  # serial number, replaced by the pitch
     out[4, n] = volume[c]
     out[5, n] = k
     return n + 1
 
 
 @nb.njit(cache=True, nogil=True)
-def _scan(cycles, registers, values, duration, out):
+def _median_pitches(serials, pitches, lengths, count):
+    """Per note serial number, the duration-weighted median of the pitches it held."""
+    median = np.zeros(count, np.float64)
+    order = np.argsort(serials, kind="mergesort")
+    i = 0
+    total = order.shape[0]
+    while i < total:
+        j = i
+        serial = serials[order[i]]
+        while j < total and serials[order[j]] == serial:
+            j += 1
+        group = order[i:j]
+        by_pitch = group[np.argsort(pitches[group])]
+        half = lengths[group].sum() / 2.0
+        acc = 0.0
+        for k in by_pitch:
+            acc += lengths[k]
+            if acc >= half:
+                median[int(serial)] = pitches[k]
+                break
+        i = j
+    return median
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan(cycles, registers, values, duration, out, log):
     # Register state, indexed by channel 0-3 (wave: index 2).
     nrx1 = np.zeros(4, np.int64)
     nrx2 = np.zeros(4, np.int64)  # envelope (wave: NR32)
@@ -243,6 +276,8 @@ def _scan(cycles, registers, values, duration, out):
     trig_cycle = np.zeros(4, np.int64)  # when the channel was triggered (envelope origin)
     trig_vol = np.zeros(4, np.int64)
     runs = np.zeros((4, 4), np.float64)  # steady pitch runs of the open notes (_hold)
+    log[3, 0] = 0  # runs logged
+    log[3, 1] = 0  # notes opened
     n = 0
     count = cycles.shape[0]
     for i in range(count + 1):
@@ -251,7 +286,7 @@ def _scan(cycles, registers, values, duration, out):
         for c in range(4):
             if running[c] and due[c] <= now:
                 if open_[c] and due[c] > n_start[c]:
-                    n = _close(out, n, c, due[c], n_start, n_vol, n_kind, runs)
+                    n = _close(out, n, c, due[c], n_start, n_vol, n_kind, runs, log)
                 open_[c] = False
                 running[c] = False
                 if length_on[c]:
@@ -267,7 +302,7 @@ def _scan(cycles, registers, values, duration, out):
                 powered = False
                 for c in range(4):
                     if open_[c] and now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                     open_[c] = False
                     running[c] = False
                     nrx1[c] = 0
@@ -324,7 +359,7 @@ def _scan(cycles, registers, values, duration, out):
                     freq[c] = (freq[c] & 0xFF) | ((value & 7) << 8)
                 if value & 0x80:
                     if open_[c] and now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                     open_[c] = False
                     if running[c] and length_on[c]:
                         ticks = (now - trig_cycle[c]) // LENGTH_TICK_CYCLES
@@ -363,7 +398,7 @@ def _scan(cycles, registers, values, duration, out):
             if c < 3 and (part == 3 or part == 4) and open_[c] and midi <= HIGHEST_AUDIBLE_MIDI:
                 if abs(midi - n_pitch[c]) >= STEP_SEMITONES:
                     if now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                     n_kind[c] = LEGATO  # or STEP: decided when it closes
                     n_pitch[c] = midi
                     n_vol[c] = (
@@ -372,9 +407,9 @@ def _scan(cycles, registers, values, duration, out):
                         else _volume_now(nrx2[c], trig_vol[c], now - trig_cycle[c])
                     )
                     n_start[c] = now
-                    _open(runs, c, now, midi)
-                elif midi != runs[c, 1]:
-                    _hold(runs, c, now, midi)
+                    _open(runs, log, c, now, midi)
+                elif midi != runs[c, 2]:
+                    _hold(runs, log, c, now, midi)
                 continue
         # Output changes (DAC, NR32 level, NR51 panning, a pitch above hearing): close or
         # reopen notes.
@@ -386,7 +421,7 @@ def _scan(cycles, registers, values, duration, out):
                 audible = audible and _midi(c, freq[c]) <= HIGHEST_AUDIBLE_MIDI
             if open_[c] and not audible:
                 if now > n_start[c]:
-                    n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
+                    n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                 open_[c] = False
             elif audible and not open_[c]:
                 # A running channel heard again without a trigger.
@@ -401,10 +436,10 @@ def _scan(cycles, registers, values, duration, out):
                     n_pitch[c] = _midi(c, freq[c])
                 else:
                     n_pitch[c] = nr43
-                _open(runs, c, now, n_pitch[c])
+                _open(runs, log, c, now, n_pitch[c])
     for c in range(4):
         if open_[c] and duration > n_start[c]:
-            n = _close(out, n, c, duration, n_start, n_vol, n_kind, runs)
+            n = _close(out, n, c, duration, n_start, n_vol, n_kind, runs, log)
     return n
 
 
@@ -420,5 +455,10 @@ def decode_notes(writes: ApuWrites, duration_cycles: int | None = None) -> Notes
     size = 4 * len(writes) + 8
     # Rows: channel, start, end, pitch, volume, kind. Float64 holds cycles exactly below 2^53.
     out = np.empty((6, size), np.float64)
-    n = _scan(writes.cycles, writes.registers, writes.values, np.int64(duration_cycles), out)
+    # Steady pitch runs of the notes: serial number, pitch, cycles; row 3 holds counters.
+    log = np.empty((4, size), np.float64)
+    n = _scan(writes.cycles, writes.registers, writes.values, np.int64(duration_cycles), out, log)
+    runs = int(log[3, 0])
+    median = _median_pitches(log[0, :runs], log[1, :runs], log[2, :runs], int(log[3, 1]))
+    out[3, :n] = median[out[3, :n].astype(np.int64)]
     return Notes.from_columns(*out[:, :n])
