@@ -149,6 +149,37 @@ class Notes:
         return (self.end - self.start) / CPU_HZ
 
 
+CHAIN_FRAMES = 3
+"""Onsets of one channel less than this many frames after the previous one join its group."""
+
+
+def onset_groups(notes: Notes) -> Notes:
+    """What a listener counts as note onsets: per channel, onsets (``is_onset``) grouped
+    while each starts less than ``CHAIN_FRAMES`` frames (50 ms) after the previous one.
+
+    A slide into a note (a trigger at the old pitch, then the target held legato) or a
+    re-trigger a frame after a note starts is one onset. A group starts with its first
+    note, ends with its last and has the pitch, volume and kind of its longest note.
+    """
+    onsets = notes.onsets()
+    if not len(onsets):
+        return onsets
+    order = np.lexsort((onsets.start, onsets.channel))
+    o = onsets.select(order)
+    gap = np.diff(o.start)
+    new = np.ones(len(o), bool)
+    new[1:] = (np.diff(o.channel.astype(np.int64)) != 0) | (gap >= CHAIN_FRAMES * FRAME_CYCLES)
+    group = np.cumsum(new) - 1
+    first = np.flatnonzero(new)
+    # The longest note of each group: sort by (group, duration) and take each group's last.
+    by_length = np.lexsort((o.end - o.start, group))
+    last_of_group = np.append(first[1:], len(o)) - 1
+    longest = by_length[last_of_group]
+    end = np.maximum.reduceat(o.end, first)
+    return Notes.from_columns(o.channel[first], o.start[first], end, o.pitch[longest],
+                              o.volume[longest], o.kind[first])  # fmt: skip
+
+
 def midi_of_register(x, wave: bool = False):
     """MIDI number (float) of an 11-bit frequency register value (scalar or array)."""
     hz = (65536.0 if wave else 131072.0) / (2048 - np.asarray(x, np.float64))
