@@ -12,15 +12,17 @@ definitions and the figures on real Game Boy music.
   can play (pulse C2, wave C1, less 30 cents: frequency register values near 0, which
   drivers use for thumps) are not counted as pitched.
 - ``regularity``: how strongly onsets fall on one steady grid, above chance. Onsets of
-  all channels within a frame are merged. For each grid step ``g`` from 0.1 to 0.5 s
-  (``GRID_SECONDS``; a sixteenth note at 150 BPM to an eighth at 60 BPM, so a beat or
-  one of its subdivisions) and its best phase, ``hit(g)`` is the share of onsets within
-  ``GRID_TOLERANCE`` (25 ms, one and a half frames: drivers start rows on whole frames)
-  of the grid; ``fit(g) = (hit - c) / (1 - c)`` with ``c = 2 tolerance / g`` the share a
-  random onset hits. ``S`` is the best ``fit`` over ``g``. The same search on as many
-  uniformly random onsets over the same span (mean of ``RANDOM_DRAWS`` seeded draws)
-  gives ``S0``, and ``regularity = (S - S0) / (1 - S0)``, clipped to 0..1: random
-  onsets score about 0, a drum machine 1. ``grid_seconds`` is the best ``g``.
+  all channels within a frame are merged. For each grid step ``g`` from 0.06 to 0.5 s
+  (``GRID_SECONDS``, geometric steps of 0.1%: from a sixteenth note at 250 BPM, four
+  frames, to an eighth at 60 BPM, so a beat or one of its subdivisions) and its best
+  phase, ``hit(g)`` is the share of onsets within ``GRID_TOLERANCE`` (20 ms: a driver
+  whose rows are not a whole number of frames starts each row up to a frame off its
+  ideal time) of the grid; ``fit(g) = (hit - c) / (1 - c)``, where ``c = 2 tolerance /
+  g`` is the share a random onset hits. ``S`` is the best ``fit`` over ``g``. The same
+  search on as many uniformly random onsets over the same span (mean of
+  ``RANDOM_DRAWS`` seeded draws) gives ``S0``, and ``regularity = (S - S0) / (1 - S0)``,
+  clipped to 0..1: random onsets score about 0, a drum machine 1. ``grid_seconds`` is
+  the best ``g``.
 - ``motif_repetition``: share of ``MOTIF_NOTES``-note patterns that recur elsewhere in
   the song. On each pitched channel, each run of 4 consecutive onsets gives a pattern:
   its 3 pitch intervals in semitones (rounded) and the 2 ratios of consecutive
@@ -63,8 +65,6 @@ LOWEST_PITCHED = (36 - 0.3, 36 - 0.3, 24 - 0.3)
 GRID_SECONDS = (0.06, 0.5)
 GRID_STEP_RATIO = 1.001
 GRID_TOLERANCE = 0.020
-GRID_TOLERANCE_SHARE = 1.0
-"""The tolerance is 25 ms or a sixth of the grid step, whichever is smaller."""
 RANDOM_DRAWS = 4
 MIN_ONSETS = 8
 """Fewer onsets than this give a regularity and motif repetition of 0."""
@@ -135,7 +135,7 @@ def merged_onset_seconds(notes: Notes) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True)
-def _best_grid(times, lo, hi, ratio, max_tolerance, tolerance_share):
+def _best_grid(times, lo, hi, ratio, tolerance):
     """Best ``fit`` over grid steps ``lo..hi`` (geometric, ``ratio`` apart) and its step."""
     n = times.shape[0]
     best, best_step = -1.0, 0.0
@@ -147,7 +147,7 @@ def _best_grid(times, lo, hi, ratio, max_tolerance, tolerance_share):
         phases[:n].sort()
         for k in range(n):
             phases[n + k] = phases[k] + step
-        width = 2.0 * min(max_tolerance, step * tolerance_share)
+        width = 2.0 * tolerance
         most = 0
         j = 0
         for i in range(n):
@@ -168,7 +168,7 @@ def regularity(onset_seconds: np.ndarray) -> tuple[float, float | None]:
     if times.size < MIN_ONSETS:
         return 0.0, None
     lo, hi = GRID_SECONDS
-    search = (lo, hi, GRID_STEP_RATIO, GRID_TOLERANCE, GRID_TOLERANCE_SHARE)
+    search = (lo, hi, GRID_STEP_RATIO, GRID_TOLERANCE)
     fit, step = _best_grid(times, *search)
     rng = np.random.default_rng(0)
     chance = np.mean(
