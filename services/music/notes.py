@@ -70,6 +70,12 @@ HIGHEST_AUDIBLE_MIDI = 135.0
 """About 19.9 kHz: drivers silence a channel by setting a frequency above hearing (pulse
 frequency register values near 2047), which is no note."""
 
+_AUDIBLE = np.array(
+    [int(np.floor(2048 - clock / (440.0 * 2 ** ((HIGHEST_AUDIBLE_MIDI - 69) / 12))))
+     for clock in (131072.0, 131072.0, 65536.0)]
+)  # fmt: skip
+"""Per pitched channel, the highest frequency register value below ``HIGHEST_AUDIBLE_MIDI``."""
+
 ENVELOPE_TICK_CYCLES = CPU_HZ // 64
 LENGTH_TICK_CYCLES = CPU_HZ // 256
 _NEVER = np.int64(1) << 62
@@ -244,16 +250,22 @@ def _open(runs, log, c, now, pitch):
 def _close(out, n, c, end, start, volume, kind, runs, log):
     """Write channel ``c``'s open note, ending at ``end``, as note ``n``; returns the next index.
 
-    Its pitch is filled in later (``_median_pitches``); a note begun by a pitch change is
-    a ``LEGATO`` note if it held one pitch for ``LEGATO_FRAMES`` frames, else a ``STEP``."""
-    _hold(runs, log, c, end, runs[c, 2])
+    A note whose frequency moved gets its pitch later (``_median_pitches`` of its logged
+    runs); a note begun by a pitch change is a ``LEGATO`` note if it held one pitch for
+    ``LEGATO_FRAMES`` frames, else a ``STEP``."""
+    steady = runs[c, 1] == start[c]
+    if steady:
+        runs[c, 3] = end - start[c]
+        out[3, n] = runs[c, 2]
+    else:
+        _hold(runs, log, c, end, runs[c, 2])
+        out[3, n] = -1.0 - runs[c, 0]  # the serial number, replaced by the median pitch
     k = kind[c]
     if k != TRIGGER:
         k = LEGATO if runs[c, 3] >= LEGATO_FRAMES * FRAME_CYCLES else STEP
     out[0, n] = c
     out[1, n] = start[c]
     out[2, n] = end
-    out[3, n] = runs[c, 0]  # serial number, replaced by the pitch
     out[4, n] = volume[c]
     out[5, n] = k
     return n + 1
@@ -307,6 +319,7 @@ def _scan(cycles, registers, values, duration, out, log):
     trig_cycle = np.zeros(4, np.int64)  # when the channel was triggered (envelope origin)
     trig_vol = np.zeros(4, np.int64)
     runs = np.zeros((4, 4), np.float64)  # steady pitch runs of the open notes (_hold)
+    soonest = _NEVER  # the earliest due[c] of a running channel, or earlier
     log[3, 0] = 0  # runs logged
     log[3, 1] = 0  # notes opened
     n = 0
@@ -314,16 +327,19 @@ def _scan(cycles, registers, values, duration, out, log):
     for i in range(count + 1):
         now = duration if i == count else cycles[i]
         # Notes ended by their envelope or length counter before this write.
-        for c in range(4):
-            if running[c] and due[c] <= now:
-                if open_[c] and due[c] > n_start[c]:
-                    n = _close(out, n, c, due[c], n_start, n_vol, n_kind, runs, log)
-                open_[c] = False
-                running[c] = False
-                if length_on[c]:
-                    length_left[c] = max(
-                        0, length_left[c] - (due[c] - trig_cycle[c]) // LENGTH_TICK_CYCLES
-                    )
+        if soonest <= now:
+            soonest = _NEVER
+            for c in range(4):
+                if running[c] and due[c] <= now:
+                    if open_[c] and due[c] > n_start[c]:
+                        n = _close(out, n, c, due[c], n_start, n_vol, n_kind, runs, log)
+                    open_[c] = False
+                    running[c] = False
+                    if length_on[c]:
+                        ticks = (due[c] - trig_cycle[c]) // LENGTH_TICK_CYCLES
+                        length_left[c] = max(0, length_left[c] - ticks)
+                elif running[c]:
+                    soonest = min(soonest, due[c])
         if i == count:
             break
         register = registers[i]
@@ -360,23 +376,24 @@ def _scan(cycles, registers, values, duration, out, log):
             c_last = c_first + 1
             part = offset % 5
             c = c_first
+            # Only writes that can change what is heard go on to the output check below.
             if part == 1:
                 nrx1[c] = value
                 length_left[c] = (256 if c == 2 else 64) - (value if c == 2 else value & 0x3F)
+                continue
             elif part == 2:
-                if c == 2:
-                    nrx2[2] = value
-                else:
-                    nrx2[c] = value
-                    if (value & 0xF8) == 0:
-                        running[c] = False  # DAC off
+                nrx2[c] = value
+                if c != 2:
+                    if (value & 0xF8) != 0 or not running[c]:
+                        continue  # a new envelope is heard at the next trigger
+                    running[c] = False  # DAC off
             elif part == 0:
-                if c == 2:
-                    wave_dac = (value & 0x80) != 0
-                    if not wave_dac:
-                        running[2] = False
-                else:
+                if c != 2:
                     continue  # NR10 sweep: not followed
+                wave_dac = (value & 0x80) != 0
+                if wave_dac:
+                    continue
+                running[2] = False
             elif part == 3:
                 if c == 3:
                     nr43 = value
@@ -415,6 +432,7 @@ def _scan(cycles, registers, values, duration, out, log):
                             env_end = now  # volume 0 and staying there: silent
                     len_end = now + length_left[c] * LENGTH_TICK_CYCLES if length_on[c] else _NEVER
                     due[c] = min(env_end, len_end)
+                    soonest = min(soonest, due[c])
                     if due[c] <= now:
                         running[c] = False
                         continue
@@ -424,9 +442,10 @@ def _scan(cycles, registers, values, duration, out, log):
                     length_on[c] = True
                     trig_cycle[c] = now
                     due[c] = min(due[c], now + length_left[c] * LENGTH_TICK_CYCLES)
+                    soonest = min(soonest, due[c])
             # A pitch change without a trigger on a sounding tonal channel.
-            midi = _midi(c, freq[c]) if c < 3 else 0.0
-            if c < 3 and (part == 3 or part == 4) and open_[c] and midi <= HIGHEST_AUDIBLE_MIDI:
+            if c < 3 and (part == 3 or part == 4) and open_[c] and freq[c] <= _AUDIBLE[c]:
+                midi = _midi(c, freq[c])
                 if abs(midi - n_pitch[c]) >= STEP_SEMITONES:
                     if now > n_start[c]:
                         n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
@@ -449,7 +468,7 @@ def _scan(cycles, registers, values, duration, out, log):
             if c == 2:
                 audible = audible and (nrx2[2] & 0x60) != 0
             if c < 3:
-                audible = audible and _midi(c, freq[c]) <= HIGHEST_AUDIBLE_MIDI
+                audible = audible and freq[c] <= _AUDIBLE[c]
             if open_[c] and not audible:
                 if now > n_start[c]:
                     n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
@@ -482,14 +501,16 @@ def decode_notes(writes: ApuWrites, duration_cycles: int | None = None) -> Notes
     """
     if duration_cycles is None:
         duration_cycles = int(writes.cycles[-1]) + 1 if len(writes) else 0
-    # A write opens at most four notes (NR51 unmuting all channels).
-    size = 4 * len(writes) + 8
+    # A write opens at most one note, an NR51 write up to four.
+    size = len(writes) + 3 * int(np.count_nonzero(writes.registers == 0xFF25)) + 8
     # Rows: channel, start, end, pitch, volume, kind. Float64 holds cycles exactly below 2^53.
     out = np.empty((6, size), np.float64)
     # Steady pitch runs of the notes: serial number, pitch, cycles; row 3 holds counters.
-    log = np.empty((4, size), np.float64)
+    log = np.empty((4, 2 * size), np.float64)
     n = _scan(writes.cycles, writes.registers, writes.values, np.int64(duration_cycles), out, log)
     runs = int(log[3, 0])
-    median = _median_pitches(log[0, :runs], log[1, :runs], log[2, :runs], int(log[3, 1]))
-    out[3, :n] = median[out[3, :n].astype(np.int64)]
+    if runs:
+        median = _median_pitches(log[0, :runs], log[1, :runs], log[2, :runs], int(log[3, 1]))
+        moved = out[3, :n] < 0
+        out[3, :n][moved] = median[(-1.0 - out[3, :n][moved]).astype(np.int64)]
     return Notes.from_columns(*out[:, :n])
