@@ -37,7 +37,6 @@ The driver reads no hardware register, so its writes depend only on the song.
 
 from __future__ import annotations
 
-
 # -- song data format (shared with song.py) ---------------------------------------------------
 
 NOTE_COUNT = 84
