@@ -56,6 +56,7 @@ import numba as nb
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
+from gbsynth.common.hashing import mix64
 from gbsynth.music.notes import CHANNELS, NOISE, Notes, decode_notes, onset_groups
 
 IN_TUNE_CENTS = 30.0
@@ -299,13 +300,6 @@ def copy_tokens(notes: Notes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @nb.njit(cache=True, nogil=True)
-def _mix(x):
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-@nb.njit(cache=True, nogil=True)
 def _ngram_hashes(tokens, n):
     """Hash of each ``n``-token window (order-sensitive); one fewer than ``n`` at the end."""
     count = max(0, tokens.shape[0] - n + 1)
@@ -313,7 +307,7 @@ def _ngram_hashes(tokens, n):
     for i in range(count):
         h = np.uint64(0x9E3779B97F4A7C15)
         for k in range(n):
-            h = _mix(h ^ tokens[i + k])
+            h = mix64(h ^ tokens[i + k])
         out[i] = h
     return out
 

@@ -37,6 +37,7 @@ import numba as nb
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
+from gbsynth.common.hashing import mix64
 from gbsynth.music.notes import decode_notes
 from gbsynth.synth import channel_activity
 
@@ -201,24 +202,16 @@ def _tempo(corr: np.ndarray) -> float | None:
 
 
 @nb.njit(cache=True, nogil=True)
-def _mix64(x):
-    # splitmix64 finaliser: spreads nearby keys over the whole range
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-@nb.njit(cache=True, nogil=True)
 def _sequence_hashes(channels, pitches, length):
     n = channels.shape[0]
     keys = np.empty(n, np.uint64)
     for i in range(n):
-        keys[i] = _mix64(np.uint64((channels[i] << 16) | (pitches[i] & 0xFFFF)) + np.uint64(1))
+        keys[i] = mix64(np.uint64((channels[i] << 16) | (pitches[i] & 0xFFFF)) + np.uint64(1))
     out = np.zeros(n, np.uint64)
     for i in range(n - length + 1):
         h = np.uint64(0)
         for k in range(length):
-            h += _mix64(keys[i + k] ^ (np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)))
+            h += mix64(keys[i + k] ^ (np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)))
         out[i] = h if h != 0 else np.uint64(1)
     return out
 
