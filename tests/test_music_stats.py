@@ -23,8 +23,12 @@ from gbsynth.music.stats import (
 )
 
 SECONDS = 20
-REAL = [("corpus/nightmode.gbs", None), ("corpus/DevSound_demo.gbs", 1),
-        ("corpus/DevSound_demo.gbs", 2), ("corpus/DevSound_demo.gbs", 4)]  # fmt: skip
+REAL = [
+    ("corpus/nightmode.gbs", None),
+    ("corpus/DevSound_demo.gbs", 1),
+    ("corpus/DevSound_demo.gbs", 2),
+    ("corpus/DevSound_demo.gbs", 4),
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +55,17 @@ def random_onsets(notes: Notes, duration: int, rng: np.random.Generator) -> Note
     onsets = onset_groups(notes)
     length = onsets.end - onsets.start
     start = rng.integers(0, duration - int(length.max()), len(onsets))
-    return Notes.from_columns(onsets.channel, start, start + length, onsets.pitch,
-                              onsets.volume, onsets.kind)  # fmt: skip
+    return Notes.from_columns(
+        onsets.channel, start, start + length, onsets.pitch, onsets.volume, onsets.kind
+    )
 
 
 def random_pitches(notes: Notes, rng: np.random.Generator) -> Notes:
     """The song's notes with uniformly random pitches (MIDI 40-90) on the pitched channels."""
     pitch = np.where(notes.pitched, rng.uniform(40, 90, len(notes)), notes.pitch)
-    return Notes.from_columns(notes.channel, notes.start, notes.end, pitch, notes.volume,
-                              notes.kind)  # fmt: skip
+    return Notes.from_columns(
+        notes.channel, notes.start, notes.end, pitch, notes.volume, notes.kind
+    )
 
 
 def test_real_music_scores_high(real_songs):
@@ -97,9 +103,14 @@ def test_a_drum_machine_is_regular_and_jitter_within_a_frame_is_forgiven():
 
 def test_silence_and_sounding_share():
     second = CPU_HZ
-    notes = Notes.from_columns([0, 1, 2], [0, second // 2, 3 * second],
-                               [second, second, 4 * second], [60.0, 64.0, 48.0], [15, 15, 15],
-                               [TRIGGER] * 3)  # fmt: skip
+    notes = Notes.from_columns(
+        [0, 1, 2],
+        [0, second // 2, 3 * second],
+        [second, second, 4 * second],
+        [60.0, 64.0, 48.0],
+        [15, 15, 15],
+        [TRIGGER] * 3,
+    )
     assert sounding_share(notes, 10 * second) == pytest.approx(0.2)
     stats = song_stats(notes, 10 * second)
     assert stats.silence_share == pytest.approx(0.8) and not stats.silent
@@ -113,9 +124,14 @@ def synthetic_song(rng: np.random.Generator, count: int) -> Notes:
     """Random notes on the three pitched channels, on a frame grid."""
     frames = np.cumsum(rng.integers(3, 12, count))  # 3 frames apart: no onset groups
     start = frames * FRAME_CYCLES
-    return Notes.from_columns(rng.integers(0, 3, count), start, start + 4 * FRAME_CYCLES,
-                              rng.integers(40, 90, count).astype(float), np.full(count, 15),
-                              np.zeros(count))  # fmt: skip
+    return Notes.from_columns(
+        rng.integers(0, 3, count),
+        start,
+        start + 4 * FRAME_CYCLES,
+        rng.integers(40, 90, count).astype(float),
+        np.full(count, 15),
+        np.zeros(count),
+    )
 
 
 def test_memorisation_finds_an_inserted_copy():

@@ -71,9 +71,11 @@ HIGHEST_AUDIBLE_MIDI = 135.0
 frequency register values near 2047), which is no note."""
 
 _AUDIBLE = np.array(
-    [int(np.floor(2048 - clock / (440.0 * 2 ** ((HIGHEST_AUDIBLE_MIDI - 69) / 12))))
-     for clock in (131072.0, 131072.0, 65536.0)]
-)  # fmt: skip
+    [
+        int(np.floor(2048 - clock / (440.0 * 2 ** ((HIGHEST_AUDIBLE_MIDI - 69) / 12))))
+        for clock in (131072.0, 131072.0, 65536.0)
+    ]
+)
 """Per pitched channel, the highest frequency register value below ``HIGHEST_AUDIBLE_MIDI``."""
 
 ENVELOPE_TICK_CYCLES = CPU_HZ // 64
@@ -122,8 +124,14 @@ class Notes:
 
     def select(self, mask: np.ndarray) -> Notes:
         """The notes where ``mask`` (bool array or index array) holds, in order."""
-        return Notes(self.channel[mask], self.start[mask], self.end[mask], self.pitch[mask],
-                     self.volume[mask], self.kind[mask])  # fmt: skip
+        return Notes(
+            self.channel[mask],
+            self.start[mask],
+            self.end[mask],
+            self.pitch[mask],
+            self.volume[mask],
+            self.kind[mask],
+        )
 
     def on_channel(self, channel: int) -> Notes:
         return self.select(self.channel == channel)
@@ -182,8 +190,9 @@ def onset_groups(notes: Notes) -> Notes:
     last_of_group = np.append(first[1:], len(o)) - 1
     longest = by_length[last_of_group]
     end = np.maximum.reduceat(o.end, first)
-    return Notes.from_columns(o.channel[first], o.start[first], end, o.pitch[longest],
-                              o.volume[longest], o.kind[first])  # fmt: skip
+    return Notes.from_columns(
+        o.channel[first], o.start[first], end, o.pitch[longest], o.volume[longest], o.kind[first]
+    )
 
 
 def midi_of_register(x, wave: bool = False):

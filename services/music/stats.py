@@ -177,7 +177,7 @@ def regularity(onset_seconds: np.ndarray) -> tuple[float, float | None]:
             _best_grid(np.sort(rng.uniform(times[0], times[-1], times.size)), *search)[0]
             for _ in range(RANDOM_DRAWS)
         ]
-    )  # fmt: skip
+    )
     value = (fit - chance) / (1.0 - chance) if chance < 1 else 0.0
     return float(np.clip(value, 0.0, 1.0)), float(step)
 
@@ -383,8 +383,9 @@ class CopyIndex:
         query = _ngram_hashes(tokens, self.ngram)
         if query.size == 0 or len(self) == 0:
             return Copy(0, 0.0, None)
-        at, windows = _longest_chain(query, self.sorted_hashes, self.positions, self.song_of,
-                                     self.max_hits)  # fmt: skip
+        at, windows = _longest_chain(
+            query, self.sorted_hashes, self.positions, self.song_of, self.max_hits
+        )
         if windows == 0:
             return Copy(0, 0.0, None)
         count = windows + self.ngram - 1
@@ -431,14 +432,14 @@ def summary(stats: Sequence[SongStats]) -> dict:
                     s.pitch_range[index][1] - s.pitch_range[index][0]
                     for s in stats
                     if s.pitch_range[index] is not None
-                ]  # fmt: skip
+                ]
             )
             out[f"pitch_range {name}"] = (
                 {
                     "median": float(np.median(spans)),
                     "min": float(spans.min()),
                     "max": float(spans.max()),
-                }  # fmt: skip
+                }
                 if spans.size
                 else None
             )
@@ -456,8 +457,9 @@ def comparison_table(generated: Sequence[SongStats], real: Sequence[SongStats]) 
     g, r = summary(generated), summary(real)
     rows = [(label, field) for label, field in SUMMARY_ROWS]
     rows += [(f"notes per second, {name}", f"notes_per_second {name}") for name in CHANNELS]
-    rows += [(f"pitch range (semitones), {name}", f"pitch_range {name}")
-             for name in CHANNELS[:NOISE]]  # fmt: skip
+    rows += [
+        (f"pitch range (semitones), {name}", f"pitch_range {name}") for name in CHANNELS[:NOISE]
+    ]
     width = max(len(label) for label, _ in rows) + 2
     lines = [
         f"{'statistic':<{width}}{'generated median (range)':<28}real median (range)",

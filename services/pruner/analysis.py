@@ -80,8 +80,7 @@ def master_per_frame(writes: ApuWrites, frames: int) -> np.ndarray:
     frame_ends = (np.arange(frames, dtype=np.int64) + 1) * FRAME_CYCLES
     index = np.searchsorted(writes.cycles[nr50], frame_ends, side="left") - 1
     values = writes.values[nr50].astype(np.int64)
-    return np.where(index >= 0, values[np.maximum(index, 0)] if nr50.size else 0,
-                    _NR50_AT_POWER_ON)  # fmt: skip
+    return np.where(index >= 0, values[np.maximum(index, 0)] if nr50.size else 0, _NR50_AT_POWER_ON)
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,8 +106,9 @@ def analyse(writes: ApuWrites, duration_cycles: int) -> FrameAnalysis:
     """Onsets, per-frame activity and level of a recording's writes."""
     frames = -(-int(duration_cycles) // FRAME_CYCLES)
     notes = decode_notes(writes, duration_cycles)
-    onsets = NoteOnsets(notes.start, notes.channel, np.round(notes.pitch).astype(np.int16),
-                        notes.is_onset)  # fmt: skip
+    onsets = NoteOnsets(
+        notes.start, notes.channel, np.round(notes.pitch).astype(np.int16), notes.is_onset
+    )
     master = master_per_frame(writes, frames)
     activity = channel_activity(writes, duration_cycles)[:frames]
     # NR50: left volume in bits 4-6, right in bits 0-2 (0 is 1/8 of full, not silence).
