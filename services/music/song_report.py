@@ -10,8 +10,9 @@ each ``--real`` file for the same length (a GBS file: every subsong, or ``FILE#N
 for subsong N; a ROM played without pressing buttons; Avro recordings or segments
 cut to the length), computes ``gbsynth.music.stats`` of every song and prints per
 statistic the generated and the real median and range, then each song's line.
-With ``--train-data``, the longest stretch of each generated song copied from
-those files (recorded for ``--train-seconds``); ``--json`` writes everything,
+It also finds the longest stretch of each generated song copied from the training
+music: the ``--train-data`` files (recorded for ``--train-seconds``), else the
+training data ``gbsynth train`` saved beside the checkpoint; ``--json`` writes everything,
 ``--piano-roll`` draws the first 3 generated songs beside the first 3 real ones.
 """
 
@@ -107,6 +108,26 @@ def load_songs(specs: Iterable[str | Path], seconds: float) -> list[SongWrites]:
         except (OSError, EventFileError, CodecError, RecordingError, GbsError, SourceError) as exc:
             raise SongReportError(f"{path}: {exc}") from exc
     return songs
+
+
+def training_songs(folder: Path) -> list[SongWrites]:
+    """The training data a checkpoint folder's ``gbsynth train`` saved (``dataset.npz``),
+    decoded back to writes; empty if the folder has none."""
+    from gbsynth.trainer import tokens
+    from gbsynth.trainer.data import DataError, load_tracks
+    from gbsynth.trainer.offline import DATASET_FILE
+
+    path = Path(folder) / DATASET_FILE
+    if not path.is_file():
+        return []
+    try:
+        tracks = load_tracks(path)
+    except DataError as exc:
+        raise SongReportError(str(exc)) from exc
+    return [
+        SongWrites(track.name, tokens.decode(track.events), tokens.duration_cycles(track.events))
+        for track in tracks
+    ]
 
 
 def generate_songs(
@@ -280,7 +301,10 @@ def run(args: argparse.Namespace, checkpoint: Path) -> int:
         )
         sampled = time.perf_counter() - started
         real = load_songs(args.real, seconds)
-        training = load_songs(args.train_data, args.train_seconds) if args.train_data else None
+        if args.train_data:
+            training = load_songs(args.train_data, args.train_seconds)
+        else:
+            training = training_songs(checkpoint.parent)
         report = build_report(generated, real, training)
         report["checkpoint"] = str(checkpoint)
         report["seconds"] = seconds
