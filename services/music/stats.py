@@ -1,6 +1,6 @@
 """Musical statistics of a song, from the notes its register writes play (``notes.py``).
 
-``song_stats(notes, seconds)`` (or ``stats_of_writes``) measures what a listener would
+``song_stats(notes, duration_cycles)`` (or ``stats_of_writes``) measures what a listener would
 hear. Every statistic uses onsets (``notes.onset_groups``): notes that begin with a
 trigger or a held legato pitch (arpeggio and slide steps are ornaments), those of a
 channel less than 3 frames apart taken as one (a slide into a note), with the pitch
@@ -354,8 +354,9 @@ class Copy:
 class CopyIndex:
     """Hashed n-grams of training songs' onsets, to find what a generated song copies.
 
-    Building and querying are numpy and numba passes: an hour of music (about 70,000
-    onsets) indexes in well under a second.
+    Building and querying are numpy and numba passes: 25 hours of music (940,000 onsets)
+    index in about 4 s and a 30 s song is looked up in about 60 ms. A hash matching
+    more than ``max_hits`` training places is followed at its first ``max_hits``.
     """
 
     def __init__(self, songs: Iterable[Notes], ngram: int = COPY_NGRAM, max_hits: int = 64):
