@@ -670,18 +670,16 @@ class _Reader:
         tempo = self.sound_tempo if self.sound_tempo is not None else self.metronome_bpm
         if tempo is not None:
             _add_tempo(measure, state.position, tempo)
-        if self.sound_dynamics is not None:
-            velocity = _velocity_from_percent(self.sound_dynamics)
-            accent = 0
-            for mark in self.marks:
-                if mark in ACCENT_DYNAMICS:
-                    accent = ACCENT_DYNAMICS[mark][0]
-            measure.events.append((state.position, 0, state.ordinal, velocity, accent))
-        elif self.marks:
-            self._add_dynamics(state, measure, state.position)
-        self.marks = []
+        # A written mark wins over <sound dynamics>: notation programs disagree on the
+        # percentages (MuseScore writes 77.78 for f), the marks mean the same everywhere.
+        if not self._add_dynamics(state, measure, state.position):
+            if self.sound_dynamics is not None:
+                velocity = _velocity_from_percent(self.sound_dynamics)
+                measure.events.append((state.position, 0, state.ordinal, velocity, 0))
 
-    def _add_dynamics(self, state: _PartState, measure: _Measure, at: float) -> None:
+    def _add_dynamics(self, state: _PartState, measure: _Measure, at: float) -> bool:
+        """Turn the dynamic marks just read into a level change or accent at ``at``; False
+        when there were no marks this reader knows."""
         level, accent = 0, 0
         for mark in self.marks:
             if mark in DYNAMIC_VELOCITY:
@@ -689,9 +687,11 @@ class _Reader:
             elif mark in ACCENT_DYNAMICS:
                 accent, after = ACCENT_DYNAMICS[mark]
                 level = after or level
+        self.marks = []
         if level or accent:
             measure.events.append((at, 0, state.ordinal, level, accent))
-        self.marks = []
+            return True
+        return False
 
     # barlines
 
