@@ -135,10 +135,11 @@ def drum_key(sample_number: int, sample: Sample | None, pitch: int) -> int:
 
     1. A sample name that names a drum ("kick", "snare", "hat", ...) decides.
     2. GB Studio / GBT Player noise instruments (samples 16-31) are classified by their noise
-       clock: 15-bit (hiss) noise below 1.5 kHz is a kick, to 6 kHz a snare, to 30 kHz a
-       closed hi-hat, above that a crash; 7-bit (metallic buzz) noise in the same bands is a
-       floor tom, side stick, cowbell and ride. (In the 103 GB Studio modules instrument 29
-       sits on beats 1 and 3, 31 on 2 and 4, 28 on the off-beats: kick, snare, hat.)
+       clock: 15-bit (hiss) noise below 1.5 kHz is a kick, to 6 kHz a snare, to 100 kHz an
+       open hi-hat, above that (the brightest, shortest hiss) a closed hi-hat; 7-bit
+       (metallic buzz) noise in the same bands is a floor tom, side stick, cowbell and ride.
+       The 103 GB Studio modules agree: instrument 29 (585 Hz) sits mostly on beats 1 and 3,
+       31 (2.7 kHz) on 2 and 4, 28 (524 kHz) on the off-beats: kick, snare, hat.
     3. Otherwise the note's pitch: below C3 a kick, below C4 a snare, else a closed hi-hat.
     """
     if sample is not None and sample.name:
@@ -149,8 +150,8 @@ def drum_key(sample_number: int, sample: Sample | None, pitch: int) -> int:
         nr43 = GBT_NOISE_NR43[sample_number - 16]
         divisor = (nr43 & 7) or 0.5
         clock = 524288 / divisor / 2 ** ((nr43 >> 4) + 1)
-        band = 0 if clock < 1500 else 1 if clock < 6000 else 2 if clock < 30000 else 3
-        return (41, 37, 56, 51)[band] if nr43 & 8 else (36, 38, 42, 49)[band]
+        band = 0 if clock < 1500 else 1 if clock < 6000 else 2 if clock < 100_000 else 3
+        return (41, 37, 56, 51)[band] if nr43 & 8 else (36, 38, 46, 42)[band]
     return 36 if pitch < 48 else 38 if pitch < 60 else 42
 
 

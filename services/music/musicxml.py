@@ -93,6 +93,7 @@ _TYPE_QUARTERS = {
 }
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?|[-+]?\.\d+")
 _EPS = 1e-6
+_BEAT_TYPES = frozenset({1, 2, 4, 8, 16, 32, 64})
 
 
 def read_musicxml(data: bytes, name: str) -> Score:
@@ -481,9 +482,9 @@ class _Reader:
             ]
         except ValueError:
             return  # a time signature such as "3+2/8+3" or "common" spelled out: keep the meter
-        denominator = max(d for _, d in pairs)
-        if denominator not in (1, 2, 4, 8, 16, 32, 64) or any(denominator % d for _, d in pairs):
+        if any(d not in _BEAT_TYPES for _, d in pairs):
             return
+        denominator = max(d for _, d in pairs)
         numerator = sum(n * denominator // d for n, d in pairs)
         if 1 <= numerator <= 64:
             measure.meter = (numerator, denominator)
