@@ -114,8 +114,12 @@ def read_musicxml(data: bytes, name: str) -> Score:
     parser.CharacterDataHandler = reader.text.append
     try:
         parser.Parse(xml, True)
+    except ScoreError:
+        raise
     except expat.ExpatError as exc:
         raise ScoreError(f"{name}: not well-formed XML: {exc}") from None
+    except (LookupError, ValueError) as exc:  # an encoding declaration expat cannot use
+        raise ScoreError(f"{name}: unreadable XML encoding: {exc}") from None
     return reader.score()
 
 
@@ -189,8 +193,10 @@ def _container_root(container: bytes) -> str | None:
     parser.StartElementHandler = start
     try:
         parser.Parse(container, True)
-    except expat.ExpatError as exc:
-        raise ScoreError(f"META-INF/container.xml is not well-formed: {exc}") from None
+    except ScoreError:
+        raise
+    except (expat.ExpatError, LookupError, ValueError) as exc:
+        raise ScoreError(f"META-INF/container.xml is not readable XML: {exc}") from None
     return roots[0] if roots else None
 
 
