@@ -406,3 +406,28 @@ def test_real_quartet_parses_with_four_parts(real):
     assert len(score.parts) == 4 and not any(p.drums for p in score.parts)
     assert len(score.notes) > 5000
     assert 10 * 60 < score.seconds < 60 * 60
+
+
+def test_tempo_words_only_when_no_number_is_given():
+    def words(text: str, sound: str = "") -> str:
+        return (
+            f"<direction><direction-type><words>{text}</words></direction-type>{sound}</direction>"
+        )
+
+    guessed = partwise(
+        [ATTRS + words("Sehr langsam") + note("C", 4, 8), words("Allegro") + note("D", 4, 8)]
+    )
+    assert [(t.at, t.bpm) for t in read_musicxml(guessed, "x").tempos] == [
+        (0.0, 46.0),
+        (4.0, 132.0),
+    ]
+    numbered = partwise(
+        [
+            ATTRS + words("Langsam") + note("C", 4, 8),
+            words("Presto", "<sound tempo='90'/>") + note("D", 4, 8),
+        ]
+    )
+    assert [(t.at, t.bpm) for t in read_musicxml(numbered, "x").tempos] == [
+        (0.0, 100.0),
+        (4.0, 90.0),
+    ]

@@ -222,13 +222,25 @@ def _numbers(text: str) -> set[int]:
 
 
 class _Measure:
-    __slots__ = ("length", "events", "tempos", "meter", "forward", "backward", "ending", "stop")
+    __slots__ = (
+        "length",
+        "events",
+        "tempos",
+        "word_tempos",
+        "meter",
+        "forward",
+        "backward",
+        "ending",
+        "stop",
+    )
 
     def __init__(self) -> None:
         self.length = 0.0
         # Notes (kind 1) and dynamics (kind 0) of every part: (offset, kind, ordinal, ...).
         self.events: list[tuple] = []
         self.tempos: list[tuple[float, float]] = []
+        # Tempos guessed from words such as "Allegro": used when the piece gives no number.
+        self.word_tempos: list[tuple[float, float]] = []
         self.meter: tuple[int, int] | None = None
         self.forward = False
         self.backward = 0  # times to play when a backward repeat ends this measure
@@ -368,6 +380,7 @@ class _Reader:
             "per-minute": self._end_per_minute,
             "metronome": self._end_metronome,
             "direction": self._end_direction,
+            "words": self._end_words,
         }
 
     # expat callbacks
@@ -625,6 +638,7 @@ class _Reader:
         self.in_direction = True
         self.marks = []
         self.sound_tempo = self.sound_dynamics = self.metronome_bpm = None
+        self.words: list[str] = []
 
     def _start_dynamics(self, attrs: dict[str, str]) -> None:
         self.in_dynamics = True
@@ -647,7 +661,7 @@ class _Reader:
             return
         state, measure = self._current()
         if tempo_value is not None:
-            _add_tempo(measure, state.position, tempo_value)
+            _add_tempo(measure.tempos, state.position, tempo_value)
         if dynamics_value is not None:
             measure.events.append(
                 (state.position, 0, state.ordinal, _velocity_from_percent(dynamics_value), 0)
@@ -676,13 +690,21 @@ class _Reader:
         state, measure = self._current()
         tempo = self.sound_tempo if self.sound_tempo is not None else self.metronome_bpm
         if tempo is not None:
-            _add_tempo(measure, state.position, tempo)
+            _add_tempo(measure.tempos, state.position, tempo)
+        elif self.words:
+            guess = tempo_from_words(" ".join(self.words))
+            if guess is not None:
+                _add_tempo(measure.word_tempos, state.position, guess)
         # A written mark wins over <sound dynamics>: notation programs disagree on the
         # percentages (MuseScore writes 77.78 for f), the marks mean the same everywhere.
         if not self._add_dynamics(state, measure, state.position):
             if self.sound_dynamics is not None:
                 velocity = _velocity_from_percent(self.sound_dynamics)
                 measure.events.append((state.position, 0, state.ordinal, velocity, 0))
+
+    def _end_words(self, text: str) -> None:
+        if self.in_direction:
+            self.words.append(text)
 
     def _add_dynamics(self, state: _PartState, measure: _Measure, at: float) -> bool:
         """Turn the dynamic marks just read into a level change or accent at ``at``; False
@@ -758,6 +780,7 @@ class _Reader:
         meter = (4, 4)
         at = 0.0
         sort_key = itemgetter(0, 1)
+        numbered_tempos = any(m.tempos for m in self.measures)
         for measure in self.measures:
             measure.events.sort(key=sort_key)
         for index in order:
@@ -766,7 +789,7 @@ class _Reader:
                 meter = measure.meter
             if not meters or (meters[-1].numerator, meters[-1].denominator) != meter:
                 meters.append(MeterChange(at, meter[0], meter[1]))
-            for offset, bpm in measure.tempos:
+            for offset, bpm in measure.tempos if numbered_tempos else measure.word_tempos:
                 if not tempos or tempos[-1].bpm != bpm:
                     tempos.append(TempoChange(at + offset, bpm))
             for event in measure.events:
@@ -819,19 +842,54 @@ class _Reader:
         ).check()
 
 
+# Quarter notes a minute for common tempo words (Italian, German, English, French), most
+# specific first; a rough guess, used only when a piece has no metronome mark or <sound>.
+_TEMPO_WORDS: tuple[tuple[re.Pattern[str], float], ...] = tuple(
+    (re.compile(rf"\b(?:{pattern})"), bpm)
+    for pattern, bpm in (
+        (r"prestissimo", 200.0),
+        (r"presto", 176.0),
+        (r"vivacissimo|sehr (?:schnell|rasch|lebhaft)|very (?:fast|quick)|très vif", 160.0),
+        (r"vivace|schnell|rasch|geschwind|fast|quick|vif|vite", 150.0),
+        (r"allegretto", 112.0),
+        (r"allegro|lebhaft|lively|animé|animato|fröhlich", 132.0),
+        (r"andantino", 88.0),
+        (r"moderato|mäss?ig|mässig|massig|moderate|modéré", 100.0),
+        (r"andante|gehend|bewegt|flowing", 84.0),
+        (r"adagietto", 72.0),
+        (r"larghetto", 63.0),
+        (r"sehr langsam|very slow|très lent", 46.0),
+        (r"adagio", 66.0),
+        (r"grave", 40.0),
+        (r"largo", 50.0),
+        (r"lento|langsam|slow|lent|getragen", 56.0),
+        (r"ruhig|calmo|tranquillo|innig", 72.0),
+    )
+)
+
+
+def tempo_from_words(words: str) -> float | None:
+    """A tempo for words such as "Allegro con brio" or "Sehr langsam", or None."""
+    lowered = words.lower()
+    for pattern, bpm in _TEMPO_WORDS:
+        if pattern.search(lowered):
+            return bpm
+    return None
+
+
 def _velocity_from_percent(percent: float) -> int:
     # MusicXML dynamics are a percentage of forte, and forte is MIDI velocity 90.
     return max(1, min(127, round(percent * 0.9)))
 
 
-def _add_tempo(measure: _Measure, offset: float, bpm: float) -> None:
+def _add_tempo(tempos: list[tuple[float, float]], offset: float, bpm: float) -> None:
     if not 10.0 <= bpm <= 1000.0:
         return  # a tempo of 0 or 50,000 is a typo, not music
-    for at, _ in measure.tempos:
+    for at, _ in tempos:
         if abs(at - offset) < _EPS:
             return  # several parts repeat the same mark: the first part's wins
-    measure.tempos.append((offset, bpm))
-    measure.tempos.sort()
+    tempos.append((offset, bpm))
+    tempos.sort()
 
 
 def play_order(measures: list[_Measure]) -> list[int]:
