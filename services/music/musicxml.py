@@ -221,7 +221,15 @@ def _numbers(text: str) -> set[int]:
     return found
 
 
-class _Measure:
+class Measure:
+    """One measure of all parts: what a reader collects before ``lay_out``.
+
+    ``events`` holds notes ``(offset, 1, ordinal, staff, length, pitch, tie_start,
+    tie_stop, velocity or 0, instrument)`` and dynamics ``(offset, 0, ordinal, level or 0,
+    accent velocity or 0)``, offsets in quarter notes from the measure's start; ``ordinal``
+    numbers the source's parts (voices), ``staff`` splits one into several score parts.
+    """
+
     __slots__ = (
         "length",
         "events",
@@ -266,7 +274,7 @@ class _PartState:
         """The cursor in quarter notes."""
         return self.cursor / self.divisions
 
-    def advance(self, measure: _Measure, divisions: float) -> None:
+    def advance(self, measure: Measure, divisions: float) -> None:
         self.cursor += divisions
         if self.cursor / self.divisions > measure.length:
             measure.length = self.cursor / self.divisions
@@ -278,7 +286,7 @@ class _Reader:
     def __init__(self, name: str) -> None:
         self.name = name
         self.text: list[str] = []  # character data since the last start tag
-        self.measures: list[_Measure] = []
+        self.measures: list[Measure] = []
         self.states: dict[str, _PartState] = {}
         self.part_ids: list[str] = []
         self.part_names: dict[str, str] = {}
@@ -295,7 +303,7 @@ class _Reader:
         self.timewise_measure = -1
         self.notes = 0
         self.state: _PartState | None = None
-        self.measure: _Measure | None = None
+        self.measure: Measure | None = None
         self.score_part = ""
         self.midi_instrument = ""
         self.creator = ""
@@ -453,12 +461,12 @@ class _Reader:
         if index < 0:
             raise ScoreError(f"{self.name}: a part outside any measure")
         while len(self.measures) <= index:
-            self.measures.append(_Measure())
+            self.measures.append(Measure())
         state.measure = index
         state.cursor = state.onset = 0.0
         self.measure = self.measures[index]
 
-    def _current(self) -> tuple[_PartState, _Measure]:
+    def _current(self) -> tuple[_PartState, Measure]:
         if self.state is None or self.state.measure < 0 or self.measure is None:
             raise ScoreError(f"{self.name}: music outside a part's measure")
         return self.state, self.measure
@@ -706,7 +714,7 @@ class _Reader:
         if self.in_direction:
             self.words.append(text)
 
-    def _add_dynamics(self, state: _PartState, measure: _Measure, at: float) -> bool:
+    def _add_dynamics(self, state: _PartState, measure: Measure, at: float) -> bool:
         """Turn the dynamic marks just read into a level change or accent at ``at``; False
         when there were no marks this reader knows."""
         level, accent = 0, 0
@@ -770,62 +778,7 @@ class _Reader:
                 )
             )
 
-        order = play_order(self.measures)
-        notes: list[list] = []
-        tempos: list[TempoChange] = []
-        meters: list[MeterChange] = []
-        levels: dict[int, int] = {}
-        accents: dict[int, tuple[float, int]] = {}
-        open_ties: dict[tuple[int, int], list] = {}
-        meter = (4, 4)
-        at = 0.0
-        sort_key = itemgetter(0, 1)
-        numbered_tempos = any(m.tempos for m in self.measures)
-        for measure in self.measures:
-            measure.events.sort(key=sort_key)
-        for index in order:
-            measure = self.measures[index]
-            if measure.meter is not None:
-                meter = measure.meter
-            if not meters or (meters[-1].numerator, meters[-1].denominator) != meter:
-                meters.append(MeterChange(at, meter[0], meter[1]))
-            for offset, bpm in measure.tempos if numbered_tempos else measure.word_tempos:
-                if not tempos or tempos[-1].bpm != bpm:
-                    tempos.append(TempoChange(at + offset, bpm))
-            for event in measure.events:
-                start = at + event[0]
-                ordinal = event[2]
-                if event[1] == 0:
-                    if event[3]:
-                        levels[ordinal] = event[3]
-                    if event[4]:
-                        accents[ordinal] = (start, event[4])
-                    continue
-                _, _, _, staff, length, pitch, tie_start, tie_stop, velocity, instrument = event
-                part = part_index[(ordinal, staff)]
-                if tie_stop:
-                    held = open_ties.get((part, pitch))
-                    if held is not None and abs(held[0] + held[1] - start) < _EPS:
-                        held[1] += length
-                        if not tie_start:
-                            del open_ties[(part, pitch)]
-                        continue
-                if not velocity:
-                    velocity = levels.get(ordinal, DEFAULT_VELOCITY)
-                    accent = accents.get(ordinal)
-                    if accent is not None and abs(accent[0] - start) < _EPS:
-                        velocity = max(velocity, accent[1])
-                note = [start, length, pitch, velocity, part, instrument]
-                notes.append(note)
-                if len(notes) > MAX_NOTES:
-                    raise ScoreError(f"{self.name}: more than {MAX_NOTES} notes", "too_large")
-                if tie_start:
-                    open_ties[(part, pitch)] = note
-            length = measure.length
-            if length <= _EPS:
-                length = meter[0] * 4.0 / meter[1]
-            at += length
-
+        notes, tempos, meters = lay_out(self.measures, part_index, self.name)
         title = (
             self.titles.get("movement") or self.titles.get("work") or PurePosixPath(self.name).stem
         )
@@ -833,13 +786,80 @@ class _Reader:
             title=title,
             kind="musicxml",
             parts=parts,
-            notes=[Note(s, n, p, v, part, i) for s, n, p, v, part, i in notes],
+            notes=notes,
             tempos=tempos,
             meters=meters,
             key_fifths=self.key_fifths,
             minor=self.minor,
             composer=self.composer,
         ).check()
+
+
+def lay_out(
+    measures: list[Measure], part_index: dict[tuple[int, int], int], name: str
+) -> tuple[list[Note], list[TempoChange], list[MeterChange]]:
+    """Notes, tempo map and metre map of measures laid out in playing order.
+
+    ``part_index`` maps an event's (ordinal, staff) to its ``Score.parts`` index. Tied notes
+    are merged and dynamics events become velocities here. Shared by the MusicXML and ABC
+    readers, which both collect ``Measure`` objects.
+    """
+    order = play_order(measures)
+    notes: list[list] = []
+    tempos: list[TempoChange] = []
+    meters: list[MeterChange] = []
+    levels: dict[int, int] = {}
+    accents: dict[int, tuple[float, int]] = {}
+    open_ties: dict[tuple[int, int], list] = {}
+    meter = (4, 4)
+    at = 0.0
+    sort_key = itemgetter(0, 1)
+    numbered_tempos = any(m.tempos for m in measures)
+    for measure in measures:
+        measure.events.sort(key=sort_key)
+    for index in order:
+        measure = measures[index]
+        if measure.meter is not None:
+            meter = measure.meter
+        if not meters or (meters[-1].numerator, meters[-1].denominator) != meter:
+            meters.append(MeterChange(at, meter[0], meter[1]))
+        for offset, bpm in measure.tempos if numbered_tempos else measure.word_tempos:
+            if not tempos or tempos[-1].bpm != bpm:
+                tempos.append(TempoChange(at + offset, bpm))
+        for event in measure.events:
+            start = at + event[0]
+            ordinal = event[2]
+            if event[1] == 0:
+                if event[3]:
+                    levels[ordinal] = event[3]
+                if event[4]:
+                    accents[ordinal] = (start, event[4])
+                continue
+            _, _, _, staff, length, pitch, tie_start, tie_stop, velocity, instrument = event
+            part = part_index[(ordinal, staff)]
+            if tie_stop:
+                held = open_ties.get((part, pitch))
+                if held is not None and abs(held[0] + held[1] - start) < _EPS:
+                    held[1] += length
+                    if not tie_start:
+                        del open_ties[(part, pitch)]
+                    continue
+            if not velocity:
+                velocity = levels.get(ordinal, DEFAULT_VELOCITY)
+                accent = accents.get(ordinal)
+                if accent is not None and abs(accent[0] - start) < _EPS:
+                    velocity = max(velocity, accent[1])
+            note = [start, length, pitch, velocity, part, instrument]
+            notes.append(note)
+            if len(notes) > MAX_NOTES:
+                raise ScoreError(f"{name}: more than {MAX_NOTES} notes", "too_large")
+            if tie_start:
+                open_ties[(part, pitch)] = note
+        length = measure.length
+        if length <= _EPS:
+            length = meter[0] * 4.0 / meter[1]
+        at += length
+    return [Note(s, n, p, v, part, i) for s, n, p, v, part, i in notes], tempos, meters
 
 
 # Quarter notes a minute for common tempo words (Italian, German, English, French), most
@@ -892,7 +912,7 @@ def _add_tempo(tempos: list[tuple[float, float]], offset: float, bpm: float) -> 
     tempos.sort()
 
 
-def play_order(measures: list[_Measure]) -> list[int]:
+def play_order(measures: list[Measure]) -> list[int]:
     """Measure indices in playing order: simple repeats (``times`` honoured) and numbered
     endings expanded. Falls back to the written order when the barlines would make the piece
     more than ``MAX_REPEAT_GROWTH`` times longer (broken or contradictory repeats)."""
