@@ -669,7 +669,7 @@ class _Reader:
             return
         state, measure = self._current()
         if tempo_value is not None:
-            _add_tempo(measure.tempos, state.position, tempo_value)
+            add_tempo(measure.tempos, state.position, tempo_value)
         if dynamics_value is not None:
             measure.events.append(
                 (state.position, 0, state.ordinal, _velocity_from_percent(dynamics_value), 0)
@@ -698,11 +698,11 @@ class _Reader:
         state, measure = self._current()
         tempo = self.sound_tempo if self.sound_tempo is not None else self.metronome_bpm
         if tempo is not None:
-            _add_tempo(measure.tempos, state.position, tempo)
+            add_tempo(measure.tempos, state.position, tempo)
         elif self.words:
             guess = tempo_from_words(" ".join(self.words))
             if guess is not None:
-                _add_tempo(measure.word_tempos, state.position, guess)
+                add_tempo(measure.word_tempos, state.position, guess)
         # A written mark wins over <sound dynamics>: notation programs disagree on the
         # percentages (MuseScore writes 77.78 for f), the marks mean the same everywhere.
         if not self._add_dynamics(state, measure, state.position):
@@ -902,7 +902,8 @@ def _velocity_from_percent(percent: float) -> int:
     return max(1, min(127, round(percent * 0.9)))
 
 
-def _add_tempo(tempos: list[tuple[float, float]], offset: float, bpm: float) -> None:
+def add_tempo(tempos: list[tuple[float, float]], offset: float, bpm: float) -> None:
+    """Add (offset, bpm) to a measure's tempo list unless one is there already."""
     if not 10.0 <= bpm <= 1000.0:
         return  # a tempo of 0 or 50,000 is a typo, not music
     for at, _ in tempos:
