@@ -22,7 +22,10 @@ MUSICXML_SUFFIXES = frozenset({".mxl", ".musicxml", ".xml"})
 # others are still recognised, so the MOD reader can say why it refuses them.
 MOD_SIGNATURES_4 = frozenset({b"M.K.", b"M!K!", b"FLT4", b"4CHN"})
 _MOD_SIGNATURE_OTHER = re.compile(rb"^(?:\dCHN|\d\dCH|\d\dCN|FLT8|CD81|OKTA|OCTA|TDZ\d)$")
-_ABC_HEAD = re.compile(rb"^(?:\xef\xbb\xbf)?(?:%[^\n]*\n|\s*\n)*(?:X:\s*\d|%abc)")
+# Comments, blank lines and file-header fields (L:1/8 ...) may come before the first X:.
+_ABC_HEAD = re.compile(
+    rb"^(?:\xef\xbb\xbf)?(?:%[^\n]*\n|[ \t\r]*\n|[A-Za-z]:[^\n]*\n)*(?:X:[ \t]*\d|%abc)"
+)
 
 
 def sniff_score(head: bytes, suffix: str) -> str | None:
