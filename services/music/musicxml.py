@@ -37,8 +37,10 @@ from gbsynth.music.score import (
 
 MAX_XML_BYTES = 64 * 1024 * 1024
 """Largest uncompressed MusicXML document read (a zip bomb stops here)."""
-MAX_NOTES = 2_000_000
-"""Most notes in one score, after repeats are expanded."""
+MAX_NOTES = 500_000
+"""Most notes in one score, after repeats are expanded. A note costs about 360 bytes as a
+``Note`` plus its event while laid out, so this keeps a reader under ~300 MB (the corpus
+workers have 400 MB); the largest OpenScore piece has 28,000 notes."""
 MAX_REPEAT_GROWTH = 8
 """Repeats may make a piece at most this many times longer than written; beyond that the
 barlines are taken to be broken and the music plays straight through."""
