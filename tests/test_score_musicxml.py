@@ -431,3 +431,54 @@ def test_tempo_words_only_when_no_number_is_given():
         (0.0, 100.0),
         (4.0, 90.0),
     ]
+
+
+def sound(attrs: str) -> str:
+    return (
+        f"<direction><direction-type><words>x</words></direction-type><sound {attrs}/></direction>"
+    )
+
+
+def test_da_capo_al_fine_plays_repeats_once_on_the_way_back():
+    repeat_end = "<barline location='right'><repeat direction='backward'/></barline>"
+    measures = [
+        ATTRS + note("C", 4, 8),
+        note("D", 4, 8) + repeat_end,
+        note("E", 4, 8) + sound("fine='yes'"),
+        note("F", 4, 8) + sound("dacapo='yes'"),
+    ]
+    score = read_musicxml(partwise(measures), "x")
+    # C D C D E F, then from the top without the repeat to Fine: C D E.
+    assert [p for _, _, p in notes_of(score)] == [60, 62, 60, 62, 64, 65, 60, 62, 64]
+
+
+def test_dal_segno_al_coda():
+    measures = [
+        ATTRS + note("C", 4, 8),
+        sound("segno='segno'") + note("D", 4, 8),
+        note("E", 4, 8) + sound("tocoda='coda'"),
+        note("F", 4, 8) + sound("dalsegno='segno'"),
+        sound("coda='coda'") + note("G", 4, 8),
+    ]
+    score = read_musicxml(partwise(measures), "x")
+    # C D E F, back to the segno: D E, to the coda: G.
+    assert [p for _, _, p in notes_of(score)] == [60, 62, 64, 65, 62, 64, 67]
+
+
+def test_da_capo_goes_back_to_the_start_of_its_movement():
+    # Movement I: bars 1-2 (repeated); II, a minuet: Fine in bar 2, trio, D.C.; III: bar 1.
+    repeat_end = "<barline location='right'><repeat direction='backward'/></barline>"
+    measures = [
+        ATTRS + note("C", 4, 8),
+        note("D", 4, 8) + repeat_end,
+        note("E", 4, 8),
+        note("F", 4, 8) + sound("fine='yes'"),
+        note("G", 4, 8),
+        note("A", 4, 8) + sound("dacapo='yes'"),
+        note("B", 4, 8),
+    ]
+    xml = partwise(measures).decode()
+    for index, number in ((3, 1), (4, 2), (5, 3), (6, 4), (7, 1)):
+        xml = xml.replace(f"<measure number='{index}'>", f"<measure number='{number}'>")
+    score = read_musicxml(xml.encode(), "x")
+    assert [p for _, _, p in notes_of(score)] == [60, 62, 60, 62, 64, 65, 67, 69, 64, 65, 71]

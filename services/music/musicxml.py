@@ -8,8 +8,8 @@ tied notes are merged and dynamics become velocities. Streaming keeps the reader
 the 1,582 OpenScore files (1.2 GB of XML) take about a minute on one core.
 
 Grace notes and cue notes are skipped (a grace note has no duration of its own; a cue
-note is another instrument's line printed small). D.C./D.S./coda jumps are not followed:
-the music plays straight through. Each staff of a part becomes its own ``Part``, so a
+note is another instrument's line printed small). D.C. and D.S. are followed once (al Fine,
+al Coda), back to the start of the movement. Each staff of a part becomes its own ``Part``, so a
 piano's right and left hand stay apart; unpitched notes make a drum part.
 """
 
@@ -96,6 +96,7 @@ _TYPE_QUARTERS = {
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?|[-+]?\.\d+")
 _EPS = 1e-6
 _BEAT_TYPES = frozenset({1, 2, 4, 8, 16, 32, 64})
+_NAVIGATION = frozenset({"dacapo", "dalsegno", "fine", "tocoda", "segno", "coda"})
 
 
 def read_musicxml(data: bytes, name: str) -> Score:
@@ -242,6 +243,8 @@ class Measure:
         "backward",
         "ending",
         "stop",
+        "jumps",
+        "number",
     )
 
     def __init__(self) -> None:
@@ -256,6 +259,10 @@ class Measure:
         self.backward = 0  # times to play when a backward repeat ends this measure
         self.ending: set[int] | None = None  # numbers of a 1st/2nd ending starting here
         self.stop = False  # an ending stops at the end of this measure
+        # Navigation marks from <sound>: dacapo, dalsegno, fine, tocoda (jumps and ends,
+        # taken at the end of the measure) and segno, coda (targets), with their names.
+        self.jumps: dict[str, str] | None = None
+        self.number = ""  # as printed; numbering restarts at each movement
 
 
 class _PartState:
@@ -456,8 +463,16 @@ class _Reader:
         if self.timewise:
             self.timewise_measure += 1
             self.state = None
+            while len(self.measures) <= self.timewise_measure:
+                self.measures.append(Measure())
+            measure = self.measures[self.timewise_measure]
         elif self.state is not None:
             self._enter_measure(self.state, self.state.measure + 1)
+            measure = self.measures[self.state.measure]
+        else:
+            return
+        if not measure.number:
+            measure.number = attrs.get("number", "")
 
     def _enter_measure(self, state: _PartState, index: int) -> None:
         if index < 0:
@@ -661,6 +676,10 @@ class _Reader:
         return start
 
     def _start_sound(self, attrs: dict[str, str]) -> None:
+        marks = {k: v for k, v in attrs.items() if k in _NAVIGATION and v.lower() != "no"}
+        if marks:
+            measure = self._current()[1]
+            measure.jumps = (measure.jumps or {}) | marks
         tempo = attrs.get("tempo")
         dynamics = attrs.get("dynamics")
         tempo_value = _number(tempo, "sound tempo") if tempo else None
@@ -917,8 +936,10 @@ def add_tempo(tempos: list[tuple[float, float]], offset: float, bpm: float) -> N
 
 def play_order(measures: list[Measure]) -> list[int]:
     """Measure indices in playing order: simple repeats (``times`` honoured) and numbered
-    endings expanded. Falls back to the written order when the barlines would make the piece
-    more than ``MAX_REPEAT_GROWTH`` times longer (broken or contradictory repeats)."""
+    endings expanded, then D.C. / D.S. followed once (al Fine, al Coda), the repeats played
+    once and the last endings taken on that pass, as is the custom. Falls back to the
+    written order when the result would be more than ``MAX_REPEAT_GROWTH`` times longer than
+    the score (broken or contradictory repeats)."""
     count = len(measures)
     endings: list[set[int] | None] = []
     current: set[int] | None = None
@@ -944,25 +965,60 @@ def play_order(measures: list[Measure]) -> list[int]:
             chain_max[k] = top
         i = j
 
+    # Where D.C. and D.S. go back to: the start of the movement (measure numbers restart
+    # at 0 or 1 in a file holding several movements), the latest segno of that name.
+    sections = [0] + [
+        i
+        for i in range(1, count)
+        if measures[i].number in ("0", "1")
+        and measures[i - 1].number.isdigit()
+        and int(measures[i - 1].number) > 1
+    ]
+    section_set = set(sections)
+    marks: dict[str, list[tuple[int, str]]] = {"segno": [], "coda": []}
+    for i, measure in enumerate(measures):
+        for kind in marks:
+            if measure.jumps and kind in measure.jumps:
+                marks[kind].append((i, measure.jumps[kind]))
+
+    def find(kind: str, name: str, before: int = -1, after: int = -1) -> int | None:
+        """The latest mark at or before ``before``, or the first after ``after``; one with
+        the name wanted if there is such."""
+        found = [
+            (i, mark)
+            for i, mark in marks[kind]
+            if (before < 0 or i <= before) and (after < 0 or i > after)
+        ]
+        pool = [i for i, mark in found if mark == name] or [i for i, _ in found]
+        if not pool:
+            return None
+        return max(pool) if before >= 0 else min(pool)
+
     order: list[int] = []
     limit = MAX_REPEAT_GROWTH * count + 64
     start, passes, index, was_in_ending = 0, 1, 0, False
+    jumped_from: int | None = None  # the D.C. / D.S. measure while its second pass runs
+    taken: set[int] = set()
     while index < count:
+        if jumped_from is not None and index > jumped_from:
+            jumped_from = None
+        jumped = jumped_from is not None
         measure = measures[index]
-        if measure.forward and index != start:
-            start, passes = index, 1
+        if (measure.forward or index in section_set) and index != start:
+            start, passes = index, 1  # a repeat goes back no further than its movement
         ending = endings[index]
         if ending is None and was_in_ending:
             # Past the last ending: a new section begins.
             start, passes = index, 1
         was_in_ending = ending is not None
-        if ending is not None and passes not in ending:
+        wanted = chain_max[index] if jumped else passes
+        if ending is not None and wanted not in ending:
             index += 1
             continue
         order.append(index)
         if len(order) > limit:
             return list(range(count))
-        if measure.backward:
+        if measure.backward and not jumped:
             times = max(measure.backward, chain_max[index]) if ending else measure.backward
             if passes < times:
                 passes += 1
@@ -971,5 +1027,25 @@ def play_order(measures: list[Measure]) -> list[int]:
                 continue
             start, passes = index + 1, 1
             was_in_ending = False
+        jumps = measure.jumps
+        target: int | None = None
+        if jumps and jumped_from is not None:
+            if "fine" in jumps:
+                target = jumped_from + 1  # the movement ends: on after the D.C. measure
+            elif "tocoda" in jumps:
+                target = find("coda", jumps["tocoda"], after=index)
+            if target is not None:
+                jumped_from = None
+        elif jumps and index not in taken and ("dacapo" in jumps or "dalsegno" in jumps):
+            if "dacapo" in jumps:
+                target = max(i for i in sections if i <= index)
+            else:
+                target = find("segno", jumps["dalsegno"], before=index)
+            if target is not None:
+                taken.add(index)
+                jumped_from = index
+        if target is not None:
+            index, start, passes, was_in_ending = target, target, 1, False
+            continue
         index += 1
     return order
