@@ -9,8 +9,8 @@ the 1,582 OpenScore files (1.2 GB of XML) take about a minute on one core.
 
 Grace notes and cue notes are skipped (a grace note has no duration of its own; a cue
 note is another instrument's line printed small). D.C. and D.S. are followed once (al Fine,
-al Coda), back to the start of the movement. Each staff of a part becomes its own ``Part``, so a
-piano's right and left hand stay apart; unpitched notes make a drum part.
+al Coda), back to the start of the movement. Each staff of a part becomes its own ``Part``,
+so a piano's right and left hand stay apart; unpitched notes make a drum part.
 """
 
 from __future__ import annotations
