@@ -317,9 +317,9 @@ class _Reader:
         self.midi_instrument = ""
         self.creator = ""
         # The element being read.
-        self.in_note = self.in_direction = self.in_dynamics = False
         self.duration = 0.0
         self._reset_note({})
+        self.in_note = self.in_direction = self.in_dynamics = False
         self.beats: list[str] = []
         self.beat_types: list[str] = []
         self.transpose = [0.0, 0.0]
