@@ -403,7 +403,17 @@ def test_real_lied_first_bar_note_by_note(real):
 
 def test_real_quartet_parses_with_four_parts(real):
     score = read_score(real(QUARTET), "sq13744399.mxl")
-    assert len(score.parts) == 4 and not any(p.drums for p in score.parts)
+    assert [p.name for p in score.parts] == ["Violin 1", "Violin 2", "Viola", "Violoncello"]
+    assert not any(p.drums for p in score.parts) and score.tempos[0].bpm == 152.0
+    # Bar 1 (divisions 480), every part under an f: D half, F dotted quarter, F eighth;
+    # violins in octave 4, viola and cello in octave 3.
+    for part, octave in ((0, 62), (1, 62), (2, 50), (3, 50)):
+        bar1 = [(n.start, n.length, n.pitch, n.velocity) for n in score.notes if n.part == part][:3]
+        assert bar1 == [
+            (0.0, 2.0, octave, 96),
+            (2.0, 1.5, octave + 3, 96),
+            (3.5, 0.5, octave + 3, 96),
+        ]
     assert len(score.notes) > 5000
     assert 10 * 60 < score.seconds < 60 * 60
 
