@@ -1,12 +1,15 @@
 """The generator's HTTP API (FastAPI; OpenAPI docs at ``/docs``) and its web page at ``/``.
 
     POST /v1/songs                      JSON parameters -> audio/wav (default), VGM,
-                                        the Avro event log, or JSON (notes for a piano roll)
-    GET  /v1/songs/{seed}.{wav|vgm|avro|json}?seconds=&temperature=&top_p=&sample_rate=
+                                        the Avro event log, a Game Boy ROM that replays
+                                        the song, or JSON (notes for a piano roll)
+    GET  /v1/songs/{seed}.{wav|vgm|avro|gb|json}?seconds=&temperature=&top_p=&sample_rate=
                                         the same without a prime, as a link (<audio src>)
+    GET  /v1/model                      the served model: step, age, what it was trained on
     GET  /healthz                       whether a model is loaded, and which step
     GET  /metrics                       Prometheus metrics (on the API port by default)
     GET  /                              the page: parameters, generate, listen, piano roll
+    GET  /dashboard                     the pipeline's charts (``gbsynth.generator.dashboard``)
 
 WAV answers stream: the header (whose length is known in advance) and then audio as
 the model writes the song, so playback starts long before the song is finished.
@@ -44,6 +47,7 @@ from gbsynth.generator.songs import (
     Song,
     SongParams,
     avro_bytes,
+    gb_bytes,
     piano_roll,
     song_description,
     song_key,
@@ -63,6 +67,7 @@ class SongFormat(StrEnum):
     wav = "wav"
     vgm = "vgm"
     avro = "avro"
+    gb = "gb"
     json = "json"
 
 
@@ -70,6 +75,7 @@ MEDIA_TYPES = {
     SongFormat.wav: "audio/wav",
     SongFormat.vgm: "audio/x-vgm",
     SongFormat.avro: "application/avro",
+    SongFormat.gb: "application/x-gameboy-rom",
     SongFormat.json: "application/json",
 }
 
@@ -141,7 +147,8 @@ def request_model(limits: Limits) -> type[BaseModel]:
         format: SongFormat = Field(
             SongFormat.wav,
             description="wav (16-bit stereo PCM), vgm (VGM 1.61), avro (the event log as an "
-            "Avro recordings file), json (song description and piano roll)",
+            "Avro recordings file), gb (a Game Boy ROM that replays the song, each write "
+            "within a frame of its time), json (song description and piano roll)",
         )
         sample_rate: int = Field(44_100, ge=8_000, le=96_000, description="WAV sample rate, Hz")
         prime: (
@@ -304,7 +311,7 @@ def create_app(
     async def get_song(
         request: Request,
         seed: Annotated[int, PathParam(ge=0, le=MAX_SEED, description="random seed")],
-        fmt: Annotated[SongFormat, PathParam(description="wav, vgm, avro or json")],
+        fmt: Annotated[SongFormat, PathParam(description="wav, vgm, avro, gb or json")],
         seconds: Annotated[float, Query(ge=1, le=limits.max_seconds, allow_inf_nan=False)] = min(
             DEFAULT_SECONDS, limits.max_seconds
         ),
@@ -405,6 +412,8 @@ def _encode(song: Song, fmt: SongFormat, rate: int) -> bytes:
         return vgm_bytes(song)
     if fmt is SongFormat.avro:
         return avro_bytes(song)
+    if fmt is SongFormat.gb:
+        return gb_bytes(song)
     import json
 
     return json.dumps(
