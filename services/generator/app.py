@@ -31,6 +31,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -40,6 +41,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
 from gbsynth import __version__
+from gbsynth.generator.dashboard import Dashboard, config_from_env
+from gbsynth.generator.model_info import describe_model
 from gbsynth.generator.models import SERVICE, ModelHolder
 from gbsynth.generator.prime import PrimeError, prime_from_columns, prime_from_file
 from gbsynth.generator.service import REQUESTS, Limits, ServiceError, SongService
@@ -206,15 +209,23 @@ def create_app(
     *,
     metrics_endpoint: bool = True,
     max_body_bytes: int = 16 * 1024 * 1024,
+    dashboard: Dashboard | None = None,
 ) -> FastAPI:
-    """The generator's ASGI app around a model holder (``service`` on ``app.state``)."""
+    """The generator's ASGI app around a model holder (``service`` on ``app.state``).
+
+    ``dashboard`` answers ``/v1/dashboard``; by default one configured from the
+    environment (``GBSYNTH_PROMETHEUS_URL``, ``GBSYNTH_DASHBOARD_METRICS_URLS``).
+    """
     limits = limits or Limits()
     service = SongService(holder, limits)
     SongRequest = request_model(limits)
+    dashboard = dashboard or Dashboard(config_from_env())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        dashboard.start()
         yield
+        dashboard.close()
         service.close()
 
     app = FastAPI(
@@ -230,7 +241,9 @@ def create_app(
     )
     app.state.service = service
     app.state.holder = holder
+    app.state.dashboard = dashboard
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(GzipPages)
 
     def counted(request: Request, status: int) -> None:
         if request.url.path.startswith("/v1/songs"):
@@ -356,9 +369,34 @@ def create_app(
             version=__version__,
         )
 
+    @app.get(
+        "/v1/model",
+        summary="The served model: step, age, figures, what it was trained on",
+        responses={503: {"model": ErrorBody, "description": "no checkpoint loaded yet"}},
+    )
+    async def model_info() -> dict[str, Any]:
+        """Facts about the checkpoint being served, from what it carries: its step, age and
+        losses, the trainer's dataset size, and its model card if it has one."""
+        model = service.model()  # 503 before the first checkpoint
+        return await run_in_threadpool(describe_model, model)
+
+    @app.get("/v1/dashboard", summary="The pipeline dashboard's lines")
+    def dashboard_data(
+        minutes: Annotated[float, Query(ge=1, le=360, allow_inf_nan=False)] = 15,
+    ) -> dict[str, Any]:
+        """Every panel of ``/dashboard`` over the last ``minutes``: one time axis (unix
+        seconds) and each line's values on it (null: no value). From Prometheus
+        (``GBSYNTH_PROMETHEUS_URL``) when it answers, else from the services' /metrics the
+        generator reads itself."""
+        return dashboard.data(minutes)
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -423,6 +461,25 @@ def _encode(song: Song, fmt: SongFormat, rate: int) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+class GzipPages:
+    """ASGI middleware: gzip the page, its scripts and the dashboard's JSON (uPlot is 51 KB,
+    16 KB gzipped) but nothing else: a gzipped WAV stream would lose its Content-Length,
+    which the player needs to show the song's length while it streams."""
+
+    PREFIXES = ("/static/", "/dashboard", "/v1/dashboard", "/v1/model", "/docs")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=1024)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/" or path.startswith(self.PREFIXES):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class BodyLimit:
