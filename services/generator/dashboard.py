@@ -494,9 +494,10 @@ class Dashboard:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashboard-query")
 
     def start(self) -> None:
-        """Begin reading /metrics now if there is no Prometheus to ask (the history then has
-        data by the time someone opens the page)."""
-        if not self.config.prometheus_url:
+        """Begin reading the services' /metrics now if there are services to read and no
+        Prometheus to ask, so the history has data by the time someone opens the page.
+        Otherwise the first request that needs the history starts it."""
+        if self.config.targets and not self.config.prometheus_url:
             self.history.start()
 
     def close(self) -> None:
@@ -517,7 +518,7 @@ class Dashboard:
                 return answer
             except DashboardError as exc:
                 answer["note"] = f"{exc}; reading the services' /metrics instead"
-                self.history.start()
+        self.history.start()
         answer.update(self._from_history(now, seconds))
         return answer
 
