@@ -236,3 +236,21 @@ def test_bad_settings_are_shown_on_the_dashboard(tmp_path, environ, message):
         # Songs are not gzipped (a WAV stream keeps its Content-Length); no model: 503.
         assert "content-encoding" not in client.get("/v1/songs/1.wav").headers
         assert client.get("/v1/model").status_code == 503
+
+
+def test_the_pages_polls_stay_out_of_the_access_log():
+    import logging
+
+    from gbsynth.generator.app import PollingFilter
+
+    def line(path: str, status: int) -> logging.LogRecord:
+        return logging.LogRecord(
+            "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+            ("127.0.0.1:5", "GET", path, "1.1", status), None,
+        )  # fmt: skip
+
+    polls = PollingFilter()
+    assert not polls.filter(line("/v1/dashboard?minutes=15", 200))
+    assert not polls.filter(line("/healthz", 200))
+    assert polls.filter(line("/v1/dashboard?minutes=0", 422))  # failures are still logged
+    assert polls.filter(line("/v1/songs/1.wav?seconds=2", 200))

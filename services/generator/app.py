@@ -244,6 +244,7 @@ def create_app(
     app.state.dashboard = dashboard
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(GzipPages)
+    quiet_polling_in_access_log()
 
     def counted(request: Request, status: int) -> None:
         if request.url.path.startswith("/v1/songs"):
@@ -461,6 +462,27 @@ def _encode(song: Song, fmt: SongFormat, rate: int) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+class PollingFilter(logging.Filter):
+    """Drops uvicorn's access-log lines of the pages' polls (the dashboard asks every 5 s,
+    the song page checks the model every 15 s) when they succeed: in ``make run``'s output
+    they would bury the services' own lines."""
+
+    PATHS = ("/v1/dashboard", "/healthz", "/v1/model")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 5:  # (client, method, path, version, status)
+            path, status = str(args[2]), args[4]
+            return not (path.startswith(self.PATHS) and status == 200)
+        return True
+
+
+def quiet_polling_in_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, PollingFilter) for f in access.filters):
+        access.addFilter(PollingFilter())
 
 
 class GzipPages:

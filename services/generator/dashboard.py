@@ -362,7 +362,7 @@ def _rates(
         rates: dict[Labels, float] = {}
         for labels, value in current.items():
             increase, first, previous = 0.0, now, value
-            for t, older in reversed(selected[max(0, i - 1000) : i]):
+            for t, older in reversed(selected[:i]):
                 if t < now - window - 1e-6 or labels not in older:
                     break
                 before = older[labels]
