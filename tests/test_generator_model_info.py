@@ -35,6 +35,14 @@ def test_a_card_beside_the_checkpoint_or_inside_it_is_shown(tmp_path):
     assert describe_model(model)["card"] == card
     (tmp_path / f"{path.stem}.card.json").write_text("{not json")  # unreadable: next one
     assert describe_model(model)["card"] == card
+    # A training recipe's card, in the .json the trainer writes beside the checkpoint.
+    meta = json.loads(path.with_suffix(".json").read_text())
+    recipe = {"recipe": "default", "data": {"gb_train": {"tracks": 40, "hours": 1.5}}}
+    meta.update(card=recipe, heldout_nats_per_second=21.5)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    info = describe_model(model)
+    assert info["card"] == recipe and info["heldout_nats_per_second"] == 21.5
+    path.with_suffix(".json").unlink()
     inside = {"data": "the demo songs", "figures": {"nats_per_second": float("nan")}}
     checkpoint = SimpleNamespace(
         step=2, card=inside, created_unix_ms=0, heldout_nll=1.5,

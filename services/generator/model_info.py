@@ -2,9 +2,10 @@
 what it was trained on, from whatever the checkpoint carries.
 
 Checkpoints differ in what they describe: the trainer service's hold its losses, its
-dataset size and training time; a model shipped with the repository may come with a model
-card (a ``card``/``model_card``/``metadata`` entry of the checkpoint, or a JSON card beside
-the file). Every part is optional: what is missing is left out, never guessed.
+dataset size and training time; a model made by a training recipe comes with a model card
+(``card`` in the ``.json`` the trainer writes beside every checkpoint, or a
+``card``/``model_card``/``metadata`` entry of the checkpoint itself, or a JSON card file
+beside it). Every part is optional: what is missing is left out, never guessed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ log = logging.getLogger(__name__)
 
 CARD_ATTRIBUTES = ("card", "model_card", "metadata")
 """Checkpoint attributes that may hold a model card (a dict)."""
+SIDECAR_FIELDS = ("heldout_nats_per_second", "promoted")
+"""Figures of the ``.json`` beside a checkpoint that the checkpoint itself lacks."""
 CARD_FILES = ("{stem}.card.json", "{stem}.model_card.json", "card.json", "model_card.json")
-"""JSON files beside the checkpoint that may hold one ({stem}: the checkpoint's name)."""
+"""JSON files beside the checkpoint that may be a card ({stem}: the checkpoint's name)."""
 TRAINER_FIELDS = ("dataset_segments", "events_trained", "train_seconds", "recipe", "data")
 """Plain facts kept from the trainer state (its optimizer and random states are not)."""
 MAX_JSON_CHARS = 20_000
@@ -57,8 +60,28 @@ def _bounded(value: Any) -> Any:
     return value
 
 
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s is unreadable: %s", path, exc)
+        return None
+
+
+def sidecar(path: Path | None) -> dict[str, Any]:
+    """The ``.json`` the trainer writes beside a checkpoint (empty if none)."""
+    data = _read_json(path.with_suffix(".json")) if path is not None else None
+    return data if isinstance(data, dict) else {}
+
+
 def model_card(checkpoint: Any, path: Path | None) -> dict[str, Any] | None:
-    """The model card: from the checkpoint itself, else a JSON file beside it."""
+    """The model card: in the checkpoint's ``.json``, in the checkpoint itself, or a JSON
+    card file beside it."""
+    card = sidecar(path).get("card")
+    if isinstance(card, dict) and card:
+        return _bounded(_plain(card))
     for name in CARD_ATTRIBUTES:
         card = getattr(checkpoint, name, None)
         if isinstance(card, dict) and card:
@@ -66,15 +89,9 @@ def model_card(checkpoint: Any, path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     for pattern in CARD_FILES:
-        candidate = path.parent / pattern.format(stem=path.stem)
-        if candidate.is_file():
-            try:
-                card = json.loads(candidate.read_text())
-            except (OSError, ValueError) as exc:
-                log.warning("model card %s is unreadable: %s", candidate, exc)
-                continue
-            if isinstance(card, dict):
-                return _bounded(_plain(card))
+        card = _read_json(path.parent / pattern.format(stem=path.stem))
+        if isinstance(card, dict) and card:
+            return _bounded(_plain(card))
     return None
 
 
@@ -107,8 +124,13 @@ def describe_model(model: Any, now: float | None = None) -> dict[str, Any]:
         trainer = {k: v for k, v in trainer.items() if v is not None}
         if trainer:
             info["trainer"] = trainer
-    path = getattr(model, "path", None)
-    card = model_card(checkpoint, Path(path) if path else None)
+    path = Path(model.path) if getattr(model, "path", None) else None
+    beside = sidecar(path)
+    for name in SIDECAR_FIELDS:
+        value = _plain(beside.get(name))
+        if value is not None:
+            info[name] = value
+    card = model_card(checkpoint, path)
     if card:
         info["card"] = card
     return info

@@ -55,21 +55,33 @@ function age(seconds) {
   return `${Math.round(seconds / 86400)} days`;
 }
 
-function describeData(value) {
+// A card's data entry as a line: {"gb_train": {"tracks": 40, "hours": 1.5}} reads
+// "gb_train (40 tracks, 1.5 hours)".
+function describeData(value, depth = 0) {
   if (value === null || value === undefined) return null;
   if (typeof value === "string") return value;
-  if (Array.isArray(value)) return value.map(describeData).filter(Boolean).join(", ");
+  if (Array.isArray(value)) return value.map((v) => describeData(v, depth + 1)).join(", ");
   if (typeof value === "object") {
-    return Object.entries(value).map(([k, v]) => `${k}: ${describeData(v)}`).join("; ");
+    return Object.entries(value).map(([k, v]) => {
+      if (typeof v === "number") return `${v.toLocaleString()} ${k}`;
+      if (v !== null && typeof v === "object") return `${k} (${describeData(v, depth + 1)})`;
+      return `${k}: ${describeData(v, depth + 1)}`;
+    }).join(depth === 0 ? "; " : ", ");
   }
   return String(value);
 }
 
-// What the served model was trained on: its card says best; else the trainer's dataset.
+// What the served model was trained on: its card says best (held-out parts left out: they
+// are what it was not trained on); else the trainer's dataset.
 function trainedOn(info) {
   const card = info.card || {};
   for (const key of ["data", "trained_on", "dataset", "training_data"]) {
-    const text = describeData(card[key]);
+    let value = card[key];
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      value = Object.fromEntries(
+        Object.entries(value).filter(([k]) => !/held|test|valid/i.test(k)));
+    }
+    const text = describeData(value);
     if (text) return text;
   }
   const trainer = info.trainer || {};
@@ -89,8 +101,13 @@ async function modelFacts() {
   if (info.heldout_nll !== undefined) parts.push(`held-out NLL ${info.heldout_nll.toFixed(3)}`);
   if (info.train_loss !== undefined) parts.push(`training loss ${info.train_loss.toFixed(3)}`);
   if (info.parameters !== undefined) parts.push(`${(info.parameters / 1e6).toFixed(2)}M parameters`);
+  if (info.heldout_nats_per_second !== undefined) {
+    parts.push(`${info.heldout_nats_per_second.toFixed(1)} nats/s held out`);
+  }
   parts.push(`trained on: ${trainedOn(info)}`);
   const card = info.card || {};
+  const heldOut = describeData(card.heldout_music);
+  if (heldOut) parts.push(`held out: ${heldOut}`);
   const title = card.name || card.title;
   facts.textContent = (title ? `${title} · ` : "") + parts.join(" · ");
 }
