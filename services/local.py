@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -240,6 +241,15 @@ def prometheus_command(binary: str, state_dir: Path, ports: Ports) -> list[str]:
     ]
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float) -> bool:
     """Poll Prometheus' /-/ready until it answers, it exits, or ``seconds`` pass."""
     deadline = time.monotonic() + seconds
@@ -270,6 +280,14 @@ def _start_prometheus(
         )
         return None, None
     url = f"http://127.0.0.1:{ports.prometheus}"
+    if not _port_free(ports.prometheus):
+        # Another Prometheus there would answer our readiness check: do not ask it.
+        print(
+            f"{'prometheus':<11} port {ports.prometheus} is taken (--prometheus-port picks "
+            "another); going on without it",
+            flush=True,
+        )
+        return None, None
     try:
         proc = subprocess.Popen(
             prometheus_command(binary, state_dir, ports),

@@ -160,6 +160,13 @@ class FakePrometheus(BaseHTTPRequestHandler):
         from urllib.parse import parse_qs, urlsplit
 
         params = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        if urlsplit(self.path).path == "/api/v1/query":  # the targets' `up`
+            assert params["query"] == "up"
+            up = [
+                {"metric": {"job": "trainer", "instance": "t:9103"}, "value": [1, "0"]},
+                {"metric": {"job": "emulator", "instance": "e:9101"}, "value": [1, "1"]},
+            ]
+            return self._answer({"resultType": "vector", "result": up})
         FakePrometheus.queries.append(params["query"])
         start, step = float(params["start"]), float(params["step"])
         result = [
@@ -168,7 +175,10 @@ class FakePrometheus(BaseHTTPRequestHandler):
                 "values": [[start + step, str(len(params["query"]))], [start + 3 * step, "1"]],
             }
         ]
-        body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}})
+        self._answer({"resultType": "matrix", "result": result})
+
+    def _answer(self, data):
+        body = json.dumps({"status": "success", "data": data})
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.end_headers()
@@ -199,6 +209,10 @@ def test_with_prometheus_the_generator_proxies_its_answers_on_one_time_axis():
     assert line["values"][1] == len(queries[0]) and line["values"][3] == 1.0
     assert line["values"][0] is None and line["values"][2] is None
     assert _panel(answer, "songs")["series"][0]["name"] == "200"
+    assert answer["targets"] == [
+        {"job": "emulator", "instance": "e:9101", "up": True},
+        {"job": "trainer", "instance": "t:9103", "up": False},
+    ]
 
 
 def test_a_silent_prometheus_falls_back_to_metrics_and_says_so(tmp_path):

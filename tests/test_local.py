@@ -161,3 +161,18 @@ def test_prometheus_is_found_beside_python_first(tmp_path, monkeypatch):
     beside.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     assert local.find_prometheus() == str(beside)
+
+
+def test_a_taken_prometheus_port_is_said_and_skipped(tmp_path, monkeypatch, capsys):
+    import socket
+
+    monkeypatch.setattr(local, "find_prometheus", lambda: "/usr/bin/prometheus")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert local._start_prometheus(tmp_path, local.Ports(prometheus=port), 10, None) == (
+            None,
+            None,
+        )
+    assert f"port {port} is taken" in capsys.readouterr().out

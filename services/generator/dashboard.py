@@ -432,24 +432,45 @@ def evaluate(query: Query, history: Sequence[tuple[float, Samples]]) -> dict[Lab
 # -- Prometheus ------------------------------------------------------------------------------
 
 
-def query_range(base_url: str, expr: str, start: float, end: float, step: float) -> list[dict]:
-    """``/api/v1/query_range`` of Prometheus at ``base_url``: its result (a matrix)."""
-    params = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step})
-    url = f"{base_url.rstrip('/')}/api/v1/query_range?{params}"
+def _prometheus_api(base_url: str, path: str, params: dict[str, Any]) -> list[dict]:
+    """The ``result`` of a Prometheus HTTP API query at ``base_url``."""
+    url = f"{base_url.rstrip('/')}{path}?{urllib.parse.urlencode(params)}"
+    query = params.get("query")
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:
             body = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode(errors="replace")
-        raise DashboardError(f"Prometheus answered {exc.code} to {expr!r}: {detail}") from None
+        raise DashboardError(f"Prometheus answered {exc.code} to {query!r}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DashboardError(f"Prometheus at {base_url} did not answer: {reason}") from None
     except ValueError as exc:
         raise DashboardError(f"Prometheus at {base_url}: not JSON ({exc})") from None
-    if body.get("status") != "success":
-        raise DashboardError(f"Prometheus refused {expr!r}: {body.get('error')}")
-    return list(body.get("data", {}).get("result", []))
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error") if isinstance(body, dict) else body
+        raise DashboardError(f"Prometheus refused {query!r}: {error}")
+    result = (body.get("data") or {}).get("result", [])
+    return [r for r in result if isinstance(r, dict)] if isinstance(result, list) else []
+
+
+def query_range(base_url: str, expr: str, start: float, end: float, step: float) -> list[dict]:
+    """``/api/v1/query_range`` of Prometheus at ``base_url``: its result (a matrix)."""
+    params = {"query": expr, "start": start, "end": end, "step": step}
+    return _prometheus_api(base_url, "/api/v1/query_range", params)
+
+
+def scrape_targets(base_url: str) -> list[dict[str, Any]]:
+    """Whether Prometheus' last scrape of each target worked (its ``up`` series)."""
+    result = _prometheus_api(base_url, "/api/v1/query", {"query": "up"})
+    targets = []
+    for series in result:
+        labels, value = series.get("metric", {}), series.get("value", [0, "0"])
+        up = len(value) == 2 and value[1] == "1"
+        targets.append(
+            {"job": labels.get("job", "?"), "instance": labels.get("instance", "?"), "up": up}
+        )
+    return sorted(targets, key=lambda t: (t["job"], t["instance"]))
 
 
 # -- the dashboard ---------------------------------------------------------------------------
@@ -564,6 +585,7 @@ class Dashboard:
             "source": "prometheus",
             "times": times,
             "step": step,
+            "targets": scrape_targets(self.config.prometheus_url),
             "panels": [self._panel_json(p, by_panel[p.id]) for p in self.panels],
         }
 

@@ -116,14 +116,12 @@ async function refresh() {
     if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
     const answer = await response.json();
     const source = document.getElementById("source");
-    if (answer.source === "prometheus") {
-      source.textContent = `from Prometheus at ${answer.prometheus_url}, every ${answer.step} s`;
-    } else {
-      const targets = (answer.targets || []).map(
-        (t) => `${t.job} ${t.up ? "up" : "down"}`).join(", ");
-      source.textContent = `from the services' /metrics, read by the generator every ` +
-                           `${answer.step} s (${targets})`;
-    }
+    const targets = (answer.targets || []).map(
+      (t) => `${t.job} ${t.up ? "up" : "down"}`).join(", ");
+    source.textContent = (answer.source === "prometheus"
+      ? `from Prometheus at ${answer.prometheus_url}, every ${answer.step} s`
+      : `from the services' /metrics, read by the generator every ${answer.step} s`) +
+      (targets ? ` (${targets})` : "");
     document.getElementById("note").textContent = answer.note || "";
     for (const panel of answer.panels) draw(panel, answer.times);
     document.body.dataset.refreshed = String(Date.now());
