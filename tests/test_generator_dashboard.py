@@ -134,6 +134,7 @@ def test_without_prometheus_the_generator_reads_the_services_metrics(tmp_path):
             lag.labels(service="pruner", topic="apu.recordings", partition="0").set(now)
             board.history.scrape()
         answer = board.data(minutes=5, now=1010.0)
+        assert board.data(minutes=5, now=1011.0) == answer  # no new snapshot: the same lines
     finally:
         server.shutdown()
     assert answer["source"] == "metrics" and answer["times"] == [1000.0, 1005.0, 1010.0]
@@ -146,7 +147,7 @@ def test_without_prometheus_the_generator_reads_the_services_metrics(tmp_path):
     }  # fmt: skip
     # Only what the panels read is kept.
     assert not any("unused" in name for _, samples in board.history.snapshots
-                   for name, _labels in samples)  # fmt: skip
+                   for name in samples)  # fmt: skip
     memory = _panel(answer, "memory")["series"]
     assert [s["name"] for s in memory] == ["generator"] and memory[0]["values"][-1] > 1e6
 

@@ -176,7 +176,8 @@ PANELS: tuple[Panel, ...] = (
 # -- reading /metrics ourselves --------------------------------------------------------------
 
 Labels = tuple[tuple[str, str], ...]
-Samples = dict[tuple[str, Labels], float]
+Samples = dict[str, dict[Labels, float]]
+"""One scrape of every target: sample name -> each series' labels -> its value."""
 
 
 def parse_exposition(text: str, wanted: set[str], job: str, instance: str) -> Samples:
@@ -190,7 +191,7 @@ def parse_exposition(text: str, wanted: set[str], job: str, instance: str) -> Sa
             if sample.name not in wanted:
                 continue
             labels = {**sample.labels, "job": job, "instance": instance}
-            samples[(sample.name, tuple(sorted(labels.items())))] = float(sample.value)
+            samples.setdefault(sample.name, {})[tuple(sorted(labels.items()))] = float(sample.value)
     return samples
 
 
@@ -297,7 +298,9 @@ class MetricsHistory:
             state = TargetStatus(target.job, target.instance)
             try:
                 text = self._own() if target.url is None else _fetch_text(target.url)
-                samples.update(parse_exposition(text, self.wanted, target.job, target.instance))
+                parsed = parse_exposition(text, self.wanted, target.job, target.instance)
+                for name, series in parsed.items():
+                    samples.setdefault(name, {}).update(series)
                 state.up = True
             except (OSError, ValueError, DashboardError) as exc:
                 state.error = str(exc)
@@ -341,11 +344,10 @@ def _matches(labels: Labels, match: tuple[tuple[str, str], ...]) -> bool:
 
 
 def _select(samples: Samples, name: str, match: tuple[tuple[str, str], ...]) -> dict[Labels, float]:
-    return {
-        labels: value
-        for (sample, labels), value in samples.items()
-        if sample == name and _matches(labels, match)
-    }
+    series = samples.get(name, {})
+    if not match:
+        return series
+    return {labels: value for labels, value in series.items() if _matches(labels, match)}
 
 
 def _rates(
@@ -354,23 +356,32 @@ def _rates(
     match: tuple[tuple[str, str], ...],
     window: float,
 ) -> list[dict[Labels, float]]:
-    """Per snapshot, each series' per-second increase over the last ``window`` seconds
-    (a counter that went down was reset: its new value counts as the increase)."""
-    selected = [(t, _select(samples, name, match)) for t, samples in history]
-    out: list[dict[Labels, float]] = []
-    for i, (now, current) in enumerate(selected):
-        rates: dict[Labels, float] = {}
-        for labels, value in current.items():
-            increase, first, previous = 0.0, now, value
-            for t, older in reversed(selected[:i]):
-                if t < now - window - 1e-6 or labels not in older:
-                    break
-                before = older[labels]
-                increase += previous - before if previous >= before else previous
-                first, previous = t, before
-            if first < now:
-                rates[labels] = increase / (now - first)
-        out.append(rates)
+    """Per snapshot, each series' per-second increase over the last ``window`` seconds of
+    consecutive snapshots holding it (a counter that went down was reset: its new value
+    counts as the increase). One pass per series: reset-corrected running totals, and the
+    window's first snapshot found by a pointer that only moves forward."""
+    points: dict[Labels, list[tuple[int, float]]] = {}
+    for i, (_, samples) in enumerate(history):
+        for labels, value in _select(samples, name, match).items():
+            points.setdefault(labels, []).append((i, value))
+    out: list[dict[Labels, float]] = [{} for _ in history]
+    for labels, series in points.items():
+        totals: list[float] = []
+        run_start = first = 0
+        for k, (i, value) in enumerate(series):
+            if k == 0 or series[k - 1][0] != i - 1:  # a gap: a new run of snapshots
+                run_start = first = k
+                totals.append(0.0)
+            else:
+                before = series[k - 1][1]
+                totals.append(totals[-1] + (value - before if value >= before else value))
+            now = history[i][0]
+            first = max(first, run_start)
+            while first < k and history[series[first][0]][0] < now - window - 1e-6:
+                first += 1
+            if first < k:
+                begin = history[series[first][0]][0]
+                out[i][labels] = (totals[k] - totals[first]) / (now - begin)
     return out
 
 
@@ -406,25 +417,33 @@ def evaluate(query: Query, history: Sequence[tuple[float, Samples]]) -> dict[Lab
     else:
         per_snapshot = _rates(history, query.sample_names[0], query.match, query.window)
     lines: dict[Labels, list[float]] = {}
+    # The same series recur in every snapshot: work out each one's group (and bucket) once.
+    keys: dict[Labels, tuple[Labels, float | None]] = {}
+
+    def key(labels: Labels) -> tuple[Labels, float | None]:
+        known = keys.get(labels)
+        if known is None:
+            le = dict(labels).get("le") if query.fn == "quantile" else None
+            by = (query.by or ()) if query.fn == "quantile" else query.by
+            known = keys[labels] = (_group(labels, by), None if le is None else float(le))
+        return known
+
     if query.fn == "quantile":
-        by = query.by or ()
         for i, series in enumerate(per_snapshot):
-            groups: dict[Labels, list[tuple[float, float]]] = {}
+            groups: dict[Labels, dict[float, float]] = {}
             for labels, rate in series.items():
-                le = dict(labels).get("le")
-                if le is None:
+                group, upper = key(labels)
+                if upper is None:
                     continue
-                groups.setdefault(_group(labels, by), []).append((float(le), rate))
+                buckets = groups.setdefault(group, {})
+                buckets[upper] = buckets.get(upper, 0.0) + rate
             for group, buckets in groups.items():
-                summed: dict[float, float] = {}
-                for upper, rate in buckets:
-                    summed[upper] = summed.get(upper, 0.0) + rate
                 line = lines.setdefault(group, [math.nan] * n)
-                line[i] = histogram_quantile(query.q, list(summed.items()))
+                line[i] = histogram_quantile(query.q, list(buckets.items()))
         return lines
     for i, series in enumerate(per_snapshot):
         for labels, value in series.items():
-            line = lines.setdefault(_group(labels, query.by), [math.nan] * n)
+            line = lines.setdefault(key(labels)[0], [math.nan] * n)
             line[i] = value if math.isnan(line[i]) else line[i] + value
     return lines
 
@@ -513,6 +532,7 @@ class Dashboard:
         wanted = {name for p in self.panels for q in p.queries for name in q.sample_names}
         self.history = MetricsHistory(config.targets, config.scrape_seconds, wanted)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashboard-query")
+        self._answers: dict[float, tuple[tuple, dict[str, Any]]] = {}
 
     def start(self) -> None:
         """Begin reading the services' /metrics now if there are services to read and no
@@ -595,6 +615,11 @@ class Dashboard:
         history = self.history.window(now - seconds - longest)
         shown = [i for i, (t, _) in enumerate(history) if t >= now - seconds]
         first = shown[0] if shown else len(history)
+        # Pages poll about as often as the history grows: the same snapshots, the same answer.
+        key = (seconds, first, len(history), history[-1][0] if history else None)
+        cached = self._answers.get(seconds)
+        if cached is not None and cached[0] == key:
+            return {**cached[1], "targets": [vars(s) for s in self.history.status]}
         panels = []
         for panel in self.panels:
             lines = []
@@ -604,10 +629,12 @@ class Dashboard:
                     name = query.name_line(dict(labels))
                     lines.append((name, query.right, evaluated[labels][first:]))
             panels.append(self._panel_json(panel, lines))
-        return {
+        answer = {
             "source": "metrics",
             "times": [t for t, _ in history[first:]],
             "step": self.config.scrape_seconds,
             "targets": [vars(s) for s in self.history.status],
             "panels": panels,
         }
+        self._answers[seconds] = (key, answer)
+        return answer
