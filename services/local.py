@@ -231,7 +231,7 @@ def prometheus_command(binary: str, state_dir: Path, ports: Ports) -> list[str]:
     config = folder / "prometheus.yml"
     # JSON is YAML: no YAML writer needed.
     config.write_text(json.dumps(prometheus_config(ports), indent=1) + "\n")
-    return [
+    command = [
         binary,
         f"--config.file={config}",
         f"--storage.tsdb.path={folder / 'data'}",
@@ -239,6 +239,13 @@ def prometheus_command(binary: str, state_dir: Path, ports: Ports) -> list[str]:
         f"--web.listen-address=127.0.0.1:{ports.prometheus}",
         "--log.level=warn",
     ]
+    # Debian's build reads its web UI from /usr/share/prometheus/web; a binary unpacked from
+    # the package into a virtualenv (with the UI beside it in share/) is told where it is.
+    prefix = Path(binary).resolve().parent.parent
+    assets = prefix / "share" / "prometheus" / "web"
+    if prefix != Path("/usr") and assets.is_dir():
+        command.append(f"--web.local-assets={assets}")
+    return command
 
 
 def _port_free(port: int) -> bool:

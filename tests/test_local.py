@@ -155,6 +155,16 @@ def test_a_prometheus_that_cannot_start_is_said_and_skipped(tmp_path, monkeypatc
     assert "exited with code 1" in out and "going on without it" in out
 
 
+def test_an_unpacked_debian_prometheus_is_told_where_its_ui_is(tmp_path):
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    binary = tmp_path / "venv" / "bin" / "prometheus"
+    command = local.prometheus_command(str(binary), tmp_path, local.Ports())
+    assert not any(flag.startswith("--web.local-assets") for flag in command)
+    (tmp_path / "venv" / "share" / "prometheus" / "web").mkdir(parents=True)
+    command = local.prometheus_command(str(binary), tmp_path, local.Ports())
+    assert f"--web.local-assets={tmp_path / 'venv' / 'share' / 'prometheus' / 'web'}" in command
+
+
 def test_prometheus_is_found_beside_python_first(tmp_path, monkeypatch):
     beside = tmp_path / "prometheus"
     beside.write_text("#!/bin/sh\n")
