@@ -6,14 +6,15 @@
 Starts ``gbsynth run-local`` with its default settings (demo songs, the ``cpu``
 model preset) in a fresh state folder on free ports, and measures:
 
-- wall time from the start to the first checkpoint file, to the first model the
-  generator serves, and to the first WAV of ``POST /v1/songs``;
+- wall time from the start to the first chart with data on the dashboard
+  (``/v1/dashboard`` answers a line with a value), to the first checkpoint file, to the
+  first model the generator serves, and to the first WAV of ``POST /v1/songs``;
 - the latency of a ``--song-seconds`` song from that model, as seconds of music
   per wall second: the peer is real-time playback (1x), which a streaming player
   must stay ahead of;
-- the resident memory of every process of the stack (the four services and the
-  broker): peak (``VmHWM``) and steady (the median of the samples taken over the
-  last half of the run, every 5 s), and their sum.
+- the resident memory of every process of the stack (the four services, the broker
+  and Prometheus when its binary is installed): peak (``VmHWM``) and steady (the median
+  of the samples taken over the last half of the run, every 5 s), and their sum.
 
 Everything is stopped with SIGINT (what Ctrl-C sends) at the end, and the time the
 stack takes to stop is printed too.
@@ -40,6 +41,7 @@ SERVICES = {
     " trainer": "trainer",
     " generator": "generator",
     "tansu": "broker",
+    "prometheus --config.file": "prometheus",
 }
 
 
@@ -118,7 +120,8 @@ def main() -> int:
     parser.add_argument("--song-seconds", type=float, default=30.0, help="length of the song")
     args = parser.parse_args()
 
-    ports = {name: free_port() for name in ("broker", "generator", "emu", "pruner", "trainer")}
+    names = ("broker", "generator", "emu", "pruner", "trainer", "prometheus")
+    ports = {name: free_port() for name in names}
     state = Path(tempfile.mkdtemp(prefix="gbsynth-stack-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
     env["GBSYNTH_STATE_DIR"] = str(state)
@@ -128,6 +131,7 @@ def main() -> int:
         "--emulator-metrics-port", str(ports["emu"]),
         "--pruner-metrics-port", str(ports["pruner"]),
         "--trainer-metrics-port", str(ports["trainer"]),
+        "--prometheus-port", str(ports["prometheus"]),
     ]  # fmt: skip
     generator = f"http://127.0.0.1:{ports['generator']}"
     log = open(state / "run-local.log", "wb")
@@ -152,6 +156,13 @@ def main() -> int:
                     continue
                 samples.setdefault(name, []).append((elapsed, rss))
                 peaks[name] = max(peaks.get(name, 0.0), hwm)
+            if "chart" not in marks:
+                board = get_json(f"{generator}/v1/dashboard?minutes=5")
+                if board and any(
+                    v is not None for p in board["panels"] for s in p["series"] for v in s["values"]
+                ):
+                    marks["chart"] = time.monotonic() - started
+                    marks["chart source"] = board["source"]
             if "checkpoint" not in marks and list((state / "checkpoints").glob("step-*.pt")):
                 marks["checkpoint"] = elapsed
             if "model" not in marks:
@@ -160,7 +171,7 @@ def main() -> int:
                     marks["model"] = time.monotonic() - started
                     song = post_song(f"{generator}/v1/songs", args.song_seconds, seed=1)
                     marks["song"] = time.monotonic() - started
-            time.sleep(5)
+            time.sleep(5 if "chart" in marks else 1)
     finally:
         stop_started = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -173,9 +184,11 @@ def main() -> int:
         log.close()
 
     print(f"make run stack, default settings, {args.seconds:.0f} s (state: {state})")
-    for mark in ("checkpoint", "model", "song"):
+    for mark in ("chart", "checkpoint", "model", "song"):
         value = marks.get(mark)
         print(f"  first {mark:<10} {'-' if value is None else f'{value:6.0f} s after start'}")
+    if "chart source" in marks:
+        print(f"  (the first chart read from {marks['chart source']})")
     if song is not None:
         status, size, wall = song
         print(
@@ -185,7 +198,7 @@ def main() -> int:
         )
     print(f"  {'process':<10} {'steady RSS':>11} {'peak RSS':>9}")
     total_steady = total_peak = 0.0
-    for name in ("emulator", "pruner", "trainer", "generator", "broker"):
+    for name in ("emulator", "pruner", "trainer", "generator", "broker", "prometheus"):
         points = samples.get(name, [])
         late = [rss for t, rss in points if t >= args.seconds / 2] or [rss for _, rss in points]
         steady = statistics.median(late) if late else 0.0

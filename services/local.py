@@ -9,9 +9,15 @@ its output prefixed by its name:
 - ``emulator``: ``gbsynth emulator-worker``, publishing a job per file first;
 - ``pruner``: ``gbsynth pruner``; ``trainer``: ``gbsynth trainer``, checkpoints in
   ``var/checkpoints`` and its dataset in ``var/trainer``;
-- ``generator``: ``gbsynth generator``, songs at http://127.0.0.1:8000/.
+- ``generator``: ``gbsynth generator``, songs at http://127.0.0.1:8000/ and the pipeline
+  dashboard at http://127.0.0.1:8000/dashboard.
 
 Metrics: emulator 9101, pruner 9102, trainer 9103, generator 8000 (beside its API).
+Prometheus (Debian's ``prometheus`` binary, beside the Python interpreter or on PATH) scrapes
+them as ``deploy/prometheus/prometheus.yml`` does, on http://127.0.0.1:9090/, keeping its
+data in ``var/prometheus``; the dashboard reads it. Without the binary (or with
+``--prometheus-port 0``) the stack runs without it and the dashboard reads the services'
+``/metrics`` itself.
 
 A local run should give a song within minutes, so a few settings get local
 defaults (``LOCAL_DEFAULTS``: the trainer checkpoints early and often); a value
@@ -25,12 +31,16 @@ from __future__ import annotations
 import argparse
 import ctypes
 import importlib.util
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +61,12 @@ DEMO_SEED = Setting("GBSYNTH_DEMO_SEED", int, 0, "run-local: seed of the demo so
 BROKER_PORT = 9092
 GENERATOR_PORT = 8000
 METRICS_PORTS = {"emulator": 9101, "pruner": 9102, "trainer": 9103}
+PROMETHEUS_PORT = 9090
+
+# Prometheus as deploy/prometheus/prometheus.yml sets it up (tests/test_local.py compares).
+PROMETHEUS_GLOBAL = {"scrape_interval": "5s", "scrape_timeout": "4s", "evaluation_interval": "15s"}
+PROMETHEUS_RETENTION = "7d"  # a local run's history; the compose stack keeps 15 days
+PROMETHEUS_READY_WAIT_S = 5.0
 
 # Settings whose service default suits a long-running deployment but not a first
 # local run: the trainer checkpoints early and often so a song can be requested
@@ -80,6 +96,8 @@ class Ports:
     emulator_metrics: int = METRICS_PORTS["emulator"]
     pruner_metrics: int = METRICS_PORTS["pruner"]
     trainer_metrics: int = METRICS_PORTS["trainer"]
+    prometheus: int = PROMETHEUS_PORT
+    """0: no Prometheus."""
 
 
 def _available(module: str) -> bool:
@@ -97,9 +115,30 @@ def _pump(name: str, stream: IO[bytes], width: int) -> None:
         sys.stdout.buffer.flush()
 
 
-def service_specs(rom_dir: Path, state_dir: Path, ports: Ports | None = None) -> list[ServiceSpec]:
-    """The four services with their commands, environment and URLs."""
+def metrics_targets(ports: Ports) -> dict[str, int]:
+    """Prometheus job name -> the port of its /metrics, for the four services."""
+    return {
+        "emulator": ports.emulator_metrics,
+        "pruner": ports.pruner_metrics,
+        "trainer": ports.trainer_metrics,
+        "generator": ports.generator,  # beside its HTTP API
+    }
+
+
+def service_specs(
+    rom_dir: Path, state_dir: Path, ports: Ports | None = None, prometheus_url: str | None = None
+) -> list[ServiceSpec]:
+    """The four services with their commands, environment and URLs. ``prometheus_url``: the
+    Prometheus the generator's dashboard asks (None: it reads the /metrics below itself)."""
     ports = ports or Ports()
+    others = ",".join(
+        f"{job}=http://127.0.0.1:{port}/metrics"
+        for job, port in metrics_targets(ports).items()
+        if job != "generator"
+    )
+    dashboard_env = {"GBSYNTH_DASHBOARD_METRICS_URLS": others}
+    if prometheus_url:
+        dashboard_env["GBSYNTH_PROMETHEUS_URL"] = prometheus_url
     python = [sys.executable, "-m", "gbsynth"]
     checkpoints = str(state_dir / "checkpoints")
     return [
@@ -133,9 +172,10 @@ def service_specs(rom_dir: Path, state_dir: Path, ports: Ports | None = None) ->
             [*python, "generator", "--port", str(ports.generator)],
             "gbsynth.generator.main",
             # The generator serves /metrics on its HTTP port.
-            {"GBSYNTH_CHECKPOINT_DIR": checkpoints},
+            {"GBSYNTH_CHECKPOINT_DIR": checkpoints, **dashboard_env},
             [
                 f"songs   http://127.0.0.1:{ports.generator}/",
+                f"charts  http://127.0.0.1:{ports.generator}/dashboard",
                 f"metrics http://127.0.0.1:{ports.generator}/metrics",
             ],
         ),
@@ -157,6 +197,136 @@ def stack_env(environ: dict[str, str], bootstrap: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def prometheus_config(ports: Ports) -> dict:
+    """deploy/prometheus/prometheus.yml for one machine: the same global settings and job
+    names, each job one static target on 127.0.0.1 instead of Docker DNS discovery."""
+    jobs = [
+        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+        for job, port in metrics_targets(ports).items()
+    ]
+    jobs.append(
+        {
+            "job_name": "prometheus",
+            "static_configs": [{"targets": [f"127.0.0.1:{ports.prometheus}"]}],
+        }
+    )
+    return {"global": dict(PROMETHEUS_GLOBAL), "scrape_configs": jobs}
+
+
+def find_prometheus() -> str | None:
+    """The ``prometheus`` binary: beside the Python interpreter (scripts/bootstrap.sh may put
+    it in the virtualenv, as it does promtool), else on PATH."""
+    beside = Path(sys.executable).parent / "prometheus"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("prometheus")
+
+
+def prometheus_command(binary: str, state_dir: Path, ports: Ports) -> list[str]:
+    """Write the configuration under ``state_dir/prometheus``; the command that runs it."""
+    folder = state_dir / "prometheus"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "prometheus.yml"
+    # JSON is YAML: no YAML writer needed.
+    config.write_text(json.dumps(prometheus_config(ports), indent=1) + "\n")
+    command = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={folder / 'data'}",
+        f"--storage.tsdb.retention.time={PROMETHEUS_RETENTION}",
+        f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+        "--log.level=warn",
+    ]
+    # Debian's build reads its web UI from /usr/share/prometheus/web; a binary unpacked from
+    # the package into a virtualenv (with the UI beside it in share/) is told where it is.
+    prefix = Path(binary).resolve().parent.parent
+    assets = prefix / "share" / "prometheus" / "web"
+    if prefix != Path("/usr") and assets.is_dir():
+        command.append(f"--web.local-assets={assets}")
+    return command
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Poll Prometheus' /-/ready until it answers, it exits, or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _start_prometheus(
+    state_dir: Path, ports: Ports, width: int, death_signal: Callable[[], None] | None
+) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    """Start Prometheus if there is one (the process and its URL), else say so once and
+    return (None, None): the stack runs without it."""
+    if ports.prometheus == 0:
+        return None, None
+    binary = find_prometheus()
+    if binary is None:
+        print(
+            f"{'prometheus':<11} not found (Debian: apt-get install prometheus); the dashboard "
+            "reads the services' /metrics itself",
+            flush=True,
+        )
+        return None, None
+    url = f"http://127.0.0.1:{ports.prometheus}"
+    if not _port_free(ports.prometheus):
+        # Another Prometheus there would answer our readiness check: do not ask it.
+        print(
+            f"{'prometheus':<11} port {ports.prometheus} is taken (--prometheus-port picks "
+            "another); going on without it",
+            flush=True,
+        )
+        return None, None
+    try:
+        proc = subprocess.Popen(
+            prometheus_command(binary, state_dir, ports),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=death_signal,
+        )
+    except OSError as exc:
+        print(f"{'prometheus':<11} cannot start {binary}: {exc}; going on without it", flush=True)
+        return None, None
+    threading.Thread(target=_pump, args=("prometheus", proc.stdout, width), daemon=True).start()
+    if not _wait_ready(url, proc, PROMETHEUS_READY_WAIT_S) and proc.poll() is not None:
+        print(
+            f"{'prometheus':<11} exited with code {proc.returncode} (its output is above; "
+            "--prometheus-port picks another port); going on without it",
+            flush=True,
+        )
+        return None, None
+    print(f"{'prometheus':<11} {url}/ (data in {state_dir / 'prometheus'})", flush=True)
+    return proc, url
+
+
+def _stop_prometheus(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        print(f"prometheus did not stop in {STOP_GRACE_S:g} s; killing it", flush=True)
+        proc.kill()
+        proc.wait()
 
 
 def ensure_demo_music(rom_dir: Path, songs: int, seed: int) -> None:
@@ -200,6 +370,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
             f"--{name}-metrics-port", type=int, default=port, help=f"{name} /metrics port"
         )
     parser.add_argument(
+        "--prometheus-port", type=int, default=PROMETHEUS_PORT,
+        help="Prometheus port (0: do not start Prometheus)",
+    )  # fmt: skip
+    parser.add_argument(
         "--only", nargs="*", default=None, help="run only these services (names as printed)"
     )
 
@@ -214,10 +388,18 @@ def run(args: argparse.Namespace) -> int:
         args.emulator_metrics_port,
         args.pruner_metrics_port,
         args.trainer_metrics_port,
+        args.prometheus_port,
     )
-    bad = [p for p in vars(ports).values() if not 1 <= p <= 65535]
+    bad = [
+        p
+        for name, p in vars(ports).items()
+        if not (1 <= p <= 65535 or (name == "prometheus" and p == 0))
+    ]
     if bad:
-        print(f"gbsynth run-local: ports must be 1-65535, got {bad}", file=sys.stderr)
+        print(
+            f"gbsynth run-local: ports must be 1-65535 (--prometheus-port also 0), got {bad}",
+            file=sys.stderr,
+        )
         return 2
     try:
         state_dir = Path(STATE_DIR.get())
@@ -234,13 +416,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"gbsynth run-local: ROM folder {rom_dir} does not exist", file=sys.stderr)
         return 2
 
-    specs = [
-        s
-        for s in service_specs(rom_dir, state_dir, ports)
-        if args.only is None or s.name in args.only
-    ]
-    missing = [s.name for s in specs if not _available(s.module)]
-    specs = [s for s in specs if s.name not in missing]
+    def chosen(prometheus_url: str | None) -> list[ServiceSpec]:
+        return [
+            s
+            for s in service_specs(rom_dir, state_dir, ports, prometheus_url)
+            if (args.only is None or s.name in args.only) and s.name not in missing
+        ]
+
+    missing: list[str] = []
+    missing = [s.name for s in chosen(None) if not _available(s.module)]
+    specs = chosen(None)
 
     broker = LocalBroker(port=ports.broker)
     try:
@@ -257,6 +442,7 @@ def run(args: argparse.Namespace) -> int:
     base_env = stack_env(dict(os.environ), broker.bootstrap)
     width = max([len(s.name) for s in specs] + [8])
     procs: list[tuple[ServiceSpec, subprocess.Popen[bytes]]] = []
+    prometheus: subprocess.Popen[bytes] | None = None
     stopping = threading.Event()
     exited: list[str] = []
     death_signal = _parent_death_signal()
@@ -266,6 +452,8 @@ def run(args: argparse.Namespace) -> int:
 
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        prometheus, prometheus_url = _start_prometheus(state_dir, ports, width, death_signal)
+        specs = chosen(prometheus_url)
         for spec in specs:
             proc = subprocess.Popen(
                 spec.command,
@@ -310,6 +498,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{spec.name} did not stop in {STOP_GRACE_S:g} s; killing it", flush=True)
                 proc.kill()
                 proc.wait()
+        if prometheus is not None:
+            _stop_prometheus(prometheus)
         broker.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)

@@ -108,6 +108,7 @@ def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
         "emulator": free_port(),
         "pruner": free_port(),
         "trainer": free_port(),
+        "prometheus": free_port(),
     }
     state = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
@@ -120,6 +121,7 @@ def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
         "--emulator-metrics-port", str(ports["emulator"]),
         "--pruner-metrics-port", str(ports["pruner"]),
         "--trainer-metrics-port", str(ports["trainer"]),
+        "--prometheus-port", str(ports["prometheus"]),
     ]  # fmt: skip
     generator = f"http://127.0.0.1:{ports['generator']}"
     metrics_urls = {

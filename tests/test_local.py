@@ -4,6 +4,13 @@ argument errors. The whole stack runs in tests/test_end_to_end.py."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_deploy import DEPLOY, _tool
 
 from gbsynth import local
 
@@ -26,6 +33,7 @@ def test_default_ports_are_the_contract():
         9102,
         9103,
     )
+    assert args.prometheus_port == 9090
 
 
 def test_service_specs_wire_ports_and_shared_checkpoints(tmp_path):
@@ -83,3 +91,98 @@ def test_bad_arguments_are_clear_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GBSYNTH_DEMO_SONGS", "zero")
     assert local.run(_args()) == 2
     assert "GBSYNTH_DEMO_SONGS must be an integer" in capsys.readouterr().err
+
+
+def test_the_generator_learns_where_the_dashboard_reads(tmp_path):
+    ports = local.Ports(generator=2, emulator_metrics=3, pruner_metrics=4, trainer_metrics=5)
+    specs = {s.name: s for s in local.service_specs(tmp_path / "roms", tmp_path, ports)}
+    env = specs["generator"].env
+    assert env["GBSYNTH_DASHBOARD_METRICS_URLS"] == (
+        "emulator=http://127.0.0.1:3/metrics,pruner=http://127.0.0.1:4/metrics,"
+        "trainer=http://127.0.0.1:5/metrics"
+    )
+    assert "GBSYNTH_PROMETHEUS_URL" not in env  # no Prometheus: it reads /metrics itself
+    assert "charts  http://127.0.0.1:2/dashboard" in specs["generator"].urls
+    with_prometheus = local.service_specs(tmp_path, tmp_path, ports, "http://127.0.0.1:7")
+    assert with_prometheus[-1].env["GBSYNTH_PROMETHEUS_URL"] == "http://127.0.0.1:7"
+
+
+def test_local_prometheus_is_the_deployed_one_on_localhost(tmp_path):
+    """Same global settings and jobs as deploy/prometheus/prometheus.yml, static targets on
+    127.0.0.1 instead of Docker DNS; promtool accepts the file run-local writes."""
+    deployed = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    ports = local.Ports(prometheus=9999)
+    command = local.prometheus_command("/usr/bin/prometheus", tmp_path, ports)
+    config_path = Path(command[1].split("=", 1)[1])
+    assert config_path == tmp_path / "prometheus" / "prometheus.yml"
+    assert f"--storage.tsdb.path={tmp_path / 'prometheus' / 'data'}" in command
+    assert "--web.listen-address=127.0.0.1:9999" in command
+    written = yaml.safe_load(config_path.read_text())
+    assert written["global"] == deployed["global"]
+    jobs = {j["job_name"]: j for j in written["scrape_configs"]}
+    assert list(jobs) == [j["job_name"] for j in deployed["scrape_configs"]]
+    for job in deployed["scrape_configs"]:
+        name = job["job_name"]
+        if "dns_sd_configs" in job:
+            port = job["dns_sd_configs"][0]["port"]
+            assert jobs[name]["static_configs"] == [{"targets": [f"127.0.0.1:{port}"]}]
+    assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:9999"]}]
+    promtool = _tool("promtool", "run scripts/bootstrap.sh")
+    result = subprocess.run(
+        [promtool, "check", "config", str(config_path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_prometheus_is_said_once_and_the_stack_goes_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(local, "find_prometheus", lambda: None)
+    assert local._start_prometheus(tmp_path, local.Ports(), 10, None) == (None, None)
+    out = capsys.readouterr().out
+    assert out.count("not found") == 1 and "apt-get install prometheus" in out
+    # --prometheus-port 0: not even looked for.
+    monkeypatch.setattr(local, "find_prometheus", lambda: pytest.fail("looked for it"))
+    assert local._start_prometheus(tmp_path, local.Ports(prometheus=0), 10, None) == (None, None)
+
+
+def test_a_prometheus_that_cannot_start_is_said_and_skipped(tmp_path, monkeypatch, capsys):
+    (tmp_path / "bin").mkdir()
+    broken = tmp_path / "bin" / "prometheus"
+    broken.write_text("#!/bin/sh\necho 'err: address already in use'\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(local, "find_prometheus", lambda: str(broken))
+    assert local._start_prometheus(tmp_path, local.Ports(), 10, None) == (None, None)
+    out = capsys.readouterr().out
+    assert "exited with code 1" in out and "going on without it" in out
+
+
+def test_an_unpacked_debian_prometheus_is_told_where_its_ui_is(tmp_path):
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    binary = tmp_path / "venv" / "bin" / "prometheus"
+    command = local.prometheus_command(str(binary), tmp_path, local.Ports())
+    assert not any(flag.startswith("--web.local-assets") for flag in command)
+    (tmp_path / "venv" / "share" / "prometheus" / "web").mkdir(parents=True)
+    command = local.prometheus_command(str(binary), tmp_path, local.Ports())
+    assert f"--web.local-assets={tmp_path / 'venv' / 'share' / 'prometheus' / 'web'}" in command
+
+
+def test_prometheus_is_found_beside_python_first(tmp_path, monkeypatch):
+    beside = tmp_path / "prometheus"
+    beside.write_text("#!/bin/sh\n")
+    beside.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    assert local.find_prometheus() == str(beside)
+
+
+def test_a_taken_prometheus_port_is_said_and_skipped(tmp_path, monkeypatch, capsys):
+    import socket
+
+    monkeypatch.setattr(local, "find_prometheus", lambda: "/usr/bin/prometheus")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert local._start_prometheus(tmp_path, local.Ports(prometheus=port), 10, None) == (
+            None,
+            None,
+        )
+    assert f"port {port} is taken" in capsys.readouterr().out

@@ -1,12 +1,15 @@
 """The generator's HTTP API (FastAPI; OpenAPI docs at ``/docs``) and its web page at ``/``.
 
     POST /v1/songs                      JSON parameters -> audio/wav (default), VGM,
-                                        the Avro event log, or JSON (notes for a piano roll)
-    GET  /v1/songs/{seed}.{wav|vgm|avro|json}?seconds=&temperature=&top_p=&sample_rate=
+                                        the Avro event log, a Game Boy ROM that replays
+                                        the song, or JSON (notes for a piano roll)
+    GET  /v1/songs/{seed}.{wav|vgm|avro|gb|json}?seconds=&temperature=&top_p=&sample_rate=
                                         the same without a prime, as a link (<audio src>)
+    GET  /v1/model                      the served model: step, age, what it was trained on
     GET  /healthz                       whether a model is loaded, and which step
     GET  /metrics                       Prometheus metrics (on the API port by default)
     GET  /                              the page: parameters, generate, listen, piano roll
+    GET  /dashboard                     the pipeline's charts (``gbsynth.generator.dashboard``)
 
 WAV answers stream: the header (whose length is known in advance) and then audio as
 the model writes the song, so playback starts long before the song is finished.
@@ -28,6 +31,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -37,6 +41,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
 from gbsynth import __version__
+from gbsynth.generator.dashboard import Dashboard, config_from_env
+from gbsynth.generator.model_info import describe_model
 from gbsynth.generator.models import SERVICE, ModelHolder
 from gbsynth.generator.prime import PrimeError, prime_from_columns, prime_from_file
 from gbsynth.generator.service import REQUESTS, Limits, ServiceError, SongService
@@ -44,6 +50,7 @@ from gbsynth.generator.songs import (
     Song,
     SongParams,
     avro_bytes,
+    gb_bytes,
     piano_roll,
     song_description,
     song_key,
@@ -63,6 +70,7 @@ class SongFormat(StrEnum):
     wav = "wav"
     vgm = "vgm"
     avro = "avro"
+    gb = "gb"
     json = "json"
 
 
@@ -70,6 +78,7 @@ MEDIA_TYPES = {
     SongFormat.wav: "audio/wav",
     SongFormat.vgm: "audio/x-vgm",
     SongFormat.avro: "application/avro",
+    SongFormat.gb: "application/x-gameboy-rom",
     SongFormat.json: "application/json",
 }
 
@@ -141,7 +150,8 @@ def request_model(limits: Limits) -> type[BaseModel]:
         format: SongFormat = Field(
             SongFormat.wav,
             description="wav (16-bit stereo PCM), vgm (VGM 1.61), avro (the event log as an "
-            "Avro recordings file), json (song description and piano roll)",
+            "Avro recordings file), gb (a Game Boy ROM that replays the song, each write "
+            "within a frame of its time), json (song description and piano roll)",
         )
         sample_rate: int = Field(44_100, ge=8_000, le=96_000, description="WAV sample rate, Hz")
         prime: (
@@ -199,15 +209,23 @@ def create_app(
     *,
     metrics_endpoint: bool = True,
     max_body_bytes: int = 16 * 1024 * 1024,
+    dashboard: Dashboard | None = None,
 ) -> FastAPI:
-    """The generator's ASGI app around a model holder (``service`` on ``app.state``)."""
+    """The generator's ASGI app around a model holder (``service`` on ``app.state``).
+
+    ``dashboard`` answers ``/v1/dashboard``; by default one configured from the
+    environment (``GBSYNTH_PROMETHEUS_URL``, ``GBSYNTH_DASHBOARD_METRICS_URLS``).
+    """
     limits = limits or Limits()
     service = SongService(holder, limits)
     SongRequest = request_model(limits)
+    dashboard = dashboard or Dashboard(config_from_env())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        dashboard.start()
         yield
+        dashboard.close()
         service.close()
 
     app = FastAPI(
@@ -223,7 +241,10 @@ def create_app(
     )
     app.state.service = service
     app.state.holder = holder
+    app.state.dashboard = dashboard
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(GzipPages)
+    quiet_polling_in_access_log()
 
     def counted(request: Request, status: int) -> None:
         if request.url.path.startswith("/v1/songs"):
@@ -304,7 +325,7 @@ def create_app(
     async def get_song(
         request: Request,
         seed: Annotated[int, PathParam(ge=0, le=MAX_SEED, description="random seed")],
-        fmt: Annotated[SongFormat, PathParam(description="wav, vgm, avro or json")],
+        fmt: Annotated[SongFormat, PathParam(description="wav, vgm, avro, gb or json")],
         seconds: Annotated[float, Query(ge=1, le=limits.max_seconds, allow_inf_nan=False)] = min(
             DEFAULT_SECONDS, limits.max_seconds
         ),
@@ -349,9 +370,34 @@ def create_app(
             version=__version__,
         )
 
+    @app.get(
+        "/v1/model",
+        summary="The served model: step, age, figures, what it was trained on",
+        responses={503: {"model": ErrorBody, "description": "no checkpoint loaded yet"}},
+    )
+    async def model_info() -> dict[str, Any]:
+        """Facts about the checkpoint being served, from what it carries: its step, age and
+        losses, the trainer's dataset size, and its model card if it has one."""
+        model = service.model()  # 503 before the first checkpoint
+        return await run_in_threadpool(describe_model, model)
+
+    @app.get("/v1/dashboard", summary="The pipeline dashboard's lines")
+    def dashboard_data(
+        minutes: Annotated[float, Query(ge=1, le=360, allow_inf_nan=False)] = 15,
+    ) -> dict[str, Any]:
+        """Every panel of ``/dashboard`` over the last ``minutes``: one time axis (unix
+        seconds) and each line's values on it (null: no value). From Prometheus
+        (``GBSYNTH_PROMETHEUS_URL``) when it answers, else from the services' /metrics the
+        generator reads itself."""
+        return dashboard.data(minutes)
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -405,6 +451,8 @@ def _encode(song: Song, fmt: SongFormat, rate: int) -> bytes:
         return vgm_bytes(song)
     if fmt is SongFormat.avro:
         return avro_bytes(song)
+    if fmt is SongFormat.gb:
+        return gb_bytes(song)
     import json
 
     return json.dumps(
@@ -414,6 +462,46 @@ def _encode(song: Song, fmt: SongFormat, rate: int) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+
+
+class PollingFilter(logging.Filter):
+    """Drops uvicorn's access-log lines of the pages' polls (the dashboard asks every 5 s,
+    the song page checks the model every 15 s) when they succeed: in ``make run``'s output
+    they would bury the services' own lines."""
+
+    PATHS = ("/v1/dashboard", "/healthz", "/v1/model")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 5:  # (client, method, path, version, status)
+            path, status = str(args[2]), args[4]
+            return not (path.startswith(self.PATHS) and status == 200)
+        return True
+
+
+def quiet_polling_in_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, PollingFilter) for f in access.filters):
+        access.addFilter(PollingFilter())
+
+
+class GzipPages:
+    """ASGI middleware: gzip the page, its scripts and the dashboard's JSON (uPlot is 51 KB,
+    22 KB gzipped) but nothing else: a gzipped WAV stream would lose its Content-Length,
+    which the player needs to show the song's length while it streams."""
+
+    PREFIXES = ("/static/", "/dashboard", "/v1/dashboard", "/v1/model", "/docs")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=1024)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/" or path.startswith(self.PREFIXES):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class BodyLimit:

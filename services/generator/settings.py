@@ -102,6 +102,34 @@ TORCH_THREADS = Setting(
     minimum=1,
 )
 
+# The pipeline dashboard (/dashboard, ``gbsynth.generator.dashboard``): where its charts
+# read from. ``gbsynth run-local`` sets the first two.
+PROMETHEUS_URL = Setting(
+    "GBSYNTH_PROMETHEUS_URL",
+    str,
+    "",
+    "Prometheus that scrapes the services (http://host:9090): the dashboard's charts query "
+    "it through the generator; empty, or not answering: the generator reads the services' "
+    "/metrics itself (GBSYNTH_DASHBOARD_METRICS_URLS)",
+)
+DASHBOARD_METRICS_URLS = Setting(
+    "GBSYNTH_DASHBOARD_METRICS_URLS",
+    str,
+    "",
+    "the other services' /metrics for the dashboard when there is no Prometheus, as "
+    "job=url pairs, comma-separated (emulator=http://127.0.0.1:9101/metrics,...); the "
+    "generator's own metrics are always read",
+)
+DASHBOARD_SCRAPE_SECONDS = Setting(
+    "GBSYNTH_DASHBOARD_SCRAPE_SECONDS",
+    float,
+    5.0,
+    "without Prometheus: how often the generator reads the services' /metrics for the "
+    "dashboard (it keeps the last 30 minutes in memory)",
+    minimum=1,
+    maximum=300,
+)
+
 ALL = (
     HOST, PORT, WORKERS, QUEUE, TIMEOUT_SECONDS, MAX_SECONDS, CACHE_SONGS, MAX_PRIME_WRITES,
     MAX_EVENTS_PER_SECOND, MAX_BODY_BYTES, POLL_SECONDS, WATCH_ANNOUNCEMENTS, TORCH_THREADS,

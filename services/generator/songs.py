@@ -8,8 +8,9 @@ share it:
   same checkpoint and parameters always give the same song, so the key is a cache key);
 * ``generate``: sample a song, rendering it to 16-bit PCM piece by piece as the model
   writes it (``sink`` gets the WAV header first, then audio as soon as it exists);
-* ``wav_bytes``, ``vgm_bytes``, ``avro_bytes``, ``piano_roll``: the song as a file or
-  as the notes the page draws.
+* ``wav_bytes``, ``vgm_bytes``, ``avro_bytes``, ``gb_bytes``, ``piano_roll``: the song as
+  a file (``gb_bytes``: a Game Boy ROM that replays it, ``gbsynth export-gb``) or as the
+  notes the page draws.
 
 A streamed WAV and one rendered from the finished song are byte-identical: the
 synthesizer gives the same samples however time is cut into pieces, and the header
@@ -389,6 +390,18 @@ def avro_bytes(song: Song) -> bytes:
         path = Path(folder) / "song.avro"
         write_recordings(path, [song.recording()])
         return path.read_bytes()
+
+
+def gb_bytes(song: Song) -> bytes:
+    """The song as a Game Boy ROM (MBC5) that replays its writes, one LCD frame at a time:
+    each write lands within a frame of its time in the song (``gbsynth export-gb``; runs on
+    a flash cart or in any emulator)."""
+    from gbsynth.music.export_gb import export_writes
+
+    # The header keeps 15 characters of the title; the player's screen shows it whole.
+    title = f"GBSYNTH {song.params.seed}"
+    rom, _stream = export_writes(song.writes, song.duration_cycles, title=title)
+    return rom
 
 
 def song_description(song: Song) -> dict[str, Any]:

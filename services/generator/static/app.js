@@ -1,5 +1,7 @@
 // The generator page: parameters -> a streamed song in the <audio> player, its piano
-// roll on a canvas, and download links. No build step, no libraries.
+// roll on a canvas with a cursor that follows the player, download links (WAV, VGM, a Game
+// Boy ROM, the event log), the served model's facts, and this browser's songs (localStorage)
+// to play again. No build step, no libraries.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -11,6 +13,10 @@ const COLORS = ["--ch0", "--ch1", "--ch2", "--ch3"].map(
 
 let roll = null;          // the song's piano roll (JSON from the server)
 let objectUrls = [];      // blob URLs to release when the next song comes
+const FORMATS = ["wav", "vgm", "gb", "avro"];
+const SONGS_KEY = "gbsynth.songs";
+const MAX_SONGS = 50;
+let servedStep = null;    // step of the model being served
 
 function say(text, isError = false) {
   statusLine.textContent = text;
@@ -42,17 +48,159 @@ async function errorText(response) {
   }
 }
 
+function age(seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 2 * 86400) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${Math.round(seconds / 86400)} days`;
+}
+
+// A card's data entry as a line: {"gb_train": {"tracks": 40, "hours": 1.5}} reads
+// "gb_train (40 tracks, 1.5 hours)".
+function describeData(value, depth = 0) {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "string") return value;
+  if (Array.isArray(value)) return value.map((v) => describeData(v, depth + 1)).join(", ");
+  if (typeof value === "object") {
+    return Object.entries(value).map(([k, v]) => {
+      if (typeof v === "number") return `${v.toLocaleString()} ${k}`;
+      if (v !== null && typeof v === "object") return `${k} (${describeData(v, depth + 1)})`;
+      return `${k}: ${describeData(v, depth + 1)}`;
+    }).join(depth === 0 ? "; " : ", ");
+  }
+  return String(value);
+}
+
+// What the served model was trained on: its card says best (held-out parts left out: they
+// are what it was not trained on); else the trainer's dataset.
+function trainedOn(info) {
+  const card = info.card || {};
+  for (const key of ["data", "trained_on", "dataset", "training_data"]) {
+    let value = card[key];
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      value = Object.fromEntries(
+        Object.entries(value).filter(([k]) => !/held|test|valid/i.test(k)));
+    }
+    const text = describeData(value);
+    if (text) return text;
+  }
+  const trainer = info.trainer || {};
+  if (trainer.dataset_segments !== undefined) {
+    return `${trainer.dataset_segments} segments of this pipeline's recordings`;
+  }
+  return "not recorded in the checkpoint";
+}
+
+async function modelFacts() {
+  const facts = $("model-facts");
+  const response = await fetch("/v1/model");
+  if (!response.ok) { facts.textContent = ""; return; }
+  const info = await response.json();
+  const parts = [];
+  if (info.age_seconds !== undefined) parts.push(`made ${age(info.age_seconds)} ago`);
+  if (info.heldout_nll !== undefined) parts.push(`held-out NLL ${info.heldout_nll.toFixed(3)}`);
+  if (info.train_loss !== undefined) parts.push(`training loss ${info.train_loss.toFixed(3)}`);
+  if (info.parameters !== undefined) parts.push(`${(info.parameters / 1e6).toFixed(2)}M parameters`);
+  if (info.heldout_nats_per_second !== undefined) {
+    parts.push(`${info.heldout_nats_per_second.toFixed(1)} nats/s held out`);
+  }
+  parts.push(`trained on: ${trainedOn(info)}`);
+  const card = info.card || {};
+  const heldOut = describeData(card.heldout_music);
+  if (heldOut) parts.push(`held out: ${heldOut}`);
+  const title = card.name || card.title;
+  facts.textContent = (title ? `${title} · ` : "") + parts.join(" · ");
+}
+
 async function checkModel() {
   try {
     const health = await (await fetch("/healthz")).json();
     $("seconds").max = Math.floor(health.max_seconds);
+    servedStep = health.model_loaded ? health.step : null;
     $("model").textContent = health.model_loaded
       ? `model: ${health.checkpoint} (training step ${health.step})`
       : `no model yet: waiting for the trainer's first checkpoint in ${health.checkpoint_dir}`;
+    if (health.model_loaded) await modelFacts(); else $("model-facts").textContent = "";
+    renderSongs();
   } catch (e) {
     $("model").textContent = "cannot reach the generator";
   }
 }
+
+// -- this browser's songs --------------------------------------------------------------------
+function loadSongs() {
+  try {
+    const songs = JSON.parse(localStorage.getItem(SONGS_KEY) || "[]");
+    return Array.isArray(songs) ? songs : [];
+  } catch (e) {
+    return [];
+  }
+}
+
+function rememberSong(song) {
+  const songs = loadSongs().filter((s) => s.key !== song.key);
+  songs.unshift(song);
+  try {
+    localStorage.setItem(SONGS_KEY, JSON.stringify(songs.slice(0, MAX_SONGS)));
+  } catch (e) { /* storage full or off: the list is a convenience */ }
+  renderSongs();
+}
+
+function renderSongs() {
+  const songs = loadSongs();
+  const list = $("songs");
+  list.replaceChildren();
+  $("history-empty").hidden = songs.length > 0;
+  $("forget").hidden = songs.length === 0;
+  for (const song of songs) {
+    const item = document.createElement("li");
+    const what = document.createElement("span");
+    what.className = "what";
+    const when = new Date(song.made_at).toLocaleString();
+    what.textContent = `seed ${song.seed} · ${song.seconds} s · temperature ` +
+      `${Number(song.temperature).toFixed(2)} · top-p ${Number(song.top_p).toFixed(2)} · ` +
+      `step ${song.model_step} · ${when}` + (song.primed ? " · continued a file" : "");
+    item.appendChild(what);
+    if (song.primed) {
+      const note = document.createElement("span");
+      note.textContent = "(needs its file to play again)";
+      item.appendChild(note);
+    } else {
+      const play = document.createElement("button");
+      play.type = "button";
+      play.textContent = "Play again";
+      play.className = "replay";
+      if (servedStep !== null && servedStep !== song.model_step) {
+        play.title = `the model is now at step ${servedStep}: a different song`;
+      }
+      play.addEventListener("click", () => playAgain(song));
+      item.appendChild(play);
+      for (const ext of FORMATS.slice(0, 3)) {
+        const link = document.createElement("a");
+        link.href = songUrl(song, ext);
+        link.download = `gbsynth-seed${song.seed}-${song.seconds}s.${ext}`;
+        link.textContent = ext.toUpperCase();
+        item.appendChild(link);
+      }
+    }
+    list.appendChild(item);
+  }
+}
+
+function playAgain(song) {
+  const set = (id, v) => { $(id).value = v; $(id).dispatchEvent(new Event("input")); };
+  set("seconds", song.seconds);
+  set("temperature", song.temperature);
+  set("top_p", song.top_p);
+  set("seed", song.seed);
+  $("prime").value = "";
+  form.requestSubmit();
+}
+
+$("forget").addEventListener("click", () => {
+  localStorage.removeItem(SONGS_KEY);
+  renderSongs();
+});
 
 function params() {
   return {
@@ -121,7 +269,7 @@ async function generate(event) {
         if (!finished) say(`playing after ${playingAfter.toFixed(2)} s; sampling the rest…`);
       }, { once: true });
       player.play().catch(() => {});   // autoplay may be refused: the controls remain
-      for (const ext of ["wav", "vgm", "avro"]) {
+      for (const ext of FORMATS) {
         $(`dl-${ext}`).href = songUrl(p, ext);
         $(`dl-${ext}`).download = `gbsynth-seed${p.seed}-${p.seconds}s.${ext}`;
       }
@@ -144,10 +292,11 @@ async function generate(event) {
       player.play().catch(() => {});
       blobLink("dl-wav", wav, `gbsynth-seed${p.seed}-continued.wav`);
       rollResponse = await postSong(body, "json");
-      const [vgm, avro] = await Promise.all(
-        ["vgm", "avro"].map(async (f) => (await postSong(body, f)).blob()));
-      blobLink("dl-vgm", vgm, `gbsynth-seed${p.seed}-continued.vgm`);
-      blobLink("dl-avro", avro, `gbsynth-seed${p.seed}-continued.avro`);
+      const files = await Promise.all(
+        ["vgm", "gb", "avro"].map(async (f) => (await postSong(body, f)).blob()));
+      ["vgm", "gb", "avro"].forEach((f, i) => {
+        blobLink(`dl-${f}`, files[i], `gbsynth-seed${p.seed}-continued.${f}`);
+      });
     }
     const data = await rollResponse.json();
     roll = data.piano_roll;
@@ -155,6 +304,11 @@ async function generate(event) {
     $("about").textContent =
       `${s.events} register writes · model step ${s.model_step} · ` +
       `checkpoint ${s.checkpoint_sha256.slice(0, 12)} · song ${s.key.slice(0, 16)}`;
+    rememberSong({
+      key: s.key, seed: s.seed, seconds: p.seconds, temperature: s.temperature,
+      top_p: s.top_p, model_step: s.model_step, checkpoint: s.checkpoint_sha256.slice(0, 12),
+      events: s.events, primed: s.primed, made_at: Date.now(),
+    });
     finished = true;
     const total = ((performance.now() - started) / 1000).toFixed(2);
     say(`done in ${total} s` +
@@ -229,6 +383,7 @@ function tick() {
 
 form.addEventListener("submit", generate);
 player.addEventListener("seeked", drawRoll);
+renderSongs();
 checkModel();
 setInterval(checkModel, 15000);
 requestAnimationFrame(tick);
