@@ -4,7 +4,7 @@ The write-level tokens (``gbsynth.trainer.tokens``) spend a model position on ev
 register write, in the driver's own register order and code timing. Here a recording
 is rewritten as what a listener hears change, channel by channel, on a fixed time grid:
 
-* time is quantised to ticks of ``TICK_CYCLES`` (a quarter of a 59.73 Hz frame, 4.2 ms)
+* time is quantised to ticks of ``TICK_CYCLES`` (1/16 of a 59.73 Hz frame, 1.05 ms)
   and moves on with ``SHIFT`` tokens (1..``MAX_SHIFT`` ticks);
 * a note is ``NOTE(channel, note)`` for the tone channels (pulse 1, pulse 2, wave), with
   the pitch as a note number plus an optional ``FINE`` offset before it in
@@ -30,8 +30,8 @@ decodes to legal writes; ``decode`` raises ``TokenError`` for one that does not.
 
 Writes of a burst (a driver's update, writes less than ``BURST_GAP_CYCLES`` apart) go to
 the first tick at or after the burst's last write: a decoded write comes 0 to 1 tick
-(0-4.2 ms) after the recorded one. See ``docs/representation.md`` for the design,
-round-trip figures and tokens per second.
+(0-1.05 ms, plus the burst's own length) after the recorded one. See
+``docs/representation.md`` for the design, round-trip figures and tokens per second.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
 from gbsynth.emulator import apu as hw
 from gbsynth.trainer import tokens as write_tokens
 
-TICKS_PER_FRAME = 4
+TICKS_PER_FRAME = 16
 TICK_CYCLES = FRAME_CYCLES // TICKS_PER_FRAME
-"""17,556 cycles: a quarter of an LCD frame, 4.19 ms."""
-MAX_SHIFT = 64
+"""4,389 cycles: 1/16 of an LCD frame, 1.05 ms."""
+MAX_SHIFT = 256
 """Longest time step of one ``SHIFT`` token (16 frames); longer gaps take several."""
 BURST_GAP_CYCLES = 2048
 """Writes closer than this belong to one burst (one driver update), timed together."""
