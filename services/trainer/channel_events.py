@@ -108,6 +108,7 @@ NIBBLE = _range("NIBBLE", 16)
 WAVE_RECENT = _range("WAVE_RECENT", WAVE_SLOTS - 1)  # WAVE_RECENT + j - 1, j = 1..
 PAN = _range("PAN", 256)  # NR51
 MASTER = _range("MASTER", 64)  # NR50 left volume * 8 + right volume
+RESET = _range("RESET", 4)  # power cycle; the sequencer restarted this many steps ago
 VOCAB_SIZE = sum(n for _, n in _RANGES.values())
 """Number of distinct tokens."""
 
@@ -376,6 +377,7 @@ class StreamDecoder:
         self.tick = 0
         self.cycle = 0
         """Cycle of the decoder's next write."""
+        self._last_cycle = 0  # just after the last write made
         self._phase: list[int | None] = [None, None]
         self._fine = 0
         self._fine_pending = False
@@ -410,6 +412,7 @@ class StreamDecoder:
         self._registers.append(address)
         self._values.append(value)
         self.cycle = cycle + WRITE_SPACING
+        self._last_cycle = self.cycle
 
     # -- grammar ------------------------------------------------------------
 
@@ -506,6 +509,13 @@ class StreamDecoder:
             if arg + 1 >= len(self.recent):
                 raise TokenError(f"WAVE_RECENT {arg + 1}: only {len(self.recent)} shapes known")
             self._load_wave(self.recent[arg + 1])
+        elif kind == "RESET":
+            # Power off and on in the frame-sequencer interval the recording did (``arg``
+            # steps before this tick's): the sequencer's steps keep their times.
+            boundary = (self.tick * TICK_CYCLES // _SEQUENCER_PERIOD - arg) * _SEQUENCER_PERIOD
+            last = self._cycles[-1] + WRITE_SPACING if self._cycles else self._last_cycle
+            self._write(0xFF26, 0, max(last, boundary + 1))
+            self._write(0xFF26, 0x80)
         elif kind == "PAN":
             self._write(_NR51, arg)
         elif kind == "MASTER":
@@ -642,6 +652,8 @@ class _Encoder:
     def __init__(self) -> None:
         self.decoder = StreamDecoder()
         self.out: list[int] = []
+        self.power_on: int | None = None
+        """Cycle the recording powered the APU on at since the last tick, if it did."""
         self.emitted_tick = 0
 
     def emit(self, tick: int, token: int) -> None:
@@ -710,6 +722,10 @@ class _Encoder:
         """Tokens at ``tick`` that make the decoder's state match the recording's (``chip``)."""
         self.decoder.chip.advance_to(max(tick * TICK_CYCLES, self.decoder.cycle))
         orig, d = chip.apu, self.decoder.apu
+        if self.power_on is not None:
+            steps = tick * TICK_CYCLES // _SEQUENCER_PERIOD - self.power_on // _SEQUENCER_PERIOD
+            self.emit(tick, RESET + min(max(steps, 0), 3))
+            self.power_on = None
         for channel in range(4):
             if channel in triggers:
                 self.trigger(tick, channel, triggers[channel])
@@ -803,6 +819,8 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
         triggers: dict[int, _Trigger] = {}
         while i < n and ticks[i] == tick:
             address, value = registers[i], values[i]
+            if address == 0xFF26 and value & 0x80 and not _reg(chip.apu, 0xFF26) & 0x80:
+                encoder.power_on = cycles[i]
             chip.write(address, value, cycles[i])
             if address in (0xFF14, 0xFF19, 0xFF1E, 0xFF23) and value & 0x80:
                 channel = (address - 0xFF14) // 5
@@ -924,6 +942,8 @@ def describe(tokens: np.ndarray) -> list[str]:
             text = f"MASTER L{arg >> 3} R{arg & 7}"
         elif kind == "WAVE_RECENT":
             text = f"WAVE_RECENT {arg + 1}"
+        elif kind == "RESET":
+            text = f"RESET {arg}"
         elif kind in ("NIBBLE", "LEVEL"):
             text = f"{kind} {arg}"
         else:
