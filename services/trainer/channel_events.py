@@ -40,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
@@ -290,6 +291,74 @@ def _volume_writes(volume: int, old: int, running: bool, target: int, final: int
 _SEQUENCER_PERIOD = 8192  # gbsynth.synth.core.FRAME_SEQUENCER_PERIOD
 
 
+# Chip state slots beside the APU's (int64 array): the next sequencer step, and per pulse
+# channel the duty step, the cycle of the next duty step and the step at the last trigger.
+_SEQ, _POS, _NEXT, _TRIG = 0, 1, 3, 5
+_CHIP_SIZE = 7
+_ON = [hw.CHANNEL_BASE + c * hw.CHANNEL_STRIDE + hw.CH_ON for c in range(4)]
+
+
+@numba.njit(cache=True)
+def _pulse_period(apu, channel):  # pragma: no cover
+    base = hw.REGS + 5 * channel
+    return 4 * (2048 - (apu[base + 3] | ((apu[base + 4] & 7) << 8)))
+
+
+@numba.njit(cache=True)
+def _duty_steps(apu, state, cycle):  # pragma: no cover
+    """Duty steps due strictly before ``cycle`` (the period is constant between events)."""
+    for channel in range(2):
+        due = state[_NEXT + channel]
+        if due < cycle and apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ON]:
+            period = _pulse_period(apu, channel)
+            count = (cycle - 1 - due) // period + 1
+            state[_POS + channel] = (state[_POS + channel] + count) & 7
+            state[_NEXT + channel] = due + count * period
+
+
+@numba.njit(cache=True)
+def _steps_until(apu, state, cycle):  # pragma: no cover
+    """Sequencer steps at or before ``cycle``; stops after one that stops a channel and
+    returns its cycle, else -1."""
+    while state[_SEQ] <= cycle:
+        step = state[_SEQ]
+        _duty_steps(apu, state, step)
+        was_on = 0
+        for c in range(4):
+            was_on |= apu[hw.CHANNEL_BASE + c * hw.CHANNEL_STRIDE + hw.CH_ON] << c
+        hw.apu_frame_sequencer_step(apu)
+        state[_SEQ] = step + _SEQUENCER_PERIOD
+        now_on = 0
+        for c in range(4):
+            now_on |= apu[hw.CHANNEL_BASE + c * hw.CHANNEL_STRIDE + hw.CH_ON] << c
+        if was_on & ~now_on:
+            return step
+    return -1
+
+
+@numba.njit(cache=True)
+def _advance(apu, state, cycle):  # pragma: no cover
+    while state[_SEQ] <= cycle:
+        _steps_until(apu, state, state[_SEQ])
+    _duty_steps(apu, state, cycle)
+
+
+@numba.njit(cache=True)
+def _chip_write(apu, state, address, value, cycle):  # pragma: no cover
+    _advance(apu, state, cycle)
+    powered = (apu[hw.REGS + 0x16] & 0x80) != 0
+    hw.apu_write(apu, address, value, cycle)
+    if not powered:
+        return
+    if address == 0xFF26 and (value & 0x80) == 0:
+        state[_POS] = 0
+        state[_POS + 1] = 0
+    elif (address == 0xFF14 or address == 0xFF19) and (value & 0x80) != 0:
+        channel = 0 if address == 0xFF14 else 1
+        state[_NEXT + channel] = cycle + _pulse_period(apu, channel)
+        state[_TRIG + channel] = state[_POS + channel]
+
+
 class _Chip:
     """The APU model, its frame sequencer and the pulse channels' duty steps, stepped as
     ``gbsynth.synth.core`` steps them (sequencer steps at multiples of 8,192 cycles, before
@@ -298,65 +367,41 @@ class _Chip:
 
     def __init__(self) -> None:
         self.apu = hw.new_apu_state()
-        self.sequencer = _SEQUENCER_PERIOD
-        self.duty_position = [0, 0]
-        self.duty_next = [self._period(0), self._period(1)]
-        self.trigger_position = [0, 0]
-        """Duty step each pulse channel was at when it was last triggered."""
+        self.state = np.zeros(_CHIP_SIZE, dtype=np.int64)
+        self.state[_SEQ] = _SEQUENCER_PERIOD
+        self.state[_NEXT] = _pulse_period(self.apu, 0)
+        self.state[_NEXT + 1] = _pulse_period(self.apu, 1)
 
     def copy(self) -> _Chip:
         twin = object.__new__(_Chip)
         twin.apu = self.apu.copy()
-        twin.sequencer = self.sequencer
-        twin.duty_position = list(self.duty_position)
-        twin.duty_next = list(self.duty_next)
-        twin.trigger_position = list(self.trigger_position)
+        twin.state = self.state.copy()
         return twin
 
-    def _period(self, channel: int) -> int:
-        return 4 * (2048 - _frequency(self.apu, channel))
+    @property
+    def sequencer(self) -> int:
+        """Cycle of the next frame-sequencer step."""
+        return int(self.state[_SEQ])
 
-    def _duty_steps(self, cycle: int) -> None:
-        """Duty steps due strictly before ``cycle`` (the period is constant between events)."""
-        for channel in (0, 1):
-            due = self.duty_next[channel]
-            if due < cycle and _on(self.apu, channel):
-                period = self._period(channel)
-                count = (cycle - 1 - due) // period + 1
-                self.duty_position[channel] = (self.duty_position[channel] + count) & 7
-                self.duty_next[channel] = due + count * period
+    def duty_position(self, channel: int) -> int:
+        """The duty step a pulse channel is at."""
+        return int(self.state[_POS + channel])
+
+    def trigger_position(self, channel: int) -> int:
+        """The duty step a pulse channel was at when it was last triggered."""
+        return int(self.state[_TRIG + channel])
 
     def advance_to(self, cycle: int) -> None:
         """Everything due up to a write at ``cycle``."""
-        while self.sequencer <= cycle:
-            self._duty_steps(self.sequencer)
-            hw.apu_frame_sequencer_step(self.apu)
-            self.sequencer += _SEQUENCER_PERIOD
-        self._duty_steps(cycle)
+        _advance(self.apu, self.state, cycle)
 
-    def step_stops_a_channel(self) -> int | None:
-        """Run the next sequencer step; the cycle it ran at if it stopped a channel."""
-        self._duty_steps(self.sequencer)
-        was_on = [_on(self.apu, c) for c in range(4)]
-        hw.apu_frame_sequencer_step(self.apu)
-        cycle = self.sequencer
-        self.sequencer += _SEQUENCER_PERIOD
-        if any(was_on[c] and not _on(self.apu, c) for c in range(4)):
-            return cycle
-        return None
+    def steps_until(self, cycle: int) -> int:
+        """Sequencer steps up to ``cycle``, stopping after one that stops a channel: its
+        cycle, else -1."""
+        return int(_steps_until(self.apu, self.state, cycle))
 
     def write(self, address: int, value: int, cycle: int) -> None:
-        self.advance_to(cycle)
-        powered = bool(_reg(self.apu, 0xFF26) & 0x80)
-        hw.apu_write(self.apu, address, value, cycle)
-        if not powered:
-            return
-        if address == 0xFF26 and not value & 0x80:
-            self.duty_position = [0, 0]
-        elif address in (0xFF14, 0xFF19) and value & 0x80:
-            channel = 0 if address == 0xFF14 else 1
-            self.duty_next[channel] = cycle + self._period(channel)
-            self.trigger_position[channel] = self.duty_position[channel]
+        _chip_write(self.apu, self.state, address, value, cycle)
 
 
 # --------------------------------------------------------------------------
@@ -547,7 +592,7 @@ class StreamDecoder:
         self._write(base + 3, 0xFF)
         start = self.cycle
         self._write(base + 4, 0x87)
-        steps = (position - self.chip.duty_position[channel]) & 7
+        steps = (position - self.chip.duty_position(channel)) & 7
         at = start + 4 * steps  # the last wanted step is at start + 4 * steps
         if sweep_overflows:
             self._write(0xFF10, nr10, at + 1)
@@ -625,7 +670,7 @@ def _snapshot(chip: _Chip, channel: int, position: int | None = None) -> _Trigge
     apu = chip.apu
     base = _BASE[channel]
     if position is None:
-        position = chip.duty_position[channel] if channel < 2 else 0
+        position = chip.duty_position(channel) if channel < 2 else 0
     return _Trigger(
         frequency=_frequency(apu, channel) if channel < 3 else 0,
         nrx2=_reg(apu, base + 2),
@@ -714,7 +759,7 @@ class _Encoder:
             if note[1]:
                 trial._apply(_fine_token(note[1]))
             trial._apply(NOTE + channel * N_NOTES + note[0])
-            if trial.chip.trigger_position[channel] != want.position:
+            if trial.chip.trigger_position(channel) != want.position:
                 self.emit(tick, PHASE + channel * 8 + want.position)
         self.emit_pitch(tick, channel, want.frequency, trigger=True)
 
@@ -809,13 +854,11 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
     while i < n:
         tick = ticks[i]
         # Sequencer steps before the burst: a length counter may stop a channel.
-        while chip.sequencer <= cycles[i]:
-            stop = chip.step_stops_a_channel()
-            if stop is not None:
-                stop_tick = -(-stop // TICK_CYCLES)
-                if stop_tick < tick and stop_tick * TICK_CYCLES < cycles[i]:
-                    chip.advance_to(stop_tick * TICK_CYCLES)
-                    encoder.sync(stop_tick, chip, {})
+        while (stop := chip.steps_until(cycles[i])) >= 0:
+            stop_tick = -(-stop // TICK_CYCLES)
+            if stop_tick < tick and stop_tick * TICK_CYCLES < cycles[i]:
+                chip.advance_to(stop_tick * TICK_CYCLES)
+                encoder.sync(stop_tick, chip, {})
         triggers: dict[int, _Trigger] = {}
         while i < n and ticks[i] == tick:
             address, value = registers[i], values[i]
@@ -825,19 +868,17 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
             if address in (0xFF14, 0xFF19, 0xFF1E, 0xFF23) and value & 0x80:
                 channel = (address - 0xFF14) // 5
                 if _on(chip.apu, channel):
-                    position = chip.trigger_position[channel] if channel < 2 else 0
+                    position = chip.trigger_position(channel) if channel < 2 else 0
                     triggers[channel] = _snapshot(chip, channel, position)
             i += 1
         chip.advance_to(tick * TICK_CYCLES)
         encoder.sync(tick, chip, triggers)
     # Length counters may still stop channels after the last write.
-    while chip.sequencer < duration_cycles:
-        stop = chip.step_stops_a_channel()
-        if stop is not None:
-            stop_tick = -(-stop // TICK_CYCLES)
-            if stop_tick < end_tick:
-                chip.advance_to(stop_tick * TICK_CYCLES)
-                encoder.sync(stop_tick, chip, {})
+    while (stop := chip.steps_until(duration_cycles - 1)) >= 0:
+        stop_tick = -(-stop // TICK_CYCLES)
+        if stop_tick < end_tick:
+            chip.advance_to(stop_tick * TICK_CYCLES)
+            encoder.sync(stop_tick, chip, {})
     gap = end_tick - encoder.decoder.tick
     while gap > 0:
         step = min(gap, MAX_SHIFT)
