@@ -153,7 +153,7 @@ def _pitch_tables(clock_hz: float) -> tuple[np.ndarray, np.ndarray]:
     """(register -> pitch step, pitch step -> register) for a channel whose frequency is
     ``clock_hz / (2048 - register)``. A register reached from some step maps back to that
     step, so register -> step -> register is exact wherever steps are finer than registers
-    (above about 740 Hz for pulse); below, the nearest register is within half a step."""
+    (above about 740 Hz for pulse); elsewhere the decoded register is within a step."""
     registers = np.arange(2048)
     exact = PITCH_STEPS * (69 + 12 * np.log2(clock_hz / (2048 - registers) / 440.0) - MIDI_LOW)
     steps = np.arange(N_NOTES * PITCH_STEPS) - PITCH_STEPS // 2
