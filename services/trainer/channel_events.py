@@ -887,6 +887,23 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
     return np.array(encoder.out, dtype=np.int16)
 
 
+def round_trip_fidelity(
+    writes: ApuWrites, duration_cycles: int, rate: int = 44_100
+) -> tuple[float, float, np.ndarray]:
+    """How closely the decoded tokens sound like ``writes``: both rendered by our synthesizer
+    (mono), the correlation of their 20 ms RMS envelopes and their mean per-frame log band
+    energy correlation (``gbsynth.synth.render.log_band_correlation``), and the tokens."""
+    from gbsynth.synth.render import log_band_correlation, render, rms_envelope
+
+    tokens = encode(writes, duration_cycles)
+    decoded, _ = decode(tokens)
+    original = render(writes, duration_cycles, rate=rate, stereo=False).astype(np.float64)
+    again = render(decoded.between(0, duration_cycles), duration_cycles, rate=rate, stereo=False)
+    again = again.astype(np.float64)
+    envelopes = np.corrcoef(rms_envelope(original, rate), rms_envelope(again, rate))[0, 1]
+    return float(envelopes), log_band_correlation(original, again, rate), tokens
+
+
 # --------------------------------------------------------------------------
 # Token operations.
 # --------------------------------------------------------------------------
