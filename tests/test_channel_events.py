@@ -79,6 +79,16 @@ def nightmode_writes(shared_dir) -> tuple[ApuWrites, int]:
     return recording_pieces(recording)[0], recording.duration_cycles
 
 
+def test_a_recording_encodes_span_by_span(shared_dir):
+    data = (shared_dir / "roms/music/devsoundx/DevSoundX.gb").read_bytes()
+    recording = RomSession(data, "DevSoundX.gb", seed=0).record(45)  # boot, observe, press
+    spans = recording.observing_spans()
+    tracks = ce.encode_recording(recording)
+    assert len(tracks) == len(spans) >= 1
+    for tokens, (start, end) in zip(tracks, spans, strict=True):
+        assert ce.token_seconds(tokens) == pytest.approx((end - start) / CPU_HZ, abs=0.002)
+
+
 def test_vocabulary_is_one_flat_space():
     starts = sorted((start, count) for start, count in ce._RANGES.values())
     assert starts[0][0] == 0

@@ -43,7 +43,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Recording
 from gbsynth.emulator import apu as hw
 from gbsynth.trainer import tokens as write_tokens
 
@@ -885,6 +885,16 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
         encoder.out.append(SHIFT + step - 1)
         gap -= step
     return np.array(encoder.out, dtype=np.int16)
+
+
+def encode_recording(recording: Recording) -> list[np.ndarray]:
+    """Tokens of each observing span of a recording (``data.recording_pieces``: rebased to
+    0, opening with a register snapshot), each covering its span's whole duration."""
+    from gbsynth.trainer.data import recording_pieces
+
+    spans = recording.observing_spans()
+    pieces = recording_pieces(recording)
+    return [encode(w, end - start) for w, (start, end) in zip(pieces, spans, strict=True)]
 
 
 def round_trip_fidelity(
