@@ -359,6 +359,71 @@ def _chip_write(apu, state, address, value, cycle):  # pragma: no cover
         state[_TRIG + channel] = state[_POS + channel]
 
 
+@numba.njit(cache=True)
+def _sound_key(apu, channel, pulse_step, wave_step, key):  # pragma: no cover
+    """What ``_Encoder.correct`` compares of a channel (all 0 but the DAC while it is off)."""
+    key[:] = 0
+    base = hw.REGS + 5 * channel
+    on = apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ON]
+    key[0] = on
+    key[1] = (apu[hw.REGS + 0x0A] & 0x80) if channel == 2 else (apu[base + 2] & 0xF8) != 0
+    if not on:
+        return
+    if channel < 3:
+        frequency = apu[base + 3] | ((apu[base + 4] & 7) << 8)
+        key[2] = wave_step[frequency] if channel == 2 else pulse_step[frequency]
+    if channel < 2:
+        key[3] = apu[base + 1] >> 6
+    if channel == 0:
+        key[4] = apu[hw.REGS] & 0x7F
+    if channel == 2:
+        key[5] = (apu[hw.REGS + 0x0C] >> 5) & 3
+        for i in range(16):
+            key[6 + i] = apu[hw.WAVE_RAM + i]
+    else:
+        key[5] = apu[base + 2] & 0x0F
+        key[6] = apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_VOLUME]
+    if channel == 3:
+        key[7] = apu[base + 3]
+
+
+@numba.njit(cache=True)
+def _sound_keys_differ(orig, decoded, pulse_step, wave_step):  # pragma: no cover
+    """Per channel: might ``_Encoder.correct`` have something to emit?"""
+    out = np.zeros(4, dtype=np.bool_)
+    a = np.zeros(22, dtype=np.int64)
+    b = np.zeros(22, dtype=np.int64)
+    for channel in range(4):
+        _sound_key(orig, channel, pulse_step, wave_step, a)
+        _sound_key(decoded, channel, pulse_step, wave_step, b)
+        for i in range(22):
+            if a[i] != b[i]:
+                out[channel] = True
+    return out
+
+
+@numba.njit(cache=True)
+def _apply_burst(apu, state, cycles, registers, values, lo, hi, snapshots, triggered):
+    """The recording's writes ``lo:hi``; per channel triggered (and sounding), the APU state
+    right after its last trigger in ``snapshots`` and its duty step + 1 in ``triggered``
+    (0: not triggered); ``triggered[4]``: cycle of a power-on (-1: none)."""  # pragma: no cover
+    triggered[:] = 0
+    triggered[4] = -1
+    for i in range(lo, hi):
+        address = registers[i]
+        value = values[i]
+        if address == 0xFF26 and (value & 0x80) != 0 and (apu[hw.REGS + 0x16] & 0x80) == 0:
+            triggered[4] = cycles[i]
+        _chip_write(apu, state, address, value, cycles[i])
+        if (value & 0x80) != 0 and (
+            address == 0xFF14 or address == 0xFF19 or address == 0xFF1E or address == 0xFF23
+        ):
+            channel = (address - 0xFF14) // 5
+            if apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ON]:
+                snapshots[channel, :] = apu
+                triggered[channel] = (state[_TRIG + channel] if channel < 2 else 0) + 1
+
+
 class _Chip:
     """The APU model, its frame sequencer and the pulse channels' duty steps, stepped as
     ``gbsynth.synth.core`` steps them (sequencer steps at multiples of 8,192 cycles, before
@@ -666,11 +731,8 @@ class _Trigger:
     """Pulse channels: the duty step the waveform starts from."""
 
 
-def _snapshot(chip: _Chip, channel: int, position: int | None = None) -> _Trigger:
-    apu = chip.apu
+def _snapshot(apu: np.ndarray, channel: int, position: int = 0) -> _Trigger:
     base = _BASE[channel]
-    if position is None:
-        position = chip.duty_position(channel) if channel < 2 else 0
     return _Trigger(
         frequency=_frequency(apu, channel) if channel < 3 else 0,
         nrx2=_reg(apu, base + 2),
@@ -730,7 +792,7 @@ class _Encoder:
 
     def settings(self, tick: int, channel: int, want: _Trigger) -> None:
         """Tokens that give the decoder the settings a trigger needs."""
-        have = _snapshot(self.decoder.chip, channel)
+        have = _snapshot(self.decoder.apu, channel)
         if channel == 2:
             if want.shape != have.shape:
                 self.emit_wave(tick, want.shape)
@@ -778,8 +840,10 @@ class _Encoder:
             self.emit(tick, PAN + _reg(orig, _NR51))
         if _master(orig) != _master(d):
             self.emit(tick, MASTER + _master(orig))
+        differs = _sound_keys_differ(orig, d, _PULSE_STEP, _WAVE_STEP)
         for channel in range(4):
-            self.correct(tick, channel, chip)
+            if differs[channel]:
+                self.correct(tick, channel, chip)
 
     def correct(self, tick: int, channel: int, chip: _Chip) -> None:
         orig, d = chip.apu, self.decoder.apu
@@ -797,7 +861,9 @@ class _Encoder:
                     )
             return
         if not d_on or (channel == 2 and _wave_shape(orig) != _wave_shape(d)):
-            self.trigger(tick, channel, _snapshot(chip, channel))  # restart in the decoder
+            # Restart the note in the decoder.
+            position = chip.duty_position(channel) if channel < 2 else 0
+            self.trigger(tick, channel, _snapshot(chip.apu, channel, position))
         if channel < 3 and _step_of(channel, _frequency(orig, channel)) != _step_of(
             channel, _frequency(d, channel)
         ):
@@ -842,35 +908,34 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
         writes.validate()
         if int(writes.cycles[-1]) >= duration_cycles:
             raise ValueError(f"write at cycle {int(writes.cycles[-1])} past {duration_cycles}")
-    cycles = writes.cycles.tolist()
-    registers = writes.registers.tolist()
-    values = writes.values.tolist()
-    ticks = _burst_ticks(writes.cycles).tolist()
+    cycles = np.ascontiguousarray(writes.cycles, dtype=np.int64)
+    registers = writes.registers.astype(np.int64)
+    values = writes.values.astype(np.int64)
+    ticks = _burst_ticks(cycles)
+    groups = np.flatnonzero(np.diff(ticks)) + 1
+    starts = np.append(0, groups).tolist() if len(ticks) else []
+    ends = np.append(groups, len(ticks)).tolist() if len(ticks) else []
     chip = _Chip()
     encoder = _Encoder()
-    n = len(cycles)
-    i = 0
     end_tick = -(-duration_cycles // TICK_CYCLES)
-    while i < n:
-        tick = ticks[i]
+    snapshots = np.zeros((4, hw.APU_STATE_SIZE), dtype=np.int64)
+    triggered = np.zeros(5, dtype=np.int64)  # per channel: duty step + 1 if triggered; power
+    for lo, hi in zip(starts, ends, strict=True):
+        tick, first = int(ticks[lo]), int(cycles[lo])
         # Sequencer steps before the burst: a length counter may stop a channel.
-        while (stop := chip.steps_until(cycles[i])) >= 0:
+        while (stop := chip.steps_until(first)) >= 0:
             stop_tick = -(-stop // TICK_CYCLES)
-            if stop_tick < tick and stop_tick * TICK_CYCLES < cycles[i]:
+            if stop_tick < tick and stop_tick * TICK_CYCLES < first:
                 chip.advance_to(stop_tick * TICK_CYCLES)
                 encoder.sync(stop_tick, chip, {})
-        triggers: dict[int, _Trigger] = {}
-        while i < n and ticks[i] == tick:
-            address, value = registers[i], values[i]
-            if address == 0xFF26 and value & 0x80 and not _reg(chip.apu, 0xFF26) & 0x80:
-                encoder.power_on = cycles[i]
-            chip.write(address, value, cycles[i])
-            if address in (0xFF14, 0xFF19, 0xFF1E, 0xFF23) and value & 0x80:
-                channel = (address - 0xFF14) // 5
-                if _on(chip.apu, channel):
-                    position = chip.trigger_position(channel) if channel < 2 else 0
-                    triggers[channel] = _snapshot(chip, channel, position)
-            i += 1
+        _apply_burst(chip.apu, chip.state, cycles, registers, values, lo, hi, snapshots, triggered)
+        if triggered[4] >= 0:
+            encoder.power_on = int(triggered[4])
+        triggers = {
+            channel: _snapshot(snapshots[channel], channel, int(triggered[channel]) - 1)
+            for channel in range(4)
+            if triggered[channel]
+        }
         chip.advance_to(tick * TICK_CYCLES)
         encoder.sync(tick, chip, triggers)
     # Length counters may still stop channels after the last write.
