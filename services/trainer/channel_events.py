@@ -10,7 +10,8 @@ is rewritten as what a listener hears change, channel by channel, on a fixed tim
   the pitch as a note number plus an optional ``FINE`` offset before it in
   1/``PITCH_STEPS`` semitone steps, and ``HIT`` for the noise channel;
 * a pitch change without a retrigger (vibrato, slides, arpeggio steps) is a relative
-  ``BEND(channel, steps)`` within +-``MAX_BEND`` steps, or an absolute ``PITCH``;
+  ``BEND(channel, steps)`` within +-``MAX_BEND`` steps, a ``JUMP(channel, semitones)``
+  that keeps the fine offset, or an absolute ``PITCH``;
 * the sound's parameters are tokens emitted only when they change: ``DUTY``, ``ENV`` (the
   NRx2 envelope byte: initial volume, direction, period), ``VOL`` (the volume a sounding
   channel moves to), ``LEVEL`` (wave output level), ``SWEEP`` (NR10), ``NOISE`` (NR43),
@@ -58,6 +59,8 @@ PITCH_STEPS = 16
 """Fine pitch steps per semitone (6.25 cents)."""
 MAX_BEND = 2 * PITCH_STEPS
 """Largest relative pitch move of one ``BEND`` token (2 semitones)."""
+MAX_JUMP = 24
+"""Largest pitch move in semitones of one ``JUMP`` token (arpeggio steps, octave jumps)."""
 MIDI_LOW = 23
 """MIDI note of note number 0 (the wave channel's lowest pitch is MIDI 23.6)."""
 N_NOTES = 146
@@ -94,6 +97,7 @@ NOTE = _range("NOTE", TONE_CHANNELS * N_NOTES)  # NOTE + channel * N_NOTES + not
 PITCH = _range("PITCH", TONE_CHANNELS * N_NOTES)  # same, without a trigger
 FINE = _range("FINE", PITCH_STEPS - 1)  # offsets -PITCH_STEPS/2 .. PITCH_STEPS/2 - 1, not 0
 BEND = _range("BEND", TONE_CHANNELS * 2 * MAX_BEND)  # +-1..MAX_BEND steps
+JUMP = _range("JUMP", TONE_CHANNELS * 2 * MAX_JUMP)  # +-1..MAX_JUMP semitones, fine kept
 HIT = _range("HIT", 1)  # noise trigger
 NOISE = _range("NOISE", 256)  # NR43 byte
 DUTY = _range("DUTY", 2 * 4)  # pulse channel * 4 + duty
@@ -137,6 +141,16 @@ def _fine_of(arg: int) -> int:
 def _bend_token(channel: int, steps: int) -> int:
     index = steps + MAX_BEND if steps < 0 else steps + MAX_BEND - 1
     return BEND + channel * 2 * MAX_BEND + index
+
+
+def _jump_token(channel: int, semitones: int) -> int:
+    index = semitones + MAX_JUMP if semitones < 0 else semitones + MAX_JUMP - 1
+    return JUMP + channel * 2 * MAX_JUMP + index
+
+
+def _jump_of(arg: int) -> tuple[int, int]:
+    channel, index = divmod(arg, 2 * MAX_JUMP)
+    return channel, (index - MAX_JUMP if index < MAX_JUMP else index - MAX_JUMP + 1)
 
 
 def _bend_of(arg: int) -> tuple[int, int]:
@@ -583,8 +597,12 @@ class StreamDecoder:
         elif kind == "FINE":
             self._fine = _fine_of(arg)
             self._fine_pending = True
-        elif kind == "BEND":
-            channel, steps = _bend_of(arg)
+        elif kind in ("BEND", "JUMP"):
+            if kind == "BEND":
+                channel, steps = _bend_of(arg)
+            else:
+                channel, semitones = _jump_of(arg)
+                steps = semitones * PITCH_STEPS
             step = _step_of(channel, _frequency(self.apu, channel)) + steps
             self._set_pitch(channel, step, trigger=False)
         elif kind == "HIT":
@@ -774,6 +792,10 @@ class _Encoder:
             current = _step_of(channel, _frequency(self.decoder.apu, channel))
             if 0 < abs(step - current) <= MAX_BEND:
                 self.emit(tick, _bend_token(channel, step - current))
+                return
+            semitones, rest = divmod(step - current, PITCH_STEPS)
+            if rest == 0 and 0 < abs(semitones) <= MAX_JUMP:
+                self.emit(tick, _jump_token(channel, semitones))
                 return
         note, fine = _split_step(step)
         if fine:
@@ -1059,6 +1081,9 @@ def describe(tokens: np.ndarray) -> list[str]:
         elif kind == "BEND":
             channel, steps = _bend_of(arg)
             text = f"BEND {_CHANNEL_NAMES[channel]} {steps:+d}/{PITCH_STEPS}"
+        elif kind == "JUMP":
+            channel, semitones = _jump_of(arg)
+            text = f"JUMP {_CHANNEL_NAMES[channel]} {semitones:+d}"
         elif kind in ("ENV", "VOL"):
             index, value = divmod(arg, 256 if kind == "ENV" else 16)
             name = _CHANNEL_NAMES[ENVELOPE_CHANNELS[index]]
