@@ -69,6 +69,7 @@ import pytest
 from gbsynth.common.events import ApuWrites
 from gbsynth.emulator.sources import GbsSession
 from gbsynth.synth import render
+from gbsynth.synth.render import band_energies, log_band_correlation
 
 RATE = 44_100
 SECONDS = 60
@@ -133,37 +134,12 @@ def align(reference: np.ndarray, ours: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return reference, ours, lag, waveform
 
 
-def band_energies(x: np.ndarray) -> np.ndarray:
-    """Energy in 48 log-spaced bands (50 Hz - 16 kHz) for each 20 ms frame."""
-    window = 8192
-    edges = np.geomspace(50, 16_000, 49)
-    freqs = np.fft.rfftfreq(window, 1 / RATE)
-    band = np.digitize(freqs, edges) - 1
-    padded = np.concatenate([np.zeros(window // 2), x, np.zeros(window // 2)])
-    frames = x.size // FRAME
-    taper = np.hanning(window)
-    out = np.empty((frames, 48))
-    for start in range(0, frames, 256):
-        idx = np.arange(start, min(frames, start + 256))
-        centres = idx * FRAME + FRAME // 2
-        blocks = padded[centres[:, None] + np.arange(window)[None, :]] * taper
-        spectrum = np.abs(np.fft.rfft(blocks, axis=1)) ** 2
-        for b in range(48):
-            out[idx, b] = spectrum[:, band == b].sum(axis=1)
-    return out
-
-
 def band_correlation(reference: np.ndarray, ours: np.ndarray) -> float:
-    ea, eb = band_energies(reference), band_energies(ours)
+    ea, eb = band_energies(reference, RATE), band_energies(ours, RATE)
     total_a, total_b = ea.sum(axis=1), eb.sum(axis=1)
     playing = (total_a > 1e-6 * total_a.max()) & (total_b > 1e-6 * total_b.max())
-    la = np.log10(ea[playing] + 1e-12 * total_a.max())
-    lb = np.log10(eb[playing] + 1e-12 * total_b.max())
-    la -= la.mean(axis=1, keepdims=True)
-    lb -= lb.mean(axis=1, keepdims=True)
-    per_frame = (la * lb).sum(axis=1) / np.sqrt((la * la).sum(axis=1) * (lb * lb).sum(axis=1))
     assert playing.mean() > 0.95  # the song plays throughout
-    return float(per_frame.mean())
+    return log_band_correlation(reference, ours, RATE)
 
 
 @pytest.fixture(scope="module")

@@ -234,6 +234,47 @@ def rms_envelope(audio: np.ndarray, rate: int, frame_seconds: float = 0.02) -> n
     return np.sqrt(power.reshape(frames, frame).mean(axis=1))
 
 
+def band_energies(
+    audio: np.ndarray, rate: int, frame_seconds: float = 0.02, window: int = 8192
+) -> np.ndarray:
+    """Energy in 48 log-spaced bands (50 Hz - 16 kHz) of each ``frame_seconds`` frame of
+    mono ``audio``: float64 ``(frames, 48)``. Each frame's spectrum is taken with a
+    ``window``-sample Hann window centred on it (the lowest bands are 6 Hz wide at
+    44.1 kHz; a shorter window leaves some without a single FFT bin)."""
+    audio = np.asarray(audio, dtype=np.float64)
+    frame = max(1, int(round(frame_seconds * rate)))
+    edges = np.geomspace(50, 16_000, 49)
+    band = np.digitize(np.fft.rfftfreq(window, 1 / rate), edges) - 1
+    padded = np.concatenate([np.zeros(window // 2), audio, np.zeros(window // 2)])
+    frames = audio.size // frame
+    taper = np.hanning(window)
+    out = np.empty((frames, 48))
+    for start in range(0, frames, 256):
+        idx = np.arange(start, min(frames, start + 256))
+        blocks = padded[(idx * frame + frame // 2)[:, None] + np.arange(window)[None, :]] * taper
+        spectrum = np.abs(np.fft.rfft(blocks, axis=1)) ** 2
+        for b in range(48):
+            out[idx, b] = spectrum[:, band == b].sum(axis=1)
+    return out
+
+
+def log_band_correlation(reference: np.ndarray, other: np.ndarray, rate: int) -> float:
+    """Mean over the frames where both play (total energy above 1e-6 of its peak) of the
+    correlation, across the 48 bands, of the two signals' log band energies
+    (``band_energies``); 1.0 is the same spectral shape in every frame."""
+    ea, eb = band_energies(reference, rate), band_energies(other, rate)
+    total_a, total_b = ea.sum(axis=1), eb.sum(axis=1)
+    playing = (total_a > 1e-6 * total_a.max()) & (total_b > 1e-6 * total_b.max())
+    if not playing.any():
+        return float("nan")
+    la = np.log10(ea[playing] + 1e-12 * total_a.max())
+    lb = np.log10(eb[playing] + 1e-12 * total_b.max())
+    la -= la.mean(axis=1, keepdims=True)
+    lb -= lb.mean(axis=1, keepdims=True)
+    per_frame = (la * lb).sum(axis=1) / np.sqrt((la * la).sum(axis=1) * (lb * lb).sum(axis=1))
+    return float(per_frame.mean())
+
+
 def to_pcm16(audio: np.ndarray) -> np.ndarray:
     """Float audio (full scale +-1) as int16, rounded and clipped."""
     audio = np.ascontiguousarray(audio, dtype=np.float32)

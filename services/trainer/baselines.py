@@ -1,8 +1,9 @@
 """N-gram baselines over the same events as the model, scored the same way.
 
 Each event is one joint symbol (``tokens.event_symbols``: dt, reg and val
-together, 2.4 million possible). The baselines are interpolated Witten-Bell
-n-gram models of those symbols, n = 1 (unigram) to 5::
+together, 2.4 million possible), or, for tracks of channel events
+(``gbsynth.trainer.channel_events``: 1-D token arrays), one token. The baselines are
+interpolated Witten-Bell n-gram models of those symbols, n = 1 (unigram) to 5::
 
     P_0(w)     = 1 / N_SYMBOLS                                   (uniform over every event)
     P_n(w | h) = (c(h, w) + T(h) * P_{n-1}(w | h')) / (c(h) + T(h))    if c(h) > 0
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gbsynth.trainer import tokens
+from gbsynth.common.events import CPU_HZ
+from gbsynth.trainer import channel_events, tokens
 from gbsynth.trainer.data import Track
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
@@ -39,9 +41,23 @@ def _symbols_and_index(tracks: Sequence[Track]) -> tuple[np.ndarray, np.ndarray]
     """Concatenated symbols and each one's index within its track."""
     if not tracks:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
-    symbols = np.concatenate([tokens.event_symbols(t.events) for t in tracks]).astype(np.uint64)
+    symbols = np.concatenate([_track_symbols(t.events) for t in tracks]).astype(np.uint64)
     index = np.concatenate([np.arange(len(t), dtype=np.int64) for t in tracks])
     return symbols, index
+
+
+def _track_symbols(events: np.ndarray) -> np.ndarray:
+    """A track's symbols: joint write-level events, or flat channel-event tokens as they are."""
+    events = np.asarray(events)
+    return events.astype(np.int64) if events.ndim == 1 else tokens.event_symbols(events)
+
+
+def music_seconds(events: np.ndarray) -> float:
+    """Seconds of music a track's events cover (either representation)."""
+    events = np.asarray(events)
+    if events.ndim == 1:
+        return channel_events.token_seconds(events)
+    return tokens.duration_cycles(events) / CPU_HZ
 
 
 def _context_hashes(symbols: np.ndarray, length: int) -> np.ndarray:
@@ -133,18 +149,21 @@ class WittenBell:
 
     ``factorized=False``: over joint event symbols. ``factorized=True``: as the model
     factorizes an event, ``p(dt | h) p(reg | h, dt) p(val | h, dt, reg)``, each an
-    interpolated Witten-Bell chain over the same histories ``h``.
+    interpolated Witten-Bell chain over the same histories ``h``. ``flat=True``: over
+    channel-event tokens (``channel_events.VOCAB_SIZE`` of them; tracks of 1-D tokens).
     """
 
-    def __init__(self, order: int, *, factorized: bool = False) -> None:
+    def __init__(self, order: int, *, factorized: bool = False, flat: bool = False) -> None:
         if order < 1:
             raise ValueError("order must be at least 1")
+        if factorized and flat:
+            raise ValueError("channel-event tokens are flat: there is nothing to factorize")
         self.order = order
         self.factorized = factorized
         if factorized:
             self._chains = [_Chain(tokens.N_DT), _Chain(tokens.N_REG), _Chain(tokens.N_VAL)]
         else:
-            self._chains = [_Chain(tokens.N_SYMBOLS)]
+            self._chains = [_Chain(channel_events.VOCAB_SIZE if flat else tokens.N_SYMBOLS)]
 
     def _parts(self, tracks: Sequence[Track], order: int):
         symbols, index = _symbols_and_index(tracks)
@@ -190,6 +209,29 @@ class WittenBell:
     def nll_per_event(self, tracks: Sequence[Track], order: int | None = None) -> float:
         nll = self.event_nll(tracks, order)
         return float(nll.mean()) if len(nll) else float("nan")
+
+    def nats_per_second(self, tracks: Sequence[Track], order: int | None = None) -> float:
+        """Total NLL of ``tracks`` (as ``event_nll`` scores them) per second of music."""
+        return nats_per_second(float(self.event_nll(tracks, order).sum()), tracks)
+
+
+def nats_per_second(total_nats: float, tracks: Sequence[Track]) -> float:
+    """``total_nats`` (a model's or baseline's NLL summed over ``tracks``) per second of the
+    music the tracks cover: the figure that compares across representations."""
+    seconds = sum(music_seconds(t.events) for t in tracks)
+    return total_nats / seconds if seconds > 0 else float("nan")
+
+
+def flat_baseline_nats_per_second(
+    train: Sequence[Track], heldout: Sequence[Track], max_order: int = 5
+) -> dict[str, float]:
+    """Held-out nats per second of music of the ``unigram`` .. ``5-gram`` baselines over
+    channel-event tokens (tracks of 1-D tokens), fitted on ``train``."""
+    model = WittenBell(max_order, flat=True).fit(train)
+    return {
+        ("unigram" if n == 1 else f"{n}-gram"): model.nats_per_second(heldout, n)
+        for n in range(1, max_order + 1)
+    }
 
 
 def baseline_nlls(
