@@ -6,7 +6,7 @@ import pytest
 from gbsynth.common.avro import chunks_to_recording, codec, decode_chunk
 from gbsynth.common.events import SourceKind
 from gbsynth.common.kafka import TOPIC_DEAD_LETTERS, TOPIC_JOBS, TOPIC_RECORDINGS, Message
-from gbsynth.emulator.explore import ExploreSettings
+from gbsynth.emulator.explore import ExploreSettings, songs_in
 from gbsynth.emulator.jobs import EmulationJob
 from gbsynth.emulator.sources import GbsSession
 from gbsynth.emulator.worker import EmulatorWorker
@@ -63,7 +63,8 @@ def test_rom_exploration_marks_phases(rom_dir):
     chunks = [decode_chunk(o.value) for o in worker.process(_message(job))]
     recording = chunks_to_recording(chunks)
     phases = [p for _, _, p in recording.phase_spans()]
-    assert [p.value for p in phases[:5]] == ["boot", "observe", "press", "settle", "observe"]
+    assert {"observe", "press", "settle"} <= {p.value for p in phases}
+    assert songs_in(recording.phases) == 1  # the ROM's one song, recorded once
     observing = recording.observing_spans()
     inside = np.zeros(len(recording.writes), dtype=bool)
     for start, end in observing:

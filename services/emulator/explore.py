@@ -1,20 +1,44 @@
-"""Game exploration: seeded, reproducible random play with quiet recording periods.
+"""Game exploration that looks for music: a seeded search over save states (Go-Explore style).
 
-After the boot period, the explorer alternates between *observing* (no input:
-the game plays its own music, which we record), *pressing* random buttons
-(re-rolled every frame, to get past title screens and into levels) and
-*settling* (no input, not recorded: sound effects the presses caused die out).
-The same ROM, seed and settings always give the same run.
+Pressing random buttons every frame restarts or stops songs faster than they
+play. Instead, the explorer keeps an *archive* of save states ("cells"), each
+keyed by the song playing there and a coarse picture of the screen, and repeats:
+
+1. **select** a cell, favouring cells chosen less often and cells whose branches
+   found new songs or new cells before, and load its state;
+2. **branch**: play one to ``CHAIN_MACROS`` input *macros* in a row (a tap or a hold
+   of one button, a direction then A, two buttons held together, or a wait with no
+   input), each followed by ``settle_seconds`` of unrecorded quiet and then
+   *listening*: the no-input time is cut into ``LISTEN_SECONDS`` chunks whose note
+   starts are hashed into windows (``gbsynth.pruner.songs``);
+3. **score**: a chunk whose note windows are mostly unheard is new music. From
+   there on the explorer records (an *observe* window, opened with a register
+   snapshot so it stands on its own; the ``LEAD_IN_CHUNKS`` chunks just before are kept
+   too, so the song's start is not lost) until the song loops into windows already heard, falls
+   silent, or ``observe_seconds`` pass. The song enters the ROM's ``SongBook``, so
+   reaching it again is recognised and not recorded twice;
+4. **archive** every state reached whose cell is new, with credit to the cell and the
+   macro that led there (macros that found songs are tried more often on this ROM).
+
+Every recorded observe window is the first hearing of one song, so a recording's
+observing spans count the songs found. The search is deterministic for a seed;
+states are kept without the cartridge ROM (about 70 KiB each) and at most
+``max_states`` of them (the least promising is evicted).
 """
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, Phase
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Phase, register_snapshot
+from gbsynth.emulator.machine import GameBoy
+from gbsynth.pruner.analysis import note_starts
+from gbsynth.pruner.songs import NoteStream, SongBook
 
 # Joypad bits as the emulator's set_buttons() takes them.
 BUTTON_A = 0x01
@@ -25,25 +49,48 @@ BUTTON_RIGHT = 0x10
 BUTTON_LEFT = 0x20
 BUTTON_UP = 0x40
 BUTTON_DOWN = 0x80
+BUTTON_NAMES = {
+    BUTTON_A: "A", BUTTON_B: "B", BUTTON_SELECT: "Select", BUTTON_START: "Start",
+    BUTTON_RIGHT: "Right", BUTTON_LEFT: "Left", BUTTON_UP: "Up", BUTTON_DOWN: "Down",
+}  # fmt: skip
 
-# Per-frame chance that each face button is held: Start and A often (they
-# advance menus), B and Select rarely (they tend to back out).
-FACE_BUTTON_PROBABILITY = np.array(
-    [(BUTTON_A, 0.45), (BUTTON_START, 0.30), (BUTTON_B, 0.08), (BUTTON_SELECT, 0.03)]
-)
-# At most one direction at a time, or none.
-DIRECTION_CHOICES = np.array([0, BUTTON_RIGHT, BUTTON_LEFT, BUTTON_UP, BUTTON_DOWN])
-DIRECTION_PROBABILITY = np.array([0.40, 0.15, 0.15, 0.15, 0.15])
+LISTEN_SECONDS = 1.0
+"""Granularity of listening: each chunk of no-input time is judged on its own notes."""
+LISTEN_CHUNKS = 2
+"""Chunks listened to after an input macro (a wait macro listens for its whole length)."""
+CHAIN_MACROS = 3
+"""Most macros played in a row from a loaded state before the next selection."""
+MIN_NEW_WINDOWS = 3
+"""A chunk is new music when at least this many of its note windows are unheard ..."""
+NEW_SHARE = 0.5
+"""... and they are at least this share of its windows."""
+LEAD_IN_CHUNKS = 2
+"""Unrecorded chunks kept until judged: a new song's window opens with them (a song's first
+second may hold too few notes to judge)."""
+QUIET_CHUNKS_END = 3
+"""An observe window ends after this many chunks in a row without a note start."""
+LOOPED_CHUNKS_END = 8
+"""... or after this many chunks in a row of music already heard: the song looped (a phrase
+repeated within a song is shorter)."""
+DEFAULT_MAX_STATES = 256
+"""Save states kept in the archive (about 70 KiB each for a cartridge without RAM)."""
+TAP_FRAMES = 5
+HOLD_FRAMES = 40
+COMBO_FRAMES = 60
 
 
 @dataclass(frozen=True)
 class ExploreSettings:
-    """Phase lengths in emulated seconds (defaults as Synthic's explorer)."""
+    """The explorer's time spans, in emulated seconds (the Job record carries these four)."""
 
     boot_seconds: float = 10.0
-    observe_seconds: float = 30.0
+    """Listening from power-on before the first input (title music plays here)."""
+    observe_seconds: float = 90.0
+    """Longest recorded window of one song (it ends earlier when the song loops or stops)."""
     press_seconds: float = 20.0
-    settle_seconds: float = 3.0
+    """Longest wait macro: no input, listening, for music that comes by itself in time."""
+    settle_seconds: float = 0.5
+    """Unrecorded quiet after each input, so the sound effects it caused die out."""
 
     def __post_init__(self) -> None:
         for name in ("boot_seconds", "observe_seconds", "press_seconds", "settle_seconds"):
@@ -54,46 +101,282 @@ class ExploreSettings:
 
 
 @dataclass(frozen=True)
-class PhaseSpan:
+class Macro:
+    """An input sequence: ``(buttons, frames)`` steps, then settle and ``listen_chunks``."""
+
+    name: str
+    steps: tuple[tuple[int, int], ...]
+    listen_chunks: int = LISTEN_CHUNKS
+
+
+def standard_macros(press_seconds: float) -> list[Macro]:
+    """Taps and holds of each button, direction-then-A, two-button holds and waits."""
+    macros = []
+    for bit, name in BUTTON_NAMES.items():
+        macros.append(Macro(f"tap {name}", ((bit, TAP_FRAMES),)))
+    for bit, name in BUTTON_NAMES.items():
+        macros.append(Macro(f"hold {name}", ((bit, HOLD_FRAMES),)))
+    for bit in (BUTTON_RIGHT, BUTTON_LEFT, BUTTON_UP, BUTTON_DOWN):
+        steps = ((bit, TAP_FRAMES), (0, 10), (BUTTON_A, TAP_FRAMES))
+        macros.append(Macro(f"{BUTTON_NAMES[bit]} then A", steps))
+    faces = (BUTTON_A, BUTTON_B, BUTTON_SELECT, BUTTON_START)
+    for i, first in enumerate(faces):
+        for second in faces[i + 1 :]:
+            name = f"hold {BUTTON_NAMES[first]}+{BUTTON_NAMES[second]}"
+            macros.append(Macro(name, ((first | second, COMBO_FRAMES),)))
+    waits = sorted({4.0, 10.0, max(LISTEN_SECONDS, press_seconds)})
+    for seconds in waits:
+        if seconds <= max(press_seconds, LISTEN_SECONDS):
+            chunks = max(1, int(round(seconds / LISTEN_SECONDS)))
+            macros.append(Macro(f"wait {seconds:g} s", (), listen_chunks=chunks))
+    return macros
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of the exploration in recording order: ``cycles`` long, in ``phase``, with
+    the writes kept (cycles relative to the span's start; empty unless recorded)."""
+
     phase: Phase
-    start_cycle: int
-    end_cycle: int
+    cycles: int
+    writes: ApuWrites
 
 
-def _cycles(seconds: float) -> int:
-    # Whole frames, so button re-rolls line up with phase edges.
-    return int(round(seconds * CPU_HZ / FRAME_CYCLES)) * FRAME_CYCLES
+@dataclass
+class Cell:
+    """An archived save state and how promising it has been."""
+
+    key: tuple[int, int]
+    """(song playing, -1 for none; screen signature)."""
+    state: dict[str, np.ndarray]
+    shadow: ApuWrites
+    """The sound registers at the state, as a snapshot (opens a window recorded from it)."""
+    order: int
+    chosen: int = 0
+    found: int = 0
+    """New cells and songs (songs count 5) its branches led to."""
+
+    def weight(self) -> float:
+        playing = 1.5 if self.key[0] >= 0 else 1.0
+        return playing * (1.0 + self.found) / math.sqrt(1.0 + self.chosen)
 
 
-def phase_schedule(settings: ExploreSettings, total_cycles: int) -> Iterator[PhaseSpan]:
-    """Boot, then observe / press / settle repeated, cut at ``total_cycles``.
+@dataclass
+class SearchStats:
+    """What a search did, for logs, metrics and the benchmark."""
 
-    Observing comes first after boot so that title-screen music is recorded.
-    """
-    cycle = 0
-    boot = _cycles(settings.boot_seconds)
-    if boot:
-        end = min(boot, total_cycles)
-        yield PhaseSpan(Phase.BOOT, 0, end)
-        cycle = end
-    cycle_phases = (
-        (Phase.OBSERVE, _cycles(settings.observe_seconds)),
-        (Phase.PRESS, _cycles(settings.press_seconds)),
-        (Phase.SETTLE, _cycles(settings.settle_seconds)),
-    )
-    while cycle < total_cycles:
-        for phase, length in cycle_phases:
-            if length == 0 or cycle >= total_cycles:
-                continue
-            end = min(cycle + length, total_cycles)
-            yield PhaseSpan(phase, cycle, end)
-            cycle = end
+    branches: int = 0
+    macros: int = 0
+    cells: int = 0
+    evicted: int = 0
+    new_songs: int = 0
+    windows_recorded: int = 0
+    song_found_at: list[int] = field(default_factory=list)
+    """Emulated cycle (of this search) at which each new song was first heard."""
 
 
-def random_buttons(rng: np.random.Generator, frames: int) -> np.ndarray:
-    """One joypad mask per frame (uint8), drawn from the tables above."""
-    masks = np.zeros(frames, dtype=np.uint8)
-    for bit, probability in FACE_BUTTON_PROBABILITY:
-        masks |= np.where(rng.random(frames) < probability, int(bit), 0).astype(np.uint8)
-    masks |= rng.choice(DIRECTION_CHOICES, size=frames, p=DIRECTION_PROBABILITY).astype(np.uint8)
-    return masks
+def screen_signature(gb: GameBoy) -> int:
+    """A coarse picture of the screen: which tiles the shown background map uses (scrolling,
+    animation and sprites do not change it; new text or a new scene does), or 0 with the
+    LCD off."""
+    lcdc = int(gb.mem[0xFF40])
+    if not lcdc & 0x80:
+        return 0
+    base = 0x9C00 if lcdc & 0x08 else 0x9800
+    used = np.zeros(256, dtype=np.uint8)
+    used[gb.mem[base : base + 0x400]] = 1
+    return zlib.crc32(np.packbits(used).tobytes()) or 1
+
+
+class MusicSearch:
+    """The search over one machine; ``spans()`` runs it and yields what to record."""
+
+    def __init__(
+        self,
+        gb: GameBoy,
+        settings: ExploreSettings,
+        seed: int,
+        songs: SongBook | None = None,
+        max_states: int = DEFAULT_MAX_STATES,
+    ) -> None:
+        if max_states < 1:
+            raise ValueError("max_states must be at least 1")
+        self.gb = gb
+        self.settings = settings
+        self.rng = np.random.default_rng(seed)
+        self.songs = songs if songs is not None else SongBook()
+        self.max_states = max_states
+        self.macros = standard_macros(settings.press_seconds)
+        self.macro_uses = np.zeros(len(self.macros))
+        self.macro_found = np.zeros(len(self.macros))
+        self.archive: dict[tuple[int, int], Cell] = {}
+        self.stats = SearchStats()
+        self.cycle = 0
+        """Emulated cycles run by this search (the recording's clock)."""
+        self._shadow = ApuWrites.empty()
+        self._stream = NoteStream()
+        self._playing = -1  # song heard in the last chunk, -1: none known
+        self._order = 0
+        self._chunk = int(round(LISTEN_SECONDS * CPU_HZ / FRAME_CYCLES)) * FRAME_CYCLES
+
+    # -- running the machine -----------------------------------------------------------------
+    def _run(self, buttons: int, cycles: int) -> ApuWrites:
+        gb = self.gb
+        gb.set_buttons(buttons)
+        gb.start_recording()
+        gb.run_cycles(cycles)
+        writes = gb.take_writes()
+        if len(writes):
+            self._shadow = register_snapshot(ApuWrites.concat([self._shadow, writes]), 1 << 62)
+        self.cycle += cycles
+        return writes
+
+    def _press(self, macro: Macro) -> Iterator[Span]:
+        total = 0
+        for buttons, frames in macro.steps:
+            self._run(buttons, frames * FRAME_CYCLES)
+            total += frames * FRAME_CYCLES
+        if macro.steps:
+            self.gb.set_buttons(0)
+            yield Span(Phase.PRESS, total, ApuWrites.empty())
+        settle = int(round(self.settings.settle_seconds * CPU_HZ / FRAME_CYCLES)) * FRAME_CYCLES
+        if settle and macro.steps:
+            self._run(0, settle)
+            yield Span(Phase.SETTLE, settle, ApuWrites.empty())
+
+    def _listen(self, chunks: int) -> Iterator[Span]:
+        """No input for ``chunks`` chunks, or until the window of a new song heard in them
+        ends; records what is new (see the module doc)."""
+        self._stream.reset()
+        self._playing = -1
+        pending: list[tuple[ApuWrites, ApuWrites]] = []  # unrecorded chunks, kept a while
+        song: int | None = None  # the song an open window records, None: no window open
+        recorded = quiet = heard = listened = 0
+        longest = max(1, int(round(self.settings.observe_seconds / LISTEN_SECONDS)))
+        done = 0
+        while done < chunks or song is not None:  # an open window outlasts the listening
+            done += 1
+            opening = self._shadow
+            writes = self._run(0, self._chunk)
+            notes = note_starts(writes, opening)
+            windows = self._stream.feed(notes)
+            hearing = self.songs.hear(windows)
+            if hearing.song is not None:
+                self._playing = hearing.song
+            new = hearing.unheard >= max(MIN_NEW_WINDOWS, NEW_SHARE * hearing.windows)
+            if song is not None:
+                # A window is open: it goes on while the music is new (or too sparse to
+                # judge) and ends when the song loops or falls silent. Past observe_seconds
+                # the song is listened to without recording, up to twice that, so that its
+                # rest is known and not taken for a new song later.
+                quiet = 0 if len(notes) else quiet + 1
+                heard = 0 if new or len(notes) < MIN_NEW_WINDOWS else heard + 1
+                listened += 1
+                ends = heard >= LOOPED_CHUNKS_END or quiet >= QUIET_CHUNKS_END
+                if not ends and listened < 2 * longest:
+                    self.songs.learn(windows, song)
+                    if recorded < longest:
+                        recorded += 1
+                        yield Span(Phase.OBSERVE, self._chunk, writes)
+                    else:
+                        yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+                else:
+                    song = None
+                    yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+            elif new:
+                # A new song: its window opens with the quiet chunk before it, if kept, so
+                # the song's first notes are in (that chunk never follows another window).
+                song = self.songs.learn(windows, None)
+                self._playing = song
+                self.stats.new_songs += 1
+                self.stats.windows_recorded += 1
+                self.stats.song_found_at.append(self.cycle - self._chunk)
+                quiet = 0 if len(notes) else 1
+                heard = 0
+                if pending:
+                    first_opening, first_writes = pending[0]
+                    yield Span(
+                        Phase.OBSERVE, self._chunk, ApuWrites.concat([first_opening, first_writes])
+                    )
+                    for _, before in pending[1:]:
+                        yield Span(Phase.OBSERVE, self._chunk, before)
+                    yield Span(Phase.OBSERVE, self._chunk, writes)
+                else:
+                    yield Span(Phase.OBSERVE, self._chunk, ApuWrites.concat([opening, writes]))
+                recorded = listened = len(pending) + 1
+                pending = []
+            else:
+                if hearing.song is not None:
+                    self.songs.learn(windows, hearing.song)  # more of a known song
+                pending.append((opening, writes))
+                if len(pending) > LEAD_IN_CHUNKS:
+                    pending.pop(0)
+                    yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+        for _ in pending:
+            yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+
+    # -- the archive ---------------------------------------------------------------------------
+    def _cell_key(self) -> tuple[int, int]:
+        return (self._playing, screen_signature(self.gb))
+
+    def _archive(self, key: tuple[int, int]) -> Cell:
+        cell = Cell(key, self.gb.save_state(include_rom=False), self._shadow, self._order)
+        self._order += 1
+        if len(self.archive) >= self.max_states:
+            # Evict the least promising cell (the oldest of equals); never the newest.
+            victim = min(self.archive.values(), key=lambda c: (c.weight(), c.order))
+            del self.archive[victim.key]
+            self.stats.evicted += 1
+        self.archive[key] = cell
+        self.stats.cells += 1
+        return cell
+
+    def _select(self) -> Cell:
+        cells = list(self.archive.values())
+        weights = np.array([c.weight() for c in cells])
+        return cells[int(self.rng.choice(len(cells), p=weights / weights.sum()))]
+
+    def _pick_macro(self) -> int:
+        weights = (1.0 + 5.0 * self.macro_found) / (1.0 + 0.02 * self.macro_uses)
+        return int(self.rng.choice(len(self.macros), p=weights / weights.sum()))
+
+    # -- the search ----------------------------------------------------------------------------
+    def spans(self) -> Iterator[Span]:
+        """Boot listening, then branches from selected cells, for as long as it is asked."""
+        boot_chunks = int(round(self.settings.boot_seconds / LISTEN_SECONDS))
+        if boot_chunks:
+            yield from self._listen(boot_chunks)
+        self._archive(self._cell_key())
+        while True:
+            cell = self._select()
+            cell.chosen += 1
+            self.gb.load_state(cell.state)
+            self._shadow = cell.shadow
+            self.stats.branches += 1
+            for _ in range(1 + int(self.rng.integers(CHAIN_MACROS))):
+                index = self._pick_macro()
+                macro = self.macros[index]
+                self.macro_uses[index] += 1
+                self.stats.macros += 1
+                songs_before = len(self.songs)
+                yield from self._press(macro)
+                yield from self._listen(macro.listen_chunks)
+                gain = 5 * (len(self.songs) - songs_before)
+                key = self._cell_key()
+                if key not in self.archive:
+                    self._archive(key)
+                    gain += 1
+                if gain:
+                    cell.found += gain
+                    self.macro_found[index] += gain
+
+
+def songs_in(phases: list | tuple) -> int:
+    """Songs found in an explored ROM recording: each observe window (a run of OBSERVE marks
+    after another phase) is the first hearing of one song."""
+    count, previous = 0, None
+    for mark in phases:
+        if mark.phase is Phase.OBSERVE and previous is not Phase.OBSERVE:
+            count += 1
+        previous = mark.phase
+    return count

@@ -224,6 +224,42 @@ def analyse(writes: ApuWrites, duration_cycles: int) -> FrameAnalysis:
     return FrameAnalysis(onsets, activity, level, master_volume, counts.astype(np.int32))
 
 
+_TRIGGER_REGISTERS = np.array([0xFF14, 0xFF19, 0xFF1E, 0xFF23], dtype=np.uint16)
+
+
+def note_starts(writes: ApuWrites, before: ApuWrites | None = None) -> NoteOnsets:
+    """The audible note starts of ``writes`` (``NoteOnsets.starts`` all true), without the
+    per-frame levels ``analyse`` also computes: cheap enough for every second the explorer
+    listens to.
+
+    ``before`` is the ``register_snapshot`` of the registers when ``writes`` begin. Its
+    channels count as sounding (as if triggered just before), so a driver that triggers a
+    note once and then changes pitch without a trigger is heard from the first write on.
+    """
+    if before is not None and len(before):
+        retrigger = before.values.copy()
+        retrigger[np.isin(before.registers, _TRIGGER_REGISTERS)] |= 0x80
+        # The snapshot sits at cycle 0 and the writes one cycle later; onsets at 0 are its own.
+        writes = ApuWrites.concat(
+            [ApuWrites(before.cycles, before.registers, retrigger), writes.shifted(1)]
+        )
+        offset = 1
+    else:
+        offset = 0
+    n = len(writes)
+    out_cycle = np.empty(n, np.int64)
+    out_channel = np.empty(n, np.uint8)
+    out_pitch = np.empty(n, np.int16)
+    out_start = np.empty(n, np.bool_)
+    master = np.empty(0, np.int64)
+    count = _scan(
+        writes.cycles, writes.registers, writes.values, 0,
+        out_cycle, out_channel, out_pitch, out_start, master,
+    )  # fmt: skip
+    keep = np.flatnonzero(out_start[:count] & (out_cycle[:count] >= offset))
+    return NoteOnsets(out_cycle[keep] - offset, out_channel[keep], out_pitch[keep], out_start[keep])
+
+
 LOUDNESS_OFFSET_DB = -6.5
 """Rendered RMS (dBFS, mono, DMG high-pass) minus the swing-based level: the mean over
 the 18 segments kept from the shared music (GBS subsongs and music ROMs)."""
