@@ -37,8 +37,8 @@ import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Phase, register_snapshot
 from gbsynth.emulator.machine import GameBoy
-from gbsynth.pruner.analysis import note_starts
-from gbsynth.pruner.songs import NoteStream, SongBook
+from gbsynth.pruner.analysis import NoteOnsets, note_starts
+from gbsynth.pruner.songs import WINDOW_NOTES, NoteStream, SongBook
 
 # Joypad bits as the emulator's set_buttons() takes them.
 BUTTON_A = 0x01
@@ -58,20 +58,36 @@ LISTEN_SECONDS = 1.0
 """Granularity of listening: each chunk of no-input time is judged on its own notes."""
 LISTEN_CHUNKS = 2
 """Chunks listened to after an input macro (a wait macro listens for its whole length)."""
+EXTRA_CHUNKS = 4
+"""Chunks listened to beyond a macro's listening while unheard notes are too few to judge."""
 CHAIN_MACROS = 3
 """Most macros played in a row from a loaded state before the next selection."""
-MIN_NEW_WINDOWS = 3
-"""A chunk is new music when at least this many of its note windows are unheard ..."""
+NOVELTY_CHUNKS = 2
+"""New music is judged on the last this many chunks together: ..."""
+MIN_NEW_WINDOWS = WINDOW_NOTES + 2
+"""... at least this many of their note windows unheard (a song restarted, or two known songs
+back to back, give up to WINDOW_NOTES - 1 new windows across the seam) ..."""
 NEW_SHARE = 0.5
-"""... and they are at least this share of its windows."""
+"""... and at least this share of their windows."""
+MIN_SONG_WINDOWS = 24
+"""New music is a song (recorded, counted) once this many of its note windows are heard;
+less, and it was a seam between songs or a sound effect."""
+SPARSE_NOTES = 3
+"""A chunk with fewer note starts is too sparse to tell whether a song goes on or loops."""
 LEAD_IN_CHUNKS = 2
 """Unrecorded chunks kept until judged: a new song's window opens with them (a song's first
 second may hold too few notes to judge)."""
 QUIET_CHUNKS_END = 3
 """An observe window ends after this many chunks in a row without a note start."""
-LOOPED_CHUNKS_END = 8
+LOOPED_CHUNKS_END = 4
 """... or after this many chunks in a row of music already heard: the song looped (a phrase
 repeated within a song is shorter)."""
+FOLLOW_UP_FIRST = ("tap Right", "tap Left", "tap Down", "tap Up")
+"""When inputs find a song, they are tried again from the same state after each of these
+(in a sound test or a menu, the next item's song is one direction away)."""
+MAX_FOLLOW_UP_MACROS = 8
+"""Follow-ups grow one direction at a time up to this many macros."""
+STATES_PER_CELL = 8
 DEFAULT_MAX_STATES = 256
 """Save states kept in the archive (about 70 KiB each for a cartridge without RAM)."""
 TAP_FRAMES = 5
@@ -107,6 +123,12 @@ class Macro:
     name: str
     steps: tuple[tuple[int, int], ...]
     listen_chunks: int = LISTEN_CHUNKS
+
+    def seconds(self, settings: ExploreSettings) -> float:
+        """Emulated time it takes, listening included (an open window aside)."""
+        frames = sum(f for _, f in self.steps)
+        settle = settings.settle_seconds if self.steps else 0.0
+        return frames * FRAME_CYCLES / CPU_HZ + settle + self.listen_chunks * LISTEN_SECONDS
 
 
 def standard_macros(press_seconds: float) -> list[Macro]:
@@ -144,21 +166,27 @@ class Span:
 
 @dataclass
 class Cell:
-    """An archived save state and how promising it has been."""
+    """Archived save states of one (song, screen) and how promising they have been.
+
+    A cell keeps up to ``STATES_PER_CELL`` states reached by different inputs: what the
+    key cannot see (a sound test's selection, a menu's cursor) differs between them.
+    """
 
     key: tuple[int, int]
     """(song playing, -1 for none; screen signature)."""
-    state: dict[str, np.ndarray]
-    shadow: ApuWrites
-    """The sound registers at the state, as a snapshot (opens a window recorded from it)."""
+    states: list[tuple[dict[str, np.ndarray], ApuWrites]]
+    """Save states and the sound registers at each (a snapshot that opens a window)."""
     order: int
     chosen: int = 0
     found: int = 0
     """New cells and songs (songs count 5) its branches led to."""
 
     def weight(self) -> float:
+        # Go-Explore's count-based pull towards cells seldom chosen, times how often
+        # choosing this one paid off, and a little more where music plays.
         playing = 1.5 if self.key[0] >= 0 else 1.0
-        return playing * (1.0 + self.found) / math.sqrt(1.0 + self.chosen)
+        payoff = 1.0 + 2.0 * self.found / (1.0 + self.chosen)
+        return playing * payoff / math.sqrt(1.0 + self.chosen)
 
 
 @dataclass
@@ -173,6 +201,8 @@ class SearchStats:
     windows_recorded: int = 0
     song_found_at: list[int] = field(default_factory=list)
     """Emulated cycle (of this search) at which each new song was first heard."""
+    song_found_by: list[str] = field(default_factory=list)
+    """The inputs that led there from the archived state: macro names, "boot" at power-on."""
 
 
 def screen_signature(gb: GameBoy) -> int:
@@ -207,9 +237,14 @@ class MusicSearch:
         self.songs = songs if songs is not None else SongBook()
         self.max_states = max_states
         self.macros = standard_macros(settings.press_seconds)
+        self._index = {m.name: i for i, m in enumerate(self.macros)}
+        self._follow_ups: list[tuple[Cell, tuple[dict[str, np.ndarray], ApuWrites], list[int]]] = []
         self.macro_uses = np.zeros(len(self.macros))
+        listen = LISTEN_CHUNKS * LISTEN_SECONDS
+        self._macro_cost = np.sqrt([m.seconds(settings) / listen for m in self.macros])
         self.macro_found = np.zeros(len(self.macros))
         self.archive: dict[tuple[int, int], Cell] = {}
+        self._states = 0  # save states in the archive
         self.stats = SearchStats()
         self.cycle = 0
         """Emulated cycles run by this search (the recording's clock)."""
@@ -217,6 +252,7 @@ class MusicSearch:
         self._stream = NoteStream()
         self._playing = -1  # song heard in the last chunk, -1: none known
         self._order = 0
+        self._path: list[str] = []  # macros played since the last state was loaded
         self._chunk = int(round(LISTEN_SECONDS * CPU_HZ / FRAME_CYCLES)) * FRAME_CYCLES
 
     # -- running the machine -----------------------------------------------------------------
@@ -251,60 +287,74 @@ class MusicSearch:
         self._playing = -1
         pending: list[tuple[ApuWrites, ApuWrites]] = []  # unrecorded chunks, kept a while
         song: int | None = None  # the song an open window records, None: no window open
+        held: list[Span] | None = None  # the window's spans until the song is confirmed
         recorded = quiet = heard = listened = 0
         longest = max(1, int(round(self.settings.observe_seconds / LISTEN_SECONDS)))
         done = 0
-        while done < chunks or song is not None:  # an open window outlasts the listening
+        previous: tuple[ApuWrites, ApuWrites] | None = None  # the chunk before, as context
+        recent: list[tuple[int, int]] = []  # (unheard, windows) of the last NOVELTY_CHUNKS
+        undecided = False  # unheard notes, too few yet to call them new music
+        # An open window outlasts the listening; so does a song whose first notes are sparse.
+        while done < chunks or song is not None or (undecided and done < chunks + EXTRA_CHUNKS):
             done += 1
             opening = self._shadow
             writes = self._run(0, self._chunk)
-            notes = note_starts(writes, opening)
+            notes = self._notes(previous, opening, writes)
+            previous = (opening, writes)
             windows = self._stream.feed(notes)
             hearing = self.songs.hear(windows)
             if hearing.song is not None:
                 self._playing = hearing.song
-            new = hearing.unheard >= max(MIN_NEW_WINDOWS, NEW_SHARE * hearing.windows)
+            recent = [*recent[1 - NOVELTY_CHUNKS :], (hearing.unheard, hearing.windows)]
+            unheard = sum(u for u, _ in recent)
+            new = unheard >= max(MIN_NEW_WINDOWS, NEW_SHARE * sum(w for _, w in recent))
+            undecided = hearing.unheard > 0 and not new
+            spans: list[Span] = []
             if song is not None:
                 # A window is open: it goes on while the music is new (or too sparse to
                 # judge) and ends when the song loops or falls silent. Past observe_seconds
                 # the song is listened to without recording, up to twice that, so that its
                 # rest is known and not taken for a new song later.
                 quiet = 0 if len(notes) else quiet + 1
-                heard = 0 if new or len(notes) < MIN_NEW_WINDOWS else heard + 1
+                heard = 0 if new or len(notes) < SPARSE_NOTES else heard + 1
                 listened += 1
                 ends = heard >= LOOPED_CHUNKS_END or quiet >= QUIET_CHUNKS_END
                 if not ends and listened < 2 * longest:
                     self.songs.learn(windows, song)
                     if recorded < longest:
                         recorded += 1
-                        yield Span(Phase.OBSERVE, self._chunk, writes)
+                        spans.append(Span(Phase.OBSERVE, self._chunk, writes))
                     else:
-                        yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+                        spans.append(Span(Phase.SETTLE, self._chunk, ApuWrites.empty()))
                 else:
+                    if held is not None:
+                        # Too little of it to be a song (a seam between songs, a sound
+                        # effect): not recorded; its windows stay heard, so it is not again.
+                        self.songs.dismiss(song)
+                        yield from (Span(Phase.SETTLE, x.cycles, ApuWrites.empty()) for x in held)
+                        held = None
                     song = None
                     yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+                    continue
             elif new:
-                # A new song: its window opens with the quiet chunk before it, if kept, so
-                # the song's first notes are in (that chunk never follows another window).
+                # New music: a window opens with the quiet chunks kept before it, so its
+                # first notes are in (those chunks never follow another window).
                 song = self.songs.learn(windows, None)
                 self._playing = song
-                self.stats.new_songs += 1
-                self.stats.windows_recorded += 1
-                self.stats.song_found_at.append(self.cycle - self._chunk)
+                found_at = self.cycle - self._chunk * (len(pending) + 1)
                 quiet = 0 if len(notes) else 1
                 heard = 0
-                if pending:
-                    first_opening, first_writes = pending[0]
-                    yield Span(
+                lead_in = [*pending, (opening, writes)]
+                first_opening, first_writes = lead_in[0]
+                spans.append(
+                    Span(
                         Phase.OBSERVE, self._chunk, ApuWrites.concat([first_opening, first_writes])
                     )
-                    for _, before in pending[1:]:
-                        yield Span(Phase.OBSERVE, self._chunk, before)
-                    yield Span(Phase.OBSERVE, self._chunk, writes)
-                else:
-                    yield Span(Phase.OBSERVE, self._chunk, ApuWrites.concat([opening, writes]))
-                recorded = listened = len(pending) + 1
+                )
+                spans += [Span(Phase.OBSERVE, self._chunk, w) for _, w in lead_in[1:]]
+                recorded = listened = len(lead_in)
                 pending = []
+                held = []
             else:
                 if hearing.song is not None:
                     self.songs.learn(windows, hearing.song)  # more of a known song
@@ -312,24 +362,68 @@ class MusicSearch:
                 if len(pending) > LEAD_IN_CHUNKS:
                     pending.pop(0)
                     yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+                continue
+            if held is None:
+                yield from spans
+                continue
+            held += spans
+            if len(self.songs.songs[song].windows) >= MIN_SONG_WINDOWS:
+                # Enough of it heard: a song. Its window is recorded from the start.
+                self.stats.new_songs += 1
+                self.stats.windows_recorded += 1
+                self.stats.song_found_at.append(found_at)
+                self.stats.song_found_by.append(" / ".join(self._path) or "boot")
+                yield from held
+                held = None
         for _ in pending:
             yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+
+    def _notes(
+        self, previous: tuple[ApuWrites, ApuWrites] | None, opening: ApuWrites, writes: ApuWrites
+    ) -> NoteOnsets:
+        """The note starts of a chunk, judged with the chunk before as context: what counts
+        as a start depends on the notes just before it, and must not depend on where the
+        chunks happen to begin (or the same music would hash differently each time)."""
+        if previous is None:
+            return note_starts(writes, opening)
+        before_opening, before = previous
+        both = note_starts(ApuWrites.concat([before, writes.shifted(self._chunk)]), before_opening)
+        keep = both.cycles >= self._chunk
+        return NoteOnsets(
+            both.cycles[keep] - self._chunk,
+            both.channels[keep],
+            both.pitches[keep],
+            both.starts[keep],
+        )
 
     # -- the archive ---------------------------------------------------------------------------
     def _cell_key(self) -> tuple[int, int]:
         return (self._playing, screen_signature(self.gb))
 
+    def _saved(self) -> tuple[dict[str, np.ndarray], ApuWrites]:
+        return self.gb.save_state(include_rom=False), self._shadow
+
     def _archive(self, key: tuple[int, int]) -> Cell:
-        cell = Cell(key, self.gb.save_state(include_rom=False), self._shadow, self._order)
-        self._order += 1
-        if len(self.archive) >= self.max_states:
-            # Evict the least promising cell (the oldest of equals); never the newest.
+        """A new cell for the current state, evicting the least promising cell at the cap."""
+        while self.archive and self._states + 1 > self.max_states:
             victim = min(self.archive.values(), key=lambda c: (c.weight(), c.order))
             del self.archive[victim.key]
-            self.stats.evicted += 1
+            self._states -= len(victim.states)
+            self.stats.evicted += len(victim.states)
+        cell = Cell(key, [self._saved()], self._order)
+        self._order += 1
+        self._states += 1
         self.archive[key] = cell
         self.stats.cells += 1
         return cell
+
+    def _add_state(self, cell: Cell) -> None:
+        """Keep the current state as another way into ``cell`` (replacing one when full)."""
+        if len(cell.states) < STATES_PER_CELL and self._states < self.max_states:
+            cell.states.append(self._saved())
+            self._states += 1
+        else:
+            cell.states[int(self.rng.integers(len(cell.states)))] = self._saved()
 
     def _select(self) -> Cell:
         cells = list(self.archive.values())
@@ -337,7 +431,11 @@ class MusicSearch:
         return cells[int(self.rng.choice(len(cells), p=weights / weights.sum()))]
 
     def _pick_macro(self) -> int:
-        weights = (1.0 + 5.0 * self.macro_found) / (1.0 + 0.02 * self.macro_uses)
+        # Inputs that found something on this ROM are tried more, in proportion to how
+        # often they paid off (at most 5 times as often), never to the exclusion of others.
+        # Long waits cost as much emulated time as several taps: tried less often.
+        weights = 1.0 + 4.0 * np.minimum(1.0, self.macro_found / (1.0 + self.macro_uses))
+        weights /= self._macro_cost
         return int(self.rng.choice(len(self.macros), p=weights / weights.sum()))
 
     # -- the search ----------------------------------------------------------------------------
@@ -348,27 +446,54 @@ class MusicSearch:
             yield from self._listen(boot_chunks)
         self._archive(self._cell_key())
         while True:
-            cell = self._select()
+            if self._follow_ups:
+                cell, start, plan = self._follow_ups.pop(0)
+            else:
+                cell = self._select()
+                start = cell.states[int(self.rng.integers(len(cell.states)))]
+                plan = None
             cell.chosen += 1
-            self.gb.load_state(cell.state)
-            self._shadow = cell.shadow
+            self.gb.load_state(start[0])
+            self._shadow = start[1]
+            self._path = []
             self.stats.branches += 1
-            for _ in range(1 + int(self.rng.integers(CHAIN_MACROS))):
-                index = self._pick_macro()
+            steps = (
+                plan if plan is not None else [None] * (1 + int(self.rng.integers(CHAIN_MACROS)))
+            )
+            for planned in steps:
+                index = self._pick_macro() if planned is None else planned
                 macro = self.macros[index]
                 self.macro_uses[index] += 1
+                self._path.append(macro.name)
                 self.stats.macros += 1
                 songs_before = len(self.songs)
                 yield from self._press(macro)
                 yield from self._listen(macro.listen_chunks)
+                found_song = len(self.songs) > songs_before
                 gain = 5 * (len(self.songs) - songs_before)
                 key = self._cell_key()
                 if key not in self.archive:
                     self._archive(key)
                     gain += 1
+                else:
+                    self._add_state(self.archive[key])
                 if gain:
                     cell.found += gain
                     self.macro_found[index] += gain
+                if found_song:
+                    done = [self._index[name] for name in self._path]
+                    self._plan_follow_ups(cell, start, done)
+
+    def _plan_follow_ups(
+        self, cell: Cell, start: tuple[dict[str, np.ndarray], ApuWrites], path: list[int]
+    ) -> None:
+        """A song was found by ``path`` from ``start``: try it again after each direction
+        first (the next item of a sound test or menu), before any random branch."""
+        if len(path) >= MAX_FOLLOW_UP_MACROS:
+            return
+        for name in FOLLOW_UP_FIRST:
+            plan = [self._index[name], *path]
+            self._follow_ups.append((cell, start, plan))
 
 
 def songs_in(phases: list | tuple) -> int:

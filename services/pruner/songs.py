@@ -25,6 +25,8 @@ from gbsynth.pruner.analysis import NoteOnsets, sequence_hashes
 WINDOW_NOTES = 8
 """Note starts per window: enough that two songs of one driver rarely share a window, few
 enough that a second of music holds several."""
+_NO_SONG = -2
+"""Owner of windows heard but dismissed as no song."""
 SAME_SONG_SHARE = 0.5
 """A stretch is a known song when at least this share of its windows belong to that song."""
 
@@ -95,7 +97,7 @@ class SongBook:
         if len(windows) == 0:
             return Hearing(None, 0, 0)
         owners = [self._owner.get(int(h), -1) for h in np.unique(windows)]
-        counts = np.bincount([o for o in owners if o >= 0], minlength=1)
+        counts = np.bincount([o for o in owners if o >= 0], minlength=1)  # -1: unheard
         unheard = owners.count(-1)
         song = int(np.argmax(counts)) if counts.any() else None
         if song is not None and counts[song] < SAME_SONG_SHARE * len(owners):
@@ -117,6 +119,14 @@ class SongBook:
                 self._owner[h] = song
                 target.windows.add(h)
         return song
+
+    def dismiss(self, song: int) -> None:
+        """The last song learned was not one (too short: a seam, a sound effect): drop it,
+        keeping its windows as heard music of no song, so they are not new again."""
+        if song != len(self.songs) - 1:
+            raise ValueError("only the song learned last can be dismissed")
+        for h in self.songs.pop().windows:
+            self._owner[h] = _NO_SONG
 
     def signatures(self) -> list[str]:
         return [s.signature for s in self.songs]
