@@ -38,7 +38,7 @@ import numpy as np
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Phase, register_snapshot
 from gbsynth.emulator.machine import GameBoy
 from gbsynth.pruner.analysis import NoteOnsets, note_starts
-from gbsynth.pruner.songs import WINDOW_NOTES, NoteStream, SongBook
+from gbsynth.pruner.songs import NoteStream, SongBook
 
 # Joypad bits as the emulator's set_buttons() takes them.
 BUTTON_A = 0x01
@@ -64,14 +64,17 @@ CHAIN_MACROS = 3
 """Most macros played in a row from a loaded state before the next selection."""
 NOVELTY_CHUNKS = 2
 """New music is judged on the last this many chunks together: ..."""
-MIN_NEW_WINDOWS = WINDOW_NOTES + 2
-"""... at least this many of their note windows unheard (a song restarted, or two known songs
-back to back, give up to WINDOW_NOTES - 1 new windows across the seam) ..."""
+MIN_NEW_WINDOWS = 4
+"""... at least this many of their note windows unheard (slow music has few a second; a
+seam between known songs has up to WINDOW_NOTES - 1, which MIN_SONG_WINDOWS then dismisses)
+..."""
 NEW_SHARE = 0.5
 """... and at least this share of their windows."""
 MIN_SONG_WINDOWS = 24
-"""New music is a song (recorded, counted) once this many of its note windows are heard;
-less, and it was a seam between songs or a sound effect."""
+MIN_SONG_CHUNKS = 4
+"""New music is a song (recorded, counted) once this many of its note windows are heard, or
+this many of its chunks (or observe_seconds, if shorter) were new music; less, and it was a
+seam between songs or a sound effect."""
 SPARSE_NOTES = 3
 """A chunk with fewer note starts is too sparse to tell whether a song goes on or loops."""
 LEAD_IN_CHUNKS = 2
@@ -79,7 +82,7 @@ LEAD_IN_CHUNKS = 2
 second may hold too few notes to judge)."""
 QUIET_CHUNKS_END = 3
 """An observe window ends after this many chunks in a row without a note start."""
-LOOPED_CHUNKS_END = 4
+LOOPED_CHUNKS_END = 6
 """... or after this many chunks in a row of music already heard: the song looped (a phrase
 repeated within a song is shorter)."""
 FOLLOW_UP_FIRST = ("tap Right", "tap Left", "tap Down", "tap Up")
@@ -87,6 +90,12 @@ FOLLOW_UP_FIRST = ("tap Right", "tap Left", "tap Down", "tap Up")
 (in a sound test or a menu, the next item's song is one direction away)."""
 MAX_FOLLOW_UP_MACROS = 8
 """Follow-ups grow one direction at a time up to this many macros."""
+SWITCH_AFTER_HEARD = 3
+"""An open window whose song has been heard repeating for this many chunks ends at the next
+new music: the game switched songs (the next window opens after a one-chunk seam)."""
+MIN_WINDOW_CHUNKS = 16
+"""A window that has not fallen silent lasts at least this many chunks, looped or not: twice
+the pruner's shortest segment, so a song with a short loop still gives one."""
 STATES_PER_CELL = 8
 DEFAULT_MAX_STATES = 256
 """Save states kept in the archive (about 70 KiB each for a cartridge without RAM)."""
@@ -209,7 +218,7 @@ def screen_signature(gb: GameBoy) -> int:
     """A coarse picture of the screen: which tiles the shown background map uses (scrolling,
     animation and sprites do not change it; new text or a new scene does), or 0 with the
     LCD off."""
-    lcdc = int(gb.mem[0xFF40])
+    lcdc = gb.peek(0xFF40)
     if not lcdc & 0x80:
         return 0
     base = 0x9C00 if lcdc & 0x08 else 0x9800
@@ -288,7 +297,7 @@ class MusicSearch:
         pending: list[tuple[ApuWrites, ApuWrites]] = []  # unrecorded chunks, kept a while
         song: int | None = None  # the song an open window records, None: no window open
         held: list[Span] | None = None  # the window's spans until the song is confirmed
-        recorded = quiet = heard = listened = 0
+        recorded = quiet = heard = listened = fresh = 0
         longest = max(1, int(round(self.settings.observe_seconds / LISTEN_SECONDS)))
         done = 0
         previous: tuple[ApuWrites, ApuWrites] | None = None  # the chunk before, as context
@@ -316,9 +325,13 @@ class MusicSearch:
                 # the song is listened to without recording, up to twice that, so that its
                 # rest is known and not taken for a new song later.
                 quiet = 0 if len(notes) else quiet + 1
+                # New music after the song was heard looping is another song starting.
+                switched = new and heard >= SWITCH_AFTER_HEARD
                 heard = 0 if new or len(notes) < SPARSE_NOTES else heard + 1
+                fresh += 1 if new else 0
                 listened += 1
-                ends = heard >= LOOPED_CHUNKS_END or quiet >= QUIET_CHUNKS_END
+                looped = heard >= LOOPED_CHUNKS_END and listened >= MIN_WINDOW_CHUNKS
+                ends = looped or switched or quiet >= QUIET_CHUNKS_END
                 if not ends and listened < 2 * longest:
                     self.songs.learn(windows, song)
                     if recorded < longest:
@@ -353,6 +366,7 @@ class MusicSearch:
                 )
                 spans += [Span(Phase.OBSERVE, self._chunk, w) for _, w in lead_in[1:]]
                 recorded = listened = len(lead_in)
+                fresh = 1
                 pending = []
                 held = []
             else:
@@ -367,7 +381,8 @@ class MusicSearch:
                 yield from spans
                 continue
             held += spans
-            if len(self.songs.songs[song].windows) >= MIN_SONG_WINDOWS:
+            lasting = fresh >= min(MIN_SONG_CHUNKS, longest)
+            if lasting or len(self.songs.songs[song].windows) >= MIN_SONG_WINDOWS:
                 # Enough of it heard: a song. Its window is recorded from the start.
                 self.stats.new_songs += 1
                 self.stats.windows_recorded += 1
