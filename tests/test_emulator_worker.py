@@ -58,8 +58,9 @@ def test_gbs_job_streams_the_same_recording_as_offline(rom_dir):
 
 def test_rom_exploration_marks_phases(rom_dir):
     worker = EmulatorWorker(rom_dir)
-    explore = ExploreSettings(boot_seconds=1, observe_seconds=5, press_seconds=1, settle_seconds=1)
-    job = EmulationJob("effects.gb", SourceKind.ROM, 3, 20.0, explore=explore)
+    # Listening 10 s from power-on hears the ROM's song (it plays bursts of effects).
+    explore = ExploreSettings(boot_seconds=10, observe_seconds=20, press_seconds=1)
+    job = EmulationJob("effects.gb", SourceKind.ROM, 3, 40.0, explore=explore)
     chunks = [decode_chunk(o.value) for o in worker.process(_message(job))]
     recording = chunks_to_recording(chunks)
     phases = [p for _, _, p in recording.phase_spans()]
