@@ -125,3 +125,27 @@ def test_idle_worker_drops_files_that_fail(rom_dir):
         now[0] = 10.0 * step
         list(worker.tick())
     assert {j.path for j in worker._roms} <= {"effects.gb"}
+
+
+def test_idle_exploration_keeps_songs_and_stops_at_the_time_cap(tmp_path):
+    from prometheus_client import REGISTRY
+
+    from gbsynth.music.test_roms import game_rom
+
+    (tmp_path / "game.gb").write_bytes(game_rom().rom)
+    now = [0.0]
+    worker = EmulatorWorker(
+        tmp_path, record_seconds=60.0, idle_seconds=1, rom_seconds=100.0, clock=lambda: now[0]
+    )
+    found = {"service": "emulator", "rom": "game.gb"}
+    before = REGISTRY.get_sample_value("gbsynth_emulator_songs_found_total", found) or 0.0
+    for step in (1, 2, 3):
+        now[0] = 10.0 * step
+        list(worker.tick())
+    # Two jobs of 60 s reach the 100 s cap; the third tick finds nothing left to explore.
+    assert worker.explored_seconds["game.gb"] == pytest.approx(120.0)
+    assert worker.next_exploration() is None
+    songs = len(worker.song_books["game.gb"])
+    assert songs >= 2
+    after = REGISTRY.get_sample_value("gbsynth_emulator_songs_found_total", found)
+    assert after - before == songs  # each song counted once, though both jobs heard the title
