@@ -2,28 +2,38 @@
 
 Pressing random buttons every frame restarts or stops songs faster than they
 play. Instead, the explorer keeps an *archive* of save states ("cells"), each
-keyed by the song playing there and a coarse picture of the screen, and repeats:
+keyed by the song playing there and a coarse picture of the screen (up to
+``STATES_PER_CELL`` states per cell, reached by different inputs, since a sound
+test's selection or a level's timer do not show in the key), and repeats:
 
 1. **select** a cell, favouring cells chosen less often and cells whose branches
-   found new songs or new cells before, and load its state;
+   paid off, and load one of its states; or, first, a *follow-up*: the inputs that
+   just found a song, replayed from the same state after one more direction (the
+   next item of a sound test or menu);
 2. **branch**: play one to ``CHAIN_MACROS`` input *macros* in a row (a tap or a hold
    of one button, a direction then A, two buttons held together, or a wait with no
    input), each followed by ``settle_seconds`` of unrecorded quiet and then
-   *listening*: the no-input time is cut into ``LISTEN_SECONDS`` chunks whose note
-   starts are hashed into windows (``gbsynth.pruner.songs``);
-3. **score**: a chunk whose note windows are mostly unheard is new music. From
-   there on the explorer records (an *observe* window, opened with a register
-   snapshot so it stands on its own; the ``LEAD_IN_CHUNKS`` chunks just before are kept
-   too, so the song's start is not lost) until the song loops into windows already heard, falls
-   silent, or ``observe_seconds`` pass. The song enters the ROM's ``SongBook``, so
-   reaching it again is recognised and not recorded twice;
-4. **archive** every state reached whose cell is new, with credit to the cell and the
-   macro that led there (macros that found songs are tried more often on this ROM).
+   *listening*: no input, cut into ``LISTEN_SECONDS`` chunks whose note starts are
+   hashed into windows (``gbsynth.pruner.songs``), each chunk judged with the one
+   before as context;
+3. **score**: when the last ``NOVELTY_CHUNKS`` chunks hold enough unheard windows,
+   new music starts and an *observe* window opens: recorded, opened with a register
+   snapshot so it stands on its own, with the ``LEAD_IN_CHUNKS`` quiet chunks before
+   it so the song's first notes are in. It lasts at least ``MIN_WINDOW_CHUNKS`` and
+   ends when the song loops into windows already heard, falls silent, or switches
+   to other new music; past ``observe_seconds`` it is listened to, not recorded. The
+   window is kept only if it was a song (``MIN_SONG_WINDOWS`` windows or
+   ``MIN_SONG_CHUNKS`` chunks of new music): a seam between two known songs or a sound
+   effect is dropped unrecorded. The song enters the ROM's ``SongBook``, so reaching it
+   again is recognised and not recorded twice;
+4. **archive** every state reached whose cell is new, credit the cell and the macro
+   (inputs that found something are tried more often on this ROM; long waits, which
+   cost more emulated time, less often).
 
 Every recorded observe window is the first hearing of one song, so a recording's
-observing spans count the songs found. The search is deterministic for a seed;
-states are kept without the cartridge ROM (about 70 KiB each) and at most
-``max_states`` of them (the least promising is evicted).
+observe windows count the songs found (``songs_in``). The search is deterministic
+for a seed; states are kept without the cartridge ROM (about 70 KiB each) and at most
+``max_states`` of them (the least promising cell is evicted).
 """
 
 from __future__ import annotations
@@ -317,7 +327,8 @@ class MusicSearch:
             recent = [*recent[1 - NOVELTY_CHUNKS :], (hearing.unheard, hearing.windows)]
             unheard = sum(u for u, _ in recent)
             new = unheard >= max(MIN_NEW_WINDOWS, NEW_SHARE * sum(w for _, w in recent))
-            undecided = hearing.unheard > 0 and not new
+            # Unheard windows too few yet, or notes too few to make a window: listen on.
+            undecided = not new and (hearing.unheard > 0 or (len(notes) and not hearing.windows))
             spans: list[Span] = []
             if song is not None:
                 # A window is open: it goes on while the music is new (or too sparse to
