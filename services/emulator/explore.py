@@ -9,7 +9,7 @@ test's selection or a level's timer do not show in the key), and repeats:
 1. **select** a cell, favouring cells chosen less often and cells whose branches
    paid off, and load one of its states; or, first, a *follow-up*: the inputs that
    just found a song, replayed from the same state after one more direction (the
-   next item of a sound test or menu);
+   next item of a sound test or menu), and the longest wait from where they led;
 2. **branch**: play one to ``CHAIN_MACROS`` input *macros* in a row (a tap or a hold
    of one button, a direction then A, two buttons held together, or a wait with no
    input), each followed by ``settle_seconds`` of unrecorded quiet and then
@@ -257,6 +257,8 @@ class MusicSearch:
         self.max_states = max_states
         self.macros = standard_macros(settings.press_seconds)
         self._index = {m.name: i for i, m in enumerate(self.macros)}
+        waits = [i for i, m in enumerate(self.macros) if not m.steps]
+        self._longest_wait = max(waits, key=lambda i: self.macros[i].listen_chunks)
         self._follow_ups: list[tuple[Cell, tuple[dict[str, np.ndarray], ApuWrites], list[int]]] = []
         self.macro_uses = np.zeros(len(self.macros))
         listen = LISTEN_CHUNKS * LISTEN_SECONDS
@@ -514,7 +516,9 @@ class MusicSearch:
         self, cell: Cell, start: tuple[dict[str, np.ndarray], ApuWrites], path: list[int]
     ) -> None:
         """A song was found by ``path`` from ``start``: try it again after each direction
-        first (the next item of a sound test or menu), before any random branch."""
+        first (the next item of a sound test or menu), and wait on where it led (a level
+        whose time runs out), before any random branch."""
+        self._follow_ups.append((cell, self._saved(), [self._longest_wait]))
         if len(path) >= MAX_FOLLOW_UP_MACROS:
             return
         for name in FOLLOW_UP_FIRST:
