@@ -217,7 +217,6 @@ class SearchStats:
     cells: int = 0
     evicted: int = 0
     new_songs: int = 0
-    windows_recorded: int = 0
     song_found_at: list[int] = field(default_factory=list)
     """Emulated cycle (of this search) at which each new song was first heard."""
     song_found_by: list[str] = field(default_factory=list)
@@ -398,7 +397,6 @@ class MusicSearch:
             if lasting or len(self.songs.songs[song].windows) >= MIN_SONG_WINDOWS:
                 # Enough of it heard: a song. Its window is recorded from the start.
                 self.stats.new_songs += 1
-                self.stats.windows_recorded += 1
                 self.stats.song_found_at.append(found_at)
                 self.stats.song_found_by.append(" / ".join(self._path) or "boot")
                 yield from held
