@@ -107,9 +107,12 @@ MIN_WINDOW_CHUNKS = 16
 """A window that has not fallen silent lasts at least this many chunks, looped or not: twice
 the pruner's shortest segment, so a song with a short loop still gives one."""
 STATES_PER_CELL = 8
+"""Save states one cell keeps, reached by different inputs (one is replaced when full)."""
 DEFAULT_MAX_STATES = 256
 """Save states kept in the archive (about 70 KiB each for a cartridge without RAM)."""
 TAP_FRAMES = 5
+"""Frames a tap holds its button: long enough for games that read the joypad every other
+frame; holds and two-button combinations last longer."""
 HOLD_FRAMES = 40
 COMBO_FRAMES = 60
 
