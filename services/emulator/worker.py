@@ -10,9 +10,10 @@ chunks (deterministic ids and chunking), which downstream treats as duplicates.
 When no job has arrived for a while, a worker explores a ROM from the folder
 with a fresh seed, so the pipeline keeps getting new material: the ROM it has
 explored least, until ``GBSYNTH_EXPLORE_ROM_SECONDS`` of emulated time are spent
-on each. The worker keeps each ROM's songs (``SongBook``) across its jobs, so a
-song it has recorded once is not recorded again and the time goes to states it
-has not explored.
+on each. The worker keeps each ROM's songs (``SongBook``) across these explorations,
+so a song it has recorded once is not recorded again and the time goes to states it
+has not explored (jobs from the topic start from no songs, so that they stay
+deterministic).
 
 A bad or hung file gives a log line, a labelled metric and an error record on
 the dead-letter topic; the worker goes on with the next job.
@@ -191,7 +192,9 @@ class EmulatorWorker(Processor):
         self.max_states = max_states
         self.clock = clock
         self.song_books: dict[str, SongBook] = {}
-        """Each ROM's songs (by path in the folder), kept across jobs: never recorded twice."""
+        """Each ROM's songs (by path in the folder), kept across idle explorations, so none is
+        recorded twice. Jobs from the topic start from no songs: a redo elsewhere must send
+        the same chunks."""
         self.explored_seconds: dict[str, float] = {}
         """Emulated seconds of idle exploration spent on each ROM."""
         self.last_job_at = clock()
@@ -224,7 +227,7 @@ class EmulatorWorker(Processor):
                 seed=job.seed,
                 explore=job.explore,
                 file_name=job.path,
-                songs=self._song_book(job),
+                songs=self._song_book(job) if origin == "idle" else None,
                 max_states=self.max_states,
             )
             writer = ChunkWriter(session.recording_id, session.source, session.seed)
