@@ -149,3 +149,17 @@ def test_idle_exploration_keeps_songs_and_stops_at_the_time_cap(tmp_path):
     assert songs >= 2
     after = REGISTRY.get_sample_value("gbsynth_emulator_songs_found_total", found)
     assert after - before == songs  # each song counted once, though both jobs heard the title
+
+
+def test_topic_jobs_do_not_depend_on_what_the_worker_explored_before(tmp_path):
+    from gbsynth.music.test_roms import game_rom
+
+    (tmp_path / "game.gb").write_bytes(game_rom().rom)
+    now = [0.0]
+    seasoned = EmulatorWorker(tmp_path, record_seconds=60.0, idle_seconds=1, clock=lambda: now[0])
+    now[0] = 10.0
+    list(seasoned.tick())  # idle exploration: learns the ROM's first songs
+    assert len(seasoned.song_books["game.gb"]) >= 2
+    job = EmulationJob("game.gb", SourceKind.ROM, 5, 60.0, explore=ExploreSettings())
+    fresh = [o.value for o in EmulatorWorker(tmp_path).process(_message(job))]
+    assert [o.value for o in seasoned.process(_message(job))] == fresh
