@@ -27,6 +27,8 @@ so the pruner keeps up with several emulator cores:
   strict beat, near 0 for scattered or single events). The tempo is the beat period
   (70-180 BPM) whose multiples of 1 to 4 beats correlate best, weighted towards
   120 BPM to settle a tempo against its double.
+- **note starts alone** (``note_starts``): the onsets without the per-frame levels,
+  for a piece of a recording given the registers before it (the explorer's listening).
 - **sequence hashes** (``sequence_hashes``): a hash of the (channel, pitch) of a run
   of consecutive note starts. Equal hashes mean the same notes in the same order,
   which is how repeats of a loop are found.
