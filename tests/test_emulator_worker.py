@@ -6,7 +6,7 @@ import pytest
 from gbsynth.common.avro import chunks_to_recording, codec, decode_chunk
 from gbsynth.common.events import SourceKind
 from gbsynth.common.kafka import TOPIC_DEAD_LETTERS, TOPIC_JOBS, TOPIC_RECORDINGS, Message
-from gbsynth.emulator.explore import ExploreSettings
+from gbsynth.emulator.explore import ExploreSettings, songs_in
 from gbsynth.emulator.jobs import EmulationJob
 from gbsynth.emulator.sources import GbsSession
 from gbsynth.emulator.worker import EmulatorWorker
@@ -58,12 +58,14 @@ def test_gbs_job_streams_the_same_recording_as_offline(rom_dir):
 
 def test_rom_exploration_marks_phases(rom_dir):
     worker = EmulatorWorker(rom_dir)
-    explore = ExploreSettings(boot_seconds=1, observe_seconds=2, press_seconds=1, settle_seconds=1)
-    job = EmulationJob("effects.gb", SourceKind.ROM, 3, 8.0, explore=explore)
+    # Listening 10 s from power-on hears the ROM's song (it plays bursts of effects).
+    explore = ExploreSettings(boot_seconds=10, observe_seconds=20, press_seconds=1)
+    job = EmulationJob("effects.gb", SourceKind.ROM, 3, 40.0, explore=explore)
     chunks = [decode_chunk(o.value) for o in worker.process(_message(job))]
     recording = chunks_to_recording(chunks)
     phases = [p for _, _, p in recording.phase_spans()]
-    assert [p.value for p in phases[:5]] == ["boot", "observe", "press", "settle", "observe"]
+    assert {"observe", "press", "settle"} <= {p.value for p in phases}
+    assert songs_in(recording.phases) == 1  # the ROM's one song, recorded once
     observing = recording.observing_spans()
     inside = np.zeros(len(recording.writes), dtype=bool)
     for start, end in observing:
@@ -123,3 +125,41 @@ def test_idle_worker_drops_files_that_fail(rom_dir):
         now[0] = 10.0 * step
         list(worker.tick())
     assert {j.path for j in worker._roms} <= {"effects.gb"}
+
+
+def test_idle_exploration_keeps_songs_and_stops_at_the_time_cap(tmp_path):
+    from prometheus_client import REGISTRY
+
+    from gbsynth.music.test_roms import game_rom
+
+    (tmp_path / "game.gb").write_bytes(game_rom().rom)
+    now = [0.0]
+    worker = EmulatorWorker(
+        tmp_path, record_seconds=60.0, idle_seconds=1, rom_seconds=100.0, clock=lambda: now[0]
+    )
+    found = {"service": "emulator", "rom": "game.gb"}
+    before = REGISTRY.get_sample_value("gbsynth_emulator_songs_found_total", found) or 0.0
+    for step in (1, 2, 3):
+        now[0] = 10.0 * step
+        list(worker.tick())
+    # Two jobs of 60 s reach the 100 s cap; the third tick finds nothing left to explore.
+    assert worker.explored_seconds["game.gb"] == pytest.approx(120.0)
+    assert worker.next_exploration() is None
+    songs = len(worker.song_books["game.gb"])
+    assert songs >= 2
+    after = REGISTRY.get_sample_value("gbsynth_emulator_songs_found_total", found)
+    assert after - before == songs  # each song counted once, though both jobs heard the title
+
+
+def test_topic_jobs_do_not_depend_on_what_the_worker_explored_before(tmp_path):
+    from gbsynth.music.test_roms import game_rom
+
+    (tmp_path / "game.gb").write_bytes(game_rom().rom)
+    now = [0.0]
+    seasoned = EmulatorWorker(tmp_path, record_seconds=60.0, idle_seconds=1, clock=lambda: now[0])
+    now[0] = 10.0
+    list(seasoned.tick())  # idle exploration: learns the ROM's first songs
+    assert len(seasoned.song_books["game.gb"]) >= 2
+    job = EmulationJob("game.gb", SourceKind.ROM, 5, 60.0, explore=ExploreSettings())
+    fresh = [o.value for o in EmulatorWorker(tmp_path).process(_message(job))]
+    assert [o.value for o in seasoned.process(_message(job))] == fresh

@@ -1,15 +1,5 @@
-import numpy as np
 import pytest
 
-from gbsynth.common.events import FRAME_CYCLES, Phase
-from gbsynth.emulator.explore import (
-    BUTTON_A,
-    BUTTON_SELECT,
-    BUTTON_START,
-    ExploreSettings,
-    phase_schedule,
-    random_buttons,
-)
 from gbsynth.emulator.gbs import GbsError, build_player_rom, parse_gbs_header
 
 
@@ -61,29 +51,3 @@ def test_bad_gbs(shared_dir, mutate, message):
     data = (shared_dir / "corpus/nightmode.gbs").read_bytes()
     with pytest.raises(GbsError, match=message):
         parse_gbs_header(mutate(data))
-
-
-def test_schedule_alternates_after_boot():
-    settings = ExploreSettings(
-        boot_seconds=1, observe_seconds=2, press_seconds=1, settle_seconds=0.5
-    )
-    spans = list(phase_schedule(settings, 10 * 4_194_304))
-    assert [s.phase for s in spans[:5]] == [
-        Phase.BOOT,
-        Phase.OBSERVE,
-        Phase.PRESS,
-        Phase.SETTLE,
-        Phase.OBSERVE,
-    ]
-    assert all(a.end_cycle == b.start_cycle for a, b in zip(spans, spans[1:], strict=False))
-    assert spans[-1].end_cycle == 10 * 4_194_304
-    assert all(s.start_cycle % FRAME_CYCLES == 0 for s in spans)
-
-
-def test_buttons_are_seeded_and_weighted():
-    a = random_buttons(np.random.default_rng(5), 20_000)
-    assert np.array_equal(a, random_buttons(np.random.default_rng(5), 20_000))
-    assert (a & BUTTON_A).astype(bool).mean() > 0.4
-    assert (a & BUTTON_START).astype(bool).mean() > (a & BUTTON_SELECT).astype(bool).mean() * 5
-    directions = a >> 4
-    assert set(np.unique(directions)) <= {0, 1, 2, 4, 8}

@@ -4,9 +4,10 @@
     gbsynth emulate game.gb --seconds 300 --seed 7 --out rec.avro
     gbsynth emulate tune.vgm --seconds 120 --format iodump --out tune.txt
 
-GBS subsongs count from 1, as on gbsplay's command line. ROMs are explored
-with seeded random input (``--no-explore`` runs them with no button pressed);
-only the quiet spans are recorded. The I/O dump uses the layout of
+GBS subsongs count from 1, as on gbsplay's command line. ROMs are explored by
+a seeded search for music (``gbsynth.emulator.explore``; ``--no-explore`` runs
+them with no button pressed); only the first hearing of each song is recorded,
+and the number of songs found is printed on stderr. The I/O dump uses the layout of
 ``gbsplay -o iodumper`` (``%08x ffXX=YY``, cycles since the previous write),
 so it can be compared with gbsplay's output line by line.
 """
@@ -39,12 +40,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-explore", action="store_true", help="run a ROM without pressing any button"
     )
-    for phase, default in (("boot", 10.0), ("observe", 30.0), ("press", 20.0), ("settle", 3.0)):
+    from gbsynth.emulator.explore import ExploreSettings
+
+    defaults = ExploreSettings()
+    for phase, meaning in (
+        ("boot", "listening from power-on before the first input"),
+        ("observe", "longest recorded window of one new song"),
+        ("press", "longest wait macro"),
+        ("settle", "unrecorded quiet after each input"),
+    ):
+        default = getattr(defaults, f"{phase}_seconds")
         parser.add_argument(
             f"--{phase}-seconds",
             type=float,
             default=default,
-            help=f"exploration: {phase} span (default {default:g})",
+            help=f"exploration: {meaning} (default {default:g})",
         )
     parser.add_argument("--out", metavar="PATH", help="output file (default: stdout, iodump only)")
     parser.add_argument(
@@ -112,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
     if fmt == "avro" and not args.out:
         raise EmulateError("--format avro needs --out PATH (Avro is binary)")
     recording, problem = record_file(args)
+    if recording.phases:
+        from gbsynth.emulator.explore import songs_in
+
+        print(f"gbsynth emulate: {songs_in(recording.phases)} songs found", file=sys.stderr)
     if fmt == "avro":
         from gbsynth import __version__
 

@@ -276,13 +276,22 @@ class GameBoy:
         return bytes(self._serial)
 
     # ------------------------------------------------------------------ state
-    def save_state(self) -> dict[str, np.ndarray]:
+    def save_state(self, include_rom: bool = True) -> dict[str, np.ndarray]:
+        """The whole machine; ``include_rom=False`` leaves the cartridge ROM out (a few
+        dozen KiB instead of up to 8 MiB: for many states of one machine whose ROM is
+        never patched), and such a state loads only into this same machine."""
         self._drain()
         pending = ApuWrites.concat(self._taken)
+        if include_rom:
+            mem = self.mem.copy()
+        else:
+            cram = int(self.st[S.CRAM_BASE])
+            mem = np.concatenate([self.mem[: S.ROM_BASE], self.mem[cram:]])
         return {
             "layout": np.array([S.STATE_LAYOUT], dtype=np.int64),
             "state": self.st.copy(),
-            "mem": self.mem.copy(),
+            "mem": mem,
+            "rom_left_out": np.array([0 if include_rom else 1], dtype=np.uint8),
             "apu": self.apu.copy(),
             "origin": np.array([self._origin], dtype=np.int64),
             "pending_cycles": pending.cycles.copy(),
@@ -297,10 +306,17 @@ class GameBoy:
                 raise ValueError(f"saved state has no {key!r} array")
         if "layout" in saved and int(saved["layout"][0]) != S.STATE_LAYOUT:
             raise ValueError("saved state is from another version of the emulator")
-        if saved["state"].shape != self.st.shape or saved["mem"].shape != self.mem.shape:
+        rom_left_out = "rom_left_out" in saved and int(saved["rom_left_out"][0]) == 1
+        cram = int(self.st[S.CRAM_BASE])
+        mem_size = S.ROM_BASE + len(self.mem) - cram if rom_left_out else len(self.mem)
+        if saved["state"].shape != self.st.shape or saved["mem"].shape != (mem_size,):
             raise ValueError("saved state is from another emulator version or cartridge")
         self.st[:] = saved["state"]
-        self.mem[:] = saved["mem"]
+        if rom_left_out:
+            self.mem[: S.ROM_BASE] = saved["mem"][: S.ROM_BASE]
+            self.mem[cram:] = saved["mem"][S.ROM_BASE :]
+        else:
+            self.mem[:] = saved["mem"]
         self.apu[:] = saved["apu"]
         self._origin = int(saved["origin"][0]) if "origin" in saved else 0
         self._taken = []

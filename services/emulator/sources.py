@@ -7,8 +7,8 @@ can collect the same pieces into one ``Recording``.
 
 - GBS: init is called at recording cycle 0 with the LCD restarted at line 0,
   as gbsplay does, so our write times line up with ``gbsplay -o iodumper``.
-- ROM: seeded exploration (see ``explore``); only quiet spans (boot and observing)
-  are kept, each later one opened with a register snapshot so that it stands on its own.
+- ROM: a seeded search for music (see ``explore``); only the first hearing of each song
+  is kept (observe spans), each opened with a register snapshot so that it stands on its own.
 - VGM: the logged writes, with exact timing.
 """
 
@@ -22,7 +22,6 @@ import numpy as np
 
 from gbsynth.common.events import (
     CPU_HZ,
-    FRAME_CYCLES,
     ApuWrites,
     Phase,
     PhaseMark,
@@ -30,24 +29,20 @@ from gbsynth.common.events import (
     Source,
     SourceKind,
     make_recording_id,
-    register_snapshot,
     sha256_hex,
 )
 from gbsynth.common.vgm import VgmError, read_vgm
 from gbsynth.emulator.cartridge.header import RomError
-from gbsynth.emulator.explore import ExploreSettings, phase_schedule, random_buttons
+from gbsynth.emulator.explore import DEFAULT_MAX_STATES, ExploreSettings, MusicSearch
 from gbsynth.emulator.gbs import IDLE_ADDRESS, GbsError, build_player_rom
 from gbsynth.emulator.machine import EmulatorHang, GameBoy
 from gbsynth.emulator.state import EXIT_RETURNED
+from gbsynth.pruner.songs import SongBook
 
 INIT_LIMIT_SECONDS = 10.0
 """A GBS init routine that has not returned after this long is reported as broken."""
 
 DEFAULT_PIECE_SECONDS = 1.0
-
-QUIET_PHASES = (Phase.BOOT, Phase.OBSERVE)
-"""Phases with no input since power-on or since the settle time: their sound is the program's
-own (title music, a jingle at start-up), so they are recorded."""
 
 
 class SourceError(ValueError):
@@ -178,7 +173,9 @@ class GbsSession(Session):
 
 
 class RomSession(Session):
-    """Explores a game ROM with seeded random input, keeping only observing spans."""
+    """Explores a game ROM with the music-seeking search (``explore``), keeping what it
+    records: each song's first hearing, opened with a register snapshot. Without
+    settings, the ROM runs with no input and everything is recorded."""
 
     def __init__(
         self,
@@ -186,6 +183,8 @@ class RomSession(Session):
         file_name: str,
         seed: int = 0,
         explore: ExploreSettings | None = None,
+        songs: SongBook | None = None,
+        max_states: int = DEFAULT_MAX_STATES,
     ) -> None:
         try:
             gb = GameBoy(data)
@@ -194,61 +193,47 @@ class RomSession(Session):
         super().__init__(Source(sha256_hex(data), file_name, SourceKind.ROM, gb.header.title), seed)
         self.gb = gb
         self.explore = explore
-        self.rng = np.random.default_rng(seed)
-        self._shadow = ApuWrites.empty()  # register state, as a snapshot
-        self._phase = Phase.OBSERVE if explore is None else Phase.BOOT
-        self._marked = False
+        self.search = None if explore is None else MusicSearch(gb, explore, seed, songs, max_states)
+        self._spans = None if self.search is None else self.search.spans()
+        self._span: tuple[Phase, int, int, ApuWrites] | None = None  # (phase, start, end, writes)
+        self._phase: Phase | None = None
         gb.start_recording()
 
-    def _phase_at(self, cycle: int) -> tuple[Phase, int]:
-        """Phase in force at ``cycle`` and where it ends."""
-        if self.explore is None:
-            return Phase.OBSERVE, 1 << 62
-        for span in phase_schedule(self.explore, 1 << 62):
-            if span.start_cycle <= cycle < span.end_cycle:
-                return span.phase, span.end_cycle
-        raise AssertionError("phase schedule has a gap")  # pragma: no cover
-
-    def _run(self, cycles: int, phase: Phase) -> None:
-        gb = self.gb
-        try:
-            if phase is Phase.PRESS:
-                # buttons are re-rolled every frame
-                done = 0
-                while done < cycles:
-                    step = min(FRAME_CYCLES, cycles - done)
-                    gb.set_buttons(int(random_buttons(self.rng, 1)[0]))
-                    gb.run_cycles(step)
-                    done += step
-                gb.set_buttons(0)
-            else:
-                gb.run_cycles(cycles)
-        except EmulatorHang as exc:
-            raise SourceError(f"{self.source.file_name}: {exc}", "hang") from exc
+    @property
+    def songs(self) -> SongBook | None:
+        """The songs the search knows (those it found and those it was given)."""
+        return None if self.search is None else self.search.songs
 
     def advance(self, cycles: int) -> Piece:
         start, end = self.cycle, self.cycle + cycles
+        if self._spans is None:
+            try:
+                self.gb.run_cycles(cycles)
+            except EmulatorHang as exc:
+                raise SourceError(f"{self.source.file_name}: {exc}", "hang") from exc
+            self.cycle = end
+            return Piece(start, end, self.gb.take_writes())
         kept: list[ApuWrites] = []
         marks: list[PhaseMark] = []
         cycle = start
         while cycle < end:
-            phase, phase_end = self._phase_at(cycle)
-            if phase is not self._phase or not self._marked:
+            if self._span is None:
+                try:
+                    span = next(self._spans)
+                except EmulatorHang as exc:
+                    raise SourceError(f"{self.source.file_name}: {exc}", "hang") from exc
+                self._span = (span.phase, cycle, cycle + span.cycles, span.writes.shifted(cycle))
+            phase, span_start, span_end, writes = self._span
+            if phase is not self._phase:
                 marks.append(PhaseMark(cycle, phase))
-                if phase in QUIET_PHASES and self._phase not in QUIET_PHASES:
-                    # open the observing span with the register state it starts from
-                    kept.append(self._shadow.shifted(cycle))
-                self._phase, self._marked = phase, True
-            stop = min(phase_end, end)
-            self._run(stop - cycle, phase)
-            writes = self.gb.take_writes()
-            self._shadow = register_snapshot(ApuWrites.concat([self._shadow, writes]), 1 << 62)
-            if phase in QUIET_PHASES:
-                kept.append(writes)
+                self._phase = phase
+            stop = min(span_end, end)
+            cut = int(np.searchsorted(writes.cycles, stop, side="left"))
+            kept.append(ApuWrites(writes.cycles[:cut], writes.registers[:cut], writes.values[:cut]))
+            rest = ApuWrites(writes.cycles[cut:], writes.registers[cut:], writes.values[cut:])
+            self._span = None if stop >= span_end else (phase, stop, span_end, rest)
             cycle = stop
         self.cycle = end
-        if self.explore is None:
-            marks = []  # a plain run is all observing
         return Piece(start, end, ApuWrites.concat(kept), marks)
 
 
@@ -278,8 +263,13 @@ def open_session(
     seed: int = 0,
     explore: ExploreSettings | None = None,
     file_name: str | None = None,
+    songs: SongBook | None = None,
+    max_states: int = DEFAULT_MAX_STATES,
 ) -> Session:
-    """A session for a file; the kind is detected from its contents when not given."""
+    """A session for a file; the kind is detected from its contents when not given.
+
+    ``songs`` and ``max_states`` go to a ROM's search: the songs already known of this ROM
+    (found songs are added to it) and how many save states it may keep."""
     from gbsynth.emulator.jobs import JobError, detect_kind, read_source_file
 
     name = file_name or Path(path).name
@@ -293,5 +283,5 @@ def open_session(
     if kind is SourceKind.VGM:
         return VgmSession(data, name)
     if kind is SourceKind.ROM:
-        return RomSession(data, name, seed, explore)
+        return RomSession(data, name, seed, explore, songs, max_states)
     raise SourceError(f"{name}: not a Game Boy ROM, GBS or VGM file")

@@ -7,8 +7,13 @@ is committed only after every chunk is acknowledged. A worker killed mid-job
 leaves the job uncommitted, so another one redoes it; the redo sends the same
 chunks (deterministic ids and chunking), which downstream treats as duplicates.
 
-When no job has arrived for a while, a worker explores a random ROM from the
-folder with a fresh seed, so the pipeline keeps getting new material.
+When no job has arrived for a while, a worker explores a ROM from the folder
+with a fresh seed, so the pipeline keeps getting new material: the ROM it has
+explored least, until ``GBSYNTH_EXPLORE_ROM_SECONDS`` of emulated time are spent
+on each. The worker keeps each ROM's songs (``SongBook``) across these explorations,
+so a song it has recorded once is not recorded again and the time goes to states it
+has not explored (jobs from the topic start from no songs, so that they stay
+deterministic).
 
 A bad or hung file gives a log line, a labelled metric and an error record on
 the dead-letter topic; the worker goes on with the next job.
@@ -37,9 +42,10 @@ from gbsynth.common.kafka import (
     dead_letter,
     run_service,
 )
-from gbsynth.emulator.explore import ExploreSettings
+from gbsynth.emulator.explore import DEFAULT_MAX_STATES, ExploreSettings
 from gbsynth.emulator.jobs import EmulationJob, JobError, discover_jobs, resolve_in_folder
-from gbsynth.emulator.sources import SourceError, open_session
+from gbsynth.emulator.sources import RomSession, SourceError, open_session
+from gbsynth.pruner.songs import SongBook
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +84,49 @@ ENQUEUE_ON_START = Setting(
     False,
     "publish a job for every file in the ROM folder at start (set it on one replica only)",
 )
+_EXPLORE_DEFAULTS = ExploreSettings()
 EXPLORE_BOOT_SECONDS = Setting(
-    "GBSYNTH_EXPLORE_BOOT_SECONDS", float, 10.0, "exploration: boot time before input", minimum=0
+    "GBSYNTH_EXPLORE_BOOT_SECONDS",
+    float,
+    _EXPLORE_DEFAULTS.boot_seconds,
+    "exploration: listening from power-on before the first input",
+    minimum=0,
 )
 EXPLORE_OBSERVE_SECONDS = Setting(
-    "GBSYNTH_EXPLORE_OBSERVE_SECONDS", float, 30.0, "exploration: recorded quiet span", minimum=0.1
+    "GBSYNTH_EXPLORE_OBSERVE_SECONDS",
+    float,
+    _EXPLORE_DEFAULTS.observe_seconds,
+    "exploration: longest recorded window of one new song (shorter when it loops or stops)",
+    minimum=0.1,
 )
 EXPLORE_PRESS_SECONDS = Setting(
-    "GBSYNTH_EXPLORE_PRESS_SECONDS", float, 20.0, "exploration: random button span", minimum=0
+    "GBSYNTH_EXPLORE_PRESS_SECONDS",
+    float,
+    _EXPLORE_DEFAULTS.press_seconds,
+    "exploration: longest wait macro (no input, listening for music that comes in time)",
+    minimum=0,
 )
 EXPLORE_SETTLE_SECONDS = Setting(
     "GBSYNTH_EXPLORE_SETTLE_SECONDS",
     float,
-    3.0,
-    "exploration: unrecorded quiet span after the buttons are released",
+    _EXPLORE_DEFAULTS.settle_seconds,
+    "exploration: unrecorded quiet after each input, before listening",
     minimum=0,
+)
+EXPLORE_ROM_SECONDS = Setting(
+    "GBSYNTH_EXPLORE_ROM_SECONDS",
+    float,
+    3600.0,
+    "emulated seconds of idle exploration spent on one ROM at most (0: no cap); a worker "
+    "whose ROMs all reached it stops exploring",
+    minimum=0,
+)
+EXPLORE_MAX_STATES = Setting(
+    "GBSYNTH_EXPLORE_MAX_STATES",
+    int,
+    DEFAULT_MAX_STATES,
+    "save states one ROM's exploration keeps (about 70 KiB each, more with cartridge RAM)",
+    minimum=1,
 )
 
 EMULATED_SECONDS = metrics.counter(
@@ -108,6 +142,19 @@ JOBS = metrics.counter(
 JOB_FAILURES = metrics.counter("job_failures", "failed jobs by reason", ["reason"])
 HANGS = metrics.counter("hangs_detected", "programs the watchdog found hung")
 JOB_SECONDS = metrics.histogram("job_seconds", "wall time of one emulation job", ["kind"])
+SONGS_FOUND = metrics.counter(
+    "emulator_songs_found", "songs heard for the first time (and recorded), by ROM", ["rom"]
+)
+SONGS_KNOWN = metrics.gauge("emulator_songs_known", "songs this worker knows of a ROM", ["rom"])
+EXPLORE_STATES = metrics.gauge(
+    "emulator_explore_states", "save states archived by the running or last exploration"
+)
+EXPLORE_BRANCHES = metrics.counter(
+    "emulator_explore_branches", "exploration branches played from archived states"
+)
+EXPLORED_SECONDS = metrics.gauge(
+    "emulator_explored_seconds", "emulated seconds of idle exploration spent on a ROM", ["rom"]
+)
 
 
 def explore_settings_from_env() -> ExploreSettings:
@@ -131,6 +178,8 @@ class EmulatorWorker(Processor):
         explore: ExploreSettings | None = None,
         explore_when_idle: bool = True,
         idle_seconds: float = 5.0,
+        rom_seconds: float = 3600.0,
+        max_states: int = DEFAULT_MAX_STATES,
         clock=time.monotonic,
     ) -> None:
         self.rom_dir = Path(rom_dir)
@@ -139,7 +188,15 @@ class EmulatorWorker(Processor):
         self.explore = explore or ExploreSettings()
         self.explore_when_idle = explore_when_idle
         self.idle_seconds = idle_seconds
+        self.rom_seconds = rom_seconds
+        self.max_states = max_states
         self.clock = clock
+        self.song_books: dict[str, SongBook] = {}
+        """Each ROM's songs (by path in the folder), kept across idle explorations, so none is
+        recorded twice. Jobs from the topic start from no songs: a redo elsewhere must send
+        the same chunks."""
+        self.explored_seconds: dict[str, float] = {}
+        """Emulated seconds of idle exploration spent on each ROM."""
         self.last_job_at = clock()
         self._roms: list[EmulationJob] | None = None
         self._warned_no_roms = False
@@ -170,8 +227,11 @@ class EmulatorWorker(Processor):
                 seed=job.seed,
                 explore=job.explore,
                 file_name=job.path,
+                songs=self._song_book(job) if origin == "idle" else None,
+                max_states=self.max_states,
             )
             writer = ChunkWriter(session.recording_id, session.source, session.seed)
+            counted = [0, 0]  # songs and branches already in the metrics
             total = int(round(job.seconds * CPU_HZ))
             for piece in session.pieces(job.seconds, self.piece_seconds):
                 last = piece.end_cycle >= total
@@ -183,6 +243,8 @@ class EmulatorWorker(Processor):
                 EMULATED_SECONDS.labels(service=SERVICE, kind=job.kind.value).inc(
                     (piece.end_cycle - piece.start_cycle) / CPU_HZ
                 )
+                cycles = piece.end_cycle - piece.start_cycle
+                self._count_search(session, job, origin, cycles, counted)
         except (JobError, SourceError) as exc:
             reason = getattr(exc, "reason", "bad_job")
             if reason == "hang":
@@ -206,6 +268,28 @@ class EmulatorWorker(Processor):
         )  # fmt: skip
         return None
 
+    def _song_book(self, job: EmulationJob) -> SongBook | None:
+        if job.kind is not SourceKind.ROM:
+            return None
+        return self.song_books.setdefault(job.path, SongBook())
+
+    def _count_search(
+        self, session, job: EmulationJob, origin: str, cycles: int, counted: list[int]
+    ) -> None:
+        """Metrics of a ROM search as it goes: songs found, states, branches, time spent."""
+        if not isinstance(session, RomSession) or session.search is None:
+            return
+        stats = session.search.stats
+        SONGS_FOUND.labels(service=SERVICE, rom=job.path).inc(stats.new_songs - counted[0])
+        EXPLORE_BRANCHES.labels(service=SERVICE).inc(stats.branches - counted[1])
+        counted[:] = [stats.new_songs, stats.branches]
+        SONGS_KNOWN.labels(service=SERVICE, rom=job.path).set(len(session.songs))
+        EXPLORE_STATES.labels(service=SERVICE).set(len(session.search.archive))
+        if origin == "idle":
+            spent = self.explored_seconds.get(job.path, 0.0) + cycles / CPU_HZ
+            self.explored_seconds[job.path] = spent
+            EXPLORED_SECONDS.labels(service=SERVICE, rom=job.path).set(spent)
+
     # -- exploring on our own --------------------------------------------------------------
     def tick(self) -> Iterator[Output]:
         if not self.explore_when_idle or self.clock() - self.last_job_at < self.idle_seconds:
@@ -221,7 +305,8 @@ class EmulatorWorker(Processor):
         self.last_job_at = self.clock()
 
     def next_exploration(self) -> EmulationJob | None:
-        """A random ROM of the folder with a fresh seed (None when there is no ROM)."""
+        """The ROM of the folder explored least, with a fresh seed (None when there is no ROM,
+        or every ROM has had its ``rom_seconds``)."""
         if self._roms is None:
             jobs, _ = discover_jobs(self.rom_dir, seconds=self.record_seconds, explore=self.explore)
             self._roms = [j for j in jobs if j.kind is SourceKind.ROM]
@@ -230,7 +315,14 @@ class EmulatorWorker(Processor):
                 log.info("no ROMs in %s to explore while idle", self.rom_dir)
                 self._warned_no_roms = True
             return None
-        pick = self._roms[secrets.randbelow(len(self._roms))]
+        spent = self.explored_seconds
+        open_roms = [j for j in self._roms if not self.rom_seconds or
+                     spent.get(j.path, 0.0) < self.rom_seconds]  # fmt: skip
+        if not open_roms:
+            return None
+        least = min(spent.get(j.path, 0.0) for j in open_roms)
+        candidates = [j for j in open_roms if spent.get(j.path, 0.0) == least]
+        pick = candidates[secrets.randbelow(len(candidates))]
         return EmulationJob(
             pick.path, pick.kind, secrets.randbits(31), self.record_seconds, explore=self.explore
         )
@@ -265,6 +357,8 @@ def run(args: argparse.Namespace) -> int:
         explore=explore,
         explore_when_idle=EXPLORE_WHEN_IDLE.get(),
         idle_seconds=IDLE_SECONDS.get(),
+        rom_seconds=EXPLORE_ROM_SECONDS.get(),
+        max_states=EXPLORE_MAX_STATES.get(),
     )
     return run_service(
         worker,

@@ -23,6 +23,8 @@ so the pruner keeps up with several emulator cores:
   strict beat, near 0 for scattered or single events). The tempo is the beat period
   (70-180 BPM) whose multiples of 1 to 4 beats correlate best, weighted towards
   120 BPM to settle a tempo against its double.
+- **note starts alone** (``note_starts``): the onsets without the per-frame levels,
+  for a piece of a recording given the registers before it (the explorer's listening).
 - **sequence hashes** (``sequence_hashes``): a hash of the (channel, pitch) of a run
   of consecutive note starts. Equal hashes mean the same notes in the same order,
   which is how repeats of a loop are found.
@@ -116,6 +118,42 @@ def analyse(writes: ApuWrites, duration_cycles: int) -> FrameAnalysis:
     level = activity.sum(axis=1, dtype=np.float64) / 4.0 * master_volume
     counts = np.bincount(onsets.cycles // FRAME_CYCLES, minlength=frames)[:frames]
     return FrameAnalysis(onsets, activity, level, master_volume, counts.astype(np.int32))
+
+
+_TRIGGER_REGISTERS = np.array([0xFF14, 0xFF19, 0xFF1E, 0xFF23], dtype=np.uint16)
+
+
+def note_starts(writes: ApuWrites, before: ApuWrites | None = None) -> NoteOnsets:
+    """The audible note starts of ``writes`` (``NoteOnsets.starts`` all true), without the
+    per-frame levels ``analyse`` also computes: cheap enough for every second the explorer
+    listens to.
+
+    ``before`` is the ``register_snapshot`` of the registers when ``writes`` begin. Its
+    channels count as sounding (as if triggered just before), so a driver that triggers a
+    note once and then changes pitch without a trigger is heard from the first write on.
+    """
+    if before is not None and len(before):
+        retrigger = before.values.copy()
+        retrigger[np.isin(before.registers, _TRIGGER_REGISTERS)] |= 0x80
+        # The snapshot sits at cycle 0 and the writes one cycle later; onsets at 0 are its own.
+        writes = ApuWrites.concat(
+            [ApuWrites(before.cycles, before.registers, retrigger), writes.shifted(1)]
+        )
+        offset = 1
+    else:
+        offset = 0
+    n = len(writes)
+    out_cycle = np.empty(n, np.int64)
+    out_channel = np.empty(n, np.uint8)
+    out_pitch = np.empty(n, np.int16)
+    out_start = np.empty(n, np.bool_)
+    master = np.empty(0, np.int64)
+    count = _scan(
+        writes.cycles, writes.registers, writes.values, 0,
+        out_cycle, out_channel, out_pitch, out_start, master,
+    )  # fmt: skip
+    keep = np.flatnonzero(out_start[:count] & (out_cycle[:count] >= offset))
+    return NoteOnsets(out_cycle[keep] - offset, out_channel[keep], out_pitch[keep], out_start[keep])
 
 
 LOUDNESS_OFFSET_DB = -6.5
