@@ -106,7 +106,7 @@ def service_specs(rom_dir: Path, state_dir: Path, ports: Ports | None = None) ->
         ServiceSpec(
             "emulator",
             [*python, "emulator-worker", "--rom-dir", str(rom_dir), "--enqueue-on-start"],
-            "gbsynth.emulator.worker",
+            "gbsynth.emulator.main",
             {"GBSYNTH_METRICS_PORT": str(ports.emulator_metrics)},
             [f"metrics http://127.0.0.1:{ports.emulator_metrics}/metrics"],
         ),

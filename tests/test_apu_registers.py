@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gbsynth.emulator import apu as A
-from gbsynth.emulator.apu import apu_frame_sequencer_step, apu_read, apu_write, new_apu_state
+from gbsynth.emulator.core import apu as A
+from gbsynth.emulator.core.apu import apu_frame_sequencer_step, apu_read, apu_write, new_apu_state
 
 NR10, NR11, NR12, NR13, NR14 = 0xFF10, 0xFF11, 0xFF12, 0xFF13, 0xFF14
 NR21, NR22, NR23, NR24 = 0xFF16, 0xFF17, 0xFF18, 0xFF19

@@ -7,9 +7,9 @@ import pytest
 from conftest import SHARED
 
 from gbsynth.common.events import FRAME_CYCLES, ApuWrites
-from gbsynth.emulator import state as S
-from gbsynth.emulator.cartridge.header import build_rom
-from gbsynth.emulator.machine import EmulatorHang, GameBoy, RomError
+from gbsynth.emulator.core import state as S
+from gbsynth.emulator.core.cartridge.header import build_rom
+from gbsynth.emulator.core.machine import EmulatorHang, GameBoy, RomError
 
 MUSIC_ROM = SHARED / "roms" / "music" / "devsoundx" / "DevSoundX.gb"
 ENTRY = bytes([0x00, 0xC3, 0x50, 0x01])  # nop; jp 0x0150

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from gbsynth.common.events import CPU_HZ
-from gbsynth.emulator.cartridge.header import (
+from gbsynth.emulator.core.cartridge.header import (
     KIND_MBC1,
     KIND_MBC3,
     RomError,
     build_rom,
     parse_header,
 )
-from gbsynth.emulator.machine import GameBoy
+from gbsynth.emulator.core.machine import GameBoy
 
 ENTRY = bytes([0x00, 0xC3, 0x50, 0x01])
 IDLE = bytes([0x18, 0xFE])  # jr -2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import SHARED
 
 from gbsynth.cli import main
-from gbsynth.emulator.cartridge.header import build_rom
+from gbsynth.emulator.core.cartridge.header import build_rom
 
 MOONEYE = SHARED / "roms" / "mooneye" / "acceptance"
 BLARGG = SHARED / "roms" / "blargg"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gbsynth.emulator import state as S
-from gbsynth.emulator.cartridge.header import build_rom
-from gbsynth.emulator.machine import GameBoy
-from gbsynth.emulator.opcodes import (
+from gbsynth.emulator.core import state as S
+from gbsynth.emulator.core.cartridge.header import build_rom
+from gbsynth.emulator.core.machine import GameBoy
+from gbsynth.emulator.core.opcodes import (
     CB_CYCLES,
     CONDITIONAL_OPCODES,
     ILLEGAL_OPCODES,

@@ -8,8 +8,8 @@ from gbsynth.common.events import SourceKind
 from gbsynth.common.kafka import TOPIC_DEAD_LETTERS, TOPIC_JOBS, TOPIC_RECORDINGS, Message
 from gbsynth.emulator.explore import ExploreSettings
 from gbsynth.emulator.jobs import EmulationJob
+from gbsynth.emulator.main import EmulatorWorker
 from gbsynth.emulator.sources import GbsSession
-from gbsynth.emulator.worker import EmulatorWorker
 
 
 def _rom(program: bytes) -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gbsynth.emulator.opcodes import ILLEGAL_OPCODES
-from gbsynth.emulator.state import EXIT_RETURNED
+from gbsynth.emulator.core.opcodes import ILLEGAL_OPCODES
+from gbsynth.emulator.core.state import EXIT_RETURNED
 from gbsynth.music.asm import OPCODES, AsmError, assemble
 from gbsynth.music.rom import CART_ROM_ONLY, finish_rom
 
@@ -246,7 +246,7 @@ Sound:  ld a, $80
 
 @pytest.fixture(scope="module")
 def machine():
-    from gbsynth.emulator.machine import GameBoy
+    from gbsynth.emulator.core.machine import GameBoy
 
     program = assemble(ROUTINES, name="routines.asm")
     image = bytearray(program.image(0, program.end, fill=0x00))

@@ -13,7 +13,7 @@ import pytest
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES
 from gbsynth.common.formats import parse_iodump
-from gbsynth.emulator.cartridge.header import parse_header
+from gbsynth.emulator.core.cartridge.header import parse_header
 from gbsynth.emulator.gbs import parse_gbs_header
 from gbsynth.emulator.sources import GbsSession, RomSession
 from gbsynth.music.composer import compose
@@ -97,7 +97,7 @@ def test_the_rom_plays_what_the_gbs_plays(files, index):
 
 
 def test_the_rom_shows_the_title():
-    from gbsynth.emulator.machine import GameBoy
+    from gbsynth.emulator.core.machine import GameBoy
     from gbsynth.music.rom import song_screen
     from gbsynth.music.screen import CHARACTERS, screen_text
 

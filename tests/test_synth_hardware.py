@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gbsynth.common.events import CPU_HZ, ApuWrites
-from gbsynth.emulator.apu import apu_write, new_apu_state
+from gbsynth.emulator.core.apu import apu_write, new_apu_state
 from gbsynth.synth import LATENCY_SAMPLES, Synth
 from gbsynth.synth import render as render_from_boot
 from gbsynth.synth.core import OUTPUT_GAIN

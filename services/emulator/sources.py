@@ -34,11 +34,11 @@ from gbsynth.common.events import (
     sha256_hex,
 )
 from gbsynth.common.vgm import VgmError, read_vgm
-from gbsynth.emulator.cartridge.header import RomError
+from gbsynth.emulator.core.cartridge.header import RomError
+from gbsynth.emulator.core.machine import EmulatorHang, GameBoy
+from gbsynth.emulator.core.state import EXIT_RETURNED
 from gbsynth.emulator.explore import ExploreSettings, phase_schedule, random_buttons
 from gbsynth.emulator.gbs import IDLE_ADDRESS, GbsError, build_player_rom
-from gbsynth.emulator.machine import EmulatorHang, GameBoy
-from gbsynth.emulator.state import EXIT_RETURNED
 
 INIT_LIMIT_SECONDS = 10.0
 """A GBS init routine that has not returned after this long is reported as broken."""

@@ -2,7 +2,7 @@
 
 The register side (what a write does, the frame sequencer, lengths, envelopes,
 sweep, DAC enables, NR52 power) is the emulator's APU model
-(``gbsynth.emulator.apu``), driven with the same writes at the same cycles, so
+(``gbsynth.emulator.core.apu``), driven with the same writes at the same cycles, so
 there is one model of the hardware. This module adds what makes sound:
 
 * the channels' waveform generators: the pulse channels' duty step counters
@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator import apu as A
-from gbsynth.emulator.apu import apu_frame_sequencer_step, apu_write
+from gbsynth.emulator.core import apu as A
+from gbsynth.emulator.core.apu import apu_frame_sequencer_step, apu_write
 
 
 def _drop_stale_jit_cache() -> None:
@@ -51,7 +51,7 @@ def _drop_stale_jit_cache() -> None:
 
     numba keys a cached function on its own source file only, but the engine
     inlines the APU model's functions and constants: after an edit to
-    ``emulator/apu.py`` the cached engine would silently run the old model.
+    ``emulator/core/apu.py`` the cached engine would silently run the old model.
     """
     package = Path(__file__).resolve().parent
     sources = sorted(package.glob("*.py")) + [Path(A.__file__).resolve()]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from gbsynth.common.events import FRAME_CYCLES, ApuWrites, Recording, RecordingError
-from gbsynth.emulator.apu import APU_STATE_SIZE, new_apu_state
+from gbsynth.emulator.core.apu import APU_STATE_SIZE, new_apu_state
 from gbsynth.synth import core
 from gbsynth.synth.core import (
     BLOCK_SAMPLES,
