@@ -11,7 +11,7 @@ import pytest
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Recording, Source, SourceKind
 from gbsynth.common.formats import write_iodump, write_recordings
-from gbsynth.emulator.core.cartridge.header import parse_header
+from gbsynth.emulator.core.cartridge.header import NINTENDO_LOGO, global_checksum, parse_header
 from gbsynth.emulator.sources import GbsSession, RomSession
 from gbsynth.music.composer import compose
 from gbsynth.music.export_gb import (
@@ -22,7 +22,7 @@ from gbsynth.music.export_gb import (
     tick_phase,
     timer_tick,
 )
-from gbsynth.music.rom import NINTENDO_LOGO, global_checksum, song_files
+from gbsynth.music.rom import song_files
 
 NR52 = 0xFF26
 

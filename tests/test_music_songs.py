@@ -13,11 +13,11 @@ import pytest
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES
 from gbsynth.common.formats import parse_iodump
-from gbsynth.emulator.core.cartridge.header import parse_header
+from gbsynth.emulator.core.cartridge.header import NINTENDO_LOGO, global_checksum, parse_header
 from gbsynth.emulator.gbs import parse_gbs_header
 from gbsynth.emulator.sources import GbsSession, RomSession
 from gbsynth.music.composer import compose
-from gbsynth.music.rom import NINTENDO_LOGO, global_checksum, song_files
+from gbsynth.music.rom import song_files
 from gbsynth.music.song import module_source
 
 needs_gbsplay = pytest.mark.skipif(shutil.which("gbsplay") is None, reason="gbsplay not installed")
