@@ -68,7 +68,11 @@ if ! fresh "$stamp" && ! { [ "$NEED" = run ] && fresh "$VENV/.gbsynth-installed-
     # torch first and pinned: a CPU build of 2.13.0 is on disk; an unpinned torch
     # would pull a multi-GB CUDA build.
     quiet_pip torch==2.13.0
-    if [ "$NEED" = test ]; then quiet_pip -e '.[dev]'; else quiet_pip -e .; fi
+    # setuptools notes on every editable install of a mapped package folder (gbsynth ->
+    # services/) that same-named folders may shadow it: information, not a problem here.
+    extras=""
+    [ "$NEED" = test ] && extras="[dev]"
+    PYTHONWARNINGS="ignore:Editable installation:UserWarning" quiet_pip -e ".$extras"
     "$VENV/bin/python" -c "import gbsynth, numba, torch, kafka, fastavro, soundfile, prometheus_client"
     touch "$stamp"
 fi

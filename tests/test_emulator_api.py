@@ -23,8 +23,15 @@ def rom_with(code: bytes, **kwargs) -> bytes:
 def test_boot_state_is_the_dmg_post_boot_state():
     gb = GameBoy(rom_with(bytes([0x18, 0xFE])))
     assert (gb.a, gb.f, gb.b, gb.c, gb.d, gb.e, gb.h, gb.l) == (
-        0x01, 0xB0, 0x00, 0x13, 0x00, 0xD8, 0x01, 0x4D,
-    )  # fmt: skip
+        0x01,
+        0xB0,
+        0x00,
+        0x13,
+        0x00,
+        0xD8,
+        0x01,
+        0x4D,
+    )
     assert (gb.sp, gb.pc, gb.ime, gb.cycle) == (0xFFFE, 0x0100, 0, 0)
     assert gb.peek(0xFF40) == 0x91
     assert gb.peek(0xFF0F) == 0xE1

@@ -82,8 +82,18 @@ def test_cb_opcode_timing_matches_table(cb):
 
 def test_illegal_opcodes_are_the_eleven_holes():
     assert sorted(int(op) for op in ILLEGAL_OPCODES.nonzero()[0]) == [
-        0xD3, 0xDB, 0xDD, 0xE3, 0xE4, 0xEB, 0xEC, 0xED, 0xF4, 0xFC, 0xFD,
-    ]  # fmt: skip
+        0xD3,
+        0xDB,
+        0xDD,
+        0xE3,
+        0xE4,
+        0xEB,
+        0xEC,
+        0xED,
+        0xF4,
+        0xFC,
+        0xFD,
+    ]
 
 
 def test_halt_bug_reads_the_next_byte_twice():

@@ -68,8 +68,9 @@ def test_the_table_covers_every_opcode_with_its_length():
     for (mnemonic, operands), encoding in OPCODES.items():
         variants = [encoding.opcode]
         if encoding.operand == "u3":
-            variants = [encoding.opcode[:-1] + bytes([encoding.opcode[-1] | b << 3])
-                        for b in range(8)]  # fmt: skip
+            variants = [
+                encoding.opcode[:-1] + bytes([encoding.opcode[-1] | b << 3]) for b in range(8)
+            ]
         elif encoding.operand == "vec":
             variants = [bytes([encoding.opcode[0] | v]) for v in range(0, 0x40, 8)]
         for code in variants:
@@ -303,5 +304,7 @@ def test_sound_register_writes_are_captured(machine):
     run(machine, "Sound")
     writes = gb.take_writes()
     assert list(zip(writes.registers.tolist(), writes.values.tolist(), strict=True)) == [
-        (0xFF26, 0x80), (0xFF24, 0x77), (0xFF25, 0xF3),
-    ]  # fmt: skip
+        (0xFF26, 0x80),
+        (0xFF24, 0x77),
+        (0xFF25, 0xF3),
+    ]

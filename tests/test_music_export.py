@@ -156,17 +156,21 @@ def test_timer_rate_limits(hz):
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "gbsynth", "export-gb", *args],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
 def recording_files(tmp_path_factory, nightmode):
     folder = tmp_path_factory.mktemp("export")
     other = Recording(
-        "other", Source("0" * 64, "other.gbs", SourceKind.GBS, "Other"),
-        ApuWrites.from_arrays([10, 20], [0xFF24, 0xFF25], [0x77, 0xFF]), 1000,
-    )  # fmt: skip
+        "other",
+        Source("0" * 64, "other.gbs", SourceKind.GBS, "Other"),
+        ApuWrites.from_arrays([10, 20], [0xFF24, 0xFF25], [0x77, 0xFF]),
+        1000,
+    )
     avro = folder / "two.avro"
     write_recordings(avro, [nightmode, other])
     dump = folder / "nightmode.txt"
@@ -181,8 +185,9 @@ def test_cli_exports_avro_and_iodump_files(recording_files, nightmode):
         result = run_cli(str(source), "--out", str(out))
         assert result.returncode == 0, result.stderr
         assert "writes over" in result.stderr
-        assert_replayed(nightmode.writes, nightmode.duration_cycles, replay(out.read_bytes(), 31),
-                         FRAME_CYCLES)  # fmt: skip
+        assert_replayed(
+            nightmode.writes, nightmode.duration_cycles, replay(out.read_bytes(), 31), FRAME_CYCLES
+        )
     second = folder / "second.gb"
     assert run_cli(str(avro), "--index", "1", "--out", str(second)).returncode == 0
     assert parse_header(second.read_bytes()).title == "OTHER"

@@ -33,8 +33,11 @@ def files():
 def gbsplay_writes(path, seconds):
     out = subprocess.run(
         ["gbsplay", "-o", "iodumper", "-t", str(seconds), "-f", "0", "-T", "0", str(path)],
-        capture_output=True, text=True, check=True, timeout=120,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     return parse_iodump(out)[0].writes
 
 

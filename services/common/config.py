@@ -8,9 +8,9 @@ Every tunable of every service is a ``Setting`` declared at module level::
     batch = BATCH_SIZE.get()          # reads os.environ, or the default
 
 Declaring a setting registers it (``all_settings()``), so the table in
-docs/configuration.md (``python -m gbsynth.common.config --docs``) and the deployment files can be checked
-against the code instead of drifting from it. A bad value fails fast with a
-one-line message naming the variable, e.g.
+docs/configuration.md (``python -m gbsynth.common.config --docs``) and the
+deployment files can be checked against the code instead of drifting from it.
+A bad value fails fast with a one-line message naming the variable, e.g.
 ``GBSYNTH_KAFKA_TOPIC_PARTITIONS must be an integer, got 'abc'``.
 """
 

@@ -126,8 +126,15 @@ VBlank:
 
 
 def song_screen(song: Song) -> list[str]:
-    return [song.title, "", f"{song.key_name} {song.mode}",
-            f"{song.bpm:.0f} BPM {song.beats_per_bar}/4", "", "", "GBSYNTH"]  # fmt: skip
+    return [
+        song.title,
+        "",
+        f"{song.key_name} {song.mode}",
+        f"{song.bpm:.0f} BPM {song.beats_per_bar}/4",
+        "",
+        "",
+        "GBSYNTH",
+    ]
 
 
 def song_rom(songs: list[Song], *, title: str, song_number: int = 0, origin: int = 0x0400) -> bytes:

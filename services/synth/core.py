@@ -325,8 +325,9 @@ def _write(apu, syn, cycle, register, value):
 
 
 @njit(cache=True, error_model="numpy")
-def render_span(apu, syn, fst, buf, kernel, queue_cycle, queue_delta, cycles, registers, values,
-                end, out):  # fmt: skip
+def render_span(
+    apu, syn, fst, buf, kernel, queue_cycle, queue_delta, cycles, registers, values, end, out
+):
     """Apply the writes ``cycles/registers/values`` (all in ``[S_NOW, end)``, in order) and
     render every output sample before ``end`` into ``out`` (float32 ``(n, 2)`` with
     ``n = samples_before(end) - S_BASE``). Returns the number of samples written.

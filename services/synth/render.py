@@ -141,11 +141,19 @@ class Synth:
         count = samples_before(end_cycle, self.rate) - self.samples
         out = np.empty((count, 2), dtype=np.float32)
         written = core.render_span(
-            self.apu, self.syn, self.fst, self.buf, core.STEP_KERNEL,
-            self._queue_cycle, self._queue_delta,
-            writes.cycles, writes.registers.astype(np.int64), writes.values.astype(np.int64),
-            end_cycle, out,
-        )  # fmt: skip
+            self.apu,
+            self.syn,
+            self.fst,
+            self.buf,
+            core.STEP_KERNEL,
+            self._queue_cycle,
+            self._queue_delta,
+            writes.cycles,
+            writes.registers.astype(np.int64),
+            writes.values.astype(np.int64),
+            end_cycle,
+            out,
+        )
         assert written == count
         return out
 
@@ -216,9 +224,14 @@ def channel_activity(
     out = np.zeros((frames, 4), dtype=np.float64)
     apu = new_apu_state() if apu_state is None else np.array(apu_state, dtype=np.int64)
     core.channel_swing_frames(
-        apu, writes.cycles, writes.registers.astype(np.int64), writes.values.astype(np.int64),
-        duration_cycles, int(frame_cycles), out,
-    )  # fmt: skip
+        apu,
+        writes.cycles,
+        writes.registers.astype(np.int64),
+        writes.values.astype(np.int64),
+        duration_cycles,
+        int(frame_cycles),
+        out,
+    )
     return out.astype(np.float32)
 
 
