@@ -33,9 +33,9 @@ from gbsynth.common.formats import read_segments, write_iodump, write_recordings
 from gbsynth.common.kafka import TOPIC_RECORDINGS, TOPIC_SEGMENTS, Message
 from gbsynth.emulator.sources import open_session
 from gbsynth.pruner.analysis import analyse, rhythm
+from gbsynth.pruner.cli_prune import configure as configure_offline
+from gbsynth.pruner.cli_prune import run as run_offline
 from gbsynth.pruner.main import PrunerProcessor
-from gbsynth.pruner.offline import configure as configure_offline
-from gbsynth.pruner.offline import run as run_offline
 from gbsynth.pruner.prune import (
     REASONS,
     PruneConfig,
