@@ -60,14 +60,24 @@ def _check_rate(rate: int) -> int:
     return int(rate)
 
 
-def _writes_of(source: Recording | ApuWrites | object) -> tuple[ApuWrites, int | None]:
-    """The writes of a Recording, Segment (anything with .writes/.duration_cycles) or ApuWrites."""
+def _writes_of(
+    source: Recording | ApuWrites | object, duration_cycles: int | None
+) -> tuple[ApuWrites, int]:
+    """The writes of a Recording, Segment (anything with .writes/.duration_cycles) or
+    ApuWrites, and the span to render: ``duration_cycles`` if given, else the source's
+    duration (bare writes: just past the last one)."""
     if isinstance(source, ApuWrites):
-        return source, None
-    writes = getattr(source, "writes", None)
-    if not isinstance(writes, ApuWrites):
-        raise SynthError(f"cannot render a {type(source).__name__}: no APU writes")
-    return writes, int(source.duration_cycles)
+        writes, own_duration = source, None
+    else:
+        writes = getattr(source, "writes", None)
+        if not isinstance(writes, ApuWrites):
+            raise SynthError(f"cannot render a {type(source).__name__}: no APU writes")
+        own_duration = int(source.duration_cycles)
+    if duration_cycles is None:
+        duration_cycles = own_duration
+    if duration_cycles is None:
+        duration_cycles = int(writes.cycles[-1]) + 1 if len(writes) else 0
+    return writes, int(duration_cycles)
 
 
 class Synth:
@@ -178,12 +188,7 @@ def render(
     (left, right), or ``(n,)`` with ``stereo=False`` (the mean of both sides), with
     ``n = samples_before(duration_cycles, rate)``.
     """
-    writes, own_duration = _writes_of(recording)
-    if duration_cycles is None:
-        duration_cycles = own_duration
-    if duration_cycles is None:
-        duration_cycles = int(writes.cycles[-1]) + 1 if len(writes) else 0
-    duration_cycles = int(duration_cycles)
+    writes, duration_cycles = _writes_of(recording, duration_cycles)
     if duration_cycles < 0:
         raise SynthError(f"negative duration {duration_cycles}")
     if len(writes) and int(writes.cycles[-1]) >= duration_cycles:
@@ -211,12 +216,7 @@ def channel_activity(
     while the channel is stopped, its DAC is off or NR51 routes it to neither side.
     Cheap: it follows only register writes and frame-sequencer steps.
     """
-    writes, own_duration = _writes_of(recording)
-    if duration_cycles is None:
-        duration_cycles = own_duration
-    if duration_cycles is None:
-        duration_cycles = int(writes.cycles[-1]) + 1 if len(writes) else 0
-    duration_cycles = int(duration_cycles)
+    writes, duration_cycles = _writes_of(recording, duration_cycles)
     if frame_cycles <= 0:
         raise SynthError("frame_cycles must be positive")
     writes = writes.between(0, duration_cycles)
