@@ -36,10 +36,6 @@ class SettingError(ValueError):
 _REGISTRY: dict[str, Setting[Any]] = {}
 
 
-def _describe_type(kind: type) -> str:
-    return {int: "an integer", float: "a number", bool: "a boolean", str: "a string"}[kind]
-
-
 @dataclass(frozen=True)
 class Setting(Generic[T]):
     """One environment variable: its name, type, default and a one-line doc.
