@@ -20,8 +20,8 @@ def drop_stale_jit_cache(package: Path, sources: Iterable[Path], stamp_name: str
     """Delete ``package``'s cached numba code if any of ``sources`` changed since last time.
 
     Looks in the package's ``__pycache__`` folders and, for this package's modules, in
-    ``NUMBA_CACHE_DIR``. The digest is kept in ``__pycache__/<stamp_name>``; on a
-    read-only install nothing is cached and nothing is done.
+    ``NUMBA_CACHE_DIR``. The digest is kept in ``<stamp_name>`` in ``NUMBA_CACHE_DIR``
+    when set, else in the package's ``__pycache__``.
     """
     digest = hashlib.sha256()
     for path in sources:
@@ -30,7 +30,11 @@ def drop_stale_jit_cache(package: Path, sources: Iterable[Path], stamp_name: str
         except OSError:
             return
     stamp_text = digest.hexdigest()
-    stamp = package / "__pycache__" / stamp_name
+    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
+    # The stamp lives beside the cache it vouches for: with NUMBA_CACHE_DIR (the Docker
+    # image) the package folder may be read-only, and a stamp that cannot be written
+    # would drop the cache compiled at build time on every start.
+    stamp = Path(cache_dir or package / "__pycache__") / stamp_name
     try:
         if stamp.read_text() == stamp_text:
             return
@@ -38,7 +42,6 @@ def drop_stale_jit_cache(package: Path, sources: Iterable[Path], stamp_name: str
         pass
     stems = {path.stem for path in package.rglob("*.py")}
     doomed = [p for pattern in ("*.nbi", "*.nbc") for p in package.rglob(pattern)]
-    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
     if cache_dir and Path(cache_dir).is_dir():
         # numba mirrors each source folder below NUMBA_CACHE_DIR.
         for pattern in ("*.nbi", "*.nbc"):
@@ -51,7 +54,7 @@ def drop_stale_jit_cache(package: Path, sources: Iterable[Path], stamp_name: str
         except OSError:
             pass
     try:
-        stamp.parent.mkdir(exist_ok=True)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(stamp_text)
     except OSError:
         pass  # read-only install: nothing was cached here either
