@@ -257,10 +257,6 @@ class ExitReason(IntEnum):
     def description(self) -> str:
         return EXIT_NAMES[int(self)]
 
-    @property
-    def is_hang(self) -> bool:
-        return int(self) in HANG_EXITS
-
 
 def new_state() -> np.ndarray:
     st = np.zeros(STATE_SIZE, dtype=np.int64)
