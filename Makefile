@@ -1,24 +1,33 @@
-# Two commands for a fresh machine:
+# Two commands for a fresh machine, each installing only what it needs:
 #   make run   - the whole pipeline on the embedded default music, no Docker needed
-#   make test  - the test suite
+#   make test  - the test suite (adds the dev extras, gbsplay, Chromium, test-only tools)
 VENV ?= .venv
 PY := $(VENV)/bin/python
+export VENV
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint format bench venv venv-test clean
 
 venv:
-	@bash scripts/bootstrap.sh
+	@bash scripts/bootstrap.sh run
+
+venv-test:
+	@bash scripts/bootstrap.sh test
 
 run: venv
 	$(VENV)/bin/gbsynth run-local
 
-test: venv
+test: venv-test
 	$(PY) -m pytest -q
 
-lint: venv
+# What CI checks besides the tests: lint rules and ruff's formatting.
+lint: venv-test
 	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff format --check services tests bench
 
-bench: venv
+format: venv-test
+	$(VENV)/bin/ruff format services tests bench
+
+bench: venv-test
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

@@ -35,7 +35,7 @@ WARMUP_SECONDS = 2.0
 
 def ly_polling_rom(folder: Path) -> Path:
     """A ROM that waits for VBlank by polling LY, as many games do, and writes NR50 each frame."""
-    from gbsynth.emulator.cartridge.header import build_rom
+    from gbsynth.emulator.core.cartridge.header import build_rom
 
     code = bytes(
         [0xF0, 0x44, 0xFE, 0x90, 0x20, 0xFA]  # ldh a,(LY); cp 144; jr nz,-6
@@ -56,7 +56,7 @@ def default_roms(folder: Path) -> list[tuple[Path, float]]:
 
 
 def time_gbsynth(rom: bytes, seconds: float) -> tuple[float, int]:
-    from gbsynth.emulator.machine import GameBoy
+    from gbsynth.emulator.core.machine import GameBoy
 
     gb = GameBoy(rom, watchdog_seconds=None)
     gb.run_seconds(WARMUP_SECONDS)
@@ -86,8 +86,8 @@ def time_pyboy(path: Path, seconds: float) -> float:
 def startup_times() -> tuple[float, float]:
     """Wall seconds for a fresh process to run one frame: cold (empty JIT cache) and warm."""
     code = (
-        "from gbsynth.emulator.machine import GameBoy\n"
-        "from gbsynth.emulator.cartridge.header import build_rom\n"
+        "from gbsynth.emulator.core.machine import GameBoy\n"
+        "from gbsynth.emulator.core.cartridge.header import build_rom\n"
         "GameBoy(build_rom({0x100: bytes([0x18, 0xFE])})).run_frames(1)\n"
     )
     times = []

@@ -46,7 +46,10 @@ import resource, sys
 from pathlib import Path
 from gbsynth.common.events import SourceKind
 from gbsynth.emulator.jobs import EmulationJob
-from gbsynth.emulator.worker import EmulatorWorker
+try:  # the baseline tree predates emulator/worker.py's move to emulator/main.py
+    from gbsynth.emulator.main import EmulatorWorker
+except ModuleNotFoundError:
+    from gbsynth.emulator.worker import EmulatorWorker
 from gbsynth.emulator.explore import ExploreSettings
 folder, seconds, seed = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 worker = EmulatorWorker(folder, record_seconds=seconds)
@@ -115,7 +118,7 @@ def songs_heard(avro: Path, truths: list[set[int]]) -> int:
 
 def song_truths(rom) -> list[set[int]]:
     from gbsynth.common.events import CPU_HZ
-    from gbsynth.emulator.machine import GameBoy
+    from gbsynth.emulator.core.machine import GameBoy
     from gbsynth.music.rom import song_rom
     from gbsynth.pruner.analysis import note_starts
     from gbsynth.pruner.songs import NoteStream

@@ -145,7 +145,7 @@ def service_specs(
         ServiceSpec(
             "emulator",
             [*python, "emulator-worker", "--rom-dir", str(rom_dir), "--enqueue-on-start"],
-            "gbsynth.emulator.worker",
+            "gbsynth.emulator.main",
             {"GBSYNTH_METRICS_PORT": str(ports.emulator_metrics)},
             [f"metrics http://127.0.0.1:{ports.emulator_metrics}/metrics"],
         ),

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gbsynth.emulator import apu as A
-from gbsynth.emulator.apu import apu_frame_sequencer_step, apu_read, apu_write, new_apu_state
+from gbsynth.emulator.core import apu as A
+from gbsynth.emulator.core.apu import apu_frame_sequencer_step, apu_read, apu_write, new_apu_state
 
 NR10, NR11, NR12, NR13, NR14 = 0xFF10, 0xFF11, 0xFF12, 0xFF13, 0xFF14
 NR21, NR22, NR23, NR24 = 0xFF16, 0xFF17, 0xFF18, 0xFF19
@@ -146,12 +146,15 @@ def test_frame_sequencer_does_not_run_while_off_and_restarts_at_step_0():
     assert apu[A.FRAME_SEQ_STEP] == 0
 
 
-@pytest.mark.parametrize("nrx1,nrx2,nrx4,bit,full", [
-    (NR11, NR12, NR14, 0, 64),
-    (NR21, NR22, NR24, 1, 64),
-    (NR31, NR30, NR34, 2, 256),
-    (NR41, NR42, NR44, 3, 64),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "nrx1,nrx2,nrx4,bit,full",
+    [
+        (NR11, NR12, NR14, 0, 64),
+        (NR21, NR22, NR24, 1, 64),
+        (NR31, NR30, NR34, 2, 256),
+        (NR41, NR42, NR44, 3, 64),
+    ],
+)
 def test_length_counter_counts_in_even_steps(nrx1, nrx2, nrx4, bit, full):
     apu = fresh_powered()
     apu_write(apu, nrx2, 0x80 if nrx2 == NR30 else 0xF0, 0)
@@ -307,12 +310,15 @@ def test_nr52_status_bits_per_channel():
         assert status(apu) == (2 << bit) - 1
 
 
-@pytest.mark.parametrize("nrx2,nrx4,bit,on,off", [
-    (NR12, NR14, 0, 0x08, 0x07),
-    (NR22, NR24, 1, 0x10, 0x07),
-    (NR42, NR44, 3, 0xF0, 0x00),
-    (NR30, NR34, 2, 0x80, 0x7F),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "nrx2,nrx4,bit,on,off",
+    [
+        (NR12, NR14, 0, 0x08, 0x07),
+        (NR22, NR24, 1, 0x10, 0x07),
+        (NR42, NR44, 3, 0xF0, 0x00),
+        (NR30, NR34, 2, 0x80, 0x7F),
+    ],
+)
 def test_dac_off_disables_channel_and_blocks_trigger(nrx2, nrx4, bit, on, off):
     apu = fresh_powered()
     apu_write(apu, nrx2, on, 0)
@@ -400,12 +406,15 @@ def test_wave_ram_write_while_playing_hits_current_byte_or_nothing():
     assert got == want
 
 
-@pytest.mark.parametrize("reads_done,expected_head", [
-    (0, [0x00, 0x11, 0x22, 0x33]),  # about to read sample 1 (byte 0): byte 0 <- byte 0
-    (2, [0x11, 0x11, 0x22, 0x33]),  # about to read sample 3 (byte 1): byte 0 <- byte 1
-    (9, [0x44, 0x55, 0x66, 0x77]),  # about to read sample 10 (byte 5): bytes 0-3 <- 4-7
-    (24, [0xCC, 0xDD, 0xEE, 0xFF]),  # about to read sample 25 (byte 12): bytes 0-3 <- 12-15
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "reads_done,expected_head",
+    [
+        (0, [0x00, 0x11, 0x22, 0x33]),  # about to read sample 1 (byte 0): byte 0 <- byte 0
+        (2, [0x11, 0x11, 0x22, 0x33]),  # about to read sample 3 (byte 1): byte 0 <- byte 1
+        (9, [0x44, 0x55, 0x66, 0x77]),  # about to read sample 10 (byte 5): bytes 0-3 <- 4-7
+        (24, [0xCC, 0xDD, 0xEE, 0xFF]),  # about to read sample 25 (byte 12): bytes 0-3 <- 12-15
+    ],
+)
 def test_retrigger_corrupts_wave_ram_just_before_a_read(reads_done, expected_head):
     apu = fresh_powered()
     period = _start_wave(apu, 0x7C0, 0)

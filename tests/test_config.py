@@ -140,23 +140,36 @@ def test_kafka_config_rejects_inconsistent_values():
         KafkaConfig.from_env({"GBSYNTH_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
 
 
-def test_readme_table_matches_the_code():
-    """README rows are real settings with the right defaults; shared settings are all listed.
+def test_configuration_page_matches_the_code():
+    """The page's rows are real settings with the right defaults; shared settings are all listed.
 
-    Regenerate with ``python -m gbsynth.common.config --readme``.
+    Regenerate with ``python -m gbsynth.common.config --docs``.
     """
     from conftest import REPO
 
     declared = {s.name: s for s in config.discover_settings()}
     rows = {}
-    for line in (REPO / "README.md").read_text().splitlines():
+    for line in (REPO / config.DOCS_PAGE).read_text().splitlines():
         if line.startswith("| `GBSYNTH_"):
             cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip("|"))]
             rows[cells[0].strip("`")] = cells[2]
-    assert rows, "README has no settings table"
+    assert rows, f"{config.DOCS_PAGE} has no settings table"
     for name, default in rows.items():
-        assert name in declared, f"README documents {name}, which no module declares"
-        shown = declared[name].shown_default
-        assert default == (f"`{shown}`" if shown else "(empty)"), f"{name} default differs"
+        assert name in declared, f"{config.DOCS_PAGE} documents {name}, which no module declares"
+        setting = declared[name]
+        shown = setting.shown_default
+        if setting.default_text:
+            expected = shown.replace("|", r"\|")
+        else:
+            expected = f"`{shown}`" if shown else "(empty)"
+        assert default == expected, f"{name} default differs"
     shared = {n for n, s in declared.items() if s.declared_in.startswith("gbsynth.common.")}
-    assert shared <= set(rows), f"README lacks {sorted(shared - set(rows))}"
+    assert shared <= set(rows), f"{config.DOCS_PAGE} lacks {sorted(shared - set(rows))}"
+
+
+def test_metrics_port_defaults_to_the_services_own_port():
+    assert config.metrics_port(9102, {}) == 9102
+    assert config.metrics_port(9102, {"GBSYNTH_METRICS_PORT": ""}) == 9102
+    assert config.metrics_port(9102, {"GBSYNTH_METRICS_PORT": "9200"}) == 9200
+    assert config.metrics_port(9102, {"GBSYNTH_METRICS_PORT": "0"}) == 0  # off
+    assert "9101" in config.METRICS_PORT.shown_default

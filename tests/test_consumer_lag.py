@@ -46,9 +46,13 @@ def test_lag_is_highwater_minus_position_and_goes_with_the_partition():
     consumer = LagConsumer({a: 120, b: 7}, {a: 100, b: 7, c: 3})
     producer = SimpleNamespace(flush=lambda timeout=None: None, close=lambda timeout=None: None)
     loop = ConsumeLoop(
-        FunctionProcessor(lambda m: ()), topics=["lag-in"], service="lagtest",
-        consumer=consumer, producer=producer, config=KafkaConfig(),
-    )  # fmt: skip
+        FunctionProcessor(lambda m: ()),
+        topics=["lag-in"],
+        service="lagtest",
+        consumer=consumer,
+        producer=producer,
+        config=KafkaConfig(),
+    )
     loop._assigned({a, b, c})
     # c has not been fetched from: no high watermark yet, so no series for it.
     assert loop.refresh_lag() == {a: 20, b: 0}
@@ -83,9 +87,13 @@ def test_lag_on_a_real_broker(kafka_bootstrap):
     producer.close()
     seen = []
     loop = ConsumeLoop(
-        FunctionProcessor(lambda m: seen.append(m.offset)), topics=[topic],
-        service="lagtest-real", group_id=f"g-{topic}", config=config, lag_interval_s=0.0,
-    )  # fmt: skip
+        FunctionProcessor(lambda m: seen.append(m.offset)),
+        topics=[topic],
+        service="lagtest-real",
+        group_id=f"g-{topic}",
+        config=config,
+        lag_interval_s=0.0,
+    )
     loop.consumer.subscribe([topic], listener=_Listener(loop))
     try:
         for _ in range(100):

@@ -1,6 +1,6 @@
 """blargg's dmg_sound ROMs (DMG APU registers and timing) keep passing.
 
-They exercise services/emulator/apu.py through the whole machine: the core's
+They exercise services/emulator/core/apu.py through the whole machine: the core's
 DIV-driven frame-sequencer edges and its per-access cycle timing included.
 """
 

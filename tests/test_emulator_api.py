@@ -7,9 +7,9 @@ import pytest
 from conftest import SHARED
 
 from gbsynth.common.events import FRAME_CYCLES, ApuWrites
-from gbsynth.emulator import state as S
-from gbsynth.emulator.cartridge.header import build_rom
-from gbsynth.emulator.machine import EmulatorHang, GameBoy, RomError
+from gbsynth.emulator.core import state as S
+from gbsynth.emulator.core.cartridge.header import build_rom
+from gbsynth.emulator.core.machine import EmulatorHang, GameBoy, RomError
 
 MUSIC_ROM = SHARED / "roms" / "music" / "devsoundx" / "DevSoundX.gb"
 ENTRY = bytes([0x00, 0xC3, 0x50, 0x01])  # nop; jp 0x0150
@@ -23,8 +23,15 @@ def rom_with(code: bytes, **kwargs) -> bytes:
 def test_boot_state_is_the_dmg_post_boot_state():
     gb = GameBoy(rom_with(bytes([0x18, 0xFE])))
     assert (gb.a, gb.f, gb.b, gb.c, gb.d, gb.e, gb.h, gb.l) == (
-        0x01, 0xB0, 0x00, 0x13, 0x00, 0xD8, 0x01, 0x4D,
-    )  # fmt: skip
+        0x01,
+        0xB0,
+        0x00,
+        0x13,
+        0x00,
+        0xD8,
+        0x01,
+        0x4D,
+    )
     assert (gb.sp, gb.pc, gb.ime, gb.cycle) == (0xFFFE, 0x0100, 0, 0)
     assert gb.peek(0xFF40) == 0x91
     assert gb.peek(0xFF0F) == 0xE1

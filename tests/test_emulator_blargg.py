@@ -66,7 +66,7 @@ def test_dmg_sound_combined_passes(shared_dir):
 
 def test_cpu_instrs_serial_text(shared_dir):
     """The combined ROM prints each sub-test's number and ok, then its verdict."""
-    from gbsynth.emulator.machine import GameBoy
+    from gbsynth.emulator.core.machine import GameBoy
 
     gb = GameBoy((BLARGG / "cpu_instrs" / "cpu_instrs.gb").read_bytes())
     for _ in range(120):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from gbsynth.common.events import CPU_HZ
-from gbsynth.emulator.cartridge.header import (
+from gbsynth.emulator.core.cartridge.header import (
     KIND_MBC1,
     KIND_MBC3,
     RomError,
     build_rom,
     parse_header,
 )
-from gbsynth.emulator.machine import GameBoy
+from gbsynth.emulator.core.machine import GameBoy
 
 ENTRY = bytes([0x00, 0xC3, 0x50, 0x01])
 IDLE = bytes([0x18, 0xFE])  # jr -2
@@ -26,9 +26,12 @@ def banked_rom(cartridge_type: int, rom_size_code: int, ram_size_code: int = 0) 
         code[bank * 0x4000] = bytes([bank & 0xFF, bank >> 8])
     code[0x0000] = bytes([0x00, 0x00])
     return build_rom(
-        code, cartridge_type=cartridge_type, rom_size_code=rom_size_code,
-        ram_size_code=ram_size_code, title="BANKS",
-    )  # fmt: skip
+        code,
+        cartridge_type=cartridge_type,
+        rom_size_code=rom_size_code,
+        ram_size_code=ram_size_code,
+        title="BANKS",
+    )
 
 
 def bank_at(gb: GameBoy, addr: int) -> int:

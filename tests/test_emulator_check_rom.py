@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import SHARED
 
 from gbsynth.cli import main
-from gbsynth.emulator.cartridge.header import build_rom
+from gbsynth.emulator.core.cartridge.header import build_rom
 
 MOONEYE = SHARED / "roms" / "mooneye" / "acceptance"
 BLARGG = SHARED / "roms" / "blargg"
@@ -38,9 +38,14 @@ def test_failures_timeouts_and_bad_files(shared_dir, capsys, tmp_path):
     short.write_bytes(b"\x00" * 100)
     other_model = MOONEYE / "boot_regs-sgb.gb"  # expects SGB registers: fails on a DMG
     code, lines, err = run_cli(
-        capsys, "--timeout-seconds", "2", str(other_model), str(looping), str(short),
+        capsys,
+        "--timeout-seconds",
+        "2",
+        str(other_model),
+        str(looping),
+        str(short),
         str(tmp_path / "missing.gb"),
-    )  # fmt: skip
+    )
     assert code == 1
     verdicts = [line.split()[0] for line in lines]
     assert verdicts == ["FAIL", "TIMEOUT", "FAIL", "FAIL"]

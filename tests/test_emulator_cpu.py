@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gbsynth.emulator import state as S
-from gbsynth.emulator.cartridge.header import build_rom
-from gbsynth.emulator.machine import GameBoy
-from gbsynth.emulator.opcodes import (
+from gbsynth.emulator.core import state as S
+from gbsynth.emulator.core.cartridge.header import build_rom
+from gbsynth.emulator.core.machine import GameBoy
+from gbsynth.emulator.core.opcodes import (
     CB_CYCLES,
     CONDITIONAL_OPCODES,
     ILLEGAL_OPCODES,
@@ -82,8 +82,18 @@ def test_cb_opcode_timing_matches_table(cb):
 
 def test_illegal_opcodes_are_the_eleven_holes():
     assert sorted(int(op) for op in ILLEGAL_OPCODES.nonzero()[0]) == [
-        0xD3, 0xDB, 0xDD, 0xE3, 0xE4, 0xEB, 0xEC, 0xED, 0xF4, 0xFC, 0xFD,
-    ]  # fmt: skip
+        0xD3,
+        0xDB,
+        0xDD,
+        0xE3,
+        0xE4,
+        0xEB,
+        0xEC,
+        0xED,
+        0xF4,
+        0xFC,
+        0xFD,
+    ]
 
 
 def test_halt_bug_reads_the_next_byte_twice():

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gbsynth.common.events import CPU_HZ
-from gbsynth.emulator import state as S
-from gbsynth.emulator.cartridge.header import CARTRIDGE_TYPES, build_rom
-from gbsynth.emulator.machine import GameBoy, RomError
+from gbsynth.emulator.core import state as S
+from gbsynth.emulator.core.cartridge.header import CARTRIDGE_TYPES, build_rom
+from gbsynth.emulator.core.machine import GameBoy, RomError
 
 BUDGET = CPU_HZ // 2  # half an emulated second per input
 WATCHDOG_SECONDS = 0.1

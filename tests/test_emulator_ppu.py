@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gbsynth.emulator import state as S
-from gbsynth.emulator.ppu import (
+from gbsynth.emulator.core import state as S
+from gbsynth.emulator.core.ppu import (
     FRAME_DOTS,
     ppu_read,
     ppu_schedule,

@@ -32,16 +32,22 @@ def start_worker(bootstrap: str, rom_dir, log_path) -> subprocess.Popen:
     env = service_env(bootstrap, GBSYNTH_EXPLORE_WHEN_IDLE="false", GBSYNTH_ROM_DIR=str(rom_dir))
     return subprocess.Popen(
         [sys.executable, "-m", "gbsynth", "emulator-worker"],
-        env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 class RecordingReader:
     def __init__(self, bootstrap: str) -> None:
         self.consumer = KafkaConsumer(
-            TOPIC_RECORDINGS, bootstrap_servers=bootstrap, group_id="test-reader",
-            auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
-        )  # fmt: skip
+            TOPIC_RECORDINGS,
+            bootstrap_servers=bootstrap,
+            group_id="test-reader",
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+        )
         self.chunks: dict[str, list[dict]] = defaultdict(list)
 
     def poll(self) -> None:

@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gbsynth.emulator import state as S
-from gbsynth.emulator.apu import new_apu_state
-from gbsynth.emulator.timer import div_reset, timer_read, timer_sync, timer_write
+from gbsynth.emulator.core import state as S
+from gbsynth.emulator.core.apu import new_apu_state
+from gbsynth.emulator.core.timer import div_reset, timer_read, timer_sync, timer_write
 
 IF_ADDR = 0xFF0F
 

@@ -8,8 +8,8 @@ from gbsynth.common.events import SourceKind
 from gbsynth.common.kafka import TOPIC_DEAD_LETTERS, TOPIC_JOBS, TOPIC_RECORDINGS, Message
 from gbsynth.emulator.explore import ExploreSettings, songs_in
 from gbsynth.emulator.jobs import EmulationJob
+from gbsynth.emulator.main import EmulatorWorker
 from gbsynth.emulator.sources import GbsSession
-from gbsynth.emulator.worker import EmulatorWorker
 
 
 def _rom(program: bytes) -> bytes:
@@ -103,10 +103,14 @@ def test_idle_worker_explores_roms_with_fresh_seeds(tmp_path, shared_dir):
     (tmp_path / "effects.gb").write_bytes(music.read_bytes())
     now = [0.0]
     worker = EmulatorWorker(
-        tmp_path, record_seconds=3.0, idle_seconds=5, clock=lambda: now[0],
-        explore=ExploreSettings(boot_seconds=0.5, observe_seconds=1, press_seconds=0.5,
-                                settle_seconds=0.2),
-    )  # fmt: skip
+        tmp_path,
+        record_seconds=3.0,
+        idle_seconds=5,
+        clock=lambda: now[0],
+        explore=ExploreSettings(
+            boot_seconds=0.5, observe_seconds=1, press_seconds=0.5, settle_seconds=0.2
+        ),
+    )
     assert list(worker.tick()) == []
     now[0] = 10.0
     first = [decode_chunk(o.value) for o in worker.tick() if o.topic == TOPIC_RECORDINGS]

@@ -1,5 +1,6 @@
 import pytest
 
+from gbsynth.emulator.core.cartridge.header import global_checksum, parse_header
 from gbsynth.emulator.gbs import GbsError, build_player_rom, parse_gbs_header
 
 
@@ -22,7 +23,9 @@ def test_player_rom_layout(shared_dir):
     assert rom[header.load_address : header.load_address + 16] == data[0x70 : 0x70 + 16]
     assert rom[0x40] == 0xCD and rom[0x41] | rom[0x42] << 8 == header.play_address
     assert rom[0x147] == 0x1A and len(rom) & (len(rom) - 1) == 0
-    assert (sum(rom[0x134:0x14D]) + 25 + rom[0x14D]) & 0xFF == 0
+    cart = parse_header(rom)
+    assert cart.checksum_ok and cart.title == header.title[:15].strip()
+    assert int.from_bytes(rom[0x14E:0x150], "big") == global_checksum(rom)
     with pytest.raises(GbsError, match="outside 1..6"):
         build_player_rom(data, 7)
 

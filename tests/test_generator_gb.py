@@ -8,8 +8,8 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES
-from gbsynth.emulator.cartridge.header import parse_header
-from gbsynth.emulator.machine import GameBoy
+from gbsynth.emulator.core.cartridge.header import parse_header
+from gbsynth.emulator.core.machine import GameBoy
 from gbsynth.generator.app import create_app
 from gbsynth.generator.models import ModelHolder, load_model
 from gbsynth.generator.service import Limits

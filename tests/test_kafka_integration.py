@@ -131,9 +131,14 @@ class FakeConsumer:
         batch = defaultdict(list)
         for topic, partition, offset, key, value in step:
             record = SimpleNamespace(
-                topic=topic, partition=partition, offset=offset, key=key, value=value,
-                headers=[], timestamp=0,
-            )  # fmt: skip
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                key=key,
+                value=value,
+                headers=[],
+                timestamp=0,
+            )
             batch[TopicPartition(topic, partition)].append(record)
         return dict(batch)
 
@@ -165,9 +170,13 @@ def run_fake(processor, batches, fail=False, rounds=None):
     log: list = []
     consumer, producer = FakeConsumer(log, batches), FakeProducer(log, fail)
     loop = ConsumeLoop(
-        processor, topics=["in"], service="test", consumer=consumer, producer=producer,
+        processor,
+        topics=["in"],
+        service="test",
+        consumer=consumer,
+        producer=producer,
         config=KafkaConfig(),
-    )  # fmt: skip
+    )
     consumer.subscribe(["in"], listener=None)
     for _ in range(rounds or len(batches)):
         loop.run_once()
@@ -212,8 +221,12 @@ def test_stateful_processor_holds_back_commits_until_complete():
     a = encode_recording(make_recording("a", 300, 1), max_writes=100)  # 3 chunks
     b = encode_recording(make_recording("b", 200, 2), max_writes=100)  # 2 chunks
     # Partition 0: a0 b0 a1 b1 | a2 ; recording b completes first, a holds offset 0 back.
-    first = [("in", 0, 0, b"a", a[0]), ("in", 0, 1, b"b", b[0]), ("in", 0, 2, b"a", a[1]),
-             ("in", 0, 3, b"b", b[1])]  # fmt: skip
+    first = [
+        ("in", 0, 0, b"a", a[0]),
+        ("in", 0, 1, b"b", b[0]),
+        ("in", 0, 2, b"a", a[1]),
+        ("in", 0, 3, b"b", b[1]),
+    ]
     second = [("in", 0, 4, b"a", a[2])]
     processor = Reassembler("out")
     loop, consumer, producer, _ = run_fake(processor, [first, second])
@@ -244,9 +257,13 @@ def test_only_partitions_that_went_elsewhere_are_forgotten():
     consumer = FakeConsumer(log, [first, rebalance, rest])
     producer = FakeProducer(log)
     loop = ConsumeLoop(
-        processor, topics=["in"], service="test", consumer=consumer, producer=producer,
+        processor,
+        topics=["in"],
+        service="test",
+        consumer=consumer,
+        producer=producer,
         config=KafkaConfig(),
-    )  # fmt: skip
+    )
     consumer.listener = _Listener(loop)
     for _ in range(3):
         loop.run_once()
@@ -271,9 +288,13 @@ def test_lost_partitions_are_reread_from_the_commit():
     first = [("in", 0, 0, b"b", b[0]), ("in", 0, 1, b"b", b[1]), ("in", 0, 2, b"a", a[0])]
     consumer = FakeConsumer(log, [first, evicted_then_back, [("in", 0, 3, b"a", a[1])]])
     loop = ConsumeLoop(
-        processor, topics=["in"], service="test", consumer=consumer,
-        producer=FakeProducer(log), config=KafkaConfig(),
-    )  # fmt: skip
+        processor,
+        topics=["in"],
+        service="test",
+        consumer=consumer,
+        producer=FakeProducer(log),
+        config=KafkaConfig(),
+    )
     consumer.listener = _Listener(loop)
     for _ in range(3):
         loop.run_once()
@@ -348,8 +369,10 @@ def test_broker_command_starts_and_stops_on_sigterm():
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gbsynth", "broker", "--port", str(port), "--quiet"],
-        stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stderr.readline()
         assert f"listening on 127.0.0.1:{port}" in line
@@ -369,9 +392,13 @@ def test_three_producers_two_consumers_nothing_lost(kafka_bootstrap):
     in_topic, out_topic, dlq = f"it-{run}-chunks", f"it-{run}-done", f"it-{run}-dlq"
     group = f"it-{run}-group"
     config = KafkaConfig(
-        bootstrap=kafka_bootstrap, session_timeout_ms=6000, heartbeat_interval_ms=1000,
-        partitions=4, max_poll_records=10, linger_ms=2,
-    )  # fmt: skip
+        bootstrap=kafka_bootstrap,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        partitions=4,
+        max_poll_records=10,
+        linger_ms=2,
+    )
     assert ensure_topics(config, [in_topic, out_topic, dlq]) == sorted([in_topic, out_topic, dlq])
     assert ensure_topics(config, [in_topic]) == []  # already there: fine
 
@@ -391,7 +418,7 @@ def test_three_producers_two_consumers_nothing_lost(kafka_bootstrap):
             config=config,
             dead_letter_topic=dlq,
             poll_timeout_ms=200,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
@@ -438,9 +465,14 @@ def test_three_producers_two_consumers_nothing_lost(kafka_bootstrap):
 
     # Everything is reassembled (perhaps twice: at least once) and published.
     reader = KafkaConsumer(
-        out_topic, dlq, bootstrap_servers=kafka_bootstrap, group_id=f"it-{run}-reader",
-        auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
-    )  # fmt: skip
+        out_topic,
+        dlq,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"it-{run}-reader",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
     done: dict[str, bytes] = {}
     letters = []
     deadline = time.monotonic() + 40

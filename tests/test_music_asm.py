@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gbsynth.emulator.opcodes import ILLEGAL_OPCODES
-from gbsynth.emulator.state import EXIT_RETURNED
+from gbsynth.emulator.core.opcodes import ILLEGAL_OPCODES
+from gbsynth.emulator.core.state import EXIT_RETURNED
 from gbsynth.music.asm import OPCODES, AsmError, assemble
 from gbsynth.music.rom import CART_ROM_ONLY, finish_rom
 
@@ -68,8 +68,9 @@ def test_the_table_covers_every_opcode_with_its_length():
     for (mnemonic, operands), encoding in OPCODES.items():
         variants = [encoding.opcode]
         if encoding.operand == "u3":
-            variants = [encoding.opcode[:-1] + bytes([encoding.opcode[-1] | b << 3])
-                        for b in range(8)]  # fmt: skip
+            variants = [
+                encoding.opcode[:-1] + bytes([encoding.opcode[-1] | b << 3]) for b in range(8)
+            ]
         elif encoding.operand == "vec":
             variants = [bytes([encoding.opcode[0] | v]) for v in range(0, 0x40, 8)]
         for code in variants:
@@ -246,7 +247,7 @@ Sound:  ld a, $80
 
 @pytest.fixture(scope="module")
 def machine():
-    from gbsynth.emulator.machine import GameBoy
+    from gbsynth.emulator.core.machine import GameBoy
 
     program = assemble(ROUTINES, name="routines.asm")
     image = bytearray(program.image(0, program.end, fill=0x00))
@@ -303,5 +304,7 @@ def test_sound_register_writes_are_captured(machine):
     run(machine, "Sound")
     writes = gb.take_writes()
     assert list(zip(writes.registers.tolist(), writes.values.tolist(), strict=True)) == [
-        (0xFF26, 0x80), (0xFF24, 0x77), (0xFF25, 0xF3),
-    ]  # fmt: skip
+        (0xFF26, 0x80),
+        (0xFF24, 0x77),
+        (0xFF25, 0xF3),
+    ]

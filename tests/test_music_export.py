@@ -11,7 +11,7 @@ import pytest
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Recording, Source, SourceKind
 from gbsynth.common.formats import write_iodump, write_recordings
-from gbsynth.emulator.cartridge.header import parse_header
+from gbsynth.emulator.core.cartridge.header import NINTENDO_LOGO, global_checksum, parse_header
 from gbsynth.emulator.sources import GbsSession, RomSession
 from gbsynth.music.composer import compose
 from gbsynth.music.export_gb import (
@@ -22,7 +22,7 @@ from gbsynth.music.export_gb import (
     tick_phase,
     timer_tick,
 )
-from gbsynth.music.rom import NINTENDO_LOGO, global_checksum, song_files
+from gbsynth.music.rom import song_files
 
 NR52 = 0xFF26
 
@@ -156,17 +156,21 @@ def test_timer_rate_limits(hz):
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "gbsynth", "export-gb", *args],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
 def recording_files(tmp_path_factory, nightmode):
     folder = tmp_path_factory.mktemp("export")
     other = Recording(
-        "other", Source("0" * 64, "other.gbs", SourceKind.GBS, "Other"),
-        ApuWrites.from_arrays([10, 20], [0xFF24, 0xFF25], [0x77, 0xFF]), 1000,
-    )  # fmt: skip
+        "other",
+        Source("0" * 64, "other.gbs", SourceKind.GBS, "Other"),
+        ApuWrites.from_arrays([10, 20], [0xFF24, 0xFF25], [0x77, 0xFF]),
+        1000,
+    )
     avro = folder / "two.avro"
     write_recordings(avro, [nightmode, other])
     dump = folder / "nightmode.txt"
@@ -181,8 +185,9 @@ def test_cli_exports_avro_and_iodump_files(recording_files, nightmode):
         result = run_cli(str(source), "--out", str(out))
         assert result.returncode == 0, result.stderr
         assert "writes over" in result.stderr
-        assert_replayed(nightmode.writes, nightmode.duration_cycles, replay(out.read_bytes(), 31),
-                         FRAME_CYCLES)  # fmt: skip
+        assert_replayed(
+            nightmode.writes, nightmode.duration_cycles, replay(out.read_bytes(), 31), FRAME_CYCLES
+        )
     second = folder / "second.gb"
     assert run_cli(str(avro), "--index", "1", "--out", str(second)).returncode == 0
     assert parse_header(second.read_bytes()).title == "OTHER"

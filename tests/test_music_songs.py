@@ -13,11 +13,11 @@ import pytest
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES
 from gbsynth.common.formats import parse_iodump
-from gbsynth.emulator.cartridge.header import parse_header
+from gbsynth.emulator.core.cartridge.header import NINTENDO_LOGO, global_checksum, parse_header
 from gbsynth.emulator.gbs import parse_gbs_header
 from gbsynth.emulator.sources import GbsSession, RomSession
 from gbsynth.music.composer import compose
-from gbsynth.music.rom import NINTENDO_LOGO, global_checksum, song_files
+from gbsynth.music.rom import song_files
 from gbsynth.music.song import module_source
 
 needs_gbsplay = pytest.mark.skipif(shutil.which("gbsplay") is None, reason="gbsplay not installed")
@@ -33,8 +33,11 @@ def files():
 def gbsplay_writes(path, seconds):
     out = subprocess.run(
         ["gbsplay", "-o", "iodumper", "-t", str(seconds), "-f", "0", "-T", "0", str(path)],
-        capture_output=True, text=True, check=True, timeout=120,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     return parse_iodump(out)[0].writes
 
 
@@ -97,7 +100,7 @@ def test_the_rom_plays_what_the_gbs_plays(files, index):
 
 
 def test_the_rom_shows_the_title():
-    from gbsynth.emulator.machine import GameBoy
+    from gbsynth.emulator.core.machine import GameBoy
     from gbsynth.music.rom import song_screen
     from gbsynth.music.screen import CHARACTERS, screen_text
 

@@ -33,9 +33,9 @@ from gbsynth.common.formats import read_segments, write_iodump, write_recordings
 from gbsynth.common.kafka import TOPIC_RECORDINGS, TOPIC_SEGMENTS, Message
 from gbsynth.emulator.sources import open_session
 from gbsynth.pruner.analysis import analyse, rhythm
+from gbsynth.pruner.cli_prune import configure as configure_offline
+from gbsynth.pruner.cli_prune import run as run_offline
 from gbsynth.pruner.main import PrunerProcessor
-from gbsynth.pruner.offline import configure as configure_offline
-from gbsynth.pruner.offline import run as run_offline
 from gbsynth.pruner.prune import (
     REASONS,
     PruneConfig,
@@ -204,8 +204,10 @@ def test_scattered_notes_have_no_rhythm():
     while t < 29:
         x = rng.randrange(1000, 1900)
         events += [
-            (t, 0xFF12, 0xF2), (t, 0xFF13, x & 0xFF), (t, 0xFF14, 0x80 | x >> 8),
-        ]  # fmt: skip
+            (t, 0xFF12, 0xF2),
+            (t, 0xFF13, x & 0xFF),
+            (t, 0xFF14, 0x80 | x >> 8),
+        ]
         t += rng.uniform(0.05, 1.0)
     result = prune_recording(synthetic("scatter", events, 30.0))
     assert result.segments == []
@@ -302,10 +304,14 @@ def test_onsets_include_legato_notes():
     # A pulse note triggered once, then moved a whole tone up without a trigger.
     x1, x2 = 1547, 1602  # about C4 and D4
     events = [(0.0, r, v) for r, v in APU_ON] + [
-        (0.1, 0xFF12, 0xF0), (0.1, 0xFF13, x1 & 0xFF), (0.1, 0xFF14, 0x80 | x1 >> 8),
-        (0.5, 0xFF13, x2 & 0xFF), (0.5, 0xFF14, x2 >> 8),
-        (0.6, 0xFF13, (x2 + 1) & 0xFF), (0.6, 0xFF14, (x2 + 1) >> 8),  # vibrato: no onset
-    ]  # fmt: skip
+        (0.1, 0xFF12, 0xF0),
+        (0.1, 0xFF13, x1 & 0xFF),
+        (0.1, 0xFF14, 0x80 | x1 >> 8),
+        (0.5, 0xFF13, x2 & 0xFF),
+        (0.5, 0xFF14, x2 >> 8),
+        (0.6, 0xFF13, (x2 + 1) & 0xFF),
+        (0.6, 0xFF14, (x2 + 1) >> 8),  # vibrato: no onset
+    ]
     onsets = analyse(synthetic("legato", events, 1.0).writes, CPU_HZ).onsets
     assert onsets.pitches.tolist() == [60, 62]
 

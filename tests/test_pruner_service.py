@@ -41,16 +41,22 @@ def music(shared_dir):
 def start_pruner(bootstrap: str, log_path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "gbsynth", "pruner"],
-        env=service_env(bootstrap), stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=service_env(bootstrap),
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 class Reader:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.consumer = KafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=f"test-{topic}",
-            auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
-        )  # fmt: skip
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"test-{topic}",
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+        )
         self.records: list = []
 
     def poll(self) -> list:

@@ -20,8 +20,10 @@ SOURCE = Source("ab" * 32, "tune.gbs", SourceKind.GBS, "Tune", 1)
 def gbsynth(*args):
     return subprocess.run(
         [sys.executable, "-m", "gbsynth", *map(str, args)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def tune(seconds: float = 2.0) -> ApuWrites:
@@ -59,8 +61,20 @@ def test_options_rate_mono_no_highpass_seconds_and_format(tmp_path):
     path = tmp_path / "song.avro"
     write_recordings(path, [rec])
     out = tmp_path / "x.wav"
-    result = gbsynth("render", path, "--out", out, "--rate", 22050, "--mono", "--no-highpass",
-                     "--seconds", 3.5, "--format", "float")  # fmt: skip
+    result = gbsynth(
+        "render",
+        path,
+        "--out",
+        out,
+        "--rate",
+        22050,
+        "--mono",
+        "--no-highpass",
+        "--seconds",
+        3.5,
+        "--format",
+        "float",
+    )
     assert result.returncode == 0, result.stderr
     data, rate = soundfile.read(out, dtype="float32")
     assert rate == 22_050 and data.ndim == 1 and data.shape[0] == int(3.5 * 22_050)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gbsynth.common.events import CPU_HZ, ApuWrites
-from gbsynth.emulator.apu import apu_write, new_apu_state
+from gbsynth.emulator.core.apu import apu_write, new_apu_state
 from gbsynth.synth import LATENCY_SAMPLES, Synth
 from gbsynth.synth import render as render_from_boot
 from gbsynth.synth.core import OUTPUT_GAIN
@@ -48,8 +48,15 @@ def quiet_start(cycle: int = START, panning: int = 0xFF) -> list[tuple[int, int,
     return [(cycle, NR50, 0x77), (cycle, NR51, panning)]
 
 
-def pulse1(cycle: int, period: int, *, envelope: int = 0xF0, duty: int = 2, length: int = 0,
-           length_enable: bool = False) -> list[tuple[int, int, int]]:  # fmt: skip
+def pulse1(
+    cycle: int,
+    period: int,
+    *,
+    envelope: int = 0xF0,
+    duty: int = 2,
+    length: int = 0,
+    length_enable: bool = False,
+) -> list[tuple[int, int, int]]:
     control = 0x80 | (0x40 if length_enable else 0) | (period >> 8)
     return [
         (cycle, NR11, (duty << 6) | length),
@@ -88,8 +95,9 @@ def cents(f: float, reference: float) -> float:
 def test_pulse_pitch_is_131072_over_2048_minus_period_within_a_cent(period, rate):
     # A 60 s note: any per-sample rounding of the clock ratio would add up to many cents.
     duration = seconds(60)
-    audio = render(writes(*quiet_start(), *pulse1(START, period)), duration, rate=rate,
-                   highpass=False)  # fmt: skip
+    audio = render(
+        writes(*quiet_start(), *pulse1(START, period)), duration, rate=rate, highpass=False
+    )
     left = audio[rate // 10 :, 0]
     expected = 131072 / (2048 - period)
     measured = measured_frequency(left, rate)
@@ -103,9 +111,15 @@ def test_wave_pitch_is_65536_over_2048_minus_period():
     ramp = [(START, 0xFF30 + i, (2 * i) << 4 | (2 * i + 1)) for i in range(8)] + [
         (START, 0xFF38 + i, (15 - 2 * i) << 4 | (14 - 2 * i)) for i in range(8)
     ]  # a triangle
-    events = [*quiet_start(), (START, NR30, 0x00), *ramp, (START, NR30, 0x80),
-              (START, NR32, 0x20), (START, NR33, period & 0xFF),
-              (START, NR34, 0x80 | period >> 8)]  # fmt: skip
+    events = [
+        *quiet_start(),
+        (START, NR30, 0x00),
+        *ramp,
+        (START, NR30, 0x80),
+        (START, NR32, 0x20),
+        (START, NR33, period & 0xFF),
+        (START, NR34, 0x80 | period >> 8),
+    ]
     audio = render(writes(*events), seconds(30), rate=RATE, highpass=False)
     measured = measured_frequency(audio[RATE // 10 :, 0], RATE)
     assert abs(cents(measured, 65536 / (2048 - period))) < 0.05
@@ -116,8 +130,12 @@ def test_sample_n_is_at_cycle_n_times_clock_over_rate():
     # step (the centroid of the sample differences) is at cycle * rate / CPU_HZ plus the
     # filter's constant latency, to a small fraction of a sample.
     for rate, cycle in [(44_100, 1_000_003), (48_000, 777_777), (96_000, 2_000_001)]:
-        audio = render(writes(*quiet_start(), (cycle, NR12, 0x08)), cycle + CPU_HZ // 10,
-                       rate=rate, highpass=False)  # fmt: skip
+        audio = render(
+            writes(*quiet_start(), (cycle, NR12, 0x08)),
+            cycle + CPU_HZ // 10,
+            rate=rate,
+            highpass=False,
+        )
         rise = np.diff(audio[:, 0].astype(np.float64))
         where = np.arange(rise.size) + 0.5  # rise[m] lies between samples m and m + 1
         centre = np.sum(where * rise) / np.sum(rise)
@@ -237,8 +255,14 @@ def test_length_counter_cuts_pulse_after_64_minus_length_256ths(length):
 
 def test_length_counter_cuts_wave_after_256_minus_length_256ths():
     # Triggered before the first sequencer step (step 0, a length clock, at cycle 8192).
-    events = [*quiet_start(), (START, NR30, 0x80), (START, NR31, 0x00), (START, NR32, 0x20),
-              (START, NR33, 0x00), (START, NR34, 0xC7)]  # fmt: skip
+    events = [
+        *quiet_start(),
+        (START, NR30, 0x80),
+        (START, NR31, 0x00),
+        (START, NR32, 0x20),
+        (START, NR33, 0x00),
+        (START, NR34, 0xC7),
+    ]
     audio = render(writes(*events), seconds(1.5), rate=RATE, highpass=False)
     expected = (8192 + 255 * 16384) / CPU_HZ
     assert abs(last_sound_time(audio[:, 0], RATE) - expected) < 0.0005
@@ -282,8 +306,12 @@ def test_lfsr_sequence_periods(width_bit, period):
     # Clock the LFSR every 16 cycles and sample at 4194304 / 16 Hz: one sample per clock,
     # so the output repeats with exactly the LFSR's period, and with no shorter one.
     rate = CPU_HZ // 16
-    events = [*quiet_start(), (START, NR42, 0xF0), (START, NR43, 0x01 | width_bit),
-              (START, NR44, 0x80)]  # fmt: skip
+    events = [
+        *quiet_start(),
+        (START, NR42, 0xF0),
+        (START, NR43, 0x01 | width_bit),
+        (START, NR44, 0x80),
+    ]
     audio = render(writes(*events), START + 16 * (3 * period + 200), rate=rate, highpass=False)
     x = audio[100 : 100 + 2 * period, 0].astype(np.float64)
     y = audio[100 + period : 100 + 3 * period, 0].astype(np.float64)
@@ -315,8 +343,14 @@ def channel_events(channel: int) -> list[tuple[int, int, int]]:
         return [(START, NR21, 0x80), (START, NR22, 0xF0), (START, NR23, 0x83), (START, NR24, 0x87)]
     if channel == 2:
         wave = [(START, 0xFF30 + i, 0xF0) for i in range(16)]
-        return [(START, NR30, 0x00), *wave, (START, NR30, 0x80), (START, NR32, 0x20),
-                (START, NR33, 0x83), (START, NR34, 0x87)]  # fmt: skip
+        return [
+            (START, NR30, 0x00),
+            *wave,
+            (START, NR30, 0x80),
+            (START, NR32, 0x20),
+            (START, NR33, 0x83),
+            (START, NR34, 0x87),
+        ]
     return [(START, NR42, 0xF0), (START, NR43, 0x11), (START, NR44, 0x80)]
 
 
@@ -324,8 +358,9 @@ def channel_events(channel: int) -> list[tuple[int, int, int]]:
 @pytest.mark.parametrize("side", ["left", "right", "both", "neither"])
 def test_nr51_routes_each_channel_to_its_sides(channel, side):
     bits = {"left": 0x10, "right": 0x01, "both": 0x11, "neither": 0x00}[side] << channel
-    audio = render(writes(*quiet_start(panning=bits), *channel_events(channel)), seconds(0.2),
-                   rate=RATE)  # fmt: skip
+    audio = render(
+        writes(*quiet_start(panning=bits), *channel_events(channel)), seconds(0.2), rate=RATE
+    )
     rms = np.sqrt(np.mean(np.square(audio[RATE // 20 :].astype(np.float64)), axis=0))
     assert (rms[0] > 0.01) == (side in ("left", "both"))
     assert (rms[1] > 0.01) == (side in ("right", "both"))
@@ -363,8 +398,15 @@ def test_wave_output_level_shifts_samples():
     half_high = [(START, 0xFF30 + i, 0xFF if i < 8 else 0x00) for i in range(16)]
     vols = []
     for level in (1, 2, 3, 0):
-        events = [*quiet_start(), (START, NR30, 0x00), *half_high, (START, NR30, 0x80),
-                  (START, NR32, level << 5), (START, NR33, 0x83), (START, NR34, 0x87)]  # fmt: skip
+        events = [
+            *quiet_start(),
+            (START, NR30, 0x00),
+            *half_high,
+            (START, NR30, 0x80),
+            (START, NR32, level << 5),
+            (START, NR33, 0x83),
+            (START, NR34, 0x87),
+        ]
         audio = render(writes(*events), seconds(0.2), rate=RATE, highpass=False)
         vols.append(volume_in_windows(audio, RATE, np.array([0.1]))[0])
     # Samples 15 and 0 shifted right by 0, 1, 2 and 4 bits: digital swings 15, 7, 3, 0.
@@ -416,8 +458,9 @@ def test_highpass_removes_dc_with_the_dmg_time_constant():
     # The capacitor keeps 0.999958 per cycle of its difference: e^-t/tau, tau = 5.68 ms.
     tau = -1 / (CPU_HZ * np.log(0.999958))
     t = (np.arange(start, start + 2000) - start) / RATE
-    np.testing.assert_allclose(left[start : start + 2000], left[start] * np.exp(-t / tau),
-                               atol=2e-3)  # fmt: skip
+    np.testing.assert_allclose(
+        left[start : start + 2000], left[start] * np.exp(-t / tau), atol=2e-3
+    )
     assert abs(left[-1]) < 1e-6
     raw = render(writes(*events), seconds(0.5), rate=RATE, highpass=False)
     assert raw[-1, 0] * STEP == pytest.approx(1.0, abs=1e-9)

@@ -28,18 +28,34 @@ def random_song(seed: int, seconds: float = 3.0) -> ApuWrites:
         t += r(200, 20000)
         kind = r(0, 9)
         if kind == 0:
-            events += [(t, 0xFF10, r(0, 0x80)), (t, 0xFF11, r(0, 256)), (t, 0xFF12, r(0, 256)),
-                       (t, 0xFF13, r(0, 256)), (t, 0xFF14, 0x80 | r(0, 0x48))]  # fmt: skip
+            events += [
+                (t, 0xFF10, r(0, 0x80)),
+                (t, 0xFF11, r(0, 256)),
+                (t, 0xFF12, r(0, 256)),
+                (t, 0xFF13, r(0, 256)),
+                (t, 0xFF14, 0x80 | r(0, 0x48)),
+            ]
         elif kind == 1:
-            events += [(t, 0xFF16, r(0, 256)), (t, 0xFF17, r(0x10, 256)), (t, 0xFF18, r(0, 256)),
-                       (t, 0xFF19, 0x80 | r(0, 0x48))]  # fmt: skip
+            events += [
+                (t, 0xFF16, r(0, 256)),
+                (t, 0xFF17, r(0x10, 256)),
+                (t, 0xFF18, r(0, 256)),
+                (t, 0xFF19, 0x80 | r(0, 0x48)),
+            ]
         elif kind == 2:
             events += [(t, 0xFF1A, 0x00)] + [(t, 0xFF30 + i, r(0, 256)) for i in range(16)]
-            events += [(t, 0xFF1A, 0x80), (t, 0xFF1C, r(0, 4) << 5), (t, 0xFF1D, r(0, 256)),
-                       (t, 0xFF1E, 0x80 | r(0, 8))]  # fmt: skip
+            events += [
+                (t, 0xFF1A, 0x80),
+                (t, 0xFF1C, r(0, 4) << 5),
+                (t, 0xFF1D, r(0, 256)),
+                (t, 0xFF1E, 0x80 | r(0, 8)),
+            ]
         elif kind == 3:
-            events += [(t, 0xFF21, r(0x10, 256)), (t, 0xFF22, r(0, 256)),
-                       (t, 0xFF23, 0x80 | r(0, 2) << 6)]  # fmt: skip
+            events += [
+                (t, 0xFF21, r(0x10, 256)),
+                (t, 0xFF22, r(0, 256)),
+                (t, 0xFF23, 0x80 | r(0, 2) << 6),
+            ]
         elif kind == 4:
             events.append((t, 0xFF25, r(0, 256)))
         elif kind == 5:
@@ -160,11 +176,15 @@ def test_highpass_option_keeps_or_removes_dc():
 
 def test_channel_activity_follows_notes():
     nr = [
-        (1000, 0xFF25, 0xFF), (1000, 0xFF24, 0x77),
-        (1000, 0xFF12, 0xF0), (1000, 0xFF13, 0x00), (1000, 0xFF14, 0x87),  # CH1 at 15
+        (1000, 0xFF25, 0xFF),
+        (1000, 0xFF24, 0x77),
+        (1000, 0xFF12, 0xF0),
+        (1000, 0xFF13, 0x00),
+        (1000, 0xFF14, 0x87),  # CH1 at 15
         (CPU_HZ // 2, 0xFF12, 0x00),  # DAC off: stops
-        (1000, 0xFF21, 0x80), (1000, 0xFF23, 0x80),  # CH4 at 8
-    ]  # fmt: skip
+        (1000, 0xFF21, 0x80),
+        (1000, 0xFF23, 0x80),  # CH4 at 8
+    ]
     nr.sort(key=lambda e: e[0])
     writes = ApuWrites.from_arrays(*zip(*nr, strict=True))
     frames = channel_activity(writes, CPU_HZ, frame_cycles=CPU_HZ // 8)
@@ -173,8 +193,9 @@ def test_channel_activity_follows_notes():
     np.testing.assert_allclose(frames[4:, 0], 0.0, atol=1e-6)
     np.testing.assert_allclose(frames[1:, 3], 8 / 15, atol=1e-6)
     np.testing.assert_allclose(frames[:, 1:3], 0.0)
-    panned_away = ApuWrites.from_arrays(*zip(*[(e[0], e[1], 0x00 if e[1] == 0xFF25 else e[2])
-                                              for e in nr], strict=True))  # fmt: skip
+    panned_away = ApuWrites.from_arrays(
+        *zip(*[(e[0], e[1], 0x00 if e[1] == 0xFF25 else e[2]) for e in nr], strict=True)
+    )
     assert np.max(channel_activity(panned_away, CPU_HZ)) == 0.0
 
 

@@ -303,16 +303,6 @@ def record_to_source(record: Mapping[str, Any]) -> Source:
 # -- recordings as chunks --------------------------------------------------------------------
 
 
-def phase_at(phases: Iterable[PhaseMark], cycle: int) -> Phase:
-    """The phase in force at ``cycle``: the last mark at or before it, else ``OBSERVE``."""
-    current = Phase.OBSERVE
-    for mark in phases:
-        if mark.cycle > cycle:
-            break
-        current = mark.phase
-    return current
-
-
 def chunk_spans(
     cycles: np.ndarray, duration_cycles: int, max_writes: int, max_cycles: int
 ) -> list[tuple[int, int, int, int]]:

@@ -7,10 +7,10 @@ Every tunable of every service is a ``Setting`` declared at module level::
     ...
     batch = BATCH_SIZE.get()          # reads os.environ, or the default
 
-Declaring a setting registers it (``all_settings()``), so the README table
-(``python -m gbsynth.common.config``) and the deployment files can be checked
-against the code instead of drifting from it. A bad value fails fast with a
-one-line message naming the variable, e.g.
+Declaring a setting registers it (``all_settings()``), so the table in
+docs/configuration.md (``python -m gbsynth.common.config --docs``) and the
+deployment files can be checked against the code instead of drifting from it.
+A bad value fails fast with a one-line message naming the variable, e.g.
 ``GBSYNTH_KAFKA_TOPIC_PARTITIONS must be an integer, got 'abc'``.
 """
 
@@ -36,10 +36,6 @@ class SettingError(ValueError):
 _REGISTRY: dict[str, Setting[Any]] = {}
 
 
-def _describe_type(kind: type) -> str:
-    return {int: "an integer", float: "a number", bool: "a boolean", str: "a string"}[kind]
-
-
 @dataclass(frozen=True)
 class Setting(Generic[T]):
     """One environment variable: its name, type, default and a one-line doc.
@@ -47,6 +43,8 @@ class Setting(Generic[T]):
     ``kind`` is ``int``, ``float``, ``bool`` or ``str``; ``choices`` restricts a
     string to a fixed set (matched case-insensitively, returned as listed);
     ``minimum``/``maximum`` bound numbers; ``secret`` hides the value in listings.
+    ``default_text`` describes a default that is not one value (``default=None``:
+    each user of the setting supplies its own), for the generated documentation.
     """
 
     name: str
@@ -57,6 +55,7 @@ class Setting(Generic[T]):
     minimum: float | None = None
     maximum: float | None = None
     secret: bool = False
+    default_text: str = ""
     declared_in: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +137,8 @@ class Setting(Generic[T]):
 
     @property
     def shown_default(self) -> str:
+        if self.default_text:
+            return self.default_text
         if self.secret and self.default:
             return "(secret)"
         return self.format(self.default)
@@ -184,12 +185,15 @@ def read_settings(
 
 
 def markdown_table(settings: Iterable[Setting[Any]] | None = None) -> str:
-    """A Markdown table of settings (variable, type, default, meaning) for the README."""
+    """A Markdown table of settings (variable, type, default, meaning) for the docs."""
     rows = ["| variable | type | default | meaning |", "| --- | --- | --- | --- |"]
     for s in all_settings() if settings is None else settings:
         default = s.shown_default
         doc = s.doc.replace("|", r"\|")  # a pipe would end the cell
-        shown = f"`{default}`" if default else "(empty)"
+        if s.default_text:
+            shown = default.replace("|", r"\|")
+        else:
+            shown = f"`{default}`" if default else "(empty)"
         rows.append(f"| `{s.name}` | {s.type_name} | {shown} | {doc} |")
     return "\n".join(rows) + "\n"
 
@@ -308,23 +312,22 @@ KAFKA_REPLICATION_FACTOR = Setting(
     "replication factor of topics created at start-up",
     minimum=1,
 )
-METRICS_PORT = Setting(
+METRICS_PORT: Setting[int | None] = Setting(
     "GBSYNTH_METRICS_PORT",
     int,
-    0,
-    "port of the Prometheus /metrics endpoint; unset: the service's own default (emulator "
-    "9101, pruner 9102, trainer 9103, generator 8000 beside its HTTP API); 0 turns it off",
+    None,
+    "port of the Prometheus /metrics endpoint; 0 turns it off",
     minimum=0,
     maximum=65535,
+    default_text="the service's own: emulator 9101, pruner 9102, trainer 9103, "
+    "generator its HTTP port (8000)",
 )
 
 
 def metrics_port(service_default: int, environ: Mapping[str, str] | None = None) -> int:
     """``GBSYNTH_METRICS_PORT`` when set, else the service's own default port."""
-    env = os.environ if environ is None else environ
-    if env.get(METRICS_PORT.name, "").strip():
-        return METRICS_PORT.get(env)
-    return service_default
+    port = METRICS_PORT.get(environ)
+    return service_default if port is None else port
 
 
 CHECKPOINT_DIR = Setting(
@@ -360,32 +363,35 @@ def configure_logging(service: str, environ: Mapping[str, str] | None = None) ->
         logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
-README_BEGIN = "<!-- settings:begin (generated: python -m gbsynth.common.config --readme) -->"
-README_END = "<!-- settings:end -->"
+DOCS_PAGE = "docs/configuration.md"
+TABLE_BEGIN = "<!-- settings:begin (generated: python -m gbsynth.common.config --docs) -->"
+TABLE_END = "<!-- settings:end -->"
 
 
-def update_readme(text: str, settings: Iterable[Setting[Any]] | None = None) -> str:
-    """``text`` with the settings table between the README markers regenerated."""
-    begin, end = text.find(README_BEGIN), text.find(README_END)
+def update_page(text: str, settings: Iterable[Setting[Any]] | None = None) -> str:
+    """``text`` with the settings table between the markers regenerated."""
+    begin, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
     if begin < 0 or end < begin:
-        raise ValueError(f"README has no {README_BEGIN!r} ... {README_END!r} block")
+        raise ValueError(f"the page has no {TABLE_BEGIN!r} ... {TABLE_END!r} block")
     table = markdown_table(settings)
-    return text[: begin + len(README_BEGIN)] + "\n" + table + text[end:]
+    return text[: begin + len(TABLE_BEGIN)] + "\n" + table + text[end:]
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], Any] = sys.stdout.write) -> int:
-    """``python -m gbsynth.common.config [--env | --readme [PATH]]``.
+    """``python -m gbsynth.common.config [--env | --docs [PATH]]``.
 
     Prints every setting as a Markdown table (default) or as a ``.env`` file, or
-    regenerates the table in the README (default: the repository's README.md).
+    regenerates the table in the configuration page (default: the repository's
+    docs/configuration.md).
     """
     argv = sys.argv[1:] if argv is None else argv
     settings = discover_settings()
-    if argv[:1] == ["--readme"]:
+    if argv[:1] == ["--docs"]:
         from pathlib import Path
 
-        path = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[2] / "README.md"
-        path.write_text(update_readme(path.read_text(), settings))
+        repo = Path(__file__).resolve().parents[2]
+        path = Path(argv[1]) if len(argv) > 1 else repo / DOCS_PAGE
+        path.write_text(update_page(path.read_text(), settings))
         out(f"updated {path}\n")
     elif argv[:1] == ["--env"]:
         out(env_file(settings))

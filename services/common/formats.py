@@ -55,6 +55,7 @@ from gbsynth.common.events import (
     SourceKind,
     sha256_hex,
 )
+from gbsynth.common.files import atomic_output
 
 PathLike = str | os.PathLike[str]
 
@@ -80,9 +81,7 @@ def file_kind(path: PathLike) -> str:
 
 def _write_container(path: PathLike, record_type: str, records: Iterable[dict[str, Any]]) -> None:
     schema = schema_family(record_type).schema
-    tmp = Path(f"{os.fspath(path)}.partial")
-    # Write beside the target and rename, so a reader never sees half a file.
-    with open(tmp, "wb") as fo:
+    with atomic_output(path) as fo:
         fastavro.writer(
             fo,
             schema,
@@ -91,7 +90,6 @@ def _write_container(path: PathLike, record_type: str, records: Iterable[dict[st
             codec_compression_level=1,
             metadata={"gbsynth.version": __version__},
         )
-    os.replace(tmp, path)
 
 
 def _read_container(path: PathLike, record_type: str) -> Iterator[dict[str, Any]]:

@@ -50,7 +50,7 @@ def _one_line(text: str, limit: int = 160) -> str:
 
 def _cart_ram(gb, start: int, length: int) -> bytes:
     """Bytes of cartridge RAM bank 0 as stored (whatever the enable state)."""
-    from gbsynth.emulator import state as S
+    from gbsynth.emulator.core import state as S
 
     base = int(gb.st[S.CRAM_BASE])
     size = int(gb.st[S.CRAM_SIZE])
@@ -70,8 +70,8 @@ def _sram_status(gb) -> tuple[int, str] | None:
 
 
 def check_rom(path: Path, timeout_seconds: float) -> RomResult:
-    from gbsynth.emulator import state as S
-    from gbsynth.emulator.machine import EmulatorHang, GameBoy, RomError
+    from gbsynth.emulator.core import state as S
+    from gbsynth.emulator.core.machine import EmulatorHang, GameBoy, RomError
 
     name = str(path)
     try:

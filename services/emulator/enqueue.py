@@ -64,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gbsynth.emulator.worker import RECORD_SECONDS, explore_settings_from_env
+    from gbsynth.emulator.main import RECORD_SECONDS, explore_settings_from_env
 
     if not args.rom_dir.is_dir():
         print(f"gbsynth enqueue: {args.rom_dir} is not a folder", file=sys.stderr)

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Phase, register_snapshot
-from gbsynth.emulator.machine import GameBoy
+from gbsynth.emulator.core.machine import GameBoy
 from gbsynth.pruner.analysis import NoteOnsets, note_starts
 from gbsynth.pruner.songs import NoteStream, SongBook
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from gbsynth.emulator.core.cartridge.header import BANK_SIZE, write_header
+
 GBS_MAGIC = b"GBS"
 GBS_HEADER_SIZE = 0x70
-BANK_SIZE = 0x4000
 MAX_ROM_SIZE = 8 * 1024 * 1024  # 512 banks of MBC5
 IDLE_ADDRESS = 0x150
 """Where the player idles in HALT between play calls."""
@@ -111,13 +112,6 @@ def parse_gbs_header(data: bytes) -> GbsHeader:
     )
 
 
-def _rom_size_code(size: int) -> int:
-    code = 0
-    while (0x8000 << code) < size:
-        code += 1
-    return code
-
-
 def build_player_rom(data: bytes, subsong: int) -> tuple[bytes, GbsHeader]:
     """A cartridge image (MBC5 + RAM) that plays ``subsong`` (counting from 1).
 
@@ -131,6 +125,8 @@ def build_player_rom(data: bytes, subsong: int) -> tuple[bytes, GbsHeader]:
     size = max(2 * BANK_SIZE, (end + BANK_SIZE - 1) // BANK_SIZE * BANK_SIZE)
     # MBC5 decodes power-of-two bank counts; pad so every bank number wraps as on hardware.
     size = 1 << (size - 1).bit_length()
+    if size > 0x800000:
+        raise GbsError(f"{len(code)} bytes of code do not fit in an 8 MiB cartridge")
     rom = bytearray(size)
     rom[header.load_address : end] = code
 
@@ -170,10 +166,6 @@ def build_player_rom(data: bytes, subsong: int) -> tuple[bytes, GbsHeader]:
     rom[IDLE_ADDRESS:driver_end] = driver
     struct.pack_into("<BBH", rom, 0x100, 0x00, 0xC3, START_ADDRESS)  # NOP; JP start
 
-    title = header.title.encode("ascii", "replace")[:15]
-    rom[0x134 : 0x134 + len(title)] = title
-    rom[0x147] = 0x1A  # MBC5 + RAM: GBS drivers may use 0xA000-0xBFFF
-    rom[0x148] = _rom_size_code(size)
-    rom[0x149] = 0x02  # 8 KiB RAM
-    rom[0x14D] = (-sum(rom[0x134:0x14D]) - 25) & 0xFF  # header checksum
+    # MBC5 + RAM (type 0x1A, 8 KiB): GBS drivers may use 0xA000-0xBFFF.
+    write_header(rom, title=header.title, cartridge_type=0x1A, ram_size_code=0x02)
     return bytes(rom), header

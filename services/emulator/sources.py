@@ -32,11 +32,11 @@ from gbsynth.common.events import (
     sha256_hex,
 )
 from gbsynth.common.vgm import VgmError, read_vgm
-from gbsynth.emulator.cartridge.header import RomError
+from gbsynth.emulator.core.cartridge.header import RomError
+from gbsynth.emulator.core.machine import EmulatorHang, GameBoy
+from gbsynth.emulator.core.state import EXIT_RETURNED
 from gbsynth.emulator.explore import DEFAULT_MAX_STATES, ExploreSettings, MusicSearch
 from gbsynth.emulator.gbs import IDLE_ADDRESS, GbsError, build_player_rom
-from gbsynth.emulator.machine import EmulatorHang, GameBoy
-from gbsynth.emulator.state import EXIT_RETURNED
 from gbsynth.pruner.songs import SongBook
 
 INIT_LIMIT_SECONDS = 10.0

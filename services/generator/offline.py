@@ -134,8 +134,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _write(out: Path, fmt: str, model: Any, params: Any, cap: float) -> Any:
     """Sample the song into ``out`` in format ``fmt``; return the ``Song``."""
+    from gbsynth.common.files import atomic_output, atomic_write
     from gbsynth.generator.songs import (
-        atomic_write,
         avro_bytes,
         generate,
         piano_roll,
@@ -145,13 +145,8 @@ def _write(out: Path, fmt: str, model: Any, params: Any, cap: float) -> Any:
 
     if fmt == "wav":
         # Streamed into a temporary file beside the target, renamed when complete.
-        tmp = out.with_name(f".{out.name}.partial")
-        try:
-            with open(tmp, "wb") as stream:
-                song = generate(model, params, sink=stream.write, max_events_per_second=cap)
-            tmp.replace(out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_output(out) as stream:
+            song = generate(model, params, sink=stream.write, max_events_per_second=cap)
         return song
     song = generate(model, params, max_events_per_second=cap)
     if fmt == "vgm":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import tempfile
 import threading
@@ -512,13 +511,3 @@ def piano_roll(writes: ApuWrites, duration_cycles: int) -> dict[str, Any]:
         "frame_seconds": FRAME_CYCLES / CPU_HZ,
         "channels": channels,
     }
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file beside it and a rename."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

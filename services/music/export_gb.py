@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, register_snapshot
+from gbsynth.emulator.core.cartridge.header import BANK_SIZE
 from gbsynth.music.asm import assemble
-from gbsynth.music.rom import BANK_SIZE, CART_MBC5, finish_rom
+from gbsynth.music.rom import CART_MBC5, finish_rom
 from gbsynth.music.screen import SCREEN_SOURCE, screen_data
 
 TICK_END = 0x00

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from gbsynth import __version__
+from gbsynth.common.files import atomic_write
 from gbsynth.music.composer import compose, song_summary
 from gbsynth.music.rom import song_files
 from gbsynth.music.song import module_source
@@ -45,9 +46,7 @@ def write_demo(out_dir: Path, songs: int, seed: int, asm: bool = False) -> list[
                         **song_summary(song)})  # fmt: skip
     index = {"generator": "gbsynth make-demo-music", "version": __version__, "seed": seed,
              "songs": entries}  # fmt: skip
-    tmp = out_dir / "index.json.partial"
-    tmp.write_text(json.dumps(index, indent=2) + "\n")
-    tmp.replace(out_dir / "index.json")
+    atomic_write(out_dir / "index.json", (json.dumps(index, indent=2) + "\n").encode())
     return entries
 
 

@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import struct
 
+from gbsynth.emulator.core.cartridge.header import HEADER_END, write_header
 from gbsynth.music.asm import assemble
 from gbsynth.music.screen import SCREEN_SOURCE, screen_data
 from gbsynth.music.song import Module, Song, assemble_module
 
-NINTENDO_LOGO = bytes.fromhex(
-    "CEED6666CC0D000B03730083000C000D0008111F8889000EDCCC6EE6DDDDD999"
-    "BBBB67636E0EECCCDDDC999FBBB9333E"
-)
-"""The 48 bytes at 0x104 the boot ROM compares before it starts a cartridge."""
-
-BANK_SIZE = 0x4000
 HEADER_START = 0x100
-HEADER_END = 0x150
 CART_ROM_ONLY = 0x00
 CART_MBC5 = 0x19
 GBS_HEADER_SIZE = 0x70
@@ -36,56 +29,20 @@ class RomBuildError(ValueError):
     """The program does not fit or the header fields are invalid."""
 
 
-def header_checksum(rom: bytes | bytearray) -> int:
-    """The boot ROM's checksum of 0x134-0x14C (stored at 0x14D)."""
-    x = 0
-    for b in rom[0x134:0x14D]:
-        x = (x - b - 1) & 0xFF
-    return x
-
-
-def global_checksum(rom: bytes | bytearray) -> int:
-    """Sum of every byte but the two that hold it (0x14E-0x14F), modulo 65536."""
-    return (sum(rom) - rom[0x14E] - rom[0x14F]) & 0xFFFF
-
-
-def rom_size_code(size: int) -> int:
-    """Header byte 0x148 for a ROM of ``size`` bytes (32 KiB << code)."""
-    code = 0
-    while (0x8000 << code) < size:
-        code += 1
-    if code > 8:
-        raise RomBuildError(f"{size} bytes is more than the 8 MiB a cartridge header can declare")
-    return code
-
-
-def header_title(title: str) -> bytes:
-    """Up to 15 upper-case ASCII characters (0x143 stays 0: a DMG game)."""
-    clean = "".join(ch if 0x20 <= ord(ch) < 0x7F else " " for ch in title.upper())
-    return clean.strip().encode("ascii")[:15].ljust(16, b"\x00")
-
-
 def finish_rom(
     image: bytearray, *, title: str, cartridge_type: int, ram_size_code: int = 0
 ) -> bytes:
     """Fill in the header of ``image`` (logo, title, type, sizes, checksums); pads to a power
     of two of 32 KiB or more."""
     size = max(0x8000, 1 << (len(image) - 1).bit_length())
+    if size > 0x800000:
+        raise RomBuildError(f"{size} bytes is more than the 8 MiB a cartridge header can declare")
     image = image + bytes(size - len(image))
     if image[HEADER_START + 4 : HEADER_END].strip(b"\x00"):
         raise RomBuildError("the program overlaps the cartridge header (0x104-0x14F)")
-    image[0x104:0x134] = NINTENDO_LOGO
-    image[0x134:0x144] = header_title(title)
-    image[0x144:0x146] = b"00"  # new licensee code: none
-    image[0x146] = 0x00  # no SGB functions
-    image[0x147] = cartridge_type
-    image[0x148] = rom_size_code(size)
-    image[0x149] = ram_size_code
-    image[0x14A] = 0x01  # destination: overseas
-    image[0x14B] = 0x33  # licensee: see the new code
-    image[0x14C] = 0x00  # version
-    image[0x14D] = header_checksum(image)
-    image[0x14E:0x150] = global_checksum(image).to_bytes(2, "big")
+    write_header(
+        image, title=title.upper(), cartridge_type=cartridge_type, ram_size_code=ram_size_code
+    )
     return bytes(image)
 
 
@@ -169,8 +126,15 @@ VBlank:
 
 
 def song_screen(song: Song) -> list[str]:
-    return [song.title, "", f"{song.key_name} {song.mode}",
-            f"{song.bpm:.0f} BPM {song.beats_per_bar}/4", "", "", "GBSYNTH"]  # fmt: skip
+    return [
+        song.title,
+        "",
+        f"{song.key_name} {song.mode}",
+        f"{song.bpm:.0f} BPM {song.beats_per_bar}/4",
+        "",
+        "",
+        "GBSYNTH",
+    ]
 
 
 def song_rom(songs: list[Song], *, title: str, song_number: int = 0, origin: int = 0x0400) -> bytes:

@@ -213,9 +213,16 @@ def analyse(writes: ApuWrites, duration_cycles: int) -> FrameAnalysis:
     out_start = np.empty(n, np.bool_)
     master = np.empty(frames, np.int64)
     count = _scan(
-        writes.cycles, writes.registers, writes.values, frames,
-        out_cycle, out_channel, out_pitch, out_start, master,
-    )  # fmt: skip
+        writes.cycles,
+        writes.registers,
+        writes.values,
+        frames,
+        out_cycle,
+        out_channel,
+        out_pitch,
+        out_start,
+        master,
+    )
     onsets = NoteOnsets(
         out_cycle[:count], out_channel[:count], out_pitch[:count], out_start[:count]
     )

@@ -105,10 +105,14 @@ class PrunerProcessor(Processor):
             REJECTIONS.labels(service=SERVICE, reason=reason).inc(count)
         log.info(
             "%s (%s, %.0f s, %d writes): %d segments kept, rejected %s in %.3f s",
-            recording.recording_id, recording.source.file_name, recording.seconds,
-            len(recording.writes), len(result.segments), result.rejected_by_reason() or "nothing",
+            recording.recording_id,
+            recording.source.file_name,
+            recording.seconds,
+            len(recording.writes),
+            len(result.segments),
+            result.rejected_by_reason() or "nothing",
             elapsed,
-        )  # fmt: skip
+        )
         return result
 
     def warm_up(self) -> None:
@@ -126,9 +130,12 @@ class PrunerProcessor(Processor):
             REJECTIONS.labels(service=SERVICE, reason="incomplete").inc()
             log.warning(
                 "dropped incomplete recording %s (%s): chunks %s of %s, %d writes",
-                lost.recording_id, lost.reason, list(lost.received),
-                lost.expected_chunks or "?", lost.write_count,
-            )  # fmt: skip
+                lost.recording_id,
+                lost.reason,
+                list(lost.received),
+                lost.expected_chunks or "?",
+                lost.write_count,
+            )
         return iter(())
 
     def partitions_revoked(self, partitions: set[TopicPartition]) -> None:

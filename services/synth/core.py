@@ -2,7 +2,7 @@
 
 The register side (what a write does, the frame sequencer, lengths, envelopes,
 sweep, DAC enables, NR52 power) is the emulator's APU model
-(``gbsynth.emulator.apu``), driven with the same writes at the same cycles, so
+(``gbsynth.emulator.core.apu``), driven with the same writes at the same cycles, so
 there is one model of the hardware. This module adds what makes sound:
 
 * the channels' waveform generators: the pulse channels' duty step counters
@@ -35,63 +35,22 @@ rendered in any number of pieces with the same result.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator import apu as A
-from gbsynth.emulator.apu import apu_frame_sequencer_step, apu_write
+from gbsynth.common.jit import drop_stale_jit_cache
+from gbsynth.emulator.core import apu as A
+from gbsynth.emulator.core.apu import apu_frame_sequencer_step, apu_write
 
-
-def _drop_stale_jit_cache() -> None:
-    """Delete this package's cached machine code when it or the APU model changed.
-
-    numba keys a cached function on its own source file only, but the engine
-    inlines the APU model's functions and constants: after an edit to
-    ``emulator/apu.py`` the cached engine would silently run the old model.
-    """
-    package = Path(__file__).resolve().parent
-    sources = sorted(package.glob("*.py")) + [Path(A.__file__).resolve()]
-    digest = hashlib.sha256()
-    for path in sources:
-        try:
-            digest.update(path.name.encode() + path.read_bytes())
-        except OSError:
-            return
-    stamp = package / "__pycache__" / "gbsynth_synth_jit_sources.sha256"
-    try:
-        if stamp.read_text() == digest.hexdigest():
-            return
-    except OSError:
-        pass
-    stems = {path.stem for path in sorted(package.glob("*.py"))}
-    roots = [package / "__pycache__"]
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        roots.append(Path(os.environ["NUMBA_CACHE_DIR"]))
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for pattern in ("*.nbi", "*.nbc"):
-            for cached in root.rglob(pattern):
-                in_package = root == package / "__pycache__"
-                if in_package or (
-                    "synth" in cached.parts and cached.name.split(".", 1)[0] in stems
-                ):
-                    try:
-                        cached.unlink()
-                    except OSError:
-                        pass
-    try:
-        stamp.parent.mkdir(exist_ok=True)
-        stamp.write_text(digest.hexdigest())
-    except OSError:
-        pass  # read-only install: nothing was cached here either
-
-
-_drop_stale_jit_cache()
+# The engine inlines the APU model's functions and constants (emulator/core/apu.py).
+_PACKAGE = Path(__file__).resolve().parent
+drop_stale_jit_cache(
+    _PACKAGE,
+    [*sorted(_PACKAGE.glob("*.py")), Path(A.__file__).resolve()],
+    "gbsynth_synth_jit_sources.sha256",
+)
 
 CPU_HZ = 4_194_304
 FRAME_SEQUENCER_PERIOD = 8192
@@ -325,8 +284,9 @@ def _write(apu, syn, cycle, register, value):
 
 
 @njit(cache=True, error_model="numpy")
-def render_span(apu, syn, fst, buf, kernel, queue_cycle, queue_delta, cycles, registers, values,
-                end, out):  # fmt: skip
+def render_span(
+    apu, syn, fst, buf, kernel, queue_cycle, queue_delta, cycles, registers, values, end, out
+):
     """Apply the writes ``cycles/registers/values`` (all in ``[S_NOW, end)``, in order) and
     render every output sample before ``end`` into ``out`` (float32 ``(n, 2)`` with
     ``n = samples_before(end) - S_BASE``). Returns the number of samples written.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from gbsynth.common.events import FRAME_CYCLES, ApuWrites, Recording, RecordingError
-from gbsynth.emulator.apu import APU_STATE_SIZE, new_apu_state
+from gbsynth.emulator.core.apu import APU_STATE_SIZE, new_apu_state
 from gbsynth.synth import core
 from gbsynth.synth.core import (
     BLOCK_SAMPLES,
@@ -60,14 +60,24 @@ def _check_rate(rate: int) -> int:
     return int(rate)
 
 
-def _writes_of(source: Recording | ApuWrites | object) -> tuple[ApuWrites, int | None]:
-    """The writes of a Recording, Segment (anything with .writes/.duration_cycles) or ApuWrites."""
+def _writes_of(
+    source: Recording | ApuWrites | object, duration_cycles: int | None
+) -> tuple[ApuWrites, int]:
+    """The writes of a Recording, Segment (anything with .writes/.duration_cycles) or
+    ApuWrites, and the span to render: ``duration_cycles`` if given, else the source's
+    duration (bare writes: just past the last one)."""
     if isinstance(source, ApuWrites):
-        return source, None
-    writes = getattr(source, "writes", None)
-    if not isinstance(writes, ApuWrites):
-        raise SynthError(f"cannot render a {type(source).__name__}: no APU writes")
-    return writes, int(source.duration_cycles)
+        writes, own_duration = source, None
+    else:
+        writes = getattr(source, "writes", None)
+        if not isinstance(writes, ApuWrites):
+            raise SynthError(f"cannot render a {type(source).__name__}: no APU writes")
+        own_duration = int(source.duration_cycles)
+    if duration_cycles is None:
+        duration_cycles = own_duration
+    if duration_cycles is None:
+        duration_cycles = int(writes.cycles[-1]) + 1 if len(writes) else 0
+    return writes, int(duration_cycles)
 
 
 class Synth:
@@ -141,11 +151,19 @@ class Synth:
         count = samples_before(end_cycle, self.rate) - self.samples
         out = np.empty((count, 2), dtype=np.float32)
         written = core.render_span(
-            self.apu, self.syn, self.fst, self.buf, core.STEP_KERNEL,
-            self._queue_cycle, self._queue_delta,
-            writes.cycles, writes.registers.astype(np.int64), writes.values.astype(np.int64),
-            end_cycle, out,
-        )  # fmt: skip
+            self.apu,
+            self.syn,
+            self.fst,
+            self.buf,
+            core.STEP_KERNEL,
+            self._queue_cycle,
+            self._queue_delta,
+            writes.cycles,
+            writes.registers.astype(np.int64),
+            writes.values.astype(np.int64),
+            end_cycle,
+            out,
+        )
         assert written == count
         return out
 
@@ -170,12 +188,7 @@ def render(
     (left, right), or ``(n,)`` with ``stereo=False`` (the mean of both sides), with
     ``n = samples_before(duration_cycles, rate)``.
     """
-    writes, own_duration = _writes_of(recording)
-    if duration_cycles is None:
-        duration_cycles = own_duration
-    if duration_cycles is None:
-        duration_cycles = int(writes.cycles[-1]) + 1 if len(writes) else 0
-    duration_cycles = int(duration_cycles)
+    writes, duration_cycles = _writes_of(recording, duration_cycles)
     if duration_cycles < 0:
         raise SynthError(f"negative duration {duration_cycles}")
     if len(writes) and int(writes.cycles[-1]) >= duration_cycles:
@@ -203,12 +216,7 @@ def channel_activity(
     while the channel is stopped, its DAC is off or NR51 routes it to neither side.
     Cheap: it follows only register writes and frame-sequencer steps.
     """
-    writes, own_duration = _writes_of(recording)
-    if duration_cycles is None:
-        duration_cycles = own_duration
-    if duration_cycles is None:
-        duration_cycles = int(writes.cycles[-1]) + 1 if len(writes) else 0
-    duration_cycles = int(duration_cycles)
+    writes, duration_cycles = _writes_of(recording, duration_cycles)
     if frame_cycles <= 0:
         raise SynthError("frame_cycles must be positive")
     writes = writes.between(0, duration_cycles)
@@ -216,9 +224,14 @@ def channel_activity(
     out = np.zeros((frames, 4), dtype=np.float64)
     apu = new_apu_state() if apu_state is None else np.array(apu_state, dtype=np.int64)
     core.channel_swing_frames(
-        apu, writes.cycles, writes.registers.astype(np.int64), writes.values.astype(np.int64),
-        duration_cycles, int(frame_cycles), out,
-    )  # fmt: skip
+        apu,
+        writes.cycles,
+        writes.registers.astype(np.int64),
+        writes.values.astype(np.int64),
+        duration_cycles,
+        int(frame_cycles),
+        out,
+    )
     return out.astype(np.float32)
 
 

@@ -20,7 +20,7 @@ is rewritten as what a listener hears change, channel by channel, on a fixed tim
 * ``OFF(channel)`` stops a channel (its DAC stays on, as when a length counter runs out),
   ``CUT(channel)`` switches its DAC off.
 
-Encoding runs the APU model (``gbsynth.emulator.apu``) twice, on the recording and on the
+Encoding runs the APU model (``gbsynth.emulator.core.apu``) twice, on the recording and on the
 writes the tokens decode to, and emits at each tick the tokens that make the decoded
 channel state match the recorded one (closed loop: a volume step that lands on the other
 side of an envelope clock, a length counter that stops a note, a zombie-mode volume
@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Recording
-from gbsynth.emulator import apu as hw
+from gbsynth.emulator.core import apu as hw
 from gbsynth.trainer import tokens as write_tokens
 
 TICKS_PER_FRAME = 16
@@ -265,7 +265,7 @@ _ZOMBIE_STEPS = (0x08, 0x09, 0x10, 0x11)
 
 def _zombie(volume: int, old: int, running: bool, value: int) -> int:
     """The volume after writing ``value`` to NRx2 (holding ``old``) of a sounding channel,
-    as ``gbsynth.emulator.apu._write_envelope`` computes it."""
+    as ``gbsynth.emulator.core.apu._write_envelope`` computes it."""
     if (old & 7) == 0 and running:
         volume += 1
     elif (old & 0x08) == 0:

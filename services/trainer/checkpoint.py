@@ -21,9 +21,7 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from typing import Any
 
 import torch
 
+from gbsynth.common.files import atomic_write
 from gbsynth.trainer.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -46,19 +45,6 @@ class CheckpointError(ValueError):
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:010d}.pt"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fo:
-            fo.write(data)
-            fo.flush()
-            os.fsync(fo.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def file_sha256(path: Path) -> str:
@@ -119,8 +105,8 @@ def save_checkpoint(
         "created_unix_ms": created,
         "config": model.config.to_dict(),
     }
-    _atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
-    _atomic_write(path, data)
+    atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=1).encode(), durable=True)
+    atomic_write(path, data, durable=True)
     return SavedCheckpoint(path, int(step), sha, float(train_loss), meta["heldout_nll"],
                            created, model.config)  # fmt: skip
 
@@ -128,7 +114,7 @@ def save_checkpoint(
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints in ``directory`` as ``(step, path)``, oldest step first.
 
-    Temporary files being written (``.step-*.tmp``) are not checkpoints.
+    Temporary files being written (``.step-*.partial``) are not checkpoints.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -234,7 +220,7 @@ def prune_checkpoints(directory: Path, keep_newest: int, keep_best: bool = True)
             path.with_suffix(".json").unlink(missing_ok=True)
             deleted.append(path)
     cutoff = time.time() - 3600
-    for stray in Path(directory).glob(".step-*.tmp"):
+    for stray in Path(directory).glob(".step-*.partial"):
         try:
             if stray.stat().st_mtime < cutoff:
                 stray.unlink()

@@ -28,6 +28,7 @@ import numpy as np
 
 from gbsynth.common.avro import CodecError, Segment
 from gbsynth.common.events import ApuWrites, Recording, RecordingError, register_snapshot
+from gbsynth.common.files import atomic_output
 from gbsynth.trainer import tokens
 
 log = logging.getLogger(__name__)
@@ -209,8 +210,7 @@ def split_tracks(
 def save_tracks(path: Path, tracks: list[Track]) -> None:
     """All tracks in one ``.npz`` (events concatenated, names, sources, lengths), atomically."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "wb") as fo:
+    with atomic_output(path) as fo:
         np.savez(
             fo,
             events=np.concatenate([t.events for t in tracks]).astype(np.int16)
@@ -220,7 +220,6 @@ def save_tracks(path: Path, tracks: list[Track]) -> None:
             names=np.array([t.name for t in tracks], dtype=str),
             sources=np.array([t.source_sha256 for t in tracks], dtype=str),
         )
-    os.replace(tmp, path)
 
 
 def load_tracks(path: Path) -> list[Track]:

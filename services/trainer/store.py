@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
+from gbsynth.common.files import atomic_output
 from gbsynth.trainer.data import Track, is_heldout
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ class SegmentStore:
         if track.name in self._known:
             return False
         path = self.directory / self._file_name(track.name)
-        tmp = self.directory / f".{path.name}.partial"
-        with open(tmp, "wb") as fo:
+        with atomic_output(path, durable=True) as fo:
             np.savez(
                 fo,
                 events=track.events.astype(np.int16),
@@ -102,9 +101,6 @@ class SegmentStore:
                 source_sha256=np.array(track.source_sha256),
                 sequence=np.array(self._next_sequence),
             )
-            fo.flush()
-            os.fsync(fo.fileno())
-        os.replace(tmp, path)
         self._next_sequence += 1
         self._remember(track)
         self._forget_oldest()

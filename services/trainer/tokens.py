@@ -83,7 +83,7 @@ UNUSED_REGISTER_TOKENS = tuple(range(0xFF27 - REGISTER_FIRST, 0xFF30 - REGISTER_
 
 
 # Registers where writing the value they already hold changes nothing in the APU model
-# (gbsynth.emulator.apu, which the synthesizer runs): no trigger, no length reload, no
+# (gbsynth.emulator.core.apu, which the synthesizer runs): no trigger, no length reload, no
 # envelope "zombie" step. NRx2 of the pulse and noise channels (zombie mode) and wave RAM
 # (where a write lands depends on the wave channel's position) are never dropped.
 _SAME_VALUE_SAFE = np.zeros(REGISTER_LAST - REGISTER_FIRST + 1, dtype=np.bool_)

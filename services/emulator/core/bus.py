@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.apu import apu_read, apu_write
-from gbsynth.emulator.cartridge import cart_ram_read, cart_ram_write, cart_write
-from gbsynth.emulator.dma import (
+from gbsynth.emulator.core.apu import apu_read, apu_write
+from gbsynth.emulator.core.cartridge import cart_ram_read, cart_ram_write, cart_write
+from gbsynth.emulator.core.dma import (
     dma_conflict_byte,
     dma_end,
     dma_oam_blocked,
@@ -21,7 +21,7 @@ from gbsynth.emulator.dma import (
     dma_sync,
     dma_write,
 )
-from gbsynth.emulator.io import (
+from gbsynth.emulator.core.io import (
     joypad_read,
     joypad_write,
     serial_div_reset,
@@ -29,7 +29,7 @@ from gbsynth.emulator.io import (
     serial_sync,
     serial_write,
 )
-from gbsynth.emulator.ppu import (
+from gbsynth.emulator.core.ppu import (
     oam_blocked,
     oam_write_blocked,
     ppu_read,
@@ -39,7 +39,7 @@ from gbsynth.emulator.ppu import (
     vram_blocked,
     vram_write_blocked,
 )
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.state import (
     CAPTURE_COUNT,
     CAPTURE_LIMIT,
     DMA_REG,
@@ -59,7 +59,7 @@ from gbsynth.emulator.state import (
     WATCHDOG_SPAN,
     WPAGE,
 )
-from gbsynth.emulator.timer import (
+from gbsynth.emulator.core.timer import (
     apu_sync,
     div_reset,
     timer_next_event,

@@ -27,10 +27,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.bus import read8, schedule, sync_all, write8
-from gbsynth.emulator.opcodes import ILLEGAL_OPCODES, INTERRUPT_VECTORS
-from gbsynth.emulator.ppu import lcd_on
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.bus import read8, schedule, sync_all, write8
+from gbsynth.emulator.core.opcodes import ILLEGAL_OPCODES, INTERRUPT_VECTORS
+from gbsynth.emulator.core.ppu import lcd_on
+from gbsynth.emulator.core.state import (
     BREAK_ON_LD_B_B,
     CAPTURE_COUNT,
     CAPTURE_LIMIT,
@@ -73,7 +73,7 @@ from gbsynth.emulator.state import (
     TIMA_OVERFLOW,
     WATCHDOG_SPAN,
 )
-from gbsynth.emulator.timer import div_reset
+from gbsynth.emulator.core.timer import div_reset
 
 IF_ADDR = 0xFF0F
 IE_ADDR = 0xFFFF

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.state import (
     BUTTONS,
     DIV_BASE,
     EXIT_REQUEST,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.state import (
     CRAM_BASE,
     CRAM_SIZE,
     MBC_BANK2,

@@ -88,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     import soundfile
 
     from gbsynth.common.events import CPU_HZ
+    from gbsynth.common.files import atomic_output
     from gbsynth.synth.render import (
         MAX_RATE,
         MIN_RATE,
@@ -123,14 +124,16 @@ def _run(args: argparse.Namespace) -> int:
     # Plain WAV stops at 4 GiB; larger files are RF64 (WAV with 64-bit sizes).
     container = "RF64" if frames * channels * bytes_per_sample > 0xFFFF0000 else "WAV"
     out = Path(args.out)
-    partial = out.with_name(out.name + ".partial")
     synth = Synth(args.rate, highpass=not args.no_highpass)
     step = CHUNK_SECONDS * CPU_HZ
     peak = 0.0
     try:
-        with soundfile.SoundFile(
-            partial, "w", args.rate, channels, subtype=subtype, format=container
-        ) as sink:
+        with (
+            atomic_output(out) as stream,
+            soundfile.SoundFile(
+                stream, "w", args.rate, channels, subtype=subtype, format=container
+            ) as sink,
+        ):
             for start in range(0, duration, step):
                 stop = min(duration, start + step)
                 audio = synth.render(writes.between(start, stop), stop)
@@ -139,11 +142,8 @@ def _run(args: argparse.Namespace) -> int:
                 if audio.size:
                     peak = max(peak, float(np.max(np.abs(audio))))
                 sink.write(to_pcm16(audio) if subtype == "PCM_16" else audio)
-        partial.replace(out)
     except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
         raise RenderError(f"cannot write {out}: {exc}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
     clipped = " (peaks clipped)" if peak > 1.0 and subtype != "FLOAT" else ""
     print(
         f"gbsynth render: {out}: {frames / args.rate:.2f} s, {args.rate} Hz, "

@@ -22,11 +22,12 @@ the common case costs one load and one compare.
 from __future__ import annotations
 
 import hashlib
-import os
 from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
+
+from gbsynth.common.jit import drop_stale_jit_cache
 
 ROM_BASE = 0x10000
 """Offset of the cartridge ROM inside ``mem``."""
@@ -256,61 +257,23 @@ class ExitReason(IntEnum):
     def description(self) -> str:
         return EXIT_NAMES[int(self)]
 
-    @property
-    def is_hang(self) -> bool:
-        return int(self) in HANG_EXITS
-
 
 def new_state() -> np.ndarray:
     st = np.zeros(STATE_SIZE, dtype=np.int64)
     return st
 
 
-def _drop_stale_jit_cache() -> None:
-    """Delete numba's cached machine code for this package when any of its sources changed.
-
-    numba keys a cached function on its own file only, but the run loop inlines
-    functions and bakes in constants (the state slots above) from other modules:
-    after an edit to one file, cached code of the others would silently use stale
-    values. One digest over all the package's sources guards against that.
-    """
+def _jit_sources() -> list[Path]:
+    """The package's modules with jitted code, and state.py whose constants they inline."""
     package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    modules = []
+    found = []
     for path in sorted(package.rglob("*.py")):
         try:
-            source = path.read_bytes()
+            if b"njit" in path.read_bytes() or path.name == "state.py":
+                found.append(path)
         except OSError:
-            return
-        if b"njit" in source or path.name == "state.py":
-            modules.append(path)  # only modules with jitted code (or their constants) count
-            digest.update(str(path.relative_to(package)).encode())
-            digest.update(source)
-    stamp_text = digest.hexdigest()
-    stamp = package / "__pycache__" / "gbsynth_jit_sources.sha256"
-    try:
-        if stamp.read_text() == stamp_text:
-            return
-    except OSError:
-        pass
-    stems = {path.stem for path in modules}
-    roots = [package]
-    cache_dir = os.environ.get("NUMBA_CACHE_DIR")
-    if cache_dir:
-        roots.append(Path(cache_dir))
-    for root in roots:
-        for pattern in ("*.nbi", "*.nbc"):
-            for cached in root.rglob(pattern):
-                if root is package or cached.name.split(".", 1)[0] in stems:
-                    try:
-                        cached.unlink()
-                    except OSError:
-                        pass
-    try:
-        stamp.parent.mkdir(exist_ok=True)
-        stamp.write_text(stamp_text)
-    except OSError:
-        pass  # read-only install: nothing was cached here either
+            pass
+    return found
 
 
-_drop_stale_jit_cache()
+drop_stale_jit_cache(Path(__file__).resolve().parent, _jit_sources(), "gbsynth_jit_sources.sha256")

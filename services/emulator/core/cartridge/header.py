@@ -72,8 +72,8 @@ class CartridgeHeader:
         return self.rom_size // BANK_SIZE
 
 
-def header_checksum(rom: bytes) -> int:
-    """The boot ROM's checksum over 0x134-0x14C."""
+def header_checksum(rom: bytes | bytearray) -> int:
+    """The boot ROM's checksum of 0x134-0x14C (stored at 0x14D)."""
     x = 0
     for b in rom[0x134:0x14D]:
         x = (x - b - 1) & 0xFF
@@ -125,6 +125,46 @@ NINTENDO_LOGO = bytes.fromhex(
     "CEED6666CC0D000B03730083000C000D0008111F8889000EDCCC6EE6DDDDD999"
     "BBBB67636E0EECCCDDDC999FBBB9333E"
 )
+"""The 48 bytes at 0x104 the boot ROM compares before it starts a cartridge."""
+
+
+def global_checksum(rom: bytes | bytearray) -> int:
+    """Sum of every byte but the two that hold it (0x14E-0x14F), modulo 65536."""
+    return (sum(rom) - rom[0x14E] - rom[0x14F]) & 0xFFFF
+
+
+def rom_size_code(size: int) -> int:
+    """Header byte 0x148 for a ROM of ``size`` bytes (32 KiB << code)."""
+    code = 0
+    while (0x8000 << code) < size:
+        code += 1
+    if code > 8:
+        raise RomError(f"{size} bytes is more than the 8 MiB a cartridge header can declare")
+    return code
+
+
+def write_header(
+    image: bytearray, *, title: str, cartridge_type: int, ram_size_code: int = 0
+) -> None:
+    """Fill in the header of a whole ROM image: logo, title, type, sizes and both checksums.
+
+    ``title``: printable ASCII, up to 15 characters (0x143 stays 0: a DMG game).
+    The ROM size byte follows ``len(image)``, so the image must already have its
+    final size (a power of two of 32 KiB or more).
+    """
+    image[0x104:0x134] = NINTENDO_LOGO
+    clean = "".join(ch if 0x20 <= ord(ch) < 0x7F else " " for ch in title).strip()
+    image[0x134:0x144] = clean.encode("ascii")[:15].ljust(16, b"\x00")
+    image[0x144:0x146] = b"00"  # new licensee code: none
+    image[0x146] = 0x00  # no SGB functions
+    image[0x147] = cartridge_type
+    image[0x148] = rom_size_code(len(image))
+    image[0x149] = ram_size_code
+    image[0x14A] = 0x01  # destination: overseas
+    image[0x14B] = 0x33  # licensee: see the new code
+    image[0x14C] = 0x00  # version
+    image[0x14D] = header_checksum(image)
+    image[0x14E:0x150] = global_checksum(image).to_bytes(2, "big")
 
 
 def build_rom(
@@ -138,8 +178,7 @@ def build_rom(
 ) -> bytes:
     """A ROM image with a valid header, `code` placed at its addresses (file offsets).
 
-    For tests and for tools that wrap code in a cartridge (a GBS player, say):
-    the header gets the logo, title, type, sizes and its checksum.
+    For tests and tools that need a small cartridge around a few bytes of code.
     """
     size = 0x8000 << rom_size_code
     image = bytearray([fill & 0xFF]) * size
@@ -147,11 +186,5 @@ def build_rom(
         if offset < 0 or offset + len(data) > size:
             raise ValueError(f"code at 0x{offset:X} does not fit in a {size}-byte ROM")
         image[offset : offset + len(data)] = data
-    image[0x104:0x134] = NINTENDO_LOGO
-    raw_title = title.encode("ascii", "replace")[:16]
-    image[0x134:0x144] = raw_title.ljust(16, b"\x00")
-    image[0x147] = cartridge_type
-    image[0x148] = rom_size_code
-    image[0x149] = ram_size_code
-    image[0x14D] = header_checksum(image)
+    write_header(image, title=title, cartridge_type=cartridge_type, ram_size_code=ram_size_code)
     return bytes(image)

@@ -111,41 +111,15 @@ APU_STATE_SIZE = _CHANNEL_END + 8
 
 READ_OR_MASK = np.array(
     [
-        0x80,
-        0x3F,
-        0x00,
-        0xFF,
-        0xBF,  # NR10 NR11 NR12 NR13 NR14
-        0xFF,
-        0x3F,
-        0x00,
-        0xFF,
-        0xBF,  # FF15 NR21 NR22 NR23 NR24
-        0x7F,
-        0xFF,
-        0x9F,
-        0xFF,
-        0xBF,  # NR30 NR31 NR32 NR33 NR34
-        0xFF,
-        0xFF,
-        0x00,
-        0x00,
-        0xBF,  # FF1F NR41 NR42 NR43 NR44
-        0x00,
-        0x00,
-        0x70,  # NR50 NR51 NR52
-        0xFF,
-        0xFF,
-        0xFF,
-        0xFF,
-        0xFF,
-        0xFF,
-        0xFF,
-        0xFF,
-        0xFF,  # FF27-FF2F: unused
+        0x80, 0x3F, 0x00, 0xFF, 0xBF,  # NR10 NR11 NR12 NR13 NR14
+        0xFF, 0x3F, 0x00, 0xFF, 0xBF,  # FF15 NR21 NR22 NR23 NR24
+        0x7F, 0xFF, 0x9F, 0xFF, 0xBF,  # NR30 NR31 NR32 NR33 NR34
+        0xFF, 0xFF, 0x00, 0x00, 0xBF,  # FF1F NR41 NR42 NR43 NR44
+        0x00, 0x00, 0x70,  # NR50 NR51 NR52
+        0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,  # FF27-FF2F: unused
     ],
     dtype=np.int64,
-)
+)  # fmt: skip
 """Bits that read back as 1 for FF10..FF2F (unused bits and write-only registers)."""
 
 LENGTH_MAX = np.array([64, 64, 256, 64], dtype=np.int64)
@@ -168,26 +142,10 @@ WAVE_CORRUPT_WINDOW = 2
 # The DMG boot ROM leaves wave RAM in a pattern that varies by unit; this is a
 # commonly observed one, fixed so runs are reproducible.
 BOOT_WAVE_RAM = np.array(
-    [
-        0x84,
-        0x40,
-        0x43,
-        0xAA,
-        0x2D,
-        0x78,
-        0x92,
-        0x3C,
-        0x60,
-        0x59,
-        0x59,
-        0xB0,
-        0x34,
-        0xB8,
-        0x2E,
-        0xDA,
-    ],
+    [0x84, 0x40, 0x43, 0xAA, 0x2D, 0x78, 0x92, 0x3C,
+     0x60, 0x59, 0x59, 0xB0, 0x34, 0xB8, 0x2E, 0xDA],
     dtype=np.int64,
-)
+)  # fmt: skip
 
 
 def new_apu_state() -> np.ndarray:

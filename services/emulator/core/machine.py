@@ -22,14 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
-from gbsynth.emulator import state as S
-from gbsynth.emulator.apu import new_apu_state
-from gbsynth.emulator.bus import read8, schedule, sync_all, write8
-from gbsynth.emulator.cartridge import RomError, cart_reset, parse_header
-from gbsynth.emulator.cartridge.header import KIND_MBC5, CartridgeHeader
-from gbsynth.emulator.cpu import run
-from gbsynth.emulator.io import joypad_set_buttons
-from gbsynth.emulator.ppu import BOOT_POSITION
+from gbsynth.emulator.core import state as S
+from gbsynth.emulator.core.apu import new_apu_state
+from gbsynth.emulator.core.bus import read8, schedule, sync_all, write8
+from gbsynth.emulator.core.cartridge import RomError, cart_reset, parse_header
+from gbsynth.emulator.core.cartridge.header import KIND_MBC5, CartridgeHeader
+from gbsynth.emulator.core.cpu import run
+from gbsynth.emulator.core.io import joypad_set_buttons
+from gbsynth.emulator.core.ppu import BOOT_POSITION
 
 __all__ = [
     "BUTTON_BITS",

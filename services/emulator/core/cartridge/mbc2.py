@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.state import (
     CRAM_BASE,
     MBC_RAM_ENABLED,
     MBC_ROM_BANK,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.state import (
     CRAM_SIZE,
     MBC_BANK2,
     MBC_MODE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.cartridge.header import (
+from gbsynth.emulator.core.cartridge.header import (
     KIND_MBC1,
     KIND_MBC2,
     KIND_MBC3,
@@ -20,12 +20,22 @@ from gbsynth.emulator.cartridge.header import (
     RomError,
     parse_header,
 )
-from gbsynth.emulator.cartridge.mbc1 import mbc1_reset, mbc1_write
-from gbsynth.emulator.cartridge.mbc2 import mbc2_ram_read, mbc2_ram_write, mbc2_reset, mbc2_write
-from gbsynth.emulator.cartridge.mbc3 import mbc3_ram_read, mbc3_ram_write, mbc3_reset, mbc3_write
-from gbsynth.emulator.cartridge.mbc5 import mbc5_reset, mbc5_write
-from gbsynth.emulator.cartridge.rom_only import rom_only_reset, rom_only_write
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.cartridge.mbc1 import mbc1_reset, mbc1_write
+from gbsynth.emulator.core.cartridge.mbc2 import (
+    mbc2_ram_read,
+    mbc2_ram_write,
+    mbc2_reset,
+    mbc2_write,
+)
+from gbsynth.emulator.core.cartridge.mbc3 import (
+    mbc3_ram_read,
+    mbc3_ram_write,
+    mbc3_reset,
+    mbc3_write,
+)
+from gbsynth.emulator.core.cartridge.mbc5 import mbc5_reset, mbc5_write
+from gbsynth.emulator.core.cartridge.rom_only import rom_only_reset, rom_only_write
+from gbsynth.emulator.core.state import (
     CRAM_BASE,
     CRAM_SIZE,
     DMA_ACTIVE,

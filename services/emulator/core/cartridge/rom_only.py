@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.state import MBC_RAM_ENABLED, RAM_OFFSET, ROM0_BANK, ROMX_BANK
+from gbsynth.emulator.core.state import MBC_RAM_ENABLED, RAM_OFFSET, ROM0_BANK, ROMX_BANK
 
 
 @njit(cache=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.state import (
     LCD_BASE,
     LCDC,
     LY_CACHE_UNTIL,

@@ -264,8 +264,12 @@ class EmulatorWorker(Processor):
         JOBS.labels(service=SERVICE, outcome="done", origin=origin).inc()
         log.info(
             "job %s (%s) done: %.0f s emulated in %.2f s (%.0fx real time)",
-            job.job_id, job.path, job.seconds, wall, job.seconds / max(wall, 1e-9),
-        )  # fmt: skip
+            job.job_id,
+            job.path,
+            job.seconds,
+            wall,
+            job.seconds / max(wall, 1e-9),
+        )
         return None
 
     def _song_book(self, job: EmulationJob) -> SongBook | None:

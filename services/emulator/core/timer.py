@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.apu import apu_frame_sequencer_step
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.apu import apu_frame_sequencer_step
+from gbsynth.emulator.core.state import (
     APU_SYNCED,
     DIV_BASE,
     NEVER,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gbsynth.emulator.cartridge import cart_ram_read, map_pages
-from gbsynth.emulator.state import (
+from gbsynth.emulator.core.cartridge import cart_ram_read, map_pages
+from gbsynth.emulator.core.state import (
     DMA_ACTIVE,
     DMA_BLOCK_FROM,
     DMA_COPIED,

@@ -39,9 +39,12 @@ class PruneInputError(Exception):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "recordings", nargs="+", metavar="RECORDING", type=Path,
+        "recordings",
+        nargs="+",
+        metavar="RECORDING",
+        type=Path,
         help="Avro recordings file or gbsplay I/O dump (as gbsynth emulate writes them)",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     parser.add_argument("--min-seconds", type=float, default=None, help="shortest segment")
     parser.add_argument("--max-seconds", type=float, default=None, help="longest segment")
