@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from gbsynth.common.events import CPU_HZ, ApuWrites, register_snapshot
-from gbsynth.emulator.explore import ExploreSettings, MusicSearch, songs_in
 from gbsynth.emulator.core.machine import GameBoy
+from gbsynth.emulator.explore import ExploreSettings, MusicSearch, songs_in
 from gbsynth.emulator.sources import RomSession
 from gbsynth.music import test_roms
 from gbsynth.music.rom import song_rom
