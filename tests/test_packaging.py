@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 from conftest import REPO
 
@@ -29,10 +30,12 @@ def test_every_services_folder_is_a_listed_package():
 def test_data_packages_ship_their_files():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     package_data = pyproject["tool"]["setuptools"]["package-data"]
-    static = REPO / "services" / "generator" / "static"
-    patterns = package_data["gbsynth.generator.static"]
-    for path in static.iterdir():
-        assert any(path.match(p) for p in patterns), f"{path.name} would not be installed"
+    for package in ("gbsynth.generator.static", "gbsynth.generator.static.vendor"):
+        folder = REPO / "services" / Path(*package.split(".")[1:])
+        patterns = package_data[package]
+        for path in folder.iterdir():
+            if path.is_file():
+                assert any(path.match(p) for p in patterns), f"{path} would not be installed"
 
 
 def test_cli_help_lists_commands():

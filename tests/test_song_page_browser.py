@@ -9,7 +9,7 @@ import time
 
 from test_generator_browser import browser, server, wait_until  # noqa: F401 (fixtures)
 
-from gbsynth.music.rom import NINTENDO_LOGO
+from gbsynth.emulator.core.cartridge.header import NINTENDO_LOGO
 
 MAGIC = {
     "wav": (0, b"RIFF"),
