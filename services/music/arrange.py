@@ -56,6 +56,8 @@ ROLE_GAIN = {MELODY: 1.0, SECOND: 0.75, BASS: 1.0}
 MAX_ARPEGGIO_STEP = 15
 GBS_END = 0x8000
 MAX_SECONDS = 4 * 3600.0
+TAIL_SECONDS = 0.25
+"""Silence recorded after each part's music (its last notes released)."""
 MAX_BARS = 100_000
 
 # General MIDI percussion keys -> kit drum (the composer's kit: kick, snare, hat, open, tom)
@@ -78,7 +80,8 @@ class ArrangedPart:
     start_quarter: float
     end_quarter: float
     seconds: float
-    """Length of the music: what a recording of the part should cover."""
+    """Length of the music and a short silence after it: what a recording of the part
+    should cover (the song goes on resting a little longer, then loops)."""
     on_row_share: float
     """Share of the piece's onsets that land exactly on a row."""
     rows_per_quarter: int
@@ -362,6 +365,7 @@ def arrange_parts(
     spans.append((first, len(bar_rows_at) - 1))
     bar_rows_at[-1] = total_rows
 
+    tail_rows = math.ceil(TAIL_SECONDS * rows_per_second)
     title = _sanitize_title(score.title)
     key, mode = _key_and_mode(score, transpose)
     beats, rows_per_beat = _bar_layout(score.meters[0].bar_quarters, rows)
@@ -369,7 +373,7 @@ def arrange_parts(
     def build(first_bar: int, last_bar: int) -> list[tuple[int, int, Song, Module, dict]]:
         lo, hi = bar_rows_at[first_bar], bar_rows_at[last_bar]
         song, picked = _song(channel_notes, lo, hi, sounds, title, key, mode, tempo, beats,
-                             rows_per_beat, seed, rows)  # fmt: skip
+                             rows_per_beat, seed, rows, tail_rows)  # fmt: skip
         try:
             module = assemble_module([song])
             if module.origin + len(module.code) > GBS_END:
@@ -390,7 +394,7 @@ def arrange_parts(
         built += build(first_bar, last_bar)
     out = []
     for index, (first_bar, last_bar, song, module, picked) in enumerate(built):
-        seconds = (bar_rows_at[last_bar] - bar_rows_at[first_bar]) / rows_per_second
+        seconds = (bar_rows_at[last_bar] - bar_rows_at[first_bar] + tail_rows) / rows_per_second
         out.append(ArrangedPart(song, module, index, len(built), bar_quarters[first_bar],
                                 bar_quarters[last_bar], seconds, on_row_share, rows,
                                 picked))  # fmt: skip
@@ -410,9 +414,11 @@ def _song(
     rows_per_beat: int,
     seed: int,
     rows_per_quarter: int,
+    tail_rows: int,
 ) -> tuple[Song, dict[int, list[ChannelNote]]]:
     bar_rows = beats * rows_per_beat
-    bars = max(1, -(-(hi - lo) // bar_rows))
+    # rests after the music (and at least one row more before the song would loop)
+    bars = max(1, -(-(hi - lo + tail_rows + 1) // bar_rows))
     total = bars * bar_rows
     long_second = _long_notes(channel_notes[SECOND], rows_per_quarter)
     second = sounds.harmony_pad if long_second else sounds.harmony_pluck
