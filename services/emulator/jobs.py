@@ -109,15 +109,9 @@ def detect_kind(path: Path, head: bytes) -> SourceKind | None:
 
 
 def detect_score_kind(head: bytes, suffix: str) -> SourceKind | None:
-    """MIDI, MusicXML, MOD or ABC, from the first ``HEAD_BYTES`` of a file (and its suffix)."""
-    from gbsynth.music.midi import is_midi
+    """MusicXML, MIDI, MOD or ABC, from the first ``HEAD_BYTES`` of a file (and its suffix)."""
+    from gbsynth.music.score_formats import sniff_score
 
-    if is_midi(head):
-        return SourceKind.MIDI
-    try:
-        from gbsynth.music.score_formats import sniff_score
-    except ImportError:  # pragma: no cover - the readers ship with the package
-        return None
     kind = sniff_score(head, suffix)
     return SourceKind(kind) if kind else None
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from gbsynth.common.events import CPU_HZ, ApuWrites, Source, SourceKind, sha256_hex
 from gbsynth.emulator.sources import GbsSession, Piece, Session, SourceError
 from gbsynth.music.arrange import DEFAULT_SECONDS_LIMIT, ArrangedPart, arrange_parts
-from gbsynth.music.midi import read_midi
 from gbsynth.music.score import Score, ScoreError
+from gbsynth.music.score_formats import read_score
 
 MANIFEST_NAME = "MANIFEST.tsv"
 MANIFEST_LEVELS = 8
@@ -35,12 +35,6 @@ UNKNOWN_LICENCE = "unknown"
 
 def read_score_file(data: bytes, name: str, kind: SourceKind) -> Score:
     """The score of a file of a score kind; ``ScoreError`` when it is not one or is broken."""
-    if kind is SourceKind.MIDI:
-        return read_midi(data, name)
-    try:
-        from gbsynth.music.score_formats import read_score
-    except ImportError as exc:  # pragma: no cover - the readers ship with the package
-        raise ScoreError(f"{name}: no reader for {kind.value} files", "unsupported") from exc
     return read_score(data, name, kind.value)
 
 

@@ -40,6 +40,20 @@ def is_midi(head: bytes) -> bool:
     return head[:4] == MIDI_MAGIC
 
 
+def _riff_midi(data: bytes, name: str) -> bytes:
+    """The Standard MIDI file inside a RIFF RMID file (its ``data`` chunk)."""
+    at = 12
+    while at + 8 <= len(data):
+        kind = data[at : at + 4]
+        (length,) = struct.unpack("<I", data[at + 4 : at + 8])
+        if kind == b"data":
+            if at + 8 + length > len(data):
+                raise ScoreError(f"{name}: RMID data chunk runs past the end of the file")
+            return data[at + 8 : at + 8 + length]
+        at += 8 + length + (length & 1)
+    raise ScoreError(f"{name}: RIFF RMID file without a data chunk")
+
+
 def _chunks(data: bytes, name: str) -> list[tuple[bytes, bytes]]:
     """(type, body) of every chunk; a length past the end of the file is an error."""
     chunks = []
@@ -93,6 +107,8 @@ class _Track:
 
 def read_midi(data: bytes, name: str) -> Score:
     """The score of a Standard MIDI file; ``ScoreError`` for anything malformed."""
+    if data[:4] == b"RIFF" and data[8:12] == b"RMID":
+        data = _riff_midi(data, name)
     if not is_midi(data):
         raise ScoreError(f"{name}: not a Standard MIDI file (no MThd header)")
     chunks = _chunks(data, name)
