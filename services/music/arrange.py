@@ -38,7 +38,7 @@ from gbsynth.music import driver as D
 from gbsynth.music.composer import SoundSet, _events, _Note, sound_set
 from gbsynth.music.rom import RomBuildError, gbs_file
 from gbsynth.music.score import Note, Score, ScoreError
-from gbsynth.music.song import Module, Song, SongError, assemble_module
+from gbsynth.music.song import Module, Song, SongError, assemble_song
 
 DEFAULT_SECONDS_LIMIT = 300.0
 """Longest song made from one piece; longer pieces are recorded in parts."""
@@ -375,7 +375,7 @@ def arrange_parts(
         song, picked = _song(channel_notes, lo, hi, sounds, title, key, mode, tempo, beats,
                              rows_per_beat, seed, rows, tail_rows)  # fmt: skip
         try:
-            module = assemble_module([song])
+            module = assemble_song(song)
             if module.origin + len(module.code) > GBS_END:
                 raise RomBuildError("too large")
         except SongError as exc:
