@@ -10,7 +10,8 @@ Each file is one task for a pool of worker processes (all cores by default): rea
 (``ScoreSession``), decode the recorded notes (``gbsynth.music.notes``) for the statistics.
 Recordings go to a handful of Avro recordings files (``recordings-NN.avro``, the format of
 ``gbsynth emulate --out x.avro``); a file always lands in the same shard. Each finished file
-is logged in ``progress.jsonl``, so a second run skips what is done (resumable). At the end
+is logged in ``progress.jsonl``, so a second run skips what is done (resumable; files that
+failed for want of a reader or by a bug are tried again). At the end
 ``summary.json`` gathers the files, recordings, failures (each file with its reason), hours
 of music (distinct: the un-augmented variant; augmented counted apart), notes, counts per
 source folder, the licence of every recording and the corpus statistics.
@@ -41,6 +42,9 @@ SUMMARY_NAME = "summary.json"
 DEFAULT_SHARDS = 8
 IN_TUNE_SEMITONES = 0.25
 """A pitched note is in tune within 25 cents of equal temperament (A = 440 Hz)."""
+RETRY_REASONS = frozenset({"unsupported", "internal_error"})
+"""Failures a later run tries again (a reader added since, a bug fixed); other failures are
+the file's own and stay done."""
 MAX_TASKS_PER_WORKER = 200
 """Workers are replaced after this many files, so memory cannot creep."""
 
@@ -401,7 +405,7 @@ def build(
     out.mkdir(parents=True, exist_ok=True)
     tasks, left_out = discover(sources, variants, seconds_limit, seed)
     done = load_progress(out)
-    todo = [t for t in tasks if t.key not in done]
+    todo = [t for t in tasks if t.key not in done or done[t.key].get("reason") in RETRY_REASONS]
     # big files first, so no long file starts last and keeps one core busy alone
     todo.sort(key=lambda t: -os.path.getsize(t.path))
     jobs = max(1, jobs or os.cpu_count() or 1)
