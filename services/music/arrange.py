@@ -341,7 +341,8 @@ def arrange_parts(
         played = []
         for slot, others in _monophonic(by_role[role], role):
             pitch = _fold(slot.pitch, low, high)
-            arp = _arpeggio(pitch, [_fold(p, low, high + 12) for p in others]) if others else 0
+            shift = pitch - slot.pitch  # a chord moves as a whole: its voicing stays
+            arp = _arpeggio(pitch, [p + shift for p in others]) if others else 0
             arp = arp or (slot.source.arpeggio if score.kind == "mod" else 0)
             played.append(ChannelNote(slot.row, slot.end, pitch - D.LOWEST_MIDI, arp,
                                       slot.velocity, slot.source))  # fmt: skip
