@@ -93,6 +93,7 @@ _TYPE_QUARTERS = {
 }
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?|[-+]?\.\d+")
 _EPS = 1e-6
+_BEAT_TYPES = frozenset({1, 2, 4, 8, 16, 32, 64})
 
 
 def read_musicxml(data: bytes, name: str) -> Score:
@@ -113,8 +114,12 @@ def read_musicxml(data: bytes, name: str) -> Score:
     parser.CharacterDataHandler = reader.text.append
     try:
         parser.Parse(xml, True)
+    except ScoreError:
+        raise
     except expat.ExpatError as exc:
         raise ScoreError(f"{name}: not well-formed XML: {exc}") from None
+    except (LookupError, ValueError) as exc:  # an encoding declaration expat cannot use
+        raise ScoreError(f"{name}: unreadable XML encoding: {exc}") from None
     return reader.score()
 
 
@@ -188,8 +193,10 @@ def _container_root(container: bytes) -> str | None:
     parser.StartElementHandler = start
     try:
         parser.Parse(container, True)
-    except expat.ExpatError as exc:
-        raise ScoreError(f"META-INF/container.xml is not well-formed: {exc}") from None
+    except ScoreError:
+        raise
+    except (expat.ExpatError, LookupError, ValueError) as exc:
+        raise ScoreError(f"META-INF/container.xml is not readable XML: {exc}") from None
     return roots[0] if roots else None
 
 
@@ -481,9 +488,9 @@ class _Reader:
             ]
         except ValueError:
             return  # a time signature such as "3+2/8+3" or "common" spelled out: keep the meter
-        denominator = max(d for _, d in pairs)
-        if denominator not in (1, 2, 4, 8, 16, 32, 64) or any(denominator % d for _, d in pairs):
+        if any(d not in _BEAT_TYPES for _, d in pairs):
             return
+        denominator = max(d for _, d in pairs)
         numerator = sum(n * denominator // d for n, d in pairs)
         if 1 <= numerator <= 64:
             measure.meter = (numerator, denominator)
@@ -670,18 +677,16 @@ class _Reader:
         tempo = self.sound_tempo if self.sound_tempo is not None else self.metronome_bpm
         if tempo is not None:
             _add_tempo(measure, state.position, tempo)
-        if self.sound_dynamics is not None:
-            velocity = _velocity_from_percent(self.sound_dynamics)
-            accent = 0
-            for mark in self.marks:
-                if mark in ACCENT_DYNAMICS:
-                    accent = ACCENT_DYNAMICS[mark][0]
-            measure.events.append((state.position, 0, state.ordinal, velocity, accent))
-        elif self.marks:
-            self._add_dynamics(state, measure, state.position)
-        self.marks = []
+        # A written mark wins over <sound dynamics>: notation programs disagree on the
+        # percentages (MuseScore writes 77.78 for f), the marks mean the same everywhere.
+        if not self._add_dynamics(state, measure, state.position):
+            if self.sound_dynamics is not None:
+                velocity = _velocity_from_percent(self.sound_dynamics)
+                measure.events.append((state.position, 0, state.ordinal, velocity, 0))
 
-    def _add_dynamics(self, state: _PartState, measure: _Measure, at: float) -> None:
+    def _add_dynamics(self, state: _PartState, measure: _Measure, at: float) -> bool:
+        """Turn the dynamic marks just read into a level change or accent at ``at``; False
+        when there were no marks this reader knows."""
         level, accent = 0, 0
         for mark in self.marks:
             if mark in DYNAMIC_VELOCITY:
@@ -689,9 +694,11 @@ class _Reader:
             elif mark in ACCENT_DYNAMICS:
                 accent, after = ACCENT_DYNAMICS[mark]
                 level = after or level
+        self.marks = []
         if level or accent:
             measure.events.append((at, 0, state.ordinal, level, accent))
-        self.marks = []
+            return True
+        return False
 
     # barlines
 
