@@ -44,6 +44,9 @@ DEFAULT_SECONDS_LIMIT = 300.0
 """Longest song made from one piece; longer pieces are recorded in parts."""
 ROW_CHOICES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48)
 """Rows per quarter note the arranger considers."""
+ON_ROW_QUARTERS = 1 / 256
+"""An onset this close to a row (in quarter notes) lands on it: MIDI files whose ticks cannot
+hold a triplet exactly (1,024 a quarter) write it a tick off."""
 GRID_SLACK = 0.005
 """A coarser grid is taken when it puts at most this share fewer onsets on a row."""
 MELODY, SECOND, BASS, DRUMS = 0, 1, 2, 3
@@ -145,7 +148,7 @@ def _choose_rows(
     shares = {}
     for rows in candidates:
         exact = rows_float_of(starts, rows)
-        shares[rows] = float(np.mean(np.abs(exact - np.round(exact)) < 1e-6))
+        shares[rows] = float(np.mean(np.abs(exact - np.round(exact)) < ON_ROW_QUARTERS * rows))
     best = max(shares.values())
     rows = next(r for r in candidates if shares[r] >= best - GRID_SLACK)
     return rows, shares[rows], rows_float_of(starts, rows)

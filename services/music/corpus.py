@@ -210,6 +210,22 @@ def build_file(task: Task) -> dict[str, Any]:
     return {"result": result, "recordings": recordings}
 
 
+def _import_worker_modules() -> None:
+    """Import what the workers run before they are forked: they share it (memory, start-up
+    time), and a build goes on with the code it started with even if the files change."""
+    import importlib
+
+    from gbsynth.music.score_formats import SCORE_KINDS
+
+    for name in ("gbsynth.emulator.score_source", "gbsynth.music.notes"):
+        importlib.import_module(name)
+    for kind in SCORE_KINDS:
+        try:
+            importlib.import_module(f"gbsynth.music.{kind}")
+        except ModuleNotFoundError:
+            pass  # read_score reports the missing reader per file
+
+
 class ShardWriter:
     """Appends recordings to ``recordings-NN.avro``; a file always goes to the same shard."""
 
@@ -418,6 +434,7 @@ def build(
         bar = tqdm(total=len(todo), unit="file", desc="corpus", disable=not progress,
                    file=sys.stderr)  # fmt: skip
         if todo:
+            _import_worker_modules()
             context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
             with context.Pool(jobs, maxtasksperchild=MAX_TASKS_PER_WORKER) as pool:
                 for item in pool.imap_unordered(build_file, todo, chunksize=1):
