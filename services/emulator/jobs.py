@@ -116,6 +116,18 @@ def detect_score_kind(head: bytes, suffix: str) -> SourceKind | None:
     return SourceKind(kind) if kind else None
 
 
+SPLIT_COPY_FOLDERS = frozenset({"melody", "chords"})
+
+
+def is_split_copy(path: Path) -> bool:
+    """A tune's melody-only or chords-only copy beside the combined file one folder up (the
+    Nottingham set's layout): left out, so each tune is recorded once."""
+    return (
+        path.parent.name.lower() in SPLIT_COPY_FOLDERS
+        and (path.parent.parent / path.name).is_file()
+    )
+
+
 def read_source_file(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
@@ -158,7 +170,7 @@ def discover_jobs(
             skipped.append(f"{rel}: {exc.strerror}")
             continue
         kind = detect_kind(path, head)
-        if kind is None:
+        if kind is None or (kind.is_score and is_split_copy(path)):
             continue
         if kind is SourceKind.GBS:
             try:

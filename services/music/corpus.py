@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-SPLIT_COPY_FOLDERS = frozenset({"melody", "chords"})
 PROGRESS_NAME = "progress.jsonl"
 SUMMARY_NAME = "summary.json"
 DEFAULT_SHARDS = 8
@@ -72,14 +71,6 @@ class Task:
         return f"{self.name}|{spec}|{self.seconds_limit!r}|{self.seed}"
 
 
-def is_split_copy(path: Path) -> bool:
-    """A tune's melody-only or chords-only copy beside the combined file one folder up."""
-    return (
-        path.parent.name.lower() in SPLIT_COPY_FOLDERS
-        and (path.parent.parent / path.name).is_file()
-    )
-
-
 def discover(
     sources: list[Path],
     variants: tuple[tuple[int, float], ...],
@@ -87,7 +78,7 @@ def discover(
     seed: int,
 ) -> tuple[list[Task], int]:
     """A task for every score file under ``sources``; also how many split copies were left out."""
-    from gbsynth.emulator.jobs import HEAD_BYTES, detect_kind
+    from gbsynth.emulator.jobs import HEAD_BYTES, detect_kind, is_split_copy
 
     tasks: list[Task] = []
     left_out = 0
