@@ -41,8 +41,13 @@ POWER_ON = [(0, 0xFF26, 0x80), (0, 0xFF25, 0xFF), (0, 0xFF24, 0x77)]
 
 
 def test_trigger_retrigger_and_dac_off():
-    w = writes(*POWER_ON, (0, 0xFF12, 0xF0), *pulse1(100, A4), *pulse1(SECOND, C5),
-               (2 * SECOND, 0xFF12, 0x00))  # fmt: skip
+    w = writes(
+        *POWER_ON,
+        (0, 0xFF12, 0xF0),
+        *pulse1(100, A4),
+        *pulse1(SECOND, C5),
+        (2 * SECOND, 0xFF12, 0x00),
+    )
     notes = decode_notes(w, 3 * SECOND)
     assert notes.channel.tolist() == [0, 0]
     assert notes.start.tolist() == [100, SECOND]
@@ -66,7 +71,7 @@ def test_envelope_decay_and_silent_starts():
         (2 * SECOND, 0xFF17, 0x0A),
         (2 * SECOND, 0xFF19, 0x86),
     )  # 0 rising: a note
-    # fmt: skip
+
     notes = decode_notes(w, 3 * SECOND)
     assert notes.start.tolist() == [0, 2 * SECOND]
     assert notes.end.tolist() == [24 * ENVELOPE_TICK_CYCLES, 3 * SECOND]
@@ -75,8 +80,14 @@ def test_envelope_decay_and_silent_starts():
 
 def test_length_counter_ends_the_note():
     # NR11 length 48: 64 - 48 = 16 ticks of 256 Hz, counted only with NR14 bit 6
-    w = writes(*POWER_ON, (0, 0xFF11, 0x80 | 48), (0, 0xFF12, 0xF0), *pulse1(0, A4, nrx4=0x40),
-               (SECOND, 0xFF11, 0x80 | 48), *pulse1(SECOND, A4))  # fmt: skip
+    w = writes(
+        *POWER_ON,
+        (0, 0xFF11, 0x80 | 48),
+        (0, 0xFF12, 0xF0),
+        *pulse1(0, A4, nrx4=0x40),
+        (SECOND, 0xFF11, 0x80 | 48),
+        *pulse1(SECOND, A4),
+    )
     notes = decode_notes(w, 2 * SECOND)
     assert notes.end.tolist() == [16 * LENGTH_TICK_CYCLES, 2 * SECOND]
 
@@ -116,7 +127,7 @@ def test_wave_channel_is_an_octave_lower_and_muting_ends_it():
         (2 * SECOND, 0xFF1C, 0x40),  # heard again at half level, without a trigger
         (3 * SECOND, 0xFF1A, 0x00),
     )  # DAC off
-    # fmt: skip
+
     notes = decode_notes(w, 4 * SECOND)
     assert notes.channel.tolist() == [2, 2]
     assert notes.pitch[0] == pytest.approx(57.0, abs=0.01)
@@ -138,7 +149,7 @@ def test_noise_pitch_is_nr43_and_power_off_and_panning_end_notes():
         (SECOND, 0xFF25, 0x77),  # noise panned to neither side
         (2 * SECOND, 0xFF26, 0x00),
     )  # power off
-    # fmt: skip
+
     notes = decode_notes(w, 3 * SECOND)
     assert notes.channel.tolist() == [0, 3]
     assert notes.pitch[1] == 0x35

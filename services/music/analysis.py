@@ -1,9 +1,8 @@
 """What a recording plays: the notes each channel starts, read back from its register writes.
 
 Used to check that songs are audible and differ (``spread_report``), and handy for
-any recording: a trigger (NRx4 bit 7) starts a note at the frequency in NRx3/NRx4;
-it is heard if the channel's DAC is on and, on the pulse and noise channels, its
-envelope does not start at volume 0 (the wave channel: output level not muted).
+any recording: the notes are those ``gbsynth.music.notes.decode_notes`` finds that
+begin with a trigger, as driver note numbers (0 = C2; noise: the NR43 setting).
 """
 
 from __future__ import annotations
@@ -14,13 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, ApuWrites
-from gbsynth.music.driver import note_of_register
+from gbsynth.music.driver import LOWEST_MIDI
+from gbsynth.music.notes import CHANNELS, NOISE, TRIGGER, decode_notes
 
-CHANNELS = ("pulse 1", "pulse 2", "wave", "noise")
 PITCH_CLASSES = ("C", "C#/Db", "D", "D#/Eb", "E", "F", "F#/Gb", "G", "G#/Ab", "A", "A#/Bb", "B")
-_TRIGGER = {0xFF14: 0, 0xFF19: 1, 0xFF1E: 2, 0xFF23: 3}
-_LOW = {0xFF13: 0, 0xFF18: 1, 0xFF1D: 2}
-_VOLUME = {0xFF12: 0, 0xFF17: 1, 0xFF1C: 2, 0xFF21: 3}
 
 
 @dataclass
@@ -40,37 +36,15 @@ class ChannelNotes:
 
 
 def channel_notes(writes: ApuWrites) -> list[ChannelNotes]:
-    """The audible notes each channel starts."""
-    out = [ChannelNotes() for _ in CHANNELS]
-    low = [0, 0, 0]
-    volume = [0, 0, 0, 0]  # NRx2 / NR32 as last written
-    wave_dac = 0
-    noise = 0
-    for cycle, register, value in zip(
-        writes.cycles.tolist(), writes.registers.tolist(), writes.values.tolist(), strict=True
-    ):
-        if register in _LOW:
-            low[_LOW[register]] = value
-        elif register in _VOLUME:
-            volume[_VOLUME[register]] = value
-        elif register == 0xFF1A:
-            wave_dac = value & 0x80
-        elif register == 0xFF22:
-            noise = value
-        elif register in _TRIGGER and value & 0x80:
-            channel = _TRIGGER[register]
-            if channel == 2:
-                audible = wave_dac and volume[2] & 0x60
-            else:
-                audible = volume[channel] & 0xF0  # starting volume above 0
-            if not audible:
-                continue
-            if channel == 3:
-                note = noise
-            else:
-                note = note_of_register((value & 0x07) << 8 | low[channel], wave=channel == 2)
-            out[channel].cycles.append(cycle)
-            out[channel].notes.append(note)
+    """The audible notes each channel starts with a trigger."""
+    notes = decode_notes(writes)
+    out = []
+    for channel in range(len(CHANNELS)):
+        started = notes.select((notes.channel == channel) & (notes.kind == TRIGGER))
+        pitch = np.round(started.pitch).astype(np.int64)
+        if channel != NOISE:
+            pitch -= LOWEST_MIDI
+        out.append(ChannelNotes(started.start.tolist(), pitch.tolist()))
     return out
 
 

@@ -37,8 +37,6 @@ The driver reads no hardware register, so its writes depend only on the song.
 
 from __future__ import annotations
 
-import math
-
 # -- song data format (shared with song.py) ---------------------------------------------------
 
 NOTE_COUNT = 84
@@ -79,12 +77,6 @@ def frequency_register(note: int) -> int:
 
 
 FREQUENCY_TABLE = tuple(frequency_register(n) for n in range(NOTE_COUNT))
-
-
-def note_of_register(register: int, wave: bool = False) -> int:
-    """The nearest note (0 = C2) to a frequency register value; for analysing recordings."""
-    hz = (65536 if wave else 131072) / max(1, 2048 - register)
-    return int(round(12 * math.log2(hz / 440.0) + 69 - LOWEST_MIDI))
 
 
 FRAMES_PER_SECOND = 4_194_304 / 70_224

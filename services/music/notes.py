@@ -32,7 +32,8 @@ What counts as a note
   wave: an octave lower (``65536 / (2048 - x)``): it steps through 32 samples, not 8.
   A float: how far a note is from equal temperament is a statistic. A note whose
   frequency moves less than ``STEP_SEMITONES`` from where it began (vibrato, the end
-  of a slide) has the pitch it held longest, unbroken. Noise: the NR43
+  of a slide) has as pitch the duration-weighted median of the pitches it held: the
+  centre of a vibrato, the end of a slide into it. Noise: the NR43
   value at the trigger (clock shift, width and divisor); NR43 changes during a note
   (a drum's second part) do not split it. The channel 1 sweep (NR10) is not followed.
   A pitch above ``HIGHEST_AUDIBLE_MIDI`` (20 kHz) is inaudible: no note.
@@ -68,6 +69,14 @@ LEGATO_FRAMES = 4
 HIGHEST_AUDIBLE_MIDI = 135.0
 """About 19.9 kHz: drivers silence a channel by setting a frequency above hearing (pulse
 frequency register values near 2047), which is no note."""
+
+_AUDIBLE = np.array(
+    [
+        int(np.floor(2048 - clock / (440.0 * 2 ** ((HIGHEST_AUDIBLE_MIDI - 69) / 12))))
+        for clock in (131072.0, 131072.0, 65536.0)
+    ]
+)
+"""Per pitched channel, the highest frequency register value below ``HIGHEST_AUDIBLE_MIDI``."""
 
 ENVELOPE_TICK_CYCLES = CPU_HZ // 64
 LENGTH_TICK_CYCLES = CPU_HZ // 256
@@ -115,8 +124,14 @@ class Notes:
 
     def select(self, mask: np.ndarray) -> Notes:
         """The notes where ``mask`` (bool array or index array) holds, in order."""
-        return Notes(self.channel[mask], self.start[mask], self.end[mask], self.pitch[mask],
-                     self.volume[mask], self.kind[mask])  # fmt: skip
+        return Notes(
+            self.channel[mask],
+            self.start[mask],
+            self.end[mask],
+            self.pitch[mask],
+            self.volume[mask],
+            self.kind[mask],
+        )
 
     def on_channel(self, channel: int) -> Notes:
         return self.select(self.channel == channel)
@@ -146,6 +161,38 @@ class Notes:
     def seconds(self) -> np.ndarray:
         """Duration of each note in seconds."""
         return (self.end - self.start) / CPU_HZ
+
+
+CHAIN_FRAMES = 3
+"""Onsets of one channel less than this many frames after the previous one join its group."""
+
+
+def onset_groups(notes: Notes) -> Notes:
+    """What a listener counts as note onsets: per channel, onsets (``is_onset``) grouped
+    while each starts less than ``CHAIN_FRAMES`` frames (50 ms) after the previous one.
+
+    A slide into a note (a trigger at the old pitch, then the target held legato) or a
+    re-trigger a frame after a note starts is one onset. A group starts with its first
+    note, ends with its last and has the pitch, volume and kind of its longest note.
+    """
+    onsets = notes.onsets()
+    if not len(onsets):
+        return onsets
+    order = np.lexsort((onsets.start, onsets.channel))
+    o = onsets.select(order)
+    gap = np.diff(o.start)
+    new = np.ones(len(o), bool)
+    new[1:] = (np.diff(o.channel.astype(np.int64)) != 0) | (gap >= CHAIN_FRAMES * FRAME_CYCLES)
+    group = np.cumsum(new) - 1
+    first = np.flatnonzero(new)
+    # The longest note of each group: sort by (group, duration) and take each group's last.
+    by_length = np.lexsort((o.end - o.start, group))
+    last_of_group = np.append(first[1:], len(o)) - 1
+    longest = by_length[last_of_group]
+    end = np.maximum.reduceat(o.end, first)
+    return Notes.from_columns(
+        o.channel[first], o.start[first], end, o.pitch[longest], o.volume[longest], o.kind[first]
+    )
 
 
 def midi_of_register(x, wave: bool = False):
@@ -182,46 +229,84 @@ def _volume_now(env, start_volume, elapsed):
 
 
 @nb.njit(cache=True, nogil=True)
-def _hold(runs, c, now, pitch):
-    """The open note of channel ``c`` moves to ``pitch`` at ``now`` (``runs[c]``: start and
-    pitch of the current steady run, pitch and length of the longest run so far)."""
-    held = now - runs[c, 0]
-    if held > runs[c, 3]:
-        runs[c, 2] = runs[c, 1]
-        runs[c, 3] = held
-    runs[c, 0] = now
-    runs[c, 1] = pitch
+def _hold(runs, log, c, now, pitch):
+    """The open note of channel ``c`` moves to ``pitch`` at ``now``.
 
-
-@nb.njit(cache=True, nogil=True)
-def _open(runs, c, now, pitch):
-    runs[c, 0] = now
-    runs[c, 1] = pitch
+    ``runs[c]``: the note's serial number, start and pitch of its current steady run, the
+    longest run's length. Each finished run goes to ``log`` (serial, pitch, cycles)."""
+    held = now - runs[c, 1]
+    if held > 0:
+        m = int(log[3, 0])
+        log[0, m] = runs[c, 0]
+        log[1, m] = runs[c, 2]
+        log[2, m] = held
+        log[3, 0] = m + 1
+        runs[c, 3] = max(runs[c, 3], held)
+    runs[c, 1] = now
     runs[c, 2] = pitch
-    runs[c, 3] = -1.0
 
 
 @nb.njit(cache=True, nogil=True)
-def _close(out, n, c, end, start, volume, kind, runs):
+def _open(runs, log, c, now, pitch):
+    runs[c, 0] = log[3, 1]  # the next serial number
+    log[3, 1] += 1
+    runs[c, 1] = now
+    runs[c, 2] = pitch
+    runs[c, 3] = 0.0
+
+
+@nb.njit(cache=True, nogil=True)
+def _close(out, n, c, end, start, volume, kind, runs, log):
     """Write channel ``c``'s open note, ending at ``end``, as note ``n``; returns the next index.
 
-    Its pitch is the one it held longest; a note begun by a pitch change is a ``LEGATO``
-    note if it held one pitch for ``LEGATO_FRAMES`` frames, else a ``STEP``."""
-    _hold(runs, c, end, runs[c, 1])
+    A note whose frequency moved gets its pitch later (``_median_pitches`` of its logged
+    runs); a note begun by a pitch change is a ``LEGATO`` note if it held one pitch for
+    ``LEGATO_FRAMES`` frames, else a ``STEP``."""
+    steady = runs[c, 1] == start[c]
+    if steady:
+        runs[c, 3] = end - start[c]
+        out[3, n] = runs[c, 2]
+    else:
+        _hold(runs, log, c, end, runs[c, 2])
+        out[3, n] = -1.0 - runs[c, 0]  # the serial number, replaced by the median pitch
     k = kind[c]
     if k != TRIGGER:
         k = LEGATO if runs[c, 3] >= LEGATO_FRAMES * FRAME_CYCLES else STEP
     out[0, n] = c
     out[1, n] = start[c]
     out[2, n] = end
-    out[3, n] = runs[c, 2]
     out[4, n] = volume[c]
     out[5, n] = k
     return n + 1
 
 
 @nb.njit(cache=True, nogil=True)
-def _scan(cycles, registers, values, duration, out):
+def _median_pitches(serials, pitches, lengths, count):
+    """Per note serial number, the duration-weighted median of the pitches it held."""
+    median = np.zeros(count, np.float64)
+    order = np.argsort(serials, kind="mergesort")
+    i = 0
+    total = order.shape[0]
+    while i < total:
+        j = i
+        serial = serials[order[i]]
+        while j < total and serials[order[j]] == serial:
+            j += 1
+        group = order[i:j]
+        by_pitch = group[np.argsort(pitches[group])]
+        half = lengths[group].sum() / 2.0
+        acc = 0.0
+        for k in by_pitch:
+            acc += lengths[k]
+            if acc >= half:
+                median[int(serial)] = pitches[k]
+                break
+        i = j
+    return median
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan(cycles, registers, values, duration, out, log):
     # Register state, indexed by channel 0-3 (wave: index 2).
     nrx1 = np.zeros(4, np.int64)
     nrx2 = np.zeros(4, np.int64)  # envelope (wave: NR32)
@@ -243,21 +328,27 @@ def _scan(cycles, registers, values, duration, out):
     trig_cycle = np.zeros(4, np.int64)  # when the channel was triggered (envelope origin)
     trig_vol = np.zeros(4, np.int64)
     runs = np.zeros((4, 4), np.float64)  # steady pitch runs of the open notes (_hold)
+    soonest = _NEVER  # the earliest due[c] of a running channel, or earlier
+    log[3, 0] = 0  # runs logged
+    log[3, 1] = 0  # notes opened
     n = 0
     count = cycles.shape[0]
     for i in range(count + 1):
         now = duration if i == count else cycles[i]
         # Notes ended by their envelope or length counter before this write.
-        for c in range(4):
-            if running[c] and due[c] <= now:
-                if open_[c] and due[c] > n_start[c]:
-                    n = _close(out, n, c, due[c], n_start, n_vol, n_kind, runs)
-                open_[c] = False
-                running[c] = False
-                if length_on[c]:
-                    length_left[c] = max(
-                        0, length_left[c] - (due[c] - trig_cycle[c]) // LENGTH_TICK_CYCLES
-                    )
+        if soonest <= now:
+            soonest = _NEVER
+            for c in range(4):
+                if running[c] and due[c] <= now:
+                    if open_[c] and due[c] > n_start[c]:
+                        n = _close(out, n, c, due[c], n_start, n_vol, n_kind, runs, log)
+                    open_[c] = False
+                    running[c] = False
+                    if length_on[c]:
+                        ticks = (due[c] - trig_cycle[c]) // LENGTH_TICK_CYCLES
+                        length_left[c] = max(0, length_left[c] - ticks)
+                elif running[c]:
+                    soonest = min(soonest, due[c])
         if i == count:
             break
         register = registers[i]
@@ -267,7 +358,7 @@ def _scan(cycles, registers, values, duration, out):
                 powered = False
                 for c in range(4):
                     if open_[c] and now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                     open_[c] = False
                     running[c] = False
                     nrx1[c] = 0
@@ -294,23 +385,24 @@ def _scan(cycles, registers, values, duration, out):
             c_last = c_first + 1
             part = offset % 5
             c = c_first
+            # Only writes that can change what is heard go on to the output check below.
             if part == 1:
                 nrx1[c] = value
                 length_left[c] = (256 if c == 2 else 64) - (value if c == 2 else value & 0x3F)
+                continue
             elif part == 2:
-                if c == 2:
-                    nrx2[2] = value
-                else:
-                    nrx2[c] = value
-                    if (value & 0xF8) == 0:
-                        running[c] = False  # DAC off
+                nrx2[c] = value
+                if c != 2:
+                    if (value & 0xF8) != 0 or not running[c]:
+                        continue  # a new envelope is heard at the next trigger
+                    running[c] = False  # DAC off
             elif part == 0:
-                if c == 2:
-                    wave_dac = (value & 0x80) != 0
-                    if not wave_dac:
-                        running[2] = False
-                else:
+                if c != 2:
                     continue  # NR10 sweep: not followed
+                wave_dac = (value & 0x80) != 0
+                if wave_dac:
+                    continue
+                running[2] = False
             elif part == 3:
                 if c == 3:
                     nr43 = value
@@ -324,7 +416,7 @@ def _scan(cycles, registers, values, duration, out):
                     freq[c] = (freq[c] & 0xFF) | ((value & 7) << 8)
                 if value & 0x80:
                     if open_[c] and now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                     open_[c] = False
                     if running[c] and length_on[c]:
                         ticks = (now - trig_cycle[c]) // LENGTH_TICK_CYCLES
@@ -349,6 +441,7 @@ def _scan(cycles, registers, values, duration, out):
                             env_end = now  # volume 0 and staying there: silent
                     len_end = now + length_left[c] * LENGTH_TICK_CYCLES if length_on[c] else _NEVER
                     due[c] = min(env_end, len_end)
+                    soonest = min(soonest, due[c])
                     if due[c] <= now:
                         running[c] = False
                         continue
@@ -358,12 +451,13 @@ def _scan(cycles, registers, values, duration, out):
                     length_on[c] = True
                     trig_cycle[c] = now
                     due[c] = min(due[c], now + length_left[c] * LENGTH_TICK_CYCLES)
+                    soonest = min(soonest, due[c])
             # A pitch change without a trigger on a sounding tonal channel.
-            midi = _midi(c, freq[c]) if c < 3 else 0.0
-            if c < 3 and (part == 3 or part == 4) and open_[c] and midi <= HIGHEST_AUDIBLE_MIDI:
+            if c < 3 and (part == 3 or part == 4) and open_[c] and freq[c] <= _AUDIBLE[c]:
+                midi = _midi(c, freq[c])
                 if abs(midi - n_pitch[c]) >= STEP_SEMITONES:
                     if now > n_start[c]:
-                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
+                        n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                     n_kind[c] = LEGATO  # or STEP: decided when it closes
                     n_pitch[c] = midi
                     n_vol[c] = (
@@ -372,9 +466,9 @@ def _scan(cycles, registers, values, duration, out):
                         else _volume_now(nrx2[c], trig_vol[c], now - trig_cycle[c])
                     )
                     n_start[c] = now
-                    _open(runs, c, now, midi)
-                elif midi != runs[c, 1]:
-                    _hold(runs, c, now, midi)
+                    _open(runs, log, c, now, midi)
+                elif midi != runs[c, 2]:
+                    _hold(runs, log, c, now, midi)
                 continue
         # Output changes (DAC, NR32 level, NR51 panning, a pitch above hearing): close or
         # reopen notes.
@@ -383,10 +477,10 @@ def _scan(cycles, registers, values, duration, out):
             if c == 2:
                 audible = audible and (nrx2[2] & 0x60) != 0
             if c < 3:
-                audible = audible and _midi(c, freq[c]) <= HIGHEST_AUDIBLE_MIDI
+                audible = audible and freq[c] <= _AUDIBLE[c]
             if open_[c] and not audible:
                 if now > n_start[c]:
-                    n = _close(out, n, c, now, n_start, n_vol, n_kind, runs)
+                    n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                 open_[c] = False
             elif audible and not open_[c]:
                 # A running channel heard again without a trigger.
@@ -401,10 +495,10 @@ def _scan(cycles, registers, values, duration, out):
                     n_pitch[c] = _midi(c, freq[c])
                 else:
                     n_pitch[c] = nr43
-                _open(runs, c, now, n_pitch[c])
+                _open(runs, log, c, now, n_pitch[c])
     for c in range(4):
         if open_[c] and duration > n_start[c]:
-            n = _close(out, n, c, duration, n_start, n_vol, n_kind, runs)
+            n = _close(out, n, c, duration, n_start, n_vol, n_kind, runs, log)
     return n
 
 
@@ -416,9 +510,16 @@ def decode_notes(writes: ApuWrites, duration_cycles: int | None = None) -> Notes
     """
     if duration_cycles is None:
         duration_cycles = int(writes.cycles[-1]) + 1 if len(writes) else 0
-    # A write opens at most four notes (NR51 unmuting all channels).
-    size = 4 * len(writes) + 8
+    # A write opens at most one note, an NR51 write up to four.
+    size = len(writes) + 3 * int(np.count_nonzero(writes.registers == 0xFF25)) + 8
     # Rows: channel, start, end, pitch, volume, kind. Float64 holds cycles exactly below 2^53.
     out = np.empty((6, size), np.float64)
-    n = _scan(writes.cycles, writes.registers, writes.values, np.int64(duration_cycles), out)
+    # Steady pitch runs of the notes: serial number, pitch, cycles; row 3 holds counters.
+    log = np.empty((4, 2 * size), np.float64)
+    n = _scan(writes.cycles, writes.registers, writes.values, np.int64(duration_cycles), out, log)
+    runs = int(log[3, 0])
+    if runs:
+        median = _median_pitches(log[0, :runs], log[1, :runs], log[2, :runs], int(log[3, 1]))
+        moved = out[3, :n] < 0
+        out[3, :n][moved] = median[(-1.0 - out[3, :n][moved]).astype(np.int64)]
     return Notes.from_columns(*out[:, :n])

@@ -22,8 +22,18 @@ import numpy as np
 
 from gbsynth.music.notes import CHANNELS, NOISE, Notes
 
-LANE_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#7f7f7f", "#ff7f0e", "#9467bd", "#8c564b",
-                "#e377c2", "#bcbd22", "#17becf")  # fmt: skip
+LANE_COLOURS = (
+    "#d62728",
+    "#1f77b4",
+    "#2ca02c",
+    "#7f7f7f",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+)
 """Lane i is drawn in colour i (cycling): channels 0-3 red, blue, green, grey."""
 
 NOISE_STRIP = 8
@@ -68,8 +78,15 @@ def panel_from_notes(title: str, notes: Notes, seconds: float | None = None) -> 
         # NR43 bits 4-7 are the clock shift: a larger shift is a lower noise.
         shift = (notes.pitch[noise].astype(np.int64) >> 4) & 0x0F
         pitch[noise] = floor - 2 - (shift / 15.0) * NOISE_STRIP
-    return Panel(title, notes.start_seconds, notes.end_seconds, pitch, notes.channel.astype(int),
-                 CHANNELS, seconds)  # fmt: skip
+    return Panel(
+        title,
+        notes.start_seconds,
+        notes.end_seconds,
+        pitch,
+        notes.channel.astype(int),
+        CHANNELS,
+        seconds,
+    )
 
 
 def _rectangles(start: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> np.ndarray:
@@ -81,7 +98,7 @@ def _rectangles(start: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> np.nda
 
 
 def plot_piano_rolls(
-    panels: Sequence[Panel],
+    panels: Sequence[Panel | None],
     path: str | Path,
     *,
     columns: int = 1,
@@ -93,9 +110,10 @@ def plot_piano_rolls(
     """Draw ``panels`` in a grid filled column by column (``columns`` of them) to ``path``.
 
     Filling by column puts e.g. generated songs in the first column and real ones in the
-    second: pass ``columns=2`` with the generated panels first. Returns the path.
+    second: pass ``columns=2`` with the generated panels first (``None`` leaves a cell
+    empty). Returns the path.
     """
-    if not panels:
+    if not any(panel is not None for panel in panels):
         raise PianoRollError("no panels to draw")
     import matplotlib
 
@@ -106,17 +124,19 @@ def plot_piano_rolls(
 
     rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(
-        rows, columns, squeeze=False,
+        rows,
+        columns,
+        squeeze=False,
         figsize=(panel_size[0] * columns, panel_size[1] * rows + (0.6 if title else 0.3)),
-    )  # fmt: skip
+    )
     lanes_seen: dict[int, str] = {}
     for index in range(rows * columns):
         column, row = divmod(index, rows)
         ax = axes[row][column]
-        if index >= len(panels):
+        panel = panels[index] if index < len(panels) else None
+        if panel is None:
             ax.set_axis_off()
             continue
-        panel = panels[index]
         start = np.asarray(panel.start, np.float64)
         end = np.asarray(panel.end, np.float64)
         pitch = np.asarray(panel.pitch, np.float64)
@@ -124,8 +144,13 @@ def plot_piano_rolls(
         for value in np.unique(lane):
             mask = lane == value
             colour = LANE_COLOURS[int(value) % len(LANE_COLOURS)]
-            ax.add_collection(PolyCollection(_rectangles(start[mask], end[mask], pitch[mask]),
-                                             facecolors=colour, linewidths=0))  # fmt: skip
+            ax.add_collection(
+                PolyCollection(
+                    _rectangles(start[mask], end[mask], pitch[mask]),
+                    facecolors=colour,
+                    linewidths=0,
+                )
+            )
             name = panel.lane_names[value] if 0 <= value < len(panel.lane_names) else str(value)
             lanes_seen.setdefault(int(value), name)
         ax.set_title(panel.title, fontsize=9, loc="left")
@@ -150,8 +175,14 @@ def plot_piano_rolls(
     for column, name in enumerate(column_titles or ()):
         if column < columns:
             box = axes[0][column].get_position()
-            figure.text((box.x0 + box.x1) / 2, box.y1 + 0.03, name, ha="center",
-                        fontsize=10, fontweight="bold")  # fmt: skip
+            figure.text(
+                (box.x0 + box.x1) / 2,
+                box.y1 + 0.03,
+                name,
+                ha="center",
+                fontsize=10,
+                fontweight="bold",
+            )
     path = Path(path)
     figure.savefig(path, dpi=dpi)
     plt.close(figure)

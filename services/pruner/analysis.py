@@ -4,15 +4,11 @@ Everything here works on a grid of LCD frames (``FRAME_CYCLES``, 59.73 per secon
 the tick of most Game Boy sound drivers) and costs a few passes over the writes,
 so the pruner keeps up with several emulator cores:
 
-- **onsets** (``FrameAnalysis.onsets``): each audible trigger (NRx4 bit 7) with its
-  channel and pitch, plus, on a pulse or wave channel still sounding, each change of
-  frequency by 3/4 of a semitone or more since its last onset (drivers that play
-  legato, re-triggering only at the start, and slides; vibrato stays below that).
-  Pulse and wave pitches are MIDI note numbers from the frequency in NRx3/NRx4
-  (pulse: 131072 / (2048 - x) Hz, wave: half that); the noise channel's "pitch" is
-  its NR43 setting. A trigger is audible when the APU is powered, the channel's DAC
-  is on and its envelope starts above volume 0 or rises (wave: output level not
-  muted).
+- **onsets** (``FrameAnalysis.onsets``): the start of each note the shared decoder
+  (``gbsynth.music.notes.decode_notes``) finds: audible triggers, and on a pulse or
+  wave channel still sounding each change of frequency by 3/4 of a semitone or more
+  (legato drivers, arpeggios, slides; vibrato stays below that), with its channel and
+  pitch rounded to a MIDI note (the noise channel's "pitch" is its NR43 setting).
 - **level** (``FrameAnalysis.level``): per frame, the four channels' peak-to-peak
   swing (``gbsynth.synth.channel_activity``) summed and scaled by the NR50 master
   volume, as a fraction of the loudest the chip can be: what tells sound from silence.
@@ -41,6 +37,8 @@ import numba as nb
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
+from gbsynth.common.hashing import mix64
+from gbsynth.music.notes import decode_notes
 from gbsynth.synth import channel_activity
 
 FRAMES_PER_SECOND = CPU_HZ / FRAME_CYCLES
@@ -56,129 +54,33 @@ class NoteOnsets:
     channels: np.ndarray  # uint8: 0 pulse 1, 1 pulse 2, 2 wave, 3 noise
     pitches: np.ndarray  # int16: MIDI note (tonal channels) or NR43 (noise)
     starts: np.ndarray
-    """bool: a note start (a trigger, or a pitch change after at least ``_CHAIN_FRAMES``
-    steady frames), not a step of an arpeggio or slide already under way. How many
-    steps an arpeggio takes depends on how a driver's ticks fall on frames; the
-    starts do not, so they are what repeats are recognised by."""
+    """bool: a note start (a trigger, or a pitch change to a pitch then held for 4
+    frames: ``Notes.is_onset``), not a step of an arpeggio or slide. How many steps an
+    arpeggio takes depends on how a driver's ticks fall on frames; the starts do not,
+    so they are what repeats are recognised by."""
 
     def __len__(self) -> int:
         return int(self.cycles.shape[0])
 
 
-_CHAIN_FRAMES = 3
-"""A legato pitch change within this many frames of the channel's last onset continues it."""
+_NR50, _NR52 = 0xFF24, 0xFF26
+_NR50_AT_POWER_ON = 0x77
 
 
-@nb.njit(cache=True, nogil=True)
-def _midi(channel, x):
-    hz = 131072.0 / (2048 - x)
-    if channel == 2:
-        hz *= 0.5  # the wave channel steps through 32 samples, not 8
-    return 69.0 + 12.0 * math.log2(hz / 440.0)
-
-
-@nb.njit(cache=True, nogil=True)
-def _scan(cycles, registers, values, frames, out_cycle, out_channel, out_pitch, out_start, master):
-    """One pass over the writes: note onsets, and NR50's master volume per frame."""
-    last_onset = np.full(4, -(1 << 40), np.int64)  # cycle of each channel's last onset
-    low = np.zeros(3, np.int64)  # NR13/NR23/NR33
-    high = np.zeros(3, np.int64)  # frequency bits 8-10 from NR14/NR24/NR34
-    envelope = np.zeros(4, np.int64)  # NR12/NR22/NR42 (index 2: NR32 output level)
-    sounding = np.zeros(4, np.bool_)  # triggered while audible, DAC still on
-    note = np.zeros(3, np.float64)  # pitch of the channel's last onset
-    wave_dac = 0
-    noise = 0
-    powered = 1
-    nr50 = 0x77
-    n = 0
-    frame = 0
-    count = cycles.shape[0]
-    for i in range(count):
-        f = cycles[i] // FRAME_CYCLES
-        while frame < f and frame < frames:
-            master[frame] = nr50
-            frame += 1
-        register = registers[i]
-        value = values[i]
-        if register == 0xFF26:
-            powered = value >> 7
-            if not powered:
-                sounding[:] = False
-            continue
-        if not powered:
-            continue  # a powered-off APU ignores register writes
-        channel = -1
-        trigger = False
-        if register == 0xFF24:
-            nr50 = value
-        elif register == 0xFF12 or register == 0xFF17 or register == 0xFF21:
-            c = 0 if register == 0xFF12 else (1 if register == 0xFF17 else 3)
-            envelope[c] = value
-            if (value & 0xF8) == 0:
-                sounding[c] = False  # DAC off
-        elif register == 0xFF1C:
-            envelope[2] = value
-        elif register == 0xFF1A:
-            wave_dac = value >> 7
-            if not wave_dac:
-                sounding[2] = False
-        elif register == 0xFF22:
-            noise = value
-        elif register == 0xFF13 or register == 0xFF18 or register == 0xFF1D:
-            channel = 0 if register == 0xFF13 else (1 if register == 0xFF18 else 2)
-            low[channel] = value
-            # Drivers write NRx3 then NRx4: judge the pitch at NRx4 unless it does not follow.
-            if i + 1 < count and registers[i + 1] == register + 1:
-                channel = -1
-        elif register == 0xFF14 or register == 0xFF19 or register == 0xFF1E or register == 0xFF23:
-            if register == 0xFF14:
-                channel = 0
-            elif register == 0xFF19:
-                channel = 1
-            elif register == 0xFF1E:
-                channel = 2
-            else:
-                channel = 3
-            if channel < 3:
-                high[channel] = value & 0x07
-            trigger = (value & 0x80) != 0
-        if channel < 0:
-            continue
-        if trigger:
-            if channel == 2:
-                audible = wave_dac == 1 and (envelope[2] & 0x60) != 0
-            else:
-                env = envelope[channel]
-                rising = (env & 0x08) != 0 and (env & 0x07) != 0
-                audible = (env & 0xF8) != 0 and ((env >> 4) != 0 or rising)
-            sounding[channel] = audible
-            if not audible:
-                continue
-            if channel == 3:
-                pitch = noise
-            else:
-                note[channel] = _midi(channel, (high[channel] << 8) | low[channel])
-                pitch = int(round(note[channel]))
-        elif channel < 3 and sounding[channel]:
-            # A new note without a trigger (legato drivers, slides): the pitch moved by
-            # most of a semitone since the last onset; vibrato stays below that.
-            midi = _midi(channel, (high[channel] << 8) | low[channel])
-            if abs(midi - note[channel]) < 0.75:
-                continue
-            note[channel] = midi
-            pitch = int(round(midi))
-        else:
-            continue
-        out_cycle[n] = cycles[i]
-        out_channel[n] = channel
-        out_pitch[n] = pitch
-        out_start[n] = trigger or cycles[i] - last_onset[channel] >= _CHAIN_FRAMES * FRAME_CYCLES
-        last_onset[channel] = cycles[i]
-        n += 1
-    while frame < frames:
-        master[frame] = nr50
-        frame += 1
-    return n
+def master_per_frame(writes: ApuWrites, frames: int) -> np.ndarray:
+    """NR50 as it stands at the end of each frame (writes while the APU is off are ignored)."""
+    power_writes = np.flatnonzero(writes.registers == _NR52)
+    nr50 = np.flatnonzero(writes.registers == _NR50)
+    # The APU is powered at an NR50 write unless the last NR52 write before it turned it off.
+    last_power = np.searchsorted(power_writes, nr50) - 1
+    powered = (last_power < 0) | (
+        writes.values[power_writes[np.maximum(last_power, 0)]] & 0x80 != 0
+    )
+    nr50 = nr50[powered]
+    frame_ends = (np.arange(frames, dtype=np.int64) + 1) * FRAME_CYCLES
+    index = np.searchsorted(writes.cycles[nr50], frame_ends, side="left") - 1
+    values = writes.values[nr50].astype(np.int64)
+    return np.where(index >= 0, values[np.maximum(index, 0)] if nr50.size else 0, _NR50_AT_POWER_ON)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,19 +105,11 @@ class FrameAnalysis:
 def analyse(writes: ApuWrites, duration_cycles: int) -> FrameAnalysis:
     """Onsets, per-frame activity and level of a recording's writes."""
     frames = -(-int(duration_cycles) // FRAME_CYCLES)
-    n = len(writes)
-    out_cycle = np.empty(n, np.int64)
-    out_channel = np.empty(n, np.uint8)
-    out_pitch = np.empty(n, np.int16)
-    out_start = np.empty(n, np.bool_)
-    master = np.empty(frames, np.int64)
-    count = _scan(
-        writes.cycles, writes.registers, writes.values, frames,
-        out_cycle, out_channel, out_pitch, out_start, master,
-    )  # fmt: skip
+    notes = decode_notes(writes, duration_cycles)
     onsets = NoteOnsets(
-        out_cycle[:count], out_channel[:count], out_pitch[:count], out_start[:count]
+        notes.start, notes.channel, np.round(notes.pitch).astype(np.int16), notes.is_onset
     )
+    master = master_per_frame(writes, frames)
     activity = channel_activity(writes, duration_cycles)[:frames]
     # NR50: left volume in bits 4-6, right in bits 0-2 (0 is 1/8 of full, not silence).
     master_volume = (np.maximum(master >> 4 & 7, master & 7) + 1) / 8.0
@@ -308,24 +202,16 @@ def _tempo(corr: np.ndarray) -> float | None:
 
 
 @nb.njit(cache=True, nogil=True)
-def _mix64(x):
-    # splitmix64 finaliser: spreads nearby keys over the whole range
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-@nb.njit(cache=True, nogil=True)
 def _sequence_hashes(channels, pitches, length):
     n = channels.shape[0]
     keys = np.empty(n, np.uint64)
     for i in range(n):
-        keys[i] = _mix64(np.uint64((channels[i] << 16) | (pitches[i] & 0xFFFF)) + np.uint64(1))
+        keys[i] = mix64(np.uint64((channels[i] << 16) | (pitches[i] & 0xFFFF)) + np.uint64(1))
     out = np.zeros(n, np.uint64)
     for i in range(n - length + 1):
         h = np.uint64(0)
         for k in range(length):
-            h += _mix64(keys[i + k] ^ (np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)))
+            h += mix64(keys[i + k] ^ (np.uint64(k + 1) * np.uint64(0x9E3779B97F4A7C15)))
         out[i] = h if h != 0 else np.uint64(1)
     return out
 

@@ -14,6 +14,9 @@ folder. The baselines (``gbsynth.trainer.baselines``) are fitted on the
 training data: ``--train-data`` files, else the folder's ``dataset.npz``.
 Model and baselines score the same events the same way: every event of each
 track but its first.
+
+``--generate N`` reports musical statistics of N sampled songs beside ``--real``
+songs instead (``gbsynth.music.song_report``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from gbsynth.music import song_report
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,10 +41,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--best", action="store_true", help="the best held-out checkpoint")
     parser.add_argument(
-        "--seconds", type=float, default=120.0, help="seconds recorded per music file (subsong)"
-    )
+        "--seconds", type=float, default=None,
+        help="seconds recorded per music file (subsong), default 120; --generate: song length",
+    )  # fmt: skip
     parser.add_argument("--max-events", type=int, default=None, help="score at most this many")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    song_report.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,14 +85,17 @@ def run(args: argparse.Namespace) -> int:
         if path is None:
             print(f"gbsynth evaluate: no checkpoint in {folder}", file=sys.stderr)
             return 1
+    if args.generate is not None:
+        return song_report.run(args, path)
+    seconds = 120.0 if args.seconds is None else args.seconds
     try:
         loaded = load_checkpoint(path)
         if args.data:
-            heldout = tracks_from_paths(args.data, seconds=args.seconds)
+            heldout = tracks_from_paths(args.data, seconds=seconds)
         else:
             heldout = load_tracks(folder / HELDOUT_FILE)
         if args.train_data:
-            train = tracks_from_paths(args.train_data, seconds=args.seconds)
+            train = tracks_from_paths(args.train_data, seconds=seconds)
         else:
             train = load_tracks(folder / DATASET_FILE)
     except (CheckpointError, DataError) as exc:
