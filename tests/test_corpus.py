@@ -93,6 +93,11 @@ def test_corpus_build_cli_summary_shards_and_resume(subset, tmp_path):
     for recording in recordings:
         assert recording.source.kind.is_score
         assert recording.source.licence == listed[recording.recording_id]["licence"] != ""
+    # the statistics recomputed from the recordings files are the same
+    restat = subprocess.run([sys.executable, "-m", "gbsynth", "corpus", "stats", str(out)],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert restat.returncode == 0, restat.stderr
+    assert json.loads((out / "summary.json").read_text())["statistics"] == stats
     # a second run finds everything done
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

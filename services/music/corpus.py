@@ -14,7 +14,9 @@ is logged in ``progress.jsonl``, so a second run skips what is done (resumable; 
 failed for want of a reader or by a bug are tried again). At the end
 ``summary.json`` gathers the files, recordings, failures (each file with its reason), hours
 of music (distinct: the un-augmented variant; augmented counted apart), notes, counts per
-source folder, the licence of every recording and the corpus statistics.
+source folder, the licence of every recording and the corpus statistics (onsets, in-tune
+share and pitch ranges as ``gbsynth.music.stats`` defines them). ``gbsynth corpus stats DIR``
+recomputes the statistics of a built corpus from its recordings files.
 
 Files under a folder named ``melody`` or ``chords`` that also exist one folder up (the
 Nottingham set's split copies of its tunes) are left out, so each tune counts once.
@@ -39,8 +41,6 @@ import numpy as np
 PROGRESS_NAME = "progress.jsonl"
 SUMMARY_NAME = "summary.json"
 DEFAULT_SHARDS = 8
-IN_TUNE_SEMITONES = 0.25
-"""A pitched note is in tune within 25 cents of equal temperament (A = 440 Hz)."""
 RETRY_REASONS = frozenset({"unsupported", "internal_error"})
 """Failures a later run tries again (a reader added since, a bug fixed); other failures are
 the file's own and stay done."""
@@ -125,23 +125,25 @@ def max_voices(score) -> int:
 
 
 def _note_stats(recording) -> dict[str, Any]:
-    from gbsynth.music.notes import NOISE, decode_notes
+    """Onset counts, pitched and in-tune onsets (``stats``' definitions) and a pitch histogram
+    per pitched channel, from the notes the recording plays."""
+    from gbsynth.music.notes import decode_notes, onset_groups
+    from gbsynth.music.stats import IN_TUNE_CENTS, pitched_onsets
 
-    notes = decode_notes(recording.writes, recording.duration_cycles).onsets()
-    channels = np.asarray(notes.channel)
-    pitch = np.asarray(notes.pitch, dtype=np.float64)
-    pitched = channels != NOISE
-    off = np.abs(pitch[pitched] - np.round(pitch[pitched]))
+    notes = decode_notes(recording.writes, recording.duration_cycles)
+    onsets = onset_groups(notes)
+    pitched = pitched_onsets(notes)
+    cents = np.abs(pitched.pitch - np.round(pitched.pitch)) * 100.0
     histograms = []
     for c in range(3):
-        p = np.round(pitch[channels == c]).astype(np.int64)
+        p = np.round(pitched.pitch[pitched.channel == c]).astype(np.int64)
         p = p[(p >= 0) & (p < 128)]
         histograms.append(np.bincount(p, minlength=128).tolist())
     return {
-        "notes": int(len(channels)),
-        "per_channel": [int(np.sum(channels == c)) for c in range(4)],
-        "pitched": int(np.sum(pitched)),
-        "in_tune": int(np.sum(off <= IN_TUNE_SEMITONES)),
+        "notes": int(len(onsets)),
+        "per_channel": [int(np.sum(onsets.channel == c)) for c in range(4)],
+        "pitched": int(len(pitched)),
+        "in_tune": int(np.sum(cents <= IN_TUNE_CENTS)),
         "histograms": histograms,
     }
 
@@ -208,7 +210,7 @@ def _import_worker_modules() -> None:
 
     from gbsynth.music.score_formats import SCORE_KINDS
 
-    for name in ("gbsynth.emulator.score_source", "gbsynth.music.notes"):
+    for name in ("gbsynth.emulator.score_source", "gbsynth.music.notes", "gbsynth.music.stats"):
         importlib.import_module(name)
     for kind in SCORE_KINDS:
         try:
@@ -273,6 +275,7 @@ def _percentile(histogram: np.ndarray, q: float) -> int | None:
 def summarise(entries: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
     """The summary of every finished file (this run's and earlier runs')."""
     from gbsynth.music.notes import CHANNELS
+    from gbsynth.music.stats import IN_TUNE_CENTS
 
     failed_by_reason: Counter[str] = Counter()
     failures = []
@@ -352,7 +355,7 @@ def summarise(entries: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, A
         "by_kind": dict(kinds),
         "statistics": {
             "pitched_notes_in_tune_share": round(in_tune / pitched, 4) if pitched else None,
-            "in_tune_tolerance_semitones": IN_TUNE_SEMITONES,
+            "in_tune_tolerance_cents": IN_TUNE_CENTS,
             "pieces_with_3_voices": three_voice,
             "of_them_using_3_channels_share": (
                 round(three_voice_three_channels / three_voice, 4) if three_voice else None
@@ -469,6 +472,35 @@ def build(
     return summary
 
 
+def restat(out: Path) -> dict[str, Any]:
+    """Recompute every recording's note statistics from the recordings files of a built corpus
+    (after the note decoder or the statistics changed) and write ``summary.json`` again."""
+    from gbsynth.common.formats import iter_recordings
+
+    summary_path = out / SUMMARY_NAME
+    if not summary_path.is_file():
+        raise CorpusError(f"{out}: no {SUMMARY_NAME}: not a built corpus")
+    previous = json.loads(summary_path.read_text(encoding="utf-8"))
+    entries = load_progress(out)
+    fresh: dict[str, dict[str, Any]] = {}
+    for shard in sorted(out.glob("recordings-*.avro")):
+        for recording in iter_recordings(shard):
+            fresh[recording.recording_id] = _note_stats(recording)
+    missing = 0
+    for entry in entries.values():
+        for rec in entry["recordings"]:
+            if rec["id"] in fresh:
+                rec.update(fresh[rec["id"]])
+            else:
+                missing += 1
+    run = dict(previous.get("run", {}), restat_recordings=len(fresh), restat_missing=missing)
+    summary = summarise(list(entries.values()), run)
+    tmp = out / (SUMMARY_NAME + ".partial")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, summary_path)
+    return summary
+
+
 # -- command line ------------------------------------------------------------------------------
 
 
@@ -494,10 +526,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     b.add_argument("--seed", type=int, default=0, help="varies every piece's instruments")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r = sub.add_parser("stats", help="recompute a built corpus's note statistics")
+    r.add_argument("out", type=Path, help="the corpus folder (with summary.json)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.action == "stats":
+            summary = restat(args.out)
+            print(json.dumps(summary["statistics"], indent=1))
+            return 0
         summary = build(
             args.sources,
             args.out,
