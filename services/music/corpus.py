@@ -501,6 +501,47 @@ def restat(out: Path) -> dict[str, Any]:
     return summary
 
 
+def pianoroll(files: list[Path], path: Path, seconds: float = 20.0, seed: int = 0) -> Path:
+    """A picture of the first ``seconds`` of each piece: as arranged and recorded (left,
+    coloured by channel) beside the source's own voices (right, coloured by part)."""
+    from gbsynth.common.events import SourceKind
+    from gbsynth.emulator.jobs import HEAD_BYTES, detect_kind
+    from gbsynth.emulator.score_source import ScoreSession
+    from gbsynth.emulator.sources import SourceError
+    from gbsynth.music.notes import decode_notes
+    from gbsynth.music.pianoroll import Panel, panel_from_notes, plot_piano_rolls
+
+    arranged, original = [], []
+    for file in files:
+        data = Path(file).read_bytes()
+        kind = detect_kind(Path(file), data[:HEAD_BYTES])
+        if kind is None or not kind.is_score:
+            raise CorpusError(f"{file}: not a score or module")
+        try:
+            session = ScoreSession(data, Path(file).name, SourceKind(kind), seed=seed)
+        except SourceError as exc:
+            raise CorpusError(str(exc)) from exc
+        length = min(seconds, session.seconds)
+        recording = session.record(length)
+        notes = decode_notes(recording.writes, recording.duration_cycles)
+        title = session.score.title[:50]
+        arranged.append(panel_from_notes(f"{title}: arranged, as recorded", notes, length))
+        score = session.score
+        quarters = np.array([n.start for n in score.notes], dtype=np.float64)
+        ends = quarters + np.array([n.length for n in score.notes], dtype=np.float64)
+        start = np.array([score.seconds_at(q) for q in quarters])
+        end = np.array([score.seconds_at(q) for q in ends])
+        keep = start < length
+        pitch = np.array([n.pitch for n in score.notes], dtype=np.float64)
+        part = np.array([n.part for n in score.notes], dtype=np.int64)
+        names = ", ".join(p.name[:20] for p in score.parts[:4])
+        lanes = ["", "", "", ""] + [f"source part {i + 1}" for i in range(len(score.parts))]
+        # lanes 4 and up: the source's parts get colours of their own, not the channels'
+        original.append(Panel(f"{title}: source ({names})", start[keep], end[keep],
+                              pitch[keep], part[keep] + 4, lanes, length))  # fmt: skip
+    return plot_piano_rolls(arranged + original, path, columns=2)
+
+
 # -- command line ------------------------------------------------------------------------------
 
 
@@ -526,12 +567,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     b.add_argument("--seed", type=int, default=0, help="varies every piece's instruments")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = sub.add_parser("pianoroll", help="arranged pieces beside their source voices (PNG)")
+    p.add_argument("files", nargs="+", type=Path, help="score files")
+    p.add_argument("--out", type=Path, required=True, help="the picture to write")
+    p.add_argument("--seconds", type=float, default=20.0, help="how much of each piece")
+    p.add_argument("--seed", type=int, default=0, help="as for build")
     r = sub.add_parser("stats", help="recompute a built corpus's note statistics")
     r.add_argument("out", type=Path, help="the corpus folder (with summary.json)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.action == "pianoroll":
+            print(pianoroll(args.files, args.out, args.seconds, args.seed))
+            return 0
         if args.action == "stats":
             summary = restat(args.out)
             print(json.dumps(summary["statistics"], indent=1))
