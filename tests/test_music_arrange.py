@@ -35,9 +35,9 @@ def fold(pitch: int, low: int, high: int) -> int:
     return pitch
 
 
-def played(data: bytes, name: str, kind: SourceKind):
+def played(data: bytes, name: str, kind: SourceKind, seconds: float | None = None):
     session = ScoreSession(data, name, kind)
-    recording = session.record(session.seconds)
+    recording = session.record(seconds or session.seconds)
     notes = decode_notes(recording.writes, recording.duration_cycles)
     return session, notes.select(notes.kind == TRIGGER)
 
@@ -143,6 +143,30 @@ def test_musicxml_arrangement_note_by_note():
     # line; a lone note from G3 up belongs to the second line
     check_channel(notes, 2, [(0, 43), (3, 48)], session)
     check_channel(notes, 1, [(0, fold(50, *RANGES[1])), (3, 52), (5, 67)], session)
+
+
+def test_mod_arrangement_note_by_note(shared_dir):
+    """A GB Studio module keeps its layout: channel n of the module plays on channel n."""
+    path = shared_dir / "pretrain/gbstudio-mods/Music/Action/Boss_fight1.mod"
+    data = path.read_bytes()
+    score = read_score(data, path.name, "mod")
+    assert len(score.tempos) == 1 and [p.drums for p in score.parts] == [False] * 3 + [True]
+    seconds = 20.0
+    session, notes = played(data, path.name, SourceKind.MOD, seconds)
+    horizon = (seconds - 0.1) * 4_194_304
+    notes = notes.select(notes.start < horizon)
+    kit = sound_set(arrangement_seed(sha256_hex(data), 0))
+    for channel in range(4):
+        source = [n for n in score.notes if n.part == channel]
+        source = [n for n in source if start_frame(n.start, session) * FRAME_CYCLES
+                  + FIRST_PLAY_CYCLE < horizon]  # fmt: skip
+        if channel == 3:
+            expected = [(n.start, kit.drums[kit.kit[DRUM_OF_KEY.get(n.pitch, "snare")]].poly)
+                        for n in source]  # fmt: skip
+        else:
+            expected = [(n.start, fold(n.pitch, *RANGES[channel])) for n in source]
+        assert expected, channel
+        check_channel(notes, channel, expected, session)
 
 
 def test_augmented_variants_are_recordings_of_their_own():

@@ -17,8 +17,9 @@ Pitches are folded by octaves into what each channel plays well.
 Time. A row is a fixed fraction of a quarter note at the piece's main tempo; the rows per
 quarter are chosen so that as many onsets as possible land exactly on a row (8 for
 sixteenths and thirty-seconds, 12 or 6 with triplets...), as fine as the driver allows (a
-row lasts at least a frame). Other tempos of the tempo map are followed by placing each
-note at its time in seconds. Velocity sets each note's envelope volume.
+row lasts at least a frame). The driver plays one tempo, so a stretch at another tempo of
+the tempo map is stretched in rows (each starting on a whole row) and its notes rounded to
+the nearest row. Velocity sets each note's envelope volume.
 
 Sounds come from ``composer.sound_set(seed)``: duty, envelopes, vibrato, wave shape and
 drum kit differ between seeds. A piece longer than ``seconds_limit`` (or too big for one
@@ -108,20 +109,26 @@ class ChannelNote:
     source: Note
 
 
-class _TimeMap:
-    """Quarter notes -> seconds through the tempo map, vectorised."""
+class _RowMap:
+    """Quarter notes -> rows (as floats) through the tempo map, vectorised.
 
-    def __init__(self, score: Score, tempo_factor: float) -> None:
-        at = np.array([t.at for t in score.tempos], dtype=np.float64)
-        spq = np.array([60.0 / t.bpm for t in score.tempos], dtype=np.float64) / tempo_factor
-        self.at = at
-        self.spq = spq
-        self.base = np.concatenate([[0.0], np.cumsum(np.diff(at) * spq[:-1])])
+    The song has one tempo, the piece's main one: a quarter at another tempo lasts
+    ``rows x main / bpm`` rows. Each tempo change starts on a whole row, so the notes of
+    every stretch at the main tempo land on rows wherever the stretches before it ended.
+    """
 
-    def seconds(self, quarters: np.ndarray) -> np.ndarray:
+    def __init__(self, score: Score, main: float, rows: int) -> None:
+        self.at = np.array([t.at for t in score.tempos], dtype=np.float64)
+        self.per_quarter = rows * main / np.array([t.bpm for t in score.tempos], np.float64)
+        base = [0.0]
+        for i in range(1, len(self.at)):
+            base.append(round(base[-1] + (self.at[i] - self.at[i - 1]) * self.per_quarter[i - 1]))
+        self.base = np.array(base)
+
+    def rows(self, quarters: np.ndarray) -> np.ndarray:
         i = np.searchsorted(self.at, quarters, side="right") - 1
         i = np.clip(i, 0, len(self.at) - 1)
-        return self.base[i] + (quarters - self.at[i]) * self.spq[i]
+        return self.base[i] + (quarters - self.at[i]) * self.per_quarter[i]
 
 
 def main_bpm(score: Score) -> float:
@@ -175,8 +182,9 @@ def _part_roles(score: Score) -> dict[int, int | str]:
     if not pitched:
         return {}
     if score.kind == "mod":
-        order = (MELODY, SECOND, BASS)
-        return {p: order[k] if k < 3 else SECOND for k, p in enumerate(pitched)}
+        # a module laid out for the Game Boy: its channels 1-3 are pulse 1, pulse 2, wave
+        order = {0: MELODY, 1: SECOND, 2: BASS}
+        return {p: order.get(p, SECOND) for p in pitched}
     if len(pitched) == 1:
         return {pitched[0]: "all"}
     roles: dict[int, int | str] = {pitched[0]: MELODY}
@@ -288,18 +296,19 @@ def arrange_parts(
     if score.end / min(m.bar_quarters for m in score.meters) > MAX_BARS:
         raise ScoreError(f"{score.title}: more than {MAX_BARS} bars", "too_large")
     sounds = sound_set(seed)
-    bpm = main_bpm(score) * tempo_factor
-    time_map = _TimeMap(score, tempo_factor)
+    main = main_bpm(score)
+    bpm = main * tempo_factor
 
     def rows_float_of(quarters: np.ndarray, rows: int) -> np.ndarray:
-        return time_map.seconds(quarters) * (bpm * rows / 60.0)
+        return _RowMap(score, main, rows).rows(quarters)
 
     rows, on_row_share, _ = _choose_rows(score, bpm, rows_float_of)
     tempo = D.tempo_value(bpm, rows)
     rows_per_second = D.rows_per_second(tempo)
+    row_map = _RowMap(score, main, rows)
 
     def row_of(quarters: np.ndarray) -> np.ndarray:
-        return np.round(time_map.seconds(quarters) * rows_per_second).astype(np.int64)
+        return np.round(row_map.rows(quarters)).astype(np.int64)
 
     notes = score.notes
     starts = row_of(np.array([n.start for n in notes], dtype=np.float64))
