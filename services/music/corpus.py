@@ -156,6 +156,7 @@ def build_file(task: Task) -> dict[str, Any]:
     from gbsynth.emulator.sources import SourceError
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     result: dict[str, Any] = {"key": task.key, "name": task.name, "folder": task.folder,
                               "kind": task.kind, "recordings": []}  # fmt: skip
     kind = SourceKind(task.kind)
@@ -197,6 +198,7 @@ def build_file(task: Task) -> dict[str, Any]:
         recordings = []
         result["recordings"] = []
     result["wall_seconds"] = round(time.perf_counter() - started, 3)
+    result["cpu_seconds"] = round(time.process_time() - cpu_started, 3)
     result["worker_max_rss_mb"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )
@@ -424,6 +426,7 @@ def build(
     load_before = os.getloadavg()
     max_rss = 0.0
     emulated = 0.0
+    cpu = 0.0
     with (out / PROGRESS_NAME).open("a", encoding="utf-8") as log:
         bar = tqdm(total=len(todo), unit="file", desc="corpus", disable=not progress,
                    file=sys.stderr)  # fmt: skip
@@ -439,6 +442,7 @@ def build(
                     done[result["key"]] = result
                     max_rss = max(max_rss, result.get("worker_max_rss_mb", 0.0))
                     emulated += sum(r["seconds"] for r in result["recordings"])
+                    cpu += result.get("cpu_seconds", 0.0)
                     bar.set_postfix(
                         failed=sum(1 for e in done.values() if e["status"] != "recorded")
                     )
@@ -459,6 +463,8 @@ def build(
         "wall_seconds_this_run": round(wall, 1),
         "music_hours_recorded_this_run": round(emulated / 3600, 3),
         "music_seconds_per_wall_second": round(emulated / wall, 1) if wall > 0 else None,
+        "worker_cpu_seconds_this_run": round(cpu, 1),
+        "music_seconds_per_worker_cpu_second": round(emulated / cpu, 1) if cpu > 0 else None,
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "cpu_count": os.cpu_count(),
