@@ -190,3 +190,22 @@ def test_a_long_piece_is_cut_at_bar_lines():
     # each part holds its bar's notes, starting on its first row
     assert [e.note for e in first.channels[0] if e.note is not None] == [40, 38, 36]
     assert [e.start for e in second.channels[0] if e.note is not None] == [0, 1, 2, 4]
+
+
+def test_double_stops_feed_the_second_line_and_unisons_are_left_out():
+    from gbsynth.music.arrange import BASS, MELODY, SECOND, arrange_parts
+    from gbsynth.music.score import Note, Part, Score
+
+    notes = [Note(0, 1, 72), Note(0, 1, 64),  # a double stop in the melody's part
+             Note(0, 1, 72, part=1), Note(1, 1, 67, part=1),  # unison with the melody, then not
+             Note(1, 1, 74), Note(0, 2, 48, part=2), Note(0, 2, 55, part=2)]  # fmt: skip
+    score = Score("t", "musicxml", [Part("a"), Part("b"), Part("c")], notes)
+    (part,) = arrange_parts(score, 0)
+    pitches = {role: [(c.row // part.rows_per_quarter, c.note + 36) for c in part.notes[role]]
+               for role in (MELODY, SECOND, BASS)}  # fmt: skip
+    assert pitches[MELODY] == [(0, 72), (1, 74)]
+    assert pitches[BASS] == [(0, 48)]
+    # row 0: the double stop's 64 (the part's 72 doubles the melody), with the bass part's
+    # 55 as its arpeggio; row 1: the part's own 67
+    assert pitches[SECOND] == [(0, 55), (1, 67)]
+    assert part.notes[SECOND][0].arpeggio == (64 - 55) << 4

@@ -12,6 +12,8 @@ its own channel layout (channels 1-3 to pulse 1, pulse 2 and wave).
 Each channel plays one note at a time, started only at a source onset: the melody keeps
 the highest line (a new note lower than the one sounding waits), the bass the lowest, and
 the second line plays a chord's notes as the driver's arpeggio (root, +x, +y each frame).
+The other notes of a chord in the melody's or the bass's part join the second line; a
+second-line note in unison with the melody is left out.
 Pitches are folded by octaves into what each channel plays well.
 
 Time. A row is a fixed fraction of a quarter note at the piece's main tempo; the rows per
@@ -211,8 +213,11 @@ class _Slot:
     source: Note
 
 
-def _monophonic(slots: list[_Slot], role: int) -> list[tuple[_Slot, list[int]]]:
-    """One note at a time from a role's notes: (the note, the chord's other pitches)."""
+def _monophonic(
+    slots: list[_Slot], role: int, melody_at: dict[int, int]
+) -> list[tuple[_Slot, list[int]]]:
+    """One note at a time from a role's notes: (the note, the chord's other pitches). The
+    second line leaves out a note the melody plays at the same time (a unison doubling)."""
     by_row: dict[int, list[_Slot]] = defaultdict(list)
     for s in slots:
         by_row[s.row].append(s)
@@ -221,6 +226,9 @@ def _monophonic(slots: list[_Slot], role: int) -> list[tuple[_Slot, list[int]]]:
     for row in sorted(by_row):
         group = sorted(by_row[row], key=lambda s: (s.pitch, -s.end))
         if role == SECOND:
+            group = [s for s in group if s.pitch != melody_at.get(row)]
+            if not group:
+                continue
             root = group[0]
             end = max(s.end for s in group)
             chosen = _Slot(row, end, root.pitch, max(s.velocity for s in group), root.source)
@@ -318,7 +326,7 @@ def arrange_parts(
     roles = _part_roles(score)
     by_role: dict[int, list[_Slot]] = {MELODY: [], SECOND: [], BASS: []}
     drum_hits: dict[int, tuple[int, Note]] = {}
-    split_groups: dict[tuple[int, int], list[_Slot]] = defaultdict(list)
+    split_groups: dict[tuple[int, int], list[_Slot]] = defaultdict(list)  # (part, row)
     for n, start, end in zip(notes, starts.tolist(), ends.tolist(), strict=True):
         if score.parts[n.part].drums:
             name = DRUM_OF_KEY.get(n.pitch, "snare" if n.pitch < 60 else "hat")
@@ -327,15 +335,18 @@ def arrange_parts(
             if held is None or rank < held[0]:
                 drum_hits[start] = (rank, n)
             continue
-        role = roles[n.part]
-        slot = _Slot(start, end, n.pitch + transpose, n.velocity, n)
-        if isinstance(role, int):
-            by_role[role].append(slot)
-        else:
-            split_groups[(n.part, start)].append(slot)
+        split_groups[(n.part, start)].append(_Slot(start, end, n.pitch + transpose, n.velocity, n))
     for (part, _), group in split_groups.items():
         group.sort(key=lambda s: s.pitch)
-        if roles[part] == "all":
+        if roles[part] == MELODY:  # a double stop: the top note is the melody's
+            by_role[MELODY].append(group[-1])
+            by_role[SECOND].extend(group[:-1])
+        elif roles[part] == BASS:  # a chord in the bass part: its lowest note is the bass
+            by_role[BASS].append(group[0])
+            by_role[SECOND].extend(group[1:])
+        elif roles[part] == SECOND:
+            by_role[SECOND].extend(group)
+        elif roles[part] == "all":
             by_role[MELODY].append(group[-1])
             group = group[:-1]
             if group:
@@ -348,10 +359,13 @@ def arrange_parts(
             by_role[SECOND].extend(group[1:])
 
     channel_notes: dict[int, list[ChannelNote]] = {}
+    melody_at: dict[int, int] = {}
     for role in (MELODY, SECOND, BASS):
         low, high = RANGES[role]
         played = []
-        for slot, others in _monophonic(by_role[role], role):
+        for slot, others in _monophonic(by_role[role], role, melody_at):
+            if role == MELODY and score.kind != "mod":  # a module's doublings are its own
+                melody_at[slot.row] = slot.pitch
             pitch = _fold(slot.pitch, low, high)
             shift = pitch - slot.pitch  # a chord moves as a whole: its voicing stays
             arp = _arpeggio(pitch, [p + shift for p in others]) if others else 0
