@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,7 +145,7 @@ def main_bpm(score: Score) -> float:
 
 
 def _choose_rows(
-    score: Score, bpm: float, rows_float_of: callable
+    score: Score, bpm: float, rows_float_of: Callable[[np.ndarray, int], np.ndarray]
 ) -> tuple[int, float, np.ndarray]:
     """Rows per quarter (the coarsest grid within GRID_SLACK of the best fit), its share of
     onsets on a row, and the onsets' rows."""
