@@ -105,7 +105,6 @@ def test_corpus_build_cli_summary_shards_and_resume(subset, tmp_path):
     assert rerun["run"]["files_this_run"] == 0 and rerun["recorded"] == 4
 
 
-@pytest.mark.slow
 def test_corpus_build_a_quartet_and_augmented_variants(shared_dir, tmp_path):
     quartet = shared_dir / "pretrain" / QUARTET
     tune = shared_dir / "pretrain" / PIECES["nottingham/MIDI/ashover11.mid"]
