@@ -25,19 +25,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN = REPO.parent / "shared" / "pretrain"
-SUFFIXES = {
-    ".mxl": "musicxml",
-    ".musicxml": "musicxml",
-    ".mod": "mod",
-    ".mid": "midi",
-    ".abc": "abc",
-}
 
 
 def files_by_kind(root: Path, limit: int | None) -> dict[str, list[Path]]:
+    from gbsynth.music.score_formats import SCORE_SUFFIXES
+
     found: dict[str, list[Path]] = collections.defaultdict(list)
     for path in sorted(root.rglob("*")):
-        kind = SUFFIXES.get(path.suffix.lower())
+        kind = SCORE_SUFFIXES.get(path.suffix.lower())
         if kind and path.is_file() and (limit is None or len(found[kind]) < limit):
             found[kind].append(path)
     return found
@@ -84,6 +79,7 @@ def measure(kind: str, paths: list[Path]) -> dict:
         "wall_seconds": wall,
         "files_per_cpu_second": len(paths) / cpu if cpu else 0.0,
         "x_real_time": music_seconds / cpu if cpu else 0.0,
+        "x_real_time_wall": music_seconds / wall if wall else 0.0,
         "median_ms": 1000 * statistics.median(times) if times else 0.0,
         "slowest": {"file": slowest[0], "ms": 1000 * slowest[1]},
     }
@@ -107,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['notes']:>9,d} notes  {result['music_hours']:7.2f} h of music  "
             f"{result['cpu_seconds']:6.1f} s CPU ({result['wall_seconds']:.1f} s wall)  "
             f"{result['files_per_cpu_second']:7.1f} files/s  "
-            f"{result['x_real_time']:8.0f} x real time  median {result['median_ms']:.1f} ms  "
+            f"{result['x_real_time']:8.0f} x real time ({result['x_real_time_wall']:.0f} wall)  "
+            f"median {result['median_ms']:.1f} ms  "
             f"slowest {result['slowest']['ms']:.0f} ms ({result['slowest']['file']})"
         )
         for reason, count in sorted(result["failed"].items()):

@@ -1,4 +1,4 @@
-"""Fuzzed score files: every mutated MusicXML, .mxl and MOD file gives a checked ``Score`` or
+"""Fuzzed score files: every mutated MusicXML, .mxl, MOD and ABC file gives a checked ``Score`` or
 a ``ScoreError`` with a reason, never another exception. Mutations are seeded, so a failure
 names the seed that reproduces it."""
 
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from test_score_mod import A4, C4, D4, E4, build_mod
 from test_score_musicxml import ATTRS, mxl, note, partwise
 
+from gbsynth.music.abc import read_abc
 from gbsynth.music.mod import read_mod
 from gbsynth.music.musicxml import read_musicxml
 from gbsynth.music.score import Score, ScoreError
@@ -78,6 +79,22 @@ def zip_fields(rng: random.Random, data: bytes) -> bytes:
         "<I", rng.choice((0, 1, 0xFFFFFFFF, rng.randrange(1 << 32)))
     )
     return bytes(out)
+
+
+_ABC_TOKENS = [
+    b"|:", b":|", b"::", b"[1", b"|2", b"(3", b"(9:0:9", b">", b">>>", b"<", b"-", b"[", b"]",
+    b"!f!", b"!sfz!", b"Z9", b"z999999", b"^^", b"__", b"'''''''''", b",,,,,,,,,", b"[K:none]",
+    b"[M:0/0]", b"[L:1/1024]", b"[Q:1/4=0]", b"\nV:9\n", b"&", b"{", b'"', b"\nK:Hp\n", b"X:2\n",
+    b"C" + b"9" * 20, b"[M:99999999999999999999/4]", b"%", b"\\",
+]  # fmt: skip
+
+
+def abc_tokens(rng: random.Random, data: bytes) -> bytes:
+    """Insert ABC constructs, sensible or not, at random places."""
+    for _ in range(rng.randint(1, 5)):
+        i = rng.randrange(len(data) + 1)
+        data = data[:i] + rng.choice(_ABC_TOKENS) + data[i:]
+    return data
 
 
 def mod_fields(rng: random.Random, data: bytes) -> bytes:
@@ -151,6 +168,23 @@ def feature_xml() -> bytes:
     )
 
 
+FEATURE_ABC = b"""%abc-2.1
+X:1
+T:Fuzz base
+C:Trad.
+M:6/8
+L:1/8
+Q:3/8=100
+V:1 name="Tune"
+V:2 name="Bass"
+K:D dor
+V:1
+|: !p! ABc d2e | f>ga (3bag [df]2- [df] |1 ^c=c_B z3 :|2 ~g3 {a}g2 z ||
+V:2
+|: D,3 F,3 | A,2 & C2 E2 |1 G,6 :|2 D,6 ||
+"""
+
+
 def real_file(shared_dir: Path | None, path: str) -> bytes | None:
     if shared_dir is None:
         return None
@@ -204,6 +238,12 @@ def test_fuzzed_mod(shared_or_none):
     real = real_file(shared_or_none, SMALL_MOD)
     if real is not None:
         run(read_mod, real, mutators, 200, 6)
+
+
+def test_fuzzed_abc():
+    mutators = [flip_bits, truncate, splice, abc_tokens, abc_tokens, abc_tokens]
+    outcomes = run(read_abc, FEATURE_ABC, mutators, 600, 7)
+    assert outcomes["score"] > 100 and outcomes["error"] > 20
 
 
 @settings(

@@ -403,6 +403,92 @@ def test_real_lied_first_bar_note_by_note(real):
 
 def test_real_quartet_parses_with_four_parts(real):
     score = read_score(real(QUARTET), "sq13744399.mxl")
-    assert len(score.parts) == 4 and not any(p.drums for p in score.parts)
+    assert [p.name for p in score.parts] == ["Violin 1", "Violin 2", "Viola", "Violoncello"]
+    assert not any(p.drums for p in score.parts) and score.tempos[0].bpm == 152.0
+    # Bar 1 (divisions 480), every part under an f: D half, F dotted quarter, F eighth;
+    # violins in octave 4, viola and cello in octave 3.
+    for part, octave in ((0, 62), (1, 62), (2, 50), (3, 50)):
+        bar1 = [(n.start, n.length, n.pitch, n.velocity) for n in score.notes if n.part == part][:3]
+        assert bar1 == [
+            (0.0, 2.0, octave, 96),
+            (2.0, 1.5, octave + 3, 96),
+            (3.5, 0.5, octave + 3, 96),
+        ]
     assert len(score.notes) > 5000
     assert 10 * 60 < score.seconds < 60 * 60
+
+
+def test_tempo_words_only_when_no_number_is_given():
+    def words(text: str, sound: str = "") -> str:
+        return (
+            f"<direction><direction-type><words>{text}</words></direction-type>{sound}</direction>"
+        )
+
+    guessed = partwise(
+        [ATTRS + words("Sehr langsam") + note("C", 4, 8), words("Allegro") + note("D", 4, 8)]
+    )
+    assert [(t.at, t.bpm) for t in read_musicxml(guessed, "x").tempos] == [
+        (0.0, 46.0),
+        (4.0, 132.0),
+    ]
+    numbered = partwise(
+        [
+            ATTRS + words("Langsam") + note("C", 4, 8),
+            words("Presto", "<sound tempo='90'/>") + note("D", 4, 8),
+        ]
+    )
+    assert [(t.at, t.bpm) for t in read_musicxml(numbered, "x").tempos] == [
+        (0.0, 100.0),
+        (4.0, 90.0),
+    ]
+
+
+def sound(attrs: str) -> str:
+    return (
+        f"<direction><direction-type><words>x</words></direction-type><sound {attrs}/></direction>"
+    )
+
+
+def test_da_capo_al_fine_plays_repeats_once_on_the_way_back():
+    repeat_end = "<barline location='right'><repeat direction='backward'/></barline>"
+    measures = [
+        ATTRS + note("C", 4, 8),
+        note("D", 4, 8) + repeat_end,
+        note("E", 4, 8) + sound("fine='yes'"),
+        note("F", 4, 8) + sound("dacapo='yes'"),
+    ]
+    score = read_musicxml(partwise(measures), "x")
+    # C D C D E F, then from the top without the repeat to Fine: C D E.
+    assert [p for _, _, p in notes_of(score)] == [60, 62, 60, 62, 64, 65, 60, 62, 64]
+
+
+def test_dal_segno_al_coda():
+    measures = [
+        ATTRS + note("C", 4, 8),
+        sound("segno='segno'") + note("D", 4, 8),
+        note("E", 4, 8) + sound("tocoda='coda'"),
+        note("F", 4, 8) + sound("dalsegno='segno'"),
+        sound("coda='coda'") + note("G", 4, 8),
+    ]
+    score = read_musicxml(partwise(measures), "x")
+    # C D E F, back to the segno: D E, to the coda: G.
+    assert [p for _, _, p in notes_of(score)] == [60, 62, 64, 65, 62, 64, 67]
+
+
+def test_da_capo_goes_back_to_the_start_of_its_movement():
+    # Movement I: bars 1-2 (repeated); II, a minuet: Fine in bar 2, trio, D.C.; III: bar 1.
+    repeat_end = "<barline location='right'><repeat direction='backward'/></barline>"
+    measures = [
+        ATTRS + note("C", 4, 8),
+        note("D", 4, 8) + repeat_end,
+        note("E", 4, 8),
+        note("F", 4, 8) + sound("fine='yes'"),
+        note("G", 4, 8),
+        note("A", 4, 8) + sound("dacapo='yes'"),
+        note("B", 4, 8),
+    ]
+    xml = partwise(measures).decode()
+    for index, number in ((3, 1), (4, 2), (5, 3), (6, 4), (7, 1)):
+        xml = xml.replace(f"<measure number='{index}'>", f"<measure number='{number}'>")
+    score = read_musicxml(xml.encode(), "x")
+    assert [p for _, _, p in notes_of(score)] == [60, 62, 60, 62, 64, 65, 67, 69, 64, 65, 71]

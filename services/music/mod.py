@@ -83,7 +83,7 @@ def read_mod(data: bytes, name: str) -> Score:
             "end of the file (truncated?)"
         )
     title = data[:20].split(b"\0", 1)[0].decode("latin-1").strip()
-    notes, tempos = _play(data, layout.patterns_at, orders[:song_length], samples, name)
+    notes, tempos = _play(data, layout.patterns_at, orders[:song_length], samples)
     parts = [Part(name=f"Channel {c + 1}", drums=c == DRUM_CHANNEL) for c in range(CHANNELS)]
     return Score(
         title=title if title.lower() not in ("", "untitled") else PurePosixPath(name).stem,
@@ -166,8 +166,9 @@ class _Channel:
 
 
 def _play(
-    data: bytes, patterns_at: int, orders: bytes, samples: list[Sample], name: str
+    data: bytes, patterns_at: int, orders: bytes, samples: list[Sample]
 ) -> tuple[list[Note], list[TempoChange]]:
+    """The notes and tempo map of the song played once (see the module's docstring)."""
     channels = [_Channel() for _ in range(CHANNELS)]
     done: list[tuple[int, list]] = []  # (channel, note)
     tempos: list[TempoChange] = []

@@ -8,9 +8,9 @@ tied notes are merged and dynamics become velocities. Streaming keeps the reader
 the 1,582 OpenScore files (1.2 GB of XML) take about a minute on one core.
 
 Grace notes and cue notes are skipped (a grace note has no duration of its own; a cue
-note is another instrument's line printed small). D.C./D.S./coda jumps are not followed:
-the music plays straight through. Each staff of a part becomes its own ``Part``, so a
-piano's right and left hand stay apart; unpitched notes make a drum part.
+note is another instrument's line printed small). D.C. and D.S. are followed once (al Fine,
+al Coda), back to the start of the movement. Each staff of a part becomes its own ``Part``,
+so a piano's right and left hand stay apart; unpitched notes make a drum part.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ from gbsynth.music.score import (
 
 MAX_XML_BYTES = 64 * 1024 * 1024
 """Largest uncompressed MusicXML document read (a zip bomb stops here)."""
-MAX_NOTES = 2_000_000
-"""Most notes in one score, after repeats are expanded."""
+MAX_NOTES = 500_000
+"""Most notes in one score, after repeats are expanded. A note costs about 360 bytes as a
+``Note`` plus its event while laid out, so this keeps a reader under ~300 MB (the corpus
+workers have 400 MB); the largest OpenScore piece has 28,000 notes."""
 MAX_REPEAT_GROWTH = 8
 """Repeats may make a piece at most this many times longer than written; beyond that the
 barlines are taken to be broken and the music plays straight through."""
@@ -94,6 +96,7 @@ _TYPE_QUARTERS = {
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?|[-+]?\.\d+")
 _EPS = 1e-6
 _BEAT_TYPES = frozenset({1, 2, 4, 8, 16, 32, 64})
+_NAVIGATION = frozenset({"dacapo", "dalsegno", "fine", "tocoda", "segno", "coda"})
 
 
 def read_musicxml(data: bytes, name: str) -> Score:
@@ -221,19 +224,45 @@ def _numbers(text: str) -> set[int]:
     return found
 
 
-class _Measure:
-    __slots__ = ("length", "events", "tempos", "meter", "forward", "backward", "ending", "stop")
+class Measure:
+    """One measure of all parts: what a reader collects before ``lay_out``.
+
+    ``events`` holds notes ``(offset, 1, ordinal, staff, length, pitch, tie_start,
+    tie_stop, velocity or 0, instrument)`` and dynamics ``(offset, 0, ordinal, level or 0,
+    accent velocity or 0)``, offsets in quarter notes from the measure's start; ``ordinal``
+    numbers the source's parts (voices), ``staff`` splits one into several score parts.
+    """
+
+    __slots__ = (
+        "length",
+        "events",
+        "tempos",
+        "word_tempos",
+        "meter",
+        "forward",
+        "backward",
+        "ending",
+        "stop",
+        "jumps",
+        "number",
+    )
 
     def __init__(self) -> None:
         self.length = 0.0
         # Notes (kind 1) and dynamics (kind 0) of every part: (offset, kind, ordinal, ...).
         self.events: list[tuple] = []
         self.tempos: list[tuple[float, float]] = []
+        # Tempos guessed from words such as "Allegro": used when the piece gives no number.
+        self.word_tempos: list[tuple[float, float]] = []
         self.meter: tuple[int, int] | None = None
         self.forward = False
         self.backward = 0  # times to play when a backward repeat ends this measure
         self.ending: set[int] | None = None  # numbers of a 1st/2nd ending starting here
         self.stop = False  # an ending stops at the end of this measure
+        # Navigation marks from <sound>: dacapo, dalsegno, fine, tocoda (jumps and ends,
+        # taken at the end of the measure) and segno, coda (targets), with their names.
+        self.jumps: dict[str, str] | None = None
+        self.number = ""  # as printed; numbering restarts at each movement
 
 
 class _PartState:
@@ -254,7 +283,7 @@ class _PartState:
         """The cursor in quarter notes."""
         return self.cursor / self.divisions
 
-    def advance(self, measure: _Measure, divisions: float) -> None:
+    def advance(self, measure: Measure, divisions: float) -> None:
         self.cursor += divisions
         if self.cursor / self.divisions > measure.length:
             measure.length = self.cursor / self.divisions
@@ -266,7 +295,7 @@ class _Reader:
     def __init__(self, name: str) -> None:
         self.name = name
         self.text: list[str] = []  # character data since the last start tag
-        self.measures: list[_Measure] = []
+        self.measures: list[Measure] = []
         self.states: dict[str, _PartState] = {}
         self.part_ids: list[str] = []
         self.part_names: dict[str, str] = {}
@@ -283,14 +312,14 @@ class _Reader:
         self.timewise_measure = -1
         self.notes = 0
         self.state: _PartState | None = None
-        self.measure: _Measure | None = None
+        self.measure: Measure | None = None
         self.score_part = ""
         self.midi_instrument = ""
         self.creator = ""
         # The element being read.
-        self.in_note = self.in_direction = self.in_dynamics = False
         self.duration = 0.0
         self._reset_note({})
+        self.in_note = self.in_direction = self.in_dynamics = False
         self.beats: list[str] = []
         self.beat_types: list[str] = []
         self.transpose = [0.0, 0.0]
@@ -368,6 +397,7 @@ class _Reader:
             "per-minute": self._end_per_minute,
             "metronome": self._end_metronome,
             "direction": self._end_direction,
+            "words": self._end_words,
         }
 
     # expat callbacks
@@ -433,19 +463,27 @@ class _Reader:
         if self.timewise:
             self.timewise_measure += 1
             self.state = None
+            while len(self.measures) <= self.timewise_measure:
+                self.measures.append(Measure())
+            measure = self.measures[self.timewise_measure]
         elif self.state is not None:
             self._enter_measure(self.state, self.state.measure + 1)
+            measure = self.measures[self.state.measure]
+        else:
+            return
+        if not measure.number:
+            measure.number = attrs.get("number", "")
 
     def _enter_measure(self, state: _PartState, index: int) -> None:
         if index < 0:
             raise ScoreError(f"{self.name}: a part outside any measure")
         while len(self.measures) <= index:
-            self.measures.append(_Measure())
+            self.measures.append(Measure())
         state.measure = index
         state.cursor = state.onset = 0.0
         self.measure = self.measures[index]
 
-    def _current(self) -> tuple[_PartState, _Measure]:
+    def _current(self) -> tuple[_PartState, Measure]:
         if self.state is None or self.state.measure < 0 or self.measure is None:
             raise ScoreError(f"{self.name}: music outside a part's measure")
         return self.state, self.measure
@@ -625,6 +663,7 @@ class _Reader:
         self.in_direction = True
         self.marks = []
         self.sound_tempo = self.sound_dynamics = self.metronome_bpm = None
+        self.words: list[str] = []
 
     def _start_dynamics(self, attrs: dict[str, str]) -> None:
         self.in_dynamics = True
@@ -637,6 +676,10 @@ class _Reader:
         return start
 
     def _start_sound(self, attrs: dict[str, str]) -> None:
+        marks = {k: v for k, v in attrs.items() if k in _NAVIGATION and v.lower() != "no"}
+        if marks:
+            measure = self._current()[1]
+            measure.jumps = (measure.jumps or {}) | marks
         tempo = attrs.get("tempo")
         dynamics = attrs.get("dynamics")
         tempo_value = _number(tempo, "sound tempo") if tempo else None
@@ -647,7 +690,7 @@ class _Reader:
             return
         state, measure = self._current()
         if tempo_value is not None:
-            _add_tempo(measure, state.position, tempo_value)
+            add_tempo(measure.tempos, state.position, tempo_value)
         if dynamics_value is not None:
             measure.events.append(
                 (state.position, 0, state.ordinal, _velocity_from_percent(dynamics_value), 0)
@@ -676,7 +719,11 @@ class _Reader:
         state, measure = self._current()
         tempo = self.sound_tempo if self.sound_tempo is not None else self.metronome_bpm
         if tempo is not None:
-            _add_tempo(measure, state.position, tempo)
+            add_tempo(measure.tempos, state.position, tempo)
+        elif self.words:
+            guess = tempo_from_words(" ".join(self.words))
+            if guess is not None:
+                add_tempo(measure.word_tempos, state.position, guess)
         # A written mark wins over <sound dynamics>: notation programs disagree on the
         # percentages (MuseScore writes 77.78 for f), the marks mean the same everywhere.
         if not self._add_dynamics(state, measure, state.position):
@@ -684,7 +731,11 @@ class _Reader:
                 velocity = _velocity_from_percent(self.sound_dynamics)
                 measure.events.append((state.position, 0, state.ordinal, velocity, 0))
 
-    def _add_dynamics(self, state: _PartState, measure: _Measure, at: float) -> bool:
+    def _end_words(self, text: str) -> None:
+        if self.in_direction:
+            self.words.append(text)
+
+    def _add_dynamics(self, state: _PartState, measure: Measure, at: float) -> bool:
         """Turn the dynamic marks just read into a level change or accent at ``at``; False
         when there were no marks this reader knows."""
         level, accent = 0, 0
@@ -748,61 +799,7 @@ class _Reader:
                 )
             )
 
-        order = play_order(self.measures)
-        notes: list[list] = []
-        tempos: list[TempoChange] = []
-        meters: list[MeterChange] = []
-        levels: dict[int, int] = {}
-        accents: dict[int, tuple[float, int]] = {}
-        open_ties: dict[tuple[int, int], list] = {}
-        meter = (4, 4)
-        at = 0.0
-        sort_key = itemgetter(0, 1)
-        for measure in self.measures:
-            measure.events.sort(key=sort_key)
-        for index in order:
-            measure = self.measures[index]
-            if measure.meter is not None:
-                meter = measure.meter
-            if not meters or (meters[-1].numerator, meters[-1].denominator) != meter:
-                meters.append(MeterChange(at, meter[0], meter[1]))
-            for offset, bpm in measure.tempos:
-                if not tempos or tempos[-1].bpm != bpm:
-                    tempos.append(TempoChange(at + offset, bpm))
-            for event in measure.events:
-                start = at + event[0]
-                ordinal = event[2]
-                if event[1] == 0:
-                    if event[3]:
-                        levels[ordinal] = event[3]
-                    if event[4]:
-                        accents[ordinal] = (start, event[4])
-                    continue
-                _, _, _, staff, length, pitch, tie_start, tie_stop, velocity, instrument = event
-                part = part_index[(ordinal, staff)]
-                if tie_stop:
-                    held = open_ties.get((part, pitch))
-                    if held is not None and abs(held[0] + held[1] - start) < _EPS:
-                        held[1] += length
-                        if not tie_start:
-                            del open_ties[(part, pitch)]
-                        continue
-                if not velocity:
-                    velocity = levels.get(ordinal, DEFAULT_VELOCITY)
-                    accent = accents.get(ordinal)
-                    if accent is not None and abs(accent[0] - start) < _EPS:
-                        velocity = max(velocity, accent[1])
-                note = [start, length, pitch, velocity, part, instrument]
-                notes.append(note)
-                if len(notes) > MAX_NOTES:
-                    raise ScoreError(f"{self.name}: more than {MAX_NOTES} notes", "too_large")
-                if tie_start:
-                    open_ties[(part, pitch)] = note
-            length = measure.length
-            if length <= _EPS:
-                length = meter[0] * 4.0 / meter[1]
-            at += length
-
+        notes, tempos, meters = lay_out(self.measures, part_index, self.name)
         title = (
             self.titles.get("movement") or self.titles.get("work") or PurePosixPath(self.name).stem
         )
@@ -810,7 +807,7 @@ class _Reader:
             title=title,
             kind="musicxml",
             parts=parts,
-            notes=[Note(s, n, p, v, part, i) for s, n, p, v, part, i in notes],
+            notes=notes,
             tempos=tempos,
             meters=meters,
             key_fifths=self.key_fifths,
@@ -819,25 +816,130 @@ class _Reader:
         ).check()
 
 
+def lay_out(
+    measures: list[Measure], part_index: dict[tuple[int, int], int], name: str
+) -> tuple[list[Note], list[TempoChange], list[MeterChange]]:
+    """Notes, tempo map and metre map of measures laid out in playing order.
+
+    ``part_index`` maps an event's (ordinal, staff) to its ``Score.parts`` index. Tied notes
+    are merged and dynamics events become velocities here. Shared by the MusicXML and ABC
+    readers, which both collect ``Measure`` objects.
+    """
+    order = play_order(measures)
+    notes: list[list] = []
+    tempos: list[TempoChange] = []
+    meters: list[MeterChange] = []
+    levels: dict[int, int] = {}
+    accents: dict[int, tuple[float, int]] = {}
+    open_ties: dict[tuple[int, int], list] = {}
+    meter = (4, 4)
+    at = 0.0
+    sort_key = itemgetter(0, 1)
+    numbered_tempos = any(m.tempos for m in measures)
+    for measure in measures:
+        measure.events.sort(key=sort_key)
+    for index in order:
+        measure = measures[index]
+        if measure.meter is not None:
+            meter = measure.meter
+        if not meters or (meters[-1].numerator, meters[-1].denominator) != meter:
+            meters.append(MeterChange(at, meter[0], meter[1]))
+        for offset, bpm in measure.tempos if numbered_tempos else measure.word_tempos:
+            if not tempos or tempos[-1].bpm != bpm:
+                tempos.append(TempoChange(at + offset, bpm))
+        for event in measure.events:
+            start = at + event[0]
+            ordinal = event[2]
+            if event[1] == 0:
+                if event[3]:
+                    levels[ordinal] = event[3]
+                if event[4]:
+                    accents[ordinal] = (start, event[4])
+                continue
+            _, _, _, staff, length, pitch, tie_start, tie_stop, velocity, instrument = event
+            part = part_index[(ordinal, staff)]
+            if tie_stop:
+                held = open_ties.get((part, pitch))
+                if held is not None and abs(held[0] + held[1] - start) < _EPS:
+                    held[1] += length
+                    if not tie_start:
+                        del open_ties[(part, pitch)]
+                    continue
+            if not velocity:
+                velocity = levels.get(ordinal, DEFAULT_VELOCITY)
+                accent = accents.get(ordinal)
+                if accent is not None and abs(accent[0] - start) < _EPS:
+                    velocity = max(velocity, accent[1])
+            note = [start, length, pitch, velocity, part, instrument]
+            notes.append(note)
+            if len(notes) > MAX_NOTES:
+                raise ScoreError(f"{name}: more than {MAX_NOTES} notes", "too_large")
+            if tie_start:
+                open_ties[(part, pitch)] = note
+        length = measure.length
+        if length <= _EPS:
+            length = meter[0] * 4.0 / meter[1]
+        at += length
+    return [Note(s, n, p, v, part, i) for s, n, p, v, part, i in notes], tempos, meters
+
+
+# Quarter notes a minute for common tempo words (Italian, German, English, French), most
+# specific first; a rough guess, used only when a piece has no metronome mark or <sound>.
+_TEMPO_WORDS: tuple[tuple[re.Pattern[str], float], ...] = tuple(
+    (re.compile(rf"\b(?:{pattern})"), bpm)
+    for pattern, bpm in (
+        (r"prestissimo", 200.0),
+        (r"presto", 176.0),
+        (r"vivacissimo|sehr (?:schnell|rasch|lebhaft)|very (?:fast|quick)|très vif", 160.0),
+        (r"vivace|schnell|rasch|geschwind|fast|quick|vif|vite", 150.0),
+        (r"allegretto", 112.0),
+        (r"allegro|lebhaft|lively|animé|animato|fröhlich", 132.0),
+        (r"andantino", 88.0),
+        (r"moderato|mäss?ig|mässig|massig|moderate|modéré", 100.0),
+        (r"andante|gehend|bewegt|flowing", 84.0),
+        (r"adagietto", 72.0),
+        (r"larghetto", 63.0),
+        (r"sehr langsam|very slow|très lent", 46.0),
+        (r"adagio", 66.0),
+        (r"grave", 40.0),
+        (r"largo", 50.0),
+        (r"lento|langsam|slow|lent|getragen", 56.0),
+        (r"ruhig|calmo|tranquillo|innig", 72.0),
+    )
+)
+
+
+def tempo_from_words(words: str) -> float | None:
+    """A tempo for words such as "Allegro con brio" or "Sehr langsam", or None."""
+    lowered = words.lower()
+    for pattern, bpm in _TEMPO_WORDS:
+        if pattern.search(lowered):
+            return bpm
+    return None
+
+
 def _velocity_from_percent(percent: float) -> int:
     # MusicXML dynamics are a percentage of forte, and forte is MIDI velocity 90.
     return max(1, min(127, round(percent * 0.9)))
 
 
-def _add_tempo(measure: _Measure, offset: float, bpm: float) -> None:
+def add_tempo(tempos: list[tuple[float, float]], offset: float, bpm: float) -> None:
+    """Add (offset, bpm) to a measure's tempo list unless one is there already."""
     if not 10.0 <= bpm <= 1000.0:
         return  # a tempo of 0 or 50,000 is a typo, not music
-    for at, _ in measure.tempos:
+    for at, _ in tempos:
         if abs(at - offset) < _EPS:
             return  # several parts repeat the same mark: the first part's wins
-    measure.tempos.append((offset, bpm))
-    measure.tempos.sort()
+    tempos.append((offset, bpm))
+    tempos.sort()
 
 
-def play_order(measures: list[_Measure]) -> list[int]:
+def play_order(measures: list[Measure]) -> list[int]:
     """Measure indices in playing order: simple repeats (``times`` honoured) and numbered
-    endings expanded. Falls back to the written order when the barlines would make the piece
-    more than ``MAX_REPEAT_GROWTH`` times longer (broken or contradictory repeats)."""
+    endings expanded, then D.C. / D.S. followed once (al Fine, al Coda), the repeats played
+    once and the last endings taken on that pass, as is the custom. Falls back to the
+    written order when the result would be more than ``MAX_REPEAT_GROWTH`` times longer than
+    the score (broken or contradictory repeats)."""
     count = len(measures)
     endings: list[set[int] | None] = []
     current: set[int] | None = None
@@ -863,25 +965,60 @@ def play_order(measures: list[_Measure]) -> list[int]:
             chain_max[k] = top
         i = j
 
+    # Where D.C. and D.S. go back to: the start of the movement (measure numbers restart
+    # at 0 or 1 in a file holding several movements), the latest segno of that name.
+    sections = [0] + [
+        i
+        for i in range(1, count)
+        if measures[i].number in ("0", "1")
+        and measures[i - 1].number.isdigit()
+        and int(measures[i - 1].number) > 1
+    ]
+    section_set = set(sections)
+    marks: dict[str, list[tuple[int, str]]] = {"segno": [], "coda": []}
+    for i, measure in enumerate(measures):
+        for kind in marks:
+            if measure.jumps and kind in measure.jumps:
+                marks[kind].append((i, measure.jumps[kind]))
+
+    def find(kind: str, name: str, before: int = -1, after: int = -1) -> int | None:
+        """The latest mark at or before ``before``, or the first after ``after``; one with
+        the name wanted if there is such."""
+        found = [
+            (i, mark)
+            for i, mark in marks[kind]
+            if (before < 0 or i <= before) and (after < 0 or i > after)
+        ]
+        pool = [i for i, mark in found if mark == name] or [i for i, _ in found]
+        if not pool:
+            return None
+        return max(pool) if before >= 0 else min(pool)
+
     order: list[int] = []
     limit = MAX_REPEAT_GROWTH * count + 64
     start, passes, index, was_in_ending = 0, 1, 0, False
+    jumped_from: int | None = None  # the D.C. / D.S. measure while its second pass runs
+    taken: set[int] = set()
     while index < count:
+        if jumped_from is not None and index > jumped_from:
+            jumped_from = None
+        jumped = jumped_from is not None
         measure = measures[index]
-        if measure.forward and index != start:
-            start, passes = index, 1
+        if (measure.forward or index in section_set) and index != start:
+            start, passes = index, 1  # a repeat goes back no further than its movement
         ending = endings[index]
         if ending is None and was_in_ending:
             # Past the last ending: a new section begins.
             start, passes = index, 1
         was_in_ending = ending is not None
-        if ending is not None and passes not in ending:
+        wanted = chain_max[index] if jumped else passes
+        if ending is not None and wanted not in ending:
             index += 1
             continue
         order.append(index)
         if len(order) > limit:
             return list(range(count))
-        if measure.backward:
+        if measure.backward and not jumped:
             times = max(measure.backward, chain_max[index]) if ending else measure.backward
             if passes < times:
                 passes += 1
@@ -890,5 +1027,25 @@ def play_order(measures: list[_Measure]) -> list[int]:
                 continue
             start, passes = index + 1, 1
             was_in_ending = False
+        jumps = measure.jumps
+        target: int | None = None
+        if jumps and jumped_from is not None:
+            if "fine" in jumps:
+                target = jumped_from + 1  # the movement ends: on after the D.C. measure
+            elif "tocoda" in jumps:
+                target = find("coda", jumps["tocoda"], after=index)
+            if target is not None:
+                jumped_from = None
+        elif jumps and index not in taken and ("dacapo" in jumps or "dalsegno" in jumps):
+            if "dacapo" in jumps:
+                target = max(i for i in sections if i <= index)
+            else:
+                target = find("segno", jumps["dalsegno"], before=index)
+            if target is not None:
+                taken.add(index)
+                jumped_from = index
+        if target is not None:
+            index, start, passes, was_in_ending = target, target, 1, False
+            continue
         index += 1
     return order

@@ -10,19 +10,30 @@ from __future__ import annotations
 import importlib
 import re
 
+from gbsynth.music.mod import SIGNATURES_4_CHANNELS
 from gbsynth.music.score import Score, ScoreError
 
 SNIFF_BYTES = 1084
 """How many leading bytes ``sniff_score`` needs."""
 
 SCORE_KINDS = ("musicxml", "mod", "midi", "abc")
-MUSICXML_SUFFIXES = frozenset({".mxl", ".musicxml", ".xml"})
+SCORE_SUFFIXES = {
+    ".mxl": "musicxml",
+    ".musicxml": "musicxml",
+    ".mid": "midi",
+    ".midi": "midi",
+    ".mod": "mod",
+    ".abc": "abc",
+}
+"""The usual file names of each kind (plain ``.xml`` is left out: most XML is no score)."""
 
 # ProTracker and compatible signatures at offset 1080. The 4-channel ones are read; the
 # others are still recognised, so the MOD reader can say why it refuses them.
-MOD_SIGNATURES_4 = frozenset({b"M.K.", b"M!K!", b"FLT4", b"4CHN"})
 _MOD_SIGNATURE_OTHER = re.compile(rb"^(?:\dCHN|\d\dCH|\d\dCN|FLT8|CD81|OKTA|OCTA|TDZ\d)$")
-_ABC_HEAD = re.compile(rb"^(?:\xef\xbb\xbf)?(?:%[^\n]*\n|\s*\n)*(?:X:\s*\d|%abc)")
+# Comments, blank lines and file-header fields (L:1/8 ...) may come before the first X:.
+_ABC_HEAD = re.compile(
+    rb"^(?:\xef\xbb\xbf)?(?:%[^\n]*\n|[ \t\r]*\n|[A-Za-z]:[^\n]*\n)*(?:X:[ \t]*\d|%abc)"
+)
 
 
 def sniff_score(head: bytes, suffix: str) -> str | None:
@@ -41,7 +52,7 @@ def sniff_score(head: bytes, suffix: str) -> str | None:
     if _looks_like_musicxml(head):
         return "musicxml"
     signature = head[1080:1084]
-    if signature in MOD_SIGNATURES_4 or _MOD_SIGNATURE_OTHER.match(signature):
+    if signature in SIGNATURES_4_CHANNELS or _MOD_SIGNATURE_OTHER.match(signature):
         return "mod"
     if suffix == ".mod" and len(head) >= 600:
         return "mod"  # a 15-sample Soundtracker module has no signature; the reader says so
