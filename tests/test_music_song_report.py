@@ -4,7 +4,6 @@ checkpoint measured beside real ones, memorisation, JSON and piano roll."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -20,13 +19,6 @@ from gbsynth.music.song_report import (
 from gbsynth.trainer.testing import make_tiny_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def gbsynth(capsys, *args: str) -> subprocess.CompletedProcess:
-    capsys.readouterr()
-    code = main(list(args))
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
 def test_music_files_load_as_songs(shared_dir, tmp_path):
@@ -63,31 +55,16 @@ def test_evaluate_generate_from_the_command_line(shared_dir, tmp_path, capsys):
     checkpoint = make_tiny_checkpoint(tmp_path / "ckpt")
     real = f"{shared_dir / 'corpus/DevSound_demo.gbs'}#1"
     out_json, png = tmp_path / "report.json", tmp_path / "rolls.png"
-    result = gbsynth(
-        capsys,
-        "evaluate",
-        str(checkpoint),
-        "--generate",
-        "2",
-        "--seconds",
-        "2",
-        "--real",
-        real,
-        "--train-data",
-        real,
-        "--train-seconds",
-        "4",
-        "--json",
-        str(out_json),
-        "--piano-roll",
-        str(png),
-    )
-    assert result.returncode == 0, result.stderr
-    assert "metric regularity" in result.stdout and "seed 1" in result.stdout
+    args = f"evaluate {checkpoint} --generate 2 --seconds 2 --train-seconds 4 --json {out_json}"
+    args += f" --piano-roll {png}"
+    code = main([*args.split(), "--real", real, "--train-data", real])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "metric regularity" in out.out and "seed 1" in out.out
     report = json.loads(out_json.read_text())
     assert report["generated"]["summary"]["songs"] == 2
     assert report["real"]["summary"]["songs"] == 1
     assert set(report["memorisation"]["songs"]) == {"seed 0", "seed 1"}
     assert png.stat().st_size > 10_000
-    bad = gbsynth(capsys, "evaluate", str(checkpoint), "--generate", "0")
-    assert bad.returncode == 1 and "at least 1" in bad.stderr
+    assert main(["evaluate", str(checkpoint), "--generate", "0"]) == 1
+    assert "at least 1" in capsys.readouterr().err

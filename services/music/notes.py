@@ -326,6 +326,7 @@ def _scan(cycles, registers, values, duration, out, log):
     n_kind = np.zeros(4, np.int64)
     due = np.full(4, _NEVER, np.int64)  # when the envelope or length counter ends the note
     trig_cycle = np.zeros(4, np.int64)  # when the channel was triggered (envelope origin)
+    length_from = np.zeros(4, np.int64)  # when the length counter last started counting
     trig_vol = np.zeros(4, np.int64)
     runs = np.zeros((4, 4), np.float64)  # steady pitch runs of the open notes (_hold)
     soonest = _NEVER  # the earliest due[c] of a running channel, or earlier
@@ -345,7 +346,7 @@ def _scan(cycles, registers, values, duration, out, log):
                     open_[c] = False
                     running[c] = False
                     if length_on[c]:
-                        ticks = (due[c] - trig_cycle[c]) // LENGTH_TICK_CYCLES
+                        ticks = (due[c] - length_from[c]) // LENGTH_TICK_CYCLES
                         length_left[c] = max(0, length_left[c] - ticks)
                 elif running[c]:
                     soonest = min(soonest, due[c])
@@ -419,7 +420,7 @@ def _scan(cycles, registers, values, duration, out, log):
                         n = _close(out, n, c, now, n_start, n_vol, n_kind, runs, log)
                     open_[c] = False
                     if running[c] and length_on[c]:
-                        ticks = (now - trig_cycle[c]) // LENGTH_TICK_CYCLES
+                        ticks = (now - length_from[c]) // LENGTH_TICK_CYCLES
                         length_left[c] = max(0, length_left[c] - ticks)
                     running[c] = wave_dac if c == 2 else (nrx2[c] & 0xF8) != 0
                     if not running[c]:
@@ -428,6 +429,7 @@ def _scan(cycles, registers, values, duration, out, log):
                         length_left[c] = 256 if c == 2 else 64
                     length_on[c] = (value & 0x40) != 0
                     trig_cycle[c] = now
+                    length_from[c] = now
                     env_end = _NEVER
                     if c == 2:
                         trig_vol[c] = _wave_volume(nrx2[2])
@@ -449,7 +451,7 @@ def _scan(cycles, registers, values, duration, out, log):
                 if running[c] and (value & 0x40) != 0 and not length_on[c]:
                     # Length counting switched on during the note.
                     length_on[c] = True
-                    trig_cycle[c] = now
+                    length_from[c] = now
                     due[c] = min(due[c], now + length_left[c] * LENGTH_TICK_CYCLES)
                     soonest = min(soonest, due[c])
             # A pitch change without a trigger on a sounding tonal channel.

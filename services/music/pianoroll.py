@@ -2,6 +2,8 @@
 
     panels = [panel_from_notes("seed 0", decode_notes(writes)), ...]
     plot_piano_rolls(panels, "rolls.png", columns=2)
+    plot_piano_rolls([panel_from_score("score", score), panel_from_notes("arranged", notes)],
+                     "arrangement.png", columns=2)
 
 A ``Panel`` is a title and notes as columns: start and end in seconds, pitch (a MIDI
 number, or any number on the vertical axis) and lane (an integer: the channel, or a
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gbsynth.music.notes import CHANNELS, NOISE, Notes
+from gbsynth.music.score import Score
 
 LANE_COLOURS = (
     "#d62728",
@@ -89,6 +92,19 @@ def panel_from_notes(title: str, notes: Notes, seconds: float | None = None) -> 
     )
 
 
+def panel_from_score(title: str, score: Score, seconds: float | None = None) -> Panel:
+    """A score's notes as a panel: lanes are its parts (named), times through its tempo map.
+
+    Drawn beside ``panel_from_notes`` of its arrangement, it shows what each voice became.
+    """
+    start = np.array([score.seconds_at(n.start) for n in score.notes], np.float64)
+    end = np.array([score.seconds_at(n.start + n.length) for n in score.notes], np.float64)
+    pitch = np.array([n.pitch for n in score.notes], np.float64)
+    lane = np.array([n.part for n in score.notes], np.int64)
+    names = [part.name or f"part {i + 1}" for i, part in enumerate(score.parts)]
+    return Panel(title, start, end, pitch, lane, names, seconds)
+
+
 def _rectangles(start: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> np.ndarray:
     """``(n, 4, 2)`` corners of one bar per note, 0.8 semitones high (one collection per
     lane draws thousands of notes in a fraction of a second)."""
@@ -129,7 +145,7 @@ def plot_piano_rolls(
         squeeze=False,
         figsize=(panel_size[0] * columns, panel_size[1] * rows + (0.6 if title else 0.3)),
     )
-    lanes_seen: dict[int, str] = {}
+    legend: dict[str, int] = {}  # lane name: its lane number (colour)
     for index in range(rows * columns):
         column, row = divmod(index, rows)
         ax = axes[row][column]
@@ -152,7 +168,7 @@ def plot_piano_rolls(
                 )
             )
             name = panel.lane_names[value] if 0 <= value < len(panel.lane_names) else str(value)
-            lanes_seen.setdefault(int(value), name)
+            legend.setdefault(name, int(value))
         ax.set_title(panel.title, fontsize=9, loc="left")
         ax.set_xlim(0, panel.seconds or (float(end.max()) if end.size else 1.0))
         if pitch.size:
@@ -166,9 +182,12 @@ def plot_piano_rolls(
             ax.set_ylabel("MIDI pitch", fontsize=8)
     handles = [
         Patch(color=LANE_COLOURS[value % len(LANE_COLOURS)], label=name)
-        for value, name in sorted(lanes_seen.items())
+        for name, value in sorted(legend.items(), key=lambda item: item[1])
     ]
-    figure.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8, frameon=False)
+    if handles:
+        figure.legend(
+            handles=handles, loc="upper right", ncol=len(handles), fontsize=8, frameon=False
+        )
     if title:
         figure.suptitle(title, fontsize=11, x=0.01, ha="left")
     figure.tight_layout(rect=(0, 0, 1, 0.95 if column_titles or title else 0.97))

@@ -1,6 +1,6 @@
 """Musical statistics of a song, from the notes its register writes play (``notes.py``).
 
-``song_stats(notes, seconds)`` (or ``stats_of_writes``) measures what a listener would
+``song_stats(notes, duration_cycles)`` (or ``stats_of_writes``) measures what a listener would
 hear. Every statistic uses onsets (``notes.onset_groups``): notes that begin with a
 trigger or a held legato pitch (arpeggio and slide steps are ornaments), those of a
 channel less than 3 frames apart taken as one (a slide into a note), with the pitch
@@ -15,14 +15,14 @@ definitions and the figures on real Game Boy music.
   all channels within a frame are merged. For each grid step ``g`` from 0.06 to 0.5 s
   (``GRID_SECONDS``, geometric steps of 0.1%: from a sixteenth note at 250 BPM, four
   frames, to an eighth at 60 BPM, so a beat or one of its subdivisions) and its best
-  phase, ``hit(g)`` is the share of onsets within ``GRID_TOLERANCE`` (20 ms: a driver
-  whose rows are not a whole number of frames starts each row up to a frame off its
-  ideal time) of the grid; ``fit(g) = (hit - c) / (1 - c)``, where ``c = 2 tolerance /
-  g`` is the share a random onset hits. ``S`` is the best ``fit`` over ``g``. The same
-  search on as many uniformly random onsets over the same span (mean of
-  ``RANDOM_DRAWS`` seeded draws) gives ``S0``, and ``regularity = (S - S0) / (1 - S0)``,
-  clipped to 0..1: random onsets score about 0, a drum machine 1. ``grid_seconds`` is
-  the best ``g``.
+  phase, ``hit(g)`` is the share of onsets within ``GRID_TOLERANCE`` of the grid (20 ms,
+  counted on 0.5 ms bins: a driver whose rows are not a whole number of frames starts
+  each row up to a frame off its ideal time). ``fit(g) = (hit - c) / (1 - c)``, where
+  ``c = 2 tolerance / g`` is the share a random onset hits; ``S`` is the best ``fit``
+  over ``g``. The same search on as many uniformly random onsets over the same span
+  (mean of ``RANDOM_DRAWS`` seeded draws) gives ``S0``, and ``regularity = (S - S0) /
+  (1 - S0)``, clipped to 0..1: random onsets score about 0, a drum machine 1.
+  ``grid_seconds`` is the best ``g``.
 - ``motif_repetition``: share of ``MOTIF_NOTES``-note patterns that recur elsewhere in
   the song. On each pitched channel, each run of 4 consecutive onsets gives a pattern:
   its 3 pitch intervals in semitones (rounded) and the 2 ratios of consecutive
@@ -66,6 +66,8 @@ LOWEST_PITCHED = (36 - 0.3, 36 - 0.3, 24 - 0.3)
 GRID_SECONDS = (0.06, 0.5)
 GRID_STEP_RATIO = 1.001
 GRID_TOLERANCE = 0.020
+GRID_BIN_SECONDS = 0.0005
+"""Onset phases are counted in bins this wide: the tolerance holds to half a bin."""
 RANDOM_DRAWS = 4
 MIN_ONSETS = 8
 """Fewer onsets than this give a regularity and motif repetition of 0."""
@@ -137,25 +139,29 @@ def merged_onset_seconds(notes: Notes) -> np.ndarray:
 
 @nb.njit(cache=True, nogil=True)
 def _best_grid(times, lo, hi, ratio, tolerance):
-    """Best ``fit`` over grid steps ``lo..hi`` (geometric, ``ratio`` apart) and its step."""
+    """Best ``fit`` over grid steps ``lo..hi`` (geometric, ``ratio`` apart) and its step.
+
+    Each step's onset phases are counted in ``GRID_BIN_SECONDS`` bins and the best phase
+    is the circular window of ``2 tolerance`` holding the most (a sort-free pass)."""
     n = times.shape[0]
     best, best_step = -1.0, 0.0
-    phases = np.empty(2 * n)
+    counts = np.zeros(int(hi / GRID_BIN_SECONDS) + 2, np.int64)
+    window = int(round(2.0 * tolerance / GRID_BIN_SECONDS)) + 1
     step = lo
     while step <= hi:
+        bins = int(np.ceil(step / GRID_BIN_SECONDS))
+        counts[:bins] = 0
         for k in range(n):
-            phases[k] = times[k] % step
-        phases[:n].sort()
-        for k in range(n):
-            phases[n + k] = phases[k] + step
-        width = 2.0 * tolerance
-        most = 0
-        j = 0
-        for i in range(n):
-            while j < 2 * n and phases[j] - phases[i] <= width:
-                j += 1
-            most = max(most, j - i)
-        chance = min(width / step, 0.999)
+            counts[int((times[k] % step) / GRID_BIN_SECONDS) % bins] += 1
+        width = min(window, bins)
+        total = 0
+        for b in range(width):
+            total += counts[b]
+        most = total
+        for b in range(bins):
+            total += counts[(b + width) % bins] - counts[b]
+            most = max(most, total)
+        chance = min(2.0 * tolerance / step, 0.999)
         fit = (min(most, n) / n - chance) / (1.0 - chance)
         if fit > best:
             best, best_step = fit, step
@@ -354,8 +360,9 @@ class Copy:
 class CopyIndex:
     """Hashed n-grams of training songs' onsets, to find what a generated song copies.
 
-    Building and querying are numpy and numba passes: an hour of music (about 70,000
-    onsets) indexes in well under a second.
+    Building and querying are numpy and numba passes: 25 hours of music (940,000 onsets)
+    index in about 4 s and a 30 s song is looked up in about 60 ms. A hash matching
+    more than ``max_hits`` training places is followed at its first ``max_hits``.
     """
 
     def __init__(self, songs: Iterable[Notes], ngram: int = COPY_NGRAM, max_hits: int = 64):
