@@ -509,13 +509,13 @@ def restat(out: Path) -> dict[str, Any]:
 
 def pianoroll(files: list[Path], path: Path, seconds: float = 20.0, seed: int = 0) -> Path:
     """A picture of the first ``seconds`` of each piece: as arranged and recorded (left,
-    coloured by channel) beside the source's own voices (right, coloured by part)."""
+    coloured by channel) beside the source's own parts (right, coloured by part)."""
     from gbsynth.common.events import SourceKind
     from gbsynth.emulator.jobs import HEAD_BYTES, detect_kind
     from gbsynth.emulator.score_source import ScoreSession
     from gbsynth.emulator.sources import SourceError
     from gbsynth.music.notes import decode_notes
-    from gbsynth.music.pianoroll import Panel, panel_from_notes, plot_piano_rolls
+    from gbsynth.music.pianoroll import panel_from_notes, panel_from_score, plot_piano_rolls
 
     arranged, original = [], []
     for file in files:
@@ -532,19 +532,7 @@ def pianoroll(files: list[Path], path: Path, seconds: float = 20.0, seed: int = 
         notes = decode_notes(recording.writes, recording.duration_cycles)
         title = session.score.title[:50]
         arranged.append(panel_from_notes(f"{title}: arranged, as recorded", notes, length))
-        score = session.score
-        quarters = np.array([n.start for n in score.notes], dtype=np.float64)
-        ends = quarters + np.array([n.length for n in score.notes], dtype=np.float64)
-        start = np.array([score.seconds_at(q) for q in quarters])
-        end = np.array([score.seconds_at(q) for q in ends])
-        keep = start < length
-        pitch = np.array([n.pitch for n in score.notes], dtype=np.float64)
-        part = np.array([n.part for n in score.notes], dtype=np.int64)
-        names = ", ".join(p.name[:20] for p in score.parts[:4])
-        lanes = ["", "", "", ""] + [f"source part {i + 1}" for i in range(len(score.parts))]
-        # lanes 4 and up: the source's parts get colours of their own, not the channels'
-        original.append(Panel(f"{title}: source ({names})", start[keep], end[keep],
-                              pitch[keep], part[keep] + 4, lanes, length))  # fmt: skip
+        original.append(panel_from_score(f"{title}: source", session.score, length))
     return plot_piano_rolls(arranged + original, path, columns=2)
 
 
