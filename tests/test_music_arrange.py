@@ -169,6 +169,27 @@ def test_mod_arrangement_note_by_note(shared_dir):
         check_channel(notes, channel, expected, session)
 
 
+ABC_TUNE = b"""X:1
+T:Scale
+M:4/4
+L:1/4
+Q:1/4=120
+K:C
+C D E F | G2 c2 | [CEG]2 z2 |]
+"""
+
+
+def test_abc_arrangement_note_by_note():
+    """One voice: its top note is the melody; the lower notes of a chord go to the bass
+    (lowest) and the second line."""
+    session, notes = played(ABC_TUNE, "scale.abc", SourceKind.ABC)
+    assert session.score.tempos[0].bpm == pytest.approx(120)
+    check_channel(notes, 0, [(0, 60), (1, 62), (2, 64), (3, 65), (4, 67), (6, 72), (8, 67)],
+                  session)  # fmt: skip
+    check_channel(notes, 2, [(8, 60)], session)
+    check_channel(notes, 1, [(8, 64)], session)
+
+
 def test_augmented_variants_are_recordings_of_their_own():
     data = example_piece()
     plain = ScoreSession(data, "p.mid", SourceKind.MIDI)
