@@ -3,11 +3,13 @@
     gbsynth emulate song.gbs --subsong 2 --seconds 60      # gbsplay-style I/O dump on stdout
     gbsynth emulate game.gb --seconds 300 --seed 7 --out rec.avro
     gbsynth emulate tune.vgm --seconds 120 --format iodump --out tune.txt
+    gbsynth emulate piece.mxl --seconds 60 --out x.avro    # a score or module, arranged
 
-GBS subsongs count from 1, as on gbsplay's command line. ROMs are explored by
-a seeded search for music (``gbsynth.emulator.explore``; ``--no-explore`` runs
-them with no button pressed); only the first hearing of each song is recorded,
-and the number of songs found is printed on stderr. The I/O dump uses the layout of
+GBS subsongs count from 1, as on gbsplay's command line; for a score (MusicXML, MIDI, MOD)
+``--subsong`` is the part of a long piece (docs/corpus.md), and ``--seed`` varies its sounds.
+ROMs are explored by a seeded search for music (``gbsynth.emulator.explore``; ``--no-explore``
+runs them with no button pressed); only the first hearing of each song is recorded, and the
+number of songs found is printed on stderr. The I/O dump uses the layout of
 ``gbsplay -o iodumper`` (``%08x ffXX=YY``, cycles since the previous write),
 so it can be compared with gbsplay's output line by line.
 """

@@ -1,4 +1,5 @@
-"""``gbsynth enqueue DIR``: publish an emulation job for every ROM, GBS subsong and VGM.
+"""``gbsynth enqueue DIR``: publish an emulation job for every ROM, GBS subsong, VGM and
+part of a score (each score is read and arranged here to know its parts and their length).
 
 Job ids are deterministic (file, subsong, seed, length), so enqueueing a folder
 twice publishes the same keys again rather than new work.
