@@ -16,18 +16,21 @@ import sys
 
 # name -> (module, one-line help). Add a line here for each new subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "broker": ("gbsynth.common.broker", "run a local Kafka-compatible broker (Tansu)"),
-    "check-rom": ("gbsynth.emulator.check_rom", "run test ROMs and report PASS/FAIL/TIMEOUT"),
+    "broker": ("gbsynth.common.cli_broker", "run a local Kafka-compatible broker (Tansu)"),
+    "check-rom": ("gbsynth.emulator.cli_check_rom", "run test ROMs and report PASS/FAIL/TIMEOUT"),
     "emulate": (
-        "gbsynth.emulator.emulate",
+        "gbsynth.emulator.cli_emulate",
         "record a ROM, GBS, VGM, score or module's sound writes",
     ),
     "emulator-worker": ("gbsynth.emulator.main", "emulator service: jobs in, recordings out"),
-    "enqueue": ("gbsynth.emulator.enqueue", "publish emulation jobs for a folder of files"),
+    "enqueue": ("gbsynth.emulator.cli_enqueue", "publish emulation jobs for a folder of files"),
     "render": ("gbsynth.synth.cli_render", "render a recording to WAV"),
-    "corpus": ("gbsynth.music.corpus", "build a pre-training corpus from scores and modules"),
-    "make-demo-music": ("gbsynth.music.make_demo", "compose demo songs as GBS files and ROMs"),
-    "export-gb": ("gbsynth.music.export_gb", "build a ROM that replays a recording"),
+    "corpus": ("gbsynth.music.cli_corpus", "build a pre-training corpus from scores and modules"),
+    "make-demo-music": (
+        "gbsynth.music.cli_make_demo_music",
+        "compose demo songs as GBS files and ROMs",
+    ),
+    "export-gb": ("gbsynth.music.cli_export_gb", "build a ROM that replays a recording"),
     "pruner": ("gbsynth.pruner.main", "pruner service: recordings in, segments out"),
     "prune": ("gbsynth.pruner.cli_prune", "prune recording files into segment files"),
     "trainer": ("gbsynth.trainer.main", "trainer service: segments in, checkpoints out"),
@@ -35,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("gbsynth.trainer.evaluate", "held-out NLL of a checkpoint against baselines"),
     "generator": ("gbsynth.generator.main", "generator service: songs over HTTP"),
     "generate": ("gbsynth.generator.offline", "sample a song from a checkpoint to WAV"),
-    "run-local": ("gbsynth.local", "run the whole pipeline as local processes"),
+    "run-local": ("gbsynth.cli_run_local", "run the whole pipeline as local processes"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``gbsynth run-local`` (what ``make run`` starts): the whole pipeline as local processes.
+"""The whole pipeline as local processes (``gbsynth run-local``, what ``make run`` starts).
 
 The same topology as ``deploy/docker-compose.yml`` without Docker: a local
 in-memory Kafka-compatible broker (Tansu) instead of Apache Kafka, the embedded
@@ -28,7 +28,6 @@ If a service exits on its own, everything stops and the exit code says so.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import importlib.util
 import json
@@ -357,39 +356,13 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return set_in_child
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--rom-dir", type=Path, default=None, help="ROM folder (default: $GBSYNTH_ROM_DIR or demo)"
-    )
-    parser.add_argument("--broker-port", type=int, default=BROKER_PORT, help="local broker port")
-    parser.add_argument(
-        "--generator-port", type=int, default=GENERATOR_PORT, help="generator HTTP + metrics port"
-    )
-    for name, port in METRICS_PORTS.items():
-        parser.add_argument(
-            f"--{name}-metrics-port", type=int, default=port, help=f"{name} /metrics port"
-        )
-    parser.add_argument(
-        "--prometheus-port", type=int, default=PROMETHEUS_PORT,
-        help="Prometheus port (0: do not start Prometheus)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--only", nargs="*", default=None, help="run only these services (names as printed)"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
+def run_stack(ports: Ports, rom_dir: Path | None = None, only: list[str] | None = None) -> int:
+    """Run the broker, Prometheus and the services (``only`` these names, if given) until
+    Ctrl-C, SIGTERM or a service's exit; the exit code (0, 1 or 2 for bad settings).
+    ``rom_dir`` defaults to ``$GBSYNTH_ROM_DIR``, else demo music under the state folder."""
     from gbsynth.common.broker import BrokerError, LocalBroker
     from gbsynth.common.config import SettingError
 
-    ports = Ports(
-        args.broker_port,
-        args.generator_port,
-        args.emulator_metrics_port,
-        args.pruner_metrics_port,
-        args.trainer_metrics_port,
-        args.prometheus_port,
-    )
     bad = [
         p
         for name, p in vars(ports).items()
@@ -408,9 +381,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"gbsynth run-local: {exc}", file=sys.stderr)
         return 2
     env_rom_dir = os.environ.get("GBSYNTH_ROM_DIR", "").strip()
-    rom_dir = args.rom_dir or (Path(env_rom_dir) if env_rom_dir else state_dir / "roms")
+    demo_music = not (rom_dir or env_rom_dir)
+    rom_dir = rom_dir or (Path(env_rom_dir) if env_rom_dir else state_dir / "roms")
     state_dir.mkdir(parents=True, exist_ok=True)
-    if not (args.rom_dir or env_rom_dir):
+    if demo_music:
         ensure_demo_music(rom_dir, songs, seed)
     if not rom_dir.is_dir():
         print(f"gbsynth run-local: ROM folder {rom_dir} does not exist", file=sys.stderr)
@@ -420,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
         return [
             s
             for s in service_specs(rom_dir, state_dir, ports, prometheus_url)
-            if (args.only is None or s.name in args.only) and s.name not in missing
+            if (only is None or s.name in only) and s.name not in missing
         ]
 
     missing: list[str] = []

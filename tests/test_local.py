@@ -12,12 +12,12 @@ import pytest
 import yaml
 from test_deploy import DEPLOY, _tool
 
-from gbsynth import local
+from gbsynth import cli_run_local, local
 
 
 def _args(**overrides) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    local.configure(parser)
+    cli_run_local.configure(parser)
     args = parser.parse_args([])
     for key, value in overrides.items():
         setattr(args, key, value)
@@ -84,12 +84,12 @@ def test_demo_music_is_composed_once(tmp_path):
 
 def test_bad_arguments_are_clear_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GBSYNTH_STATE_DIR", str(tmp_path))
-    assert local.run(_args(generator_port=70000)) == 2
+    assert cli_run_local.run(_args(generator_port=70000)) == 2
     assert "ports must be 1-65535" in capsys.readouterr().err
-    assert local.run(_args(rom_dir=tmp_path / "nowhere")) == 2
+    assert cli_run_local.run(_args(rom_dir=tmp_path / "nowhere")) == 2
     assert "does not exist" in capsys.readouterr().err
     monkeypatch.setenv("GBSYNTH_DEMO_SONGS", "zero")
-    assert local.run(_args()) == 2
+    assert cli_run_local.run(_args()) == 2
     assert "GBSYNTH_DEMO_SONGS must be an integer" in capsys.readouterr().err
 
 

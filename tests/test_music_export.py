@@ -14,7 +14,7 @@ from gbsynth.common.formats import write_iodump, write_recordings
 from gbsynth.emulator.core.cartridge.header import NINTENDO_LOGO, global_checksum, parse_header
 from gbsynth.emulator.sources import GbsSession, RomSession
 from gbsynth.music.composer import compose
-from gbsynth.music.export_gb import (
+from gbsynth.music.replay_rom import (
     ExportError,
     decode_stream,
     encode_stream,

@@ -1,6 +1,6 @@
-"""``gbsynth check-rom``: run test ROMs and report PASS, FAIL or TIMEOUT for each.
+"""Run a test ROM and read its verdict: PASS, FAIL or TIMEOUT (``gbsynth check-rom``).
 
-All ROMs run in one process, so numba compiles (or loads its cache) once. The
+The caller runs all ROMs in one process, so numba compiles (or loads its cache) once. The
 result protocol is detected from what the ROM does:
 
 * ``serial``: blargg's cpu_instrs, instr_timing and mem_timing print over the
@@ -11,14 +11,11 @@ result protocol is detected from what the ROM does:
 * ``mooneye``: the test ends with ``LD B,B``; B C D E H L = 3 5 8 13 21 34 is a
   pass, all 0x42 a failure.
 
-One line per ROM: ``PASS|FAIL|TIMEOUT <file> <protocol> <detail>``. The exit
-code is 0 only if every ROM passed. The timeout counts emulated seconds.
+The timeout counts emulated seconds.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,25 +120,3 @@ def check_rom(path: Path, timeout_seconds: float) -> RomResult:
     if out:
         detail += f"; serial: {_one_line(out, 80)}"
     return RomResult("TIMEOUT", name, protocol, detail)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("roms", nargs="+", metavar="ROM", help="test ROM files (.gb)")
-    parser.add_argument(
-        "--timeout-seconds",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help="emulated seconds before a ROM counts as TIMEOUT (default %(default)s)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.timeout_seconds <= 0:
-        print("gbsynth check-rom: --timeout-seconds must be positive", file=sys.stderr)
-        return 2
-    all_passed = True
-    for rom in args.roms:
-        result = check_rom(Path(rom), args.timeout_seconds)
-        print(result.line(), flush=True)
-        all_passed &= result.verdict == "PASS"
-    return 0 if all_passed else 1

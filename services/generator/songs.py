@@ -395,7 +395,7 @@ def gb_bytes(song: Song) -> bytes:
     """The song as a Game Boy ROM (MBC5) that replays its writes, one LCD frame at a time:
     each write lands within a frame of its time in the song (``gbsynth export-gb``; runs on
     a flash cart or in any emulator)."""
-    from gbsynth.music.export_gb import export_writes
+    from gbsynth.music.replay_rom import export_writes
 
     # The header keeps 15 characters of the title; the player's screen shows it whole.
     title = f"GBSYNTH {song.params.seed}"
