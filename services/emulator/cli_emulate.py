@@ -17,10 +17,10 @@ so it can be compared with gbsplay's output line by line.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from gbsynth.common.command import run_reporting_errors
 from gbsynth.common.events import ApuWrites, Recording
 
 FORMATS = ("iodump", "avro")
@@ -144,15 +144,4 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except EmulateError as exc:
-        print(f"gbsynth emulate: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): not an error worth a message.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as exc:
-        print(f"gbsynth emulate: cannot write output: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    return run_reporting_errors("emulate", lambda: _run(args), {EmulateError: 2, OSError: 2})

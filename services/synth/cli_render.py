@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gbsynth.common.command import run_reporting_errors
+
 SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
 
 
@@ -154,8 +156,4 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except RenderError as exc:
-        print(f"gbsynth render: {exc}", file=sys.stderr)
-        return 2
+    return run_reporting_errors("render", lambda: _run(args), {RenderError: 2})
