@@ -24,7 +24,7 @@ import numpy as np
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, register_snapshot
 from gbsynth.emulator.core.cartridge.header import BANK_SIZE
 from gbsynth.music.asm import assemble
-from gbsynth.music.rom import CART_MBC5, finish_rom
+from gbsynth.music.rom import CART_MBC5, IDLE_WITH_INTERRUPTS, finish_rom
 from gbsynth.music.screen import SCREEN_SOURCE, screen_data
 
 TICK_END = 0x00
@@ -199,7 +199,8 @@ def decode_stream(banks: list[bytes]) -> tuple[list[tuple[int, int, int]], int]:
             raise ExportError(f"bad stream byte ${byte:02X} in bank {bank} at ${pos:04X}")
 
 
-PLAYER_SOURCE = r"""
+PLAYER_SOURCE = (
+    r"""
 rTIMA   equ $FF05
 rTMA    equ $FF06
 rTAC    equ $FF07
@@ -238,13 +239,9 @@ Main:
         ld a, TIMER_CONTROL
         ldh [rTAC], a
         ld a, INTERRUPTS
-        ldh [rIE], a
-        xor a
-        ldh [rIF], a
-        ei
-.idle:
-        halt
-        jr .idle
+"""
+    + IDLE_WITH_INTERRUPTS
+    + r"""
 
 Restart:                        ; the stream from its start
         ld a, LOW(FIRST_BANK)
@@ -340,6 +337,7 @@ Tick:
         ld hl, $4000
         jr .next
 """
+)
 
 
 def player_rom(

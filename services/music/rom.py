@@ -75,13 +75,10 @@ def gbs_file(module: Module, *, title: str, author: str = "gbsynth", copyright: 
     return header + _gbs_text(title) + _gbs_text(author) + _gbs_text(copyright) + code
 
 
-# The start-up code of a song ROM: a title screen, then the driver from the VBlank
-# handler (every 70,224 cycles) and the CPU halted in between.
-ROM_SHELL = r"""
-rIF     equ $FF0F
-rIE     equ $FFFF
-wPlaying equ $DF00              ; the VBlank handler plays once the driver is set up
-
+# The start of every ROM that plays the driver from VBlank (song ROMs here, the test ROMs
+# of music/test_roms.py): the vectors, then Main with the stack set and playing off. The
+# source around it defines wPlaying, DriverPlay (the driver) and Main's continuation.
+PLAYER_START = r"""
         section "vblank", $0040
         jp VBlank
 
@@ -95,20 +92,10 @@ Main:
         ld sp, $FFFE
         xor a
         ld [wPlaying], a
-        call ScreenSetup
-        ld a, SONG_NUMBER
-        call DriverInit
-        ld a, 1
-        ld [wPlaying], a
-        ld a, $01               ; VBlank only
-        ldh [rIE], a
-        xor a
-        ldh [rIF], a
-        ei
-.idle:
-        halt
-        jr .idle
+"""
 
+# The VBlank handler that goes with PLAYER_START: the driver plays once wPlaying is set.
+PLAYER_VBLANK = r"""
 VBlank:
         push af
         push bc
@@ -123,6 +110,43 @@ VBlank:
         pop af
         reti
 """
+
+# The end of Main in a ROM that does everything from interrupt handlers: enable the
+# interrupts in A (the IE mask), drop any pending one, and halt between them.
+IDLE_WITH_INTERRUPTS = r"""
+        ldh [rIE], a
+        xor a
+        ldh [rIF], a
+        ei
+.idle:
+        halt
+        jr .idle
+"""
+
+# The start-up code of a song ROM: a title screen, then the driver from the VBlank
+# handler (every 70,224 cycles) and the CPU halted in between.
+ROM_SHELL = (
+    r"""
+rIF     equ $FF0F
+rIE     equ $FFFF
+wPlaying equ $DF00              ; the VBlank handler plays once the driver is set up
+
+"""
+    + PLAYER_START
+    + r"""
+        call ScreenSetup
+        ld a, SONG_NUMBER
+        call DriverInit
+        ld a, 1
+        ld [wPlaying], a
+        ld a, $01               ; VBlank only
+"""
+    + IDLE_WITH_INTERRUPTS
+    + r"""
+
+"""
+    + PLAYER_VBLANK
+)
 
 
 def song_screen(song: Song) -> list[str]:

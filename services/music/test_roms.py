@@ -24,7 +24,13 @@ from dataclasses import dataclass, replace
 from gbsynth.music import driver as D
 from gbsynth.music.asm import assemble
 from gbsynth.music.composer import compose
-from gbsynth.music.rom import CART_ROM_ONLY, RomBuildError, finish_rom
+from gbsynth.music.rom import (
+    CART_ROM_ONLY,
+    PLAYER_START,
+    PLAYER_VBLANK,
+    RomBuildError,
+    finish_rom,
+)
 from gbsynth.music.song import Song, module_source
 
 SONG_BARS = 4
@@ -62,7 +68,8 @@ def short_songs(count: int, seed: int) -> tuple[Song, ...]:
 
 # The frame loop every test ROM shares: VBlank plays the driver, the main loop reads the
 # joypad after each VBlank and calls the ROM's GameFrame with hNew = buttons just pressed.
-SHELL = r"""
+SHELL = (
+    r"""
 rP1     equ $FF00
 rIF     equ $FF0F
 rIE     equ $FFFF
@@ -76,19 +83,9 @@ hTimerLo equ $FF85
 hTimerHi equ $FF86
 hHeld   equ $FF87
 
-        section "vblank", $0040
-        jp VBlank
-
-        section "entry", $0100
-        nop
-        jp Main
-
-        section "main", $0150
-Main:
-        di
-        ld sp, $FFFE
-        xor a
-        ld [wPlaying], a
+"""
+    + PLAYER_START
+    + r"""
         ld hl, hCur
         ld b, 8
 .clear:
@@ -108,19 +105,9 @@ Main:
         call GameFrame
         jr .frame
 
-VBlank:
-        push af
-        push bc
-        push de
-        push hl
-        ld a, [wPlaying]
-        and a
-        call nz, DriverPlay
-        pop hl
-        pop de
-        pop bc
-        pop af
-        reti
+"""
+    + PLAYER_VBLANK
+    + r"""
 
 ; ReadJoypad: hCur, hPrev, hNew from P1 (a pressed button reads 0).
 ReadJoypad:
@@ -187,6 +174,7 @@ ResetTimer:
         ldh [hTimerHi], a
         ret
 """
+)
 
 SOUND_TEST = r"""
 GameInit:
