@@ -11,39 +11,32 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from gbsynth.emulator.core.cartridge.banking import (
+    map_ram_bank,
+    map_romx_bank,
+    reset_bank_registers,
+    write_ram_enable,
+)
 from gbsynth.emulator.core.state import (
-    CRAM_SIZE,
     MBC_BANK2,
     MBC_MODE,
-    MBC_RAM_ENABLED,
     MBC_ROM_BANK,
-    RAM_OFFSET,
     ROM0_BANK,
     ROM_SIZE,
-    ROMX_BANK,
 )
 
 
 @njit(cache=True)
 def mbc1_update(st: np.ndarray) -> None:
-    banks = st[ROM_SIZE] >> 14
     upper = st[MBC_BANK2] << 5
-    st[ROMX_BANK] = (upper | st[MBC_ROM_BANK]) & (banks - 1)
-    st[ROM0_BANK] = (upper & (banks - 1)) if st[MBC_MODE] else 0
-    ram_size = st[CRAM_SIZE]
-    if st[MBC_RAM_ENABLED] and ram_size:
-        bank = st[MBC_BANK2] if st[MBC_MODE] else 0
-        st[RAM_OFFSET] = (bank * 0x2000) & (ram_size - 1) if ram_size > 0x2000 else 0
-    else:
-        st[RAM_OFFSET] = -1
+    map_romx_bank(st, upper | st[MBC_ROM_BANK])
+    st[ROM0_BANK] = (upper & ((st[ROM_SIZE] >> 14) - 1)) if st[MBC_MODE] else 0
+    map_ram_bank(st, st[MBC_BANK2] if st[MBC_MODE] else 0)
 
 
 @njit(cache=True)
 def mbc1_reset(st: np.ndarray) -> None:
-    st[MBC_ROM_BANK] = 1
-    st[MBC_BANK2] = 0
-    st[MBC_MODE] = 0
-    st[MBC_RAM_ENABLED] = 0
+    reset_bank_registers(st)
     mbc1_update(st)
 
 
@@ -51,7 +44,7 @@ def mbc1_reset(st: np.ndarray) -> None:
 def mbc1_write(st: np.ndarray, addr: int, value: int) -> None:
     region = addr >> 13
     if region == 0:
-        st[MBC_RAM_ENABLED] = 1 if (value & 0x0F) == 0x0A else 0
+        write_ram_enable(st, value)
     elif region == 1:
         bank = value & 0x1F
         st[MBC_ROM_BANK] = bank if bank else 1

@@ -10,29 +10,30 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from gbsynth.emulator.core.cartridge.banking import (
+    map_romx_bank,
+    reset_bank_registers,
+    write_ram_enable,
+)
 from gbsynth.emulator.core.state import (
     CRAM_BASE,
     MBC_RAM_ENABLED,
     MBC_ROM_BANK,
     RAM_OFFSET,
     ROM0_BANK,
-    ROM_SIZE,
-    ROMX_BANK,
 )
 
 
 @njit(cache=True)
 def mbc2_update(st: np.ndarray) -> None:
-    banks = st[ROM_SIZE] >> 14
     st[ROM0_BANK] = 0
-    st[ROMX_BANK] = st[MBC_ROM_BANK] & (banks - 1)
+    map_romx_bank(st, st[MBC_ROM_BANK])
     st[RAM_OFFSET] = -1  # never direct-mapped: nibbles and mirroring need the slow path
 
 
 @njit(cache=True)
 def mbc2_reset(st: np.ndarray) -> None:
-    st[MBC_ROM_BANK] = 1
-    st[MBC_RAM_ENABLED] = 0
+    reset_bank_registers(st)
     mbc2_update(st)
 
 
@@ -44,7 +45,7 @@ def mbc2_write(st: np.ndarray, addr: int, value: int) -> None:
         bank = value & 0x0F
         st[MBC_ROM_BANK] = bank if bank else 1
     else:
-        st[MBC_RAM_ENABLED] = 1 if (value & 0x0F) == 0x0A else 0
+        write_ram_enable(st, value)
     mbc2_update(st)
 
 

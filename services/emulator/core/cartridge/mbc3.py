@@ -13,6 +13,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from gbsynth.emulator.core.cartridge.banking import (
+    map_ram_bank,
+    map_romx_bank,
+    reset_bank_registers,
+    write_ram_enable,
+)
 from gbsynth.emulator.core.state import (
     CRAM_BASE,
     CRAM_SIZE,
@@ -20,10 +26,7 @@ from gbsynth.emulator.core.state import (
     MBC_HAS_RTC,
     MBC_RAM_ENABLED,
     MBC_ROM_BANK,
-    RAM_OFFSET,
     ROM0_BANK,
-    ROM_SIZE,
-    ROMX_BANK,
     RTC_BASE_SECONDS,
     RTC_HALT_SECONDS,
     RTC_LATCH_STATE,
@@ -36,21 +39,14 @@ RTC_CARRY_DAYS = 512
 
 @njit(cache=True)
 def mbc3_update(st: np.ndarray) -> None:
-    banks = st[ROM_SIZE] >> 14
     st[ROM0_BANK] = 0
-    st[ROMX_BANK] = st[MBC_ROM_BANK] & (banks - 1)
-    ram_size = st[CRAM_SIZE]
-    if st[MBC_RAM_ENABLED] and ram_size and st[MBC_BANK2] <= 3:
-        st[RAM_OFFSET] = (st[MBC_BANK2] * 0x2000) & (ram_size - 1) if ram_size > 0x2000 else 0
-    else:
-        st[RAM_OFFSET] = -1  # disabled, or an RTC register selected (slow path)
+    map_romx_bank(st, st[MBC_ROM_BANK])
+    map_ram_bank(st, st[MBC_BANK2] if st[MBC_BANK2] <= 3 else -1)  # 08-0C: a clock register
 
 
 @njit(cache=True)
 def mbc3_reset(st: np.ndarray) -> None:
-    st[MBC_ROM_BANK] = 1
-    st[MBC_BANK2] = 0
-    st[MBC_RAM_ENABLED] = 0
+    reset_bank_registers(st)
     st[RTC_BASE_SECONDS] = 0
     st[RTC_HALT_SECONDS] = -1
     st[RTC_LATCH_STATE] = 0xFF
@@ -85,7 +81,7 @@ def _rtc_registers(st: np.ndarray, now: int, out: np.ndarray) -> None:
 @njit(cache=True)
 def mbc3_write(st: np.ndarray, addr: int, value: int, now: int) -> None:
     if addr < 0x2000:
-        st[MBC_RAM_ENABLED] = 1 if (value & 0x0F) == 0x0A else 0
+        write_ram_enable(st, value)
     elif addr < 0x4000:
         bank = value & 0x7F
         st[MBC_ROM_BANK] = bank if bank else 1
