@@ -29,9 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
             f"--{name}-metrics-port", type=int, default=port, help=f"{name} /metrics port"
         )
     parser.add_argument(
-        "--prometheus-port", type=int, default=PROMETHEUS_PORT,
+        "--prometheus-port",
+        type=int,
+        default=PROMETHEUS_PORT,
         help="Prometheus port (0: do not start Prometheus)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--only", nargs="*", default=None, help="run only these services (names as printed)"
     )

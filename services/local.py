@@ -333,10 +333,19 @@ def ensure_demo_music(rom_dir: Path, songs: int, seed: int) -> None:
         return
     print(f"composing {songs} demo songs into {rom_dir} ...", flush=True)
     subprocess.run(
-        [sys.executable, "-m", "gbsynth", "make-demo-music", str(rom_dir),
-         "--songs", str(songs), "--seed", str(seed)],
+        [
+            sys.executable,
+            "-m",
+            "gbsynth",
+            "make-demo-music",
+            str(rom_dir),
+            "--songs",
+            str(songs),
+            "--seed",
+            str(seed),
+        ],
         check=True,
-    )  # fmt: skip
+    )
 
 
 def _parent_death_signal() -> Callable[[], None] | None:

@@ -320,8 +320,11 @@ class EmulatorWorker(Processor):
                 self._warned_no_roms = True
             return None
         spent = self.explored_seconds
-        open_roms = [j for j in self._roms if not self.rom_seconds or
-                     spent.get(j.path, 0.0) < self.rom_seconds]  # fmt: skip
+        open_roms = [
+            j
+            for j in self._roms
+            if not self.rom_seconds or spent.get(j.path, 0.0) < self.rom_seconds
+        ]
         if not open_roms:
             return None
         least = min(spent.get(j.path, 0.0) for j in open_roms)

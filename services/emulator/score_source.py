@@ -136,8 +136,16 @@ class ScoreSession(Session):
         self.score = score
         self.part = parts[number - 1]
         self.part_count = len(parts)
-        source = Source(sha256_hex(data), file_name, kind, score.title[:200], number, licence,
-                        transpose, float(tempo_factor))  # fmt: skip
+        source = Source(
+            sha256_hex(data),
+            file_name,
+            kind,
+            score.title[:200],
+            number,
+            licence,
+            transpose,
+            float(tempo_factor),
+        )
         super().__init__(source, seed)
         self.music_cycles = int(self.part.seconds * CPU_HZ)
         """Where the part's music ends; the recording is silent after it."""

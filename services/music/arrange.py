@@ -371,8 +371,11 @@ def arrange_parts(
             shift = pitch - slot.pitch  # a chord moves as a whole: its voicing stays
             arp = _arpeggio(pitch, [p + shift for p in others]) if others else 0
             arp = arp or (slot.source.arpeggio if score.kind == "mod" else 0)
-            played.append(ChannelNote(slot.row, slot.end, pitch - D.LOWEST_MIDI, arp,
-                                      slot.velocity, slot.source))  # fmt: skip
+            played.append(
+                ChannelNote(
+                    slot.row, slot.end, pitch - D.LOWEST_MIDI, arp, slot.velocity, slot.source
+                )
+            )
         channel_notes[role] = played
     channel_notes[DRUMS] = [
         ChannelNote(row, row + 1, sounds.kit[DRUM_PRIORITY[rank]], 0, n.velocity, n)
@@ -400,8 +403,21 @@ def arrange_parts(
 
     def build(first_bar: int, last_bar: int) -> list[tuple[int, int, Song, Module, dict]]:
         lo, hi = bar_rows_at[first_bar], bar_rows_at[last_bar]
-        song, picked = _song(channel_notes, lo, hi, sounds, title, key, mode, tempo, beats,
-                             rows_per_beat, seed, rows, tail_rows)  # fmt: skip
+        song, picked = _song(
+            channel_notes,
+            lo,
+            hi,
+            sounds,
+            title,
+            key,
+            mode,
+            tempo,
+            beats,
+            rows_per_beat,
+            seed,
+            rows,
+            tail_rows,
+        )
         try:
             module = assemble_song(song)
             if module.origin + len(module.code) > GBS_END:
@@ -423,9 +439,20 @@ def arrange_parts(
     out = []
     for index, (first_bar, last_bar, song, module, picked) in enumerate(built):
         seconds = (bar_rows_at[last_bar] - bar_rows_at[first_bar] + tail_rows) / rows_per_second
-        out.append(ArrangedPart(song, module, index, len(built), bar_quarters[first_bar],
-                                bar_quarters[last_bar], seconds, on_row_share, rows,
-                                picked))  # fmt: skip
+        out.append(
+            ArrangedPart(
+                song,
+                module,
+                index,
+                len(built),
+                bar_quarters[first_bar],
+                bar_quarters[last_bar],
+                seconds,
+                on_row_share,
+                rows,
+                picked,
+            )
+        )
     return out
 
 
@@ -471,12 +498,23 @@ def _song(
                 envelope = _volume(c.velocity, ROLE_GAIN[role]) << 4 | (base & 0x0F)
             spans.append(_Note(c.row, c.end - c.row, c.note, instrument, envelope, c.arpeggio))
         channels.append(_events(spans, total, hold_gaps=role == DRUMS))
-    song = Song(title=title, key=key, mode=mode, tempo=tempo, beats_per_bar=beats,
-                rows_per_beat=rows_per_beat, bars=bars, loop_bar=0, channels=channels,
-                instruments=sounds.instruments, drums=sounds.drums, wave=sounds.wave,
-                seed=seed, form="arranged",
-                styles={"wave": sounds.wave_name,
-                        "second": sounds.instruments[second].name})  # fmt: skip
+    song = Song(
+        title=title,
+        key=key,
+        mode=mode,
+        tempo=tempo,
+        beats_per_bar=beats,
+        rows_per_beat=rows_per_beat,
+        bars=bars,
+        loop_bar=0,
+        channels=channels,
+        instruments=sounds.instruments,
+        drums=sounds.drums,
+        wave=sounds.wave,
+        seed=seed,
+        form="arranged",
+        styles={"wave": sounds.wave_name, "second": sounds.instruments[second].name},
+    )
     return song, picked
 
 
@@ -497,8 +535,9 @@ def arrange(
 ) -> list[Song]:
     """The piece as one or more songs (parts cut at bar lines)."""
     try:
-        parts = arrange_parts(score, seed, transpose=transpose, tempo_factor=tempo_factor,
-                              seconds_limit=seconds_limit)  # fmt: skip
+        parts = arrange_parts(
+            score, seed, transpose=transpose, tempo_factor=tempo_factor, seconds_limit=seconds_limit
+        )
     except SongError as exc:
         raise ScoreError(f"{score.title}: {exc}", "bad_arrangement") from exc
     return [p.song for p in parts]

@@ -66,8 +66,16 @@ CB_ROTATES = ("rlc", "rrc", "rl", "rr", "sla", "sra", "swap", "srl")
 #   [n16]      absolute address; [n8] an address in $FF00-$FFFF (ldh)
 #   sp+e8      SP plus a signed byte
 #   u3 / vec   a bit number / RST vector folded into the opcode itself
-PLACEHOLDERS = {"n8": "imm", "n16": "imm", "e8": "imm", "u3": "imm", "vec": "imm",
-                "[n16]": "[imm]", "[n8]": "[imm]", "sp+e8": "sp+imm"}  # fmt: skip
+PLACEHOLDERS = {
+    "n8": "imm",
+    "n16": "imm",
+    "e8": "imm",
+    "u3": "imm",
+    "vec": "imm",
+    "[n16]": "[imm]",
+    "[n8]": "[imm]",
+    "sp+e8": "sp+imm",
+}
 
 
 @dataclass(frozen=True)
@@ -441,8 +449,9 @@ class _Assembler:
         self.statements = self._parse(source)
 
     # ---- parsing
-    def _error(self, reason: str, st: _Statement | None = None, line: int | None = None,
-               text: str = "") -> AsmError:  # fmt: skip
+    def _error(
+        self, reason: str, st: _Statement | None = None, line: int | None = None, text: str = ""
+    ) -> AsmError:
         if st is not None:
             line, text = st.line, st.text
         return AsmError(reason, line, text, self.name)
@@ -450,8 +459,9 @@ class _Assembler:
     def _qualify(self, label: str, scope: str, line: int, text: str) -> str:
         if label.startswith("."):
             if not scope:
-                raise self._error(f"local label {label} has no global label before it",
-                                  line=line, text=text)  # fmt: skip
+                raise self._error(
+                    f"local label {label} has no global label before it", line=line, text=text
+                )
             return scope + label
         return label
 
@@ -466,8 +476,9 @@ class _Assembler:
             if constant and constant.group(1).lower() not in MNEMONICS | DIRECTIVES:
                 name = constant.group(1)
                 if name.lower() in _REGISTER_WORDS:
-                    raise self._error(f"{name!r} is a register name, not a constant",
-                                      line=number, text=raw)  # fmt: skip
+                    raise self._error(
+                        f"{name!r} is a register name, not a constant", line=number, text=raw
+                    )
                 self._define(name, number, raw)
                 self.constants[name] = (constant.group(2).strip(), number, scope)
                 continue
@@ -476,12 +487,14 @@ class _Assembler:
             if label_match and label_match.group(1).lower() not in MNEMONICS | DIRECTIVES:
                 label = label_match.group(1)
                 if label.lower() in _REGISTER_WORDS:
-                    raise self._error(f"{label!r} is a register name, not a label",
-                                      line=number, text=raw)  # fmt: skip
+                    raise self._error(
+                        f"{label!r} is a register name, not a label", line=number, text=raw
+                    )
                 if not label.startswith("."):
                     if "." in label:
-                        raise self._error(f"label {label!r} may not contain '.'",
-                                          line=number, text=raw)  # fmt: skip
+                        raise self._error(
+                            f"label {label!r} may not contain '.'", line=number, text=raw
+                        )
                     scope = label
                 full = self._qualify(label, scope, number, raw)
                 self._define(full, number, raw)
@@ -499,8 +512,9 @@ class _Assembler:
             if kind == "equ":
                 raise self._error("equ needs a name: NAME equ VALUE", line=number, text=raw)
             if kind == "instr" and mnemonic not in MNEMONICS and mnemonic not in _MNEMONIC_ALIASES:
-                raise self._error(f"unknown instruction or directive {head!r}",
-                                  line=number, text=raw)  # fmt: skip
+                raise self._error(
+                    f"unknown instruction or directive {head!r}", line=number, text=raw
+                )
             statements.append(_Statement(number, raw, scope, kind, mnemonic, operands))
         return statements
 
@@ -508,8 +522,9 @@ class _Assembler:
         if name in self.labels or name in self.constants:
             raise self._error(f"symbol {name!r} is defined twice", line=line, text=text)
         if not name.startswith(".") and name in self.predefined:
-            raise self._error(f"symbol {name!r} is already given by the caller",
-                              line=line, text=text)  # fmt: skip
+            raise self._error(
+                f"symbol {name!r} is already given by the caller", line=line, text=text
+            )
         self.labels.add(name)
 
     # ---- symbols
@@ -574,8 +589,9 @@ class _Assembler:
         mnemonic, operands = st.mnemonic, list(st.operands)
         if mnemonic in _MNEMONIC_ALIASES:  # ldi [hl],a -> ld [hl+],a
             mnemonic, sign = _MNEMONIC_ALIASES[mnemonic]
-            operands = [f"[hl{sign}]" if o.lower().replace(" ", "") == "[hl]" else o
-                        for o in operands]  # fmt: skip
+            operands = [
+                f"[hl{sign}]" if o.lower().replace(" ", "") == "[hl]" else o for o in operands
+            ]
         try:
             forms = [self._classify(o) for o in operands]
         except AsmError as exc:
@@ -775,8 +791,9 @@ def _by_mnemonic() -> dict[str, list[tuple[tuple[str, tuple[str, ...]], Encoding
 
 
 def _candidates(mnemonic: str, count: int | None):
-    return [(k, e) for k, e in _by_mnemonic().get(mnemonic, []) if count is None
-            or len(k[1]) == count]  # fmt: skip
+    return [
+        (k, e) for k, e in _by_mnemonic().get(mnemonic, []) if count is None or len(k[1]) == count
+    ]
 
 
 def _unescape(text: str) -> bytes:
@@ -802,8 +819,9 @@ def _check_overlaps(chunks: list[tuple[int, bytes]], name: str) -> None:
     spans = sorted((a, a + len(b)) for a, b in chunks)
     for (a0, a1), (b0, _) in zip(spans, spans[1:], strict=False):
         if b0 < a1:
-            raise AsmError(f"{name or '<source>'}: code at ${b0:04X} overlaps code "
-                           f"${a0:04X}-${a1 - 1:04X}")  # fmt: skip
+            raise AsmError(
+                f"{name or '<source>'}: code at ${b0:04X} overlaps code ${a0:04X}-${a1 - 1:04X}"
+            )
 
 
 def assemble(source: str, *, name: str = "", symbols: Mapping[str, int] | None = None) -> Program:

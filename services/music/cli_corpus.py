@@ -85,8 +85,16 @@ def run(args: argparse.Namespace) -> int:
     except CorpusError as exc:
         print(f"gbsynth corpus: {exc}", file=sys.stderr)
         return 2
-    keys = ("files", "recorded", "failed", "failed_by_reason", "recordings", "hours",
-            "hours_augmented", "notes")  # fmt: skip
+    keys = (
+        "files",
+        "recorded",
+        "failed",
+        "failed_by_reason",
+        "recordings",
+        "hours",
+        "hours_augmented",
+        "notes",
+    )
     brief = {k: summary[k] for k in keys}
     brief["statistics"] = summary["statistics"]
     brief["wall_seconds"] = summary["run"]["wall_seconds_this_run"]

@@ -28,21 +28,26 @@ from gbsynth.music.replay_rom import (
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "recording", metavar="RECORDING",
+        "recording",
+        metavar="RECORDING",
         help="Avro recordings or segments file, or gbsplay iodumper text",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", required=True, metavar="SONG.gb", help="ROM file to write")
     parser.add_argument(
-        "--index", type=int, default=0,
+        "--index",
+        type=int,
+        default=0,
         help="which recording/segment of the file (iodump: which subsong), from 0 (default 0)",
-    )  # fmt: skip
+    )
     parser.add_argument("--start", type=float, default=0.0, help="start at this second")
     parser.add_argument("--seconds", type=float, default=None, help="export this many seconds")
     parser.add_argument("--loop", action="store_true", help="start again at the end")
     parser.add_argument(
-        "--tick-hz", type=float, default=None,
+        "--tick-hz",
+        type=float,
+        default=None,
         help="replay from the timer at about this rate (default: VBlank, 59.73 Hz)",
-    )  # fmt: skip
+    )
     parser.add_argument("--title", default=None, help="cartridge title (default: the song's)")
 
 

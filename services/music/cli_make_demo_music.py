@@ -42,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"gbsynth make-demo-music: {exc}", file=sys.stderr)
         return 1
     for e in entries:
-        print(f"{e['gbs']:<28} {e['key']:>2} {e['mode']:<14} {e['bpm']:5.1f} BPM "
-              f"{e['meter']} {e['form']:<5} {e['seconds']:5.1f} s")  # fmt: skip
+        print(
+            f"{e['gbs']:<28} {e['key']:>2} {e['mode']:<14} {e['bpm']:5.1f} BPM "
+            f"{e['meter']} {e['form']:<5} {e['seconds']:5.1f} s"
+        )
     print(
         f"{len(entries)} songs in {out_dir} ({time.perf_counter() - start:.2f} s)",
         file=sys.stderr,

@@ -30,8 +30,15 @@ MODES: dict[str, tuple[int, ...]] = {
     "lydian": (0, 2, 4, 6, 7, 9, 11),
     "phrygian": (0, 1, 3, 5, 7, 8, 10),
 }
-MODE_WEIGHTS = {"major": 3.0, "minor": 3.0, "dorian": 1.5, "mixolydian": 1.2,
-                "harmonic minor": 1.0, "lydian": 0.6, "phrygian": 0.5}  # fmt: skip
+MODE_WEIGHTS = {
+    "major": 3.0,
+    "minor": 3.0,
+    "dorian": 1.5,
+    "mixolydian": 1.2,
+    "harmonic minor": 1.0,
+    "lydian": 0.6,
+    "phrygian": 0.5,
+}
 
 # Chord progressions as scale degrees (0 = the tonic's chord), four chords each.
 PROGRESSIONS: tuple[tuple[int, ...], ...] = (
@@ -40,15 +47,30 @@ PROGRESSIONS: tuple[tuple[int, ...], ...] = (
     (3, 4, 0, 5), (0, 1, 2, 1), (0, 6, 3, 0), (5, 4, 3, 4), (0, 3, 5, 4), (3, 0, 4, 5),
     (0, 2, 5, 4), (5, 1, 4, 0), (0, 5, 1, 4), (0, 4, 0, 3), (3, 3, 0, 0), (0, 1, 0, 6),
 )  # fmt: skip
-FORMS = {"AABA": 3.0, "ABAB": 2.0, "AABB": 1.5, "ABAC": 1.5, "ABCB": 1.0, "AB": 1.0,
-         "AABAB": 1.0, "ABCA": 0.7}  # fmt: skip
+FORMS = {
+    "AABA": 3.0,
+    "ABAB": 2.0,
+    "AABB": 1.5,
+    "ABAC": 1.5,
+    "ABCB": 1.0,
+    "AB": 1.0,
+    "AABAB": 1.0,
+    "ABCA": 0.7,
+}
 SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 """Neutral spellings, for notes outside any key."""
 # Where each mode's tonic lies above the major scale with the same notes.
-MODE_OFFSETS = {"major": 0, "dorian": 2, "phrygian": 4, "lydian": 5, "mixolydian": 7,
-                "minor": 9, "harmonic minor": 9}  # fmt: skip
+MODE_OFFSETS = {
+    "major": 0,
+    "dorian": 2,
+    "phrygian": 4,
+    "lydian": 5,
+    "mixolydian": 7,
+    "minor": 9,
+    "harmonic minor": 9,
+}
 FLAT_MAJOR_KEYS = {1, 3, 5, 8, 10}  # Db Eb F Ab Bb; F# major is written with sharps
 
 
@@ -60,10 +82,24 @@ def pitch_name(pitch_class: int, key: int, mode: str) -> str:
 
 
 # One-beat (4-row) and two-beat rhythm cells; negative lengths are rests.
-BEAT_CELLS = {(4,): 3.0, (2, 2): 3.0, (3, 1): 1.2, (1, 1, 2): 0.8, (2, 1, 1): 0.8,
-              (-2, 2): 0.8, (1, 3): 0.4, (-4,): 0.3}  # fmt: skip
-TWO_BEAT_CELLS = {(8,): 1.5, (6, 2): 1.5, (2, 4, 2): 1.0, (3, 3, 2): 1.2, (4, 2, 2): 1.0,
-                  (-2, 2, 4): 0.6}  # fmt: skip
+BEAT_CELLS = {
+    (4,): 3.0,
+    (2, 2): 3.0,
+    (3, 1): 1.2,
+    (1, 1, 2): 0.8,
+    (2, 1, 1): 0.8,
+    (-2, 2): 0.8,
+    (1, 3): 0.4,
+    (-4,): 0.3,
+}
+TWO_BEAT_CELLS = {
+    (8,): 1.5,
+    (6, 2): 1.5,
+    (2, 4, 2): 1.0,
+    (3, 3, 2): 1.2,
+    (4, 2, 2): 1.0,
+    (-2, 2, 4): 0.6,
+}
 
 # Drum patterns: one string per drum, a character per row ('x': hit).
 DRUM_STYLES_4 = {
@@ -86,14 +122,70 @@ DRUM_STYLES_3 = {
 }  # fmt: skip
 DRUM_PRIORITY = ("kick", "snare", "tom", "open", "hat")
 
-TITLE_WORDS_A = ("Neon", "Pixel", "Lunar", "Crystal", "Velvet", "Rusty", "Silent", "Hidden",
-                 "Frozen", "Golden", "Cosmic", "Misty", "Paper", "Copper", "Amber", "Cobalt",
-                 "Polar", "Sunny", "Dusty", "Secret", "Tiny", "Wild", "Quiet", "Mossy", "Swift",
-                 "Distant", "Lazy", "Bright", "Clever", "Brave")  # fmt: skip
-TITLE_WORDS_B = ("Harbor", "Forest", "Dungeon", "Skyline", "Garden", "Circuit", "Voyage",
-                 "Meadow", "Arcade", "Comet", "Canyon", "Tower", "Lagoon", "River", "Cavern",
-                 "Station", "Parade", "Island", "Orbit", "Market", "Summit", "Valley", "Bridge",
-                 "Temple", "Lights", "Rain", "Engine", "Castle", "Tides", "Dream")  # fmt: skip
+TITLE_WORDS_A = (
+    "Neon",
+    "Pixel",
+    "Lunar",
+    "Crystal",
+    "Velvet",
+    "Rusty",
+    "Silent",
+    "Hidden",
+    "Frozen",
+    "Golden",
+    "Cosmic",
+    "Misty",
+    "Paper",
+    "Copper",
+    "Amber",
+    "Cobalt",
+    "Polar",
+    "Sunny",
+    "Dusty",
+    "Secret",
+    "Tiny",
+    "Wild",
+    "Quiet",
+    "Mossy",
+    "Swift",
+    "Distant",
+    "Lazy",
+    "Bright",
+    "Clever",
+    "Brave",
+)
+TITLE_WORDS_B = (
+    "Harbor",
+    "Forest",
+    "Dungeon",
+    "Skyline",
+    "Garden",
+    "Circuit",
+    "Voyage",
+    "Meadow",
+    "Arcade",
+    "Comet",
+    "Canyon",
+    "Tower",
+    "Lagoon",
+    "River",
+    "Cavern",
+    "Station",
+    "Parade",
+    "Island",
+    "Orbit",
+    "Market",
+    "Summit",
+    "Valley",
+    "Bridge",
+    "Temple",
+    "Lights",
+    "Rain",
+    "Engine",
+    "Castle",
+    "Tides",
+    "Dream",
+)
 
 MELODY_TONIC = 24
 """Note of C4 (0 = C2): the melody's tonic is the key's pitch in the octave from C4."""
@@ -203,7 +295,7 @@ class _Composer:
             loop_bar=self.intro_bars,
             channels=[
                 _events(notes, total, hold_gaps=(c == 3)) for c, notes in enumerate(channels)
-            ],  # fmt: skip
+            ],
             instruments=self.instruments,
             drums=self.drums,
             wave=wave,
@@ -214,7 +306,7 @@ class _Composer:
             sections=self.sections,
             progression={
                 k: [c.name(self.key, self.mode) for c in v] for k, v in self.progressions.items()
-            },  # fmt: skip
+            },
             styles=self.styles,
         )
 
@@ -226,8 +318,7 @@ class _Composer:
 
     def _progressions(self) -> dict[str, list[Chord]]:
         """A chord for each half bar of each section kind (A, B, C)."""
-        usable = [p for p in PROGRESSIONS
-                  if all(chord_on(self.scale, d).fifth == 7 for d in p)]  # fmt: skip
+        usable = [p for p in PROGRESSIONS if all(chord_on(self.scale, d).fifth == 7 for d in p)]
         kinds = sorted(set(self.form))
         out: dict[str, list[Chord]] = {}
         used: set[tuple[int, ...]] = set()
@@ -317,15 +408,23 @@ class _Composer:
         self.lead2 = self._add(lead2)
         self.lead_has_sweep = {self.lead: False, self.lead2: bool(sweep)}
         harmony_duty = rng.choice(duties)
-        self.harmony_pluck = self._add(Instrument(
-            "harmony pluck", nrx1=harmony_duty << 6,
-            envelope=rng.randrange(7, 12) << 4 | rng.choice((1, 2, 3)),
-        ))  # fmt: skip
-        self.harmony_pad = self._add(Instrument(
-            "harmony pad", nrx1=harmony_duty << 6, envelope=rng.randrange(5, 9) << 4,
-            vibrato_delay=12, vibrato_speed=rng.randrange(10, 20),
-            vibrato_shift=7 if rng.random() < 0.5 else 0,
-        ))  # fmt: skip
+        self.harmony_pluck = self._add(
+            Instrument(
+                "harmony pluck",
+                nrx1=harmony_duty << 6,
+                envelope=rng.randrange(7, 12) << 4 | rng.choice((1, 2, 3)),
+            )
+        )
+        self.harmony_pad = self._add(
+            Instrument(
+                "harmony pad",
+                nrx1=harmony_duty << 6,
+                envelope=rng.randrange(5, 9) << 4,
+                vibrato_delay=12,
+                vibrato_speed=rng.randrange(10, 20),
+                vibrato_shift=7 if rng.random() < 0.5 else 0,
+            )
+        )
         self.echo_envelope = rng.randrange(4, 8) << 4 | (envelope & 0x0F)
         self.bass = self._add(Instrument("bass", nrx1=0x00, envelope=0x20))
         self.noise = self._add(Instrument("drums", nrx1=0x00, envelope=0x00))
@@ -336,25 +435,51 @@ class _Composer:
         rng = self.rng
         self.kit: dict[str, int] = {}
         drums = [
-            Drum("kick", rng.choice((0xF1, 0xE1, 0xF2, 0xD1)), rng.choice((0x30, 0x31, 0x40, 0x41)),
-                 rng.choice((0x60, 0x61, 0x70, 0x62)), rng.choice((1, 2, 2, 3))),
-            Drum("snare", rng.choice((0xC2, 0xB2, 0xD2, 0xC3, 0xA3)),
-                 rng.choice((0x22, 0x32, 0x33, 0x42, 0x23)), 0x00, 0),
-            Drum("hat", rng.choice((0x81, 0x61, 0x91, 0x71)), rng.choice((0x00, 0x01, 0x10, 0x11)),
-                 0x00, 0),
-            Drum("open", rng.choice((0x83, 0x74, 0x93, 0x64)), rng.choice((0x00, 0x10, 0x01)),
-                 0x00, 0),
-            Drum("tom", rng.choice((0xC2, 0xD3, 0xB2)), rng.choice((0x4C, 0x5C, 0x4D, 0x3D)),
-                 rng.choice((0x5D, 0x6D, 0x5E)), rng.choice((2, 3, 4))),
-        ]  # fmt: skip
+            Drum(
+                "kick",
+                rng.choice((0xF1, 0xE1, 0xF2, 0xD1)),
+                rng.choice((0x30, 0x31, 0x40, 0x41)),
+                rng.choice((0x60, 0x61, 0x70, 0x62)),
+                rng.choice((1, 2, 2, 3)),
+            ),
+            Drum(
+                "snare",
+                rng.choice((0xC2, 0xB2, 0xD2, 0xC3, 0xA3)),
+                rng.choice((0x22, 0x32, 0x33, 0x42, 0x23)),
+                0x00,
+                0,
+            ),
+            Drum(
+                "hat",
+                rng.choice((0x81, 0x61, 0x91, 0x71)),
+                rng.choice((0x00, 0x01, 0x10, 0x11)),
+                0x00,
+                0,
+            ),
+            Drum(
+                "open",
+                rng.choice((0x83, 0x74, 0x93, 0x64)),
+                rng.choice((0x00, 0x10, 0x01)),
+                0x00,
+                0,
+            ),
+            Drum(
+                "tom",
+                rng.choice((0xC2, 0xD3, 0xB2)),
+                rng.choice((0x4C, 0x5C, 0x4D, 0x3D)),
+                rng.choice((0x5D, 0x6D, 0x5E)),
+                rng.choice((2, 3, 4)),
+            ),
+        ]
         for i, drum in enumerate(drums):
             self.kit[drum.name] = i
         return drums
 
     def _wave(self) -> tuple[str, bytes]:
         rng = self.rng
-        name = rng.choice(("triangle", "saw", "square", "pulse", "sine", "organ", "soft square",
-                           "harmonics"))  # fmt: skip
+        name = rng.choice(
+            ("triangle", "saw", "square", "pulse", "sine", "organ", "soft square", "harmonics")
+        )
         n = 32
         if name == "triangle":
             samples = [15 - abs(31 - 2 * k) * 15 / 31 for k in range(n)]
@@ -374,8 +499,10 @@ class _Composer:
                 amps = (1.0, 0.0, 0.33, 0.0)
             else:
                 amps = (1.0, rng.uniform(0, 0.7), rng.uniform(0, 0.5), rng.uniform(0, 0.4))
-            raw = [sum(a * math.sin(2 * math.pi * (h + 1) * k / n) for h, a in enumerate(amps))
-                   for k in range(n)]  # fmt: skip
+            raw = [
+                sum(a * math.sin(2 * math.pi * (h + 1) * k / n) for h, a in enumerate(amps))
+                for k in range(n)
+            ]
             lo, hi = min(raw), max(raw)
             samples = [(v - lo) / (hi - lo) * 15 for v in raw]
         nibbles = [max(0, min(15, int(round(s)))) for s in samples]
@@ -398,8 +525,9 @@ class _Composer:
                 cell = _pick(rng, TWO_BEAT_CELLS)
                 beat += 2
             else:
-                weights = {c: w * (1 + density if len(c) > 1 else 1.0)
-                           for c, w in BEAT_CELLS.items()}  # fmt: skip
+                weights = {
+                    c: w * (1 + density if len(c) > 1 else 1.0) for c, w in BEAT_CELLS.items()
+                }
                 cell = _pick(rng, weights)
                 beat += 1
             out.extend(cell)
@@ -479,8 +607,7 @@ class _Composer:
                     chord = self.chord_at(abs_onsets[0][0])
                     tones = self._chord_tones(chord, lo, hi)
                     base = min(tones, key=lambda t: abs(t - first_pitches[0]))
-                    pitches = [max(lo, min(hi, base + p - first_pitches[0]))
-                               for p in first_pitches]  # fmt: skip
+                    pitches = [max(lo, min(hi, base + p - first_pitches[0])) for p in first_pitches]
                 else:
                     pitches = self._melody_pitches(abs_onsets, lo, hi, prev, cadence and final)
                     if which == "a" and first_pitches is None:
@@ -515,8 +642,9 @@ class _Composer:
                 prev = head[-1][2] if head else None
                 lift = {"A": 0, "B": 2, "C": -1}.get(kind, 0)
                 pitches = self._melody_pitches(onsets, -3 + lift, 9 + lift, prev, True)
-                notes = head + [(r, length, p) for (r, length, _), p in
-                                zip(tail, pitches, strict=True)]  # fmt: skip
+                notes = head + [
+                    (r, length, p) for (r, length, _), p in zip(tail, pitches, strict=True)
+                ]
             instrument = self.lead if kind == "A" else self.lead2
             previous: _Note | None = None
             for r, length, step in notes:
@@ -525,16 +653,23 @@ class _Composer:
                 self.melody_steps.append((row, length, step))
                 sound = max(1, length // 2) if staccato and length >= 2 else length
                 event = _Note(row, sound, note, instrument)
-                if (previous is not None and previous.start + previous.length == row
-                        and not self.lead_has_sweep[instrument]
-                        and 0 < abs(note - previous.note) <= 7
-                        and rng.random() < self.slide_chance):  # fmt: skip
+                if (
+                    previous is not None
+                    and previous.start + previous.length == row
+                    and not self.lead_has_sweep[instrument]
+                    and 0 < abs(note - previous.note) <= 7
+                    and rng.random() < self.slide_chance
+                ):
                     event.slide = _slide_speed(previous.note, note, frames=5)
                 out.append(event)
                 previous = event
             # a short last note of the section may fall away
-            if (out and out[-1].length <= 4 and not self.lead_has_sweep[instrument]
-                    and rng.random() < self.fall_chance):  # fmt: skip
+            if (
+                out
+                and out[-1].length <= 4
+                and not self.lead_has_sweep[instrument]
+                and rng.random() < self.fall_chance
+            ):
                 out[-1].bend = -rng.choice((1, 2))
         return out
 
@@ -583,8 +718,9 @@ class _Composer:
                 if retrigger:
                     for beat in range(0, half, self.rpb):
                         length = min(self.rpb, half - beat)
-                        out.append(_Note(row + beat, length, root, self.harmony_pluck,
-                                         arpeggio=arp))  # fmt: skip
+                        out.append(
+                            _Note(row + beat, length, root, self.harmony_pluck, arpeggio=arp)
+                        )
                 else:
                     out.append(_Note(row, half, root, self.harmony_pad, arpeggio=arp))
         return _merge_repeats(out, self.bar_rows) if not retrigger else out
@@ -609,8 +745,14 @@ class _Composer:
             for h in range(2):
                 row = b * self.bar_rows + h * half
                 chord = self.chord_at(row)
-                out.append(_Note(row, half, self._chord_note(chord, tone, HARMONY_TONIC + 12),
-                                 self.harmony_pad))  # fmt: skip
+                out.append(
+                    _Note(
+                        row,
+                        half,
+                        self._chord_note(chord, tone, HARMONY_TONIC + 12),
+                        self.harmony_pad,
+                    )
+                )
         return _merge_repeats(out, self.bar_rows)
 
     def _melody_in(self, bar: int, bars: int) -> list[tuple[int, int, int]]:
@@ -633,9 +775,15 @@ class _Composer:
             start = row + delay
             if start >= end:
                 break
-            out.append(_Note(start, min(length, end - start),
-                             tonic + scale_note(self.scale, step), self.lead,
-                             envelope=self.echo_envelope))  # fmt: skip
+            out.append(
+                _Note(
+                    start,
+                    min(length, end - start),
+                    tonic + scale_note(self.scale, step),
+                    self.lead,
+                    envelope=self.echo_envelope,
+                )
+            )
         return out
 
     def _harmony_counter(self, bar: int, bars: int) -> list[_Note]:
@@ -646,8 +794,11 @@ class _Composer:
             for h in range(2):
                 row = b * self.bar_rows + h * half
                 chord = self.chord_at(row)
-                options = [self._chord_note(chord, t, HARMONY_TONIC + 12) + o
-                           for t in range(3) for o in (-12, 0, 12)]  # fmt: skip
+                options = [
+                    self._chord_note(chord, t, HARMONY_TONIC + 12) + o
+                    for t in range(3)
+                    for o in (-12, 0, 12)
+                ]
                 options = [o for o in options if HARMONY_TONIC + 7 <= o <= HARMONY_TONIC + 28]
                 note = min(options, key=lambda o: (abs(o - prev), o))
                 if note == prev:
@@ -759,8 +910,9 @@ class _Composer:
             for row in range(first, rows, step):
                 hits[row] = kind if kind != "mixed" else ("tom" if row % 4 < 2 else "snare")
         start = bar * rows
-        return [_Note(start + row, 1, self.kit[name], self.noise)
-                for row, name in sorted(hits.items())]  # fmt: skip
+        return [
+            _Note(start + row, 1, self.kit[name], self.noise) for row, name in sorted(hits.items())
+        ]
 
 
 def _slide_speed(from_note: int, to_note: int, frames: int) -> int:
@@ -774,10 +926,14 @@ def _merge_repeats(notes: list[_Note], bar_rows: int) -> list[_Note]:
     out: list[_Note] = []
     for note in notes:
         prev = out[-1] if out else None
-        if (prev is not None and prev.start + prev.length == note.start and prev.note == note.note
-                and note.start % bar_rows != 0
-                and (prev.instrument, prev.arpeggio, prev.envelope)
-                == (note.instrument, note.arpeggio, note.envelope)):  # fmt: skip
+        if (
+            prev is not None
+            and prev.start + prev.length == note.start
+            and prev.note == note.note
+            and note.start % bar_rows != 0
+            and (prev.instrument, prev.arpeggio, prev.envelope)
+            == (note.instrument, note.arpeggio, note.envelope)
+        ):
             prev.length += note.length
         else:
             out.append(_Note(**note.__dict__))
@@ -798,13 +954,23 @@ def _events(notes: list[_Note], total: int, hold_gaps: bool) -> list[Event]:
         nxt = notes[i + 1].start if i + 1 < len(notes) else total
         end = min(note.start + note.length, nxt, total) if not hold_gaps else min(nxt, total)
         end = max(end, note.start + 1)
-        events.append(Event(note.start, end - note.start, note.note, note.instrument,
-                            envelope=note.envelope, arpeggio=note.arpeggio, slide=note.slide,
-                            bend=note.bend))  # fmt: skip
+        events.append(
+            Event(
+                note.start,
+                end - note.start,
+                note.note,
+                note.instrument,
+                envelope=note.envelope,
+                arpeggio=note.arpeggio,
+                slide=note.slide,
+                bend=note.bend,
+            )
+        )
         row = end
     if row < total:
-        events.append(Event(row, total - row, None, notes[-1].instrument if notes else 0,
-                            hold=hold_gaps))  # fmt: skip
+        events.append(
+            Event(row, total - row, None, notes[-1].instrument if notes else 0, hold=hold_gaps)
+        )
     return events
 
 
@@ -834,8 +1000,20 @@ def sound_set(seed: int) -> SoundSet:
     drums = composer._drum_kit()
     wave_name, wave = composer._wave()  # may swap in a quieter bass for loud wave shapes
     c = composer
-    return SoundSet(list(c.instruments), c.lead, c.lead2, c.harmony_pluck, c.harmony_pad, c.bass,
-                    c.noise, c.lead_sustains, drums, dict(c.kit), wave_name, wave)  # fmt: skip
+    return SoundSet(
+        list(c.instruments),
+        c.lead,
+        c.lead2,
+        c.harmony_pluck,
+        c.harmony_pad,
+        c.bass,
+        c.noise,
+        c.lead_sustains,
+        drums,
+        dict(c.kit),
+        wave_name,
+        wave,
+    )
 
 
 def compose(seed: int, index: int = 0) -> Song:

@@ -156,8 +156,13 @@ def build_file(task: Task) -> dict[str, Any]:
 
     started = time.perf_counter()
     cpu_started = time.process_time()
-    result: dict[str, Any] = {"key": task.key, "name": task.name, "folder": task.folder,
-                              "kind": task.kind, "recordings": []}  # fmt: skip
+    result: dict[str, Any] = {
+        "key": task.key,
+        "name": task.name,
+        "folder": task.folder,
+        "kind": task.kind,
+        "recordings": [],
+    }
     kind = SourceKind(task.kind)
     path = Path(task.path)
     recordings = []
@@ -165,35 +170,58 @@ def build_file(task: Task) -> dict[str, Any]:
         data = read_source_file(path)
         licence = licence_of(path)
         for index, (transpose, tempo_factor) in enumerate(task.variants):
-            score, parts = arrange_file(data, path.name, kind, seed=task.seed,
-                                        transpose=transpose, tempo_factor=tempo_factor,
-                                        seconds_limit=task.seconds_limit)  # fmt: skip
+            score, parts = arrange_file(
+                data,
+                path.name,
+                kind,
+                seed=task.seed,
+                transpose=transpose,
+                tempo_factor=tempo_factor,
+                seconds_limit=task.seconds_limit,
+            )
             if index == 0:
                 result["voices"] = max_voices(score)
                 result["on_row_share"] = parts[0].on_row_share
                 result["source_notes"] = len(score.notes)
             for number in range(1, len(parts) + 1):
-                session = ScoreSession(data, path.name, kind, part=number, seed=task.seed,
-                                       transpose=transpose, tempo_factor=tempo_factor,
-                                       licence=licence, arranged=(score, parts))  # fmt: skip
+                session = ScoreSession(
+                    data,
+                    path.name,
+                    kind,
+                    part=number,
+                    seed=task.seed,
+                    transpose=transpose,
+                    tempo_factor=tempo_factor,
+                    licence=licence,
+                    arranged=(score, parts),
+                )
                 recording = session.record(session.seconds)
                 stats = _note_stats(recording)
                 recordings.append(recording)
-                result["recordings"].append({
-                    "id": recording.recording_id, "part": number, "parts": len(parts),
-                    "transpose": transpose, "tempo_factor": tempo_factor,
-                    "seconds": round(session.seconds, 3), "licence": licence,
-                    "title": score.title[:120], **stats,
-                })  # fmt: skip
+                result["recordings"].append(
+                    {
+                        "id": recording.recording_id,
+                        "part": number,
+                        "parts": len(parts),
+                        "transpose": transpose,
+                        "tempo_factor": tempo_factor,
+                        "seconds": round(session.seconds, 3),
+                        "licence": licence,
+                        "title": score.title[:120],
+                        **stats,
+                    }
+                )
         result["status"] = "recorded"
     except (SourceError, JobError, OSError) as exc:
-        result.update(status="failed", reason=getattr(exc, "reason", "unreadable"),
-                      error=str(exc)[:300])  # fmt: skip
+        result.update(
+            status="failed", reason=getattr(exc, "reason", "unreadable"), error=str(exc)[:300]
+        )
         recordings = []
         result["recordings"] = []
     except Exception as exc:  # a bug, not the file's fault: report it, keep the batch going
-        result.update(status="failed", reason="internal_error",
-                      error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+        result.update(
+            status="failed", reason="internal_error", error=f"{type(exc).__name__}: {exc}"[:300]
+        )
         recordings = []
         result["recordings"] = []
     result["wall_seconds"] = round(time.perf_counter() - started, 3)
@@ -244,9 +272,14 @@ class ShardWriter:
         ]
         path = self.path(name)
         with open(path, "a+b") as fo:
-            fastavro.writer(fo, schema_family("RecordingChunk").schema, records,
-                            codec=CONTAINER_CODEC, codec_compression_level=1,
-                            metadata={"gbsynth.version": __version__})  # fmt: skip
+            fastavro.writer(
+                fo,
+                schema_family("RecordingChunk").schema,
+                records,
+                codec=CONTAINER_CODEC,
+                codec_compression_level=1,
+                metadata={"gbsynth.version": __version__},
+            )
             fo.flush()
             os.fsync(fo.fileno())
 
@@ -298,8 +331,9 @@ def summarise(entries: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, A
         if entry["status"] != "recorded":
             failed_by_reason[entry["reason"]] += 1
             folders[folder]["failed"] += 1
-            failures.append({"file": entry["name"], "reason": entry["reason"],
-                             "error": entry.get("error", "")})  # fmt: skip
+            failures.append(
+                {"file": entry["name"], "reason": entry["reason"], "error": entry.get("error", "")}
+            )
             continue
         folders[folder]["recorded"] += 1
         on_row.append(entry.get("on_row_share", 0.0))
@@ -310,9 +344,17 @@ def summarise(entries: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, A
             distinct = (rec["transpose"], rec["tempo_factor"]) == identity
             hours = rec["seconds"] / 3600
             folders[folder]["recordings"] += 1
-            recordings.append({"id": rec["id"], "file": entry["name"], "part": rec["part"],
-                               "transpose": rec["transpose"], "tempo_factor": rec["tempo_factor"],
-                               "seconds": rec["seconds"], "licence": rec["licence"]})  # fmt: skip
+            recordings.append(
+                {
+                    "id": rec["id"],
+                    "file": entry["name"],
+                    "part": rec["part"],
+                    "transpose": rec["transpose"],
+                    "tempo_factor": rec["tempo_factor"],
+                    "seconds": rec["seconds"],
+                    "licence": rec["licence"],
+                }
+            )
             if not distinct:
                 hours_augmented += hours
                 continue
@@ -334,10 +376,12 @@ def summarise(entries: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, A
     for c in range(3):
         h = histograms[c]
         ranges[CHANNELS[c]] = {
-            "lowest": _percentile(h, 0.0), "p5": _percentile(h, 0.05),
-            "median": _percentile(h, 0.5), "p95": _percentile(h, 0.95),
+            "lowest": _percentile(h, 0.0),
+            "p5": _percentile(h, 0.05),
+            "median": _percentile(h, 0.5),
+            "p95": _percentile(h, 0.95),
             "highest": int(np.nonzero(h)[0].max()) if h.any() else None,
-        }  # fmt: skip
+        }
     return {
         "files": files,
         "recorded": files - failed,
@@ -407,8 +451,9 @@ def build(
     emulated = 0.0
     cpu = 0.0
     with (out / PROGRESS_NAME).open("a", encoding="utf-8") as log:
-        bar = tqdm(total=len(todo), unit="file", desc="corpus", disable=not progress,
-                   file=sys.stderr)  # fmt: skip
+        bar = tqdm(
+            total=len(todo), unit="file", desc="corpus", disable=not progress, file=sys.stderr
+        )
         if todo:
             _import_worker_modules()
             context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")

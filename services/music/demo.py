@@ -37,9 +37,14 @@ def write_demo(out_dir: Path, songs: int, seed: int, asm: bool = False) -> list[
         (out_dir / f"{stem}.gb").write_bytes(rom)
         if asm:
             (out_dir / f"{stem}.asm").write_text(module_source([song]))
-        entries.append({"index": index, "gbs": f"{stem}.gbs", "gb": f"{stem}.gb",
-                        **song_summary(song)})  # fmt: skip
-    index = {"generator": "gbsynth make-demo-music", "version": __version__, "seed": seed,
-             "songs": entries}  # fmt: skip
+        entries.append(
+            {"index": index, "gbs": f"{stem}.gbs", "gb": f"{stem}.gb", **song_summary(song)}
+        )
+    index = {
+        "generator": "gbsynth make-demo-music",
+        "version": __version__,
+        "seed": seed,
+        "songs": entries,
+    }
     atomic_write(out_dir / "index.json", (json.dumps(index, indent=2) + "\n").encode())
     return entries

@@ -40,8 +40,16 @@ class Instrument:
     """Vibrato amplitude is (2048 - frequency) >> shift; 0: no vibrato."""
 
     def to_bytes(self) -> bytes:
-        values = (self.nrx1, self.envelope, self.nrx4, self.sweep, self.vibrato_delay,
-                  self.vibrato_speed, self.vibrato_shift, 0)  # fmt: skip
+        values = (
+            self.nrx1,
+            self.envelope,
+            self.nrx4,
+            self.sweep,
+            self.vibrato_delay,
+            self.vibrato_speed,
+            self.vibrato_shift,
+            0,
+        )
         return bytes(v & 0xFF for v in values)
 
 
@@ -274,14 +282,17 @@ def _channel_orders(song: Song) -> list[list[tuple[bytes, int]]]:
 def song_source(song: Song, label: str) -> str:
     """Driver data for ``song`` as assembler source; its header is at ``label``."""
     _check_song(song)
-    lines = [f"; {song.title}: {song.key_name} {song.mode}, {song.bpm:.0f} BPM, {song.form}",
-             f"{label}:",
-             f"        dw ${song.tempo:04X}",
-             f"        db ${song.nr50:02X}, ${song.nr51:02X}",
-             f"        dw {label}_Wave, {label}_Instruments, {label}_Drums",
-             "        dw " + ", ".join(f"{label}_Order{c}" for c in range(4)),
-             f"{label}_Wave:", *_db_lines(song.wave),
-             f"{label}_Instruments:"]  # fmt: skip
+    lines = [
+        f"; {song.title}: {song.key_name} {song.mode}, {song.bpm:.0f} BPM, {song.form}",
+        f"{label}:",
+        f"        dw ${song.tempo:04X}",
+        f"        db ${song.nr50:02X}, ${song.nr51:02X}",
+        f"        dw {label}_Wave, {label}_Instruments, {label}_Drums",
+        "        dw " + ", ".join(f"{label}_Order{c}" for c in range(4)),
+        f"{label}_Wave:",
+        *_db_lines(song.wave),
+        f"{label}_Instruments:",
+    ]
     for instrument in song.instruments:
         lines += [f"{line}  ; {instrument.name}" for line in _db_lines(instrument.to_bytes())]
     lines.append(f"{label}_Drums:")

@@ -263,9 +263,16 @@ def note_starts(writes: ApuWrites, before: ApuWrites | None = None) -> NoteOnset
     out_start = np.empty(n, np.bool_)
     master = np.empty(0, np.int64)
     count = _scan(
-        writes.cycles, writes.registers, writes.values, 0,
-        out_cycle, out_channel, out_pitch, out_start, master,
-    )  # fmt: skip
+        writes.cycles,
+        writes.registers,
+        writes.values,
+        0,
+        out_cycle,
+        out_channel,
+        out_pitch,
+        out_start,
+        master,
+    )
     keep = np.flatnonzero(out_start[:count] & (out_cycle[:count] >= offset))
     return NoteOnsets(out_cycle[keep] - offset, out_channel[keep], out_pitch[keep], out_start[keep])
 
