@@ -57,8 +57,10 @@ def main() -> None:
         envelopes, bands, toks = channel_events.round_trip_fidelity(writes, duration)
         music = duration / CPU_HZ
         events = len(tokens.encode(writes))
-        print(f"| {name} | {envelopes:.3f} | {bands:.3f} | {len(toks) / music:.0f} | "
-              f"{events / music:.0f} | {60 * seconds_to_encode / music:.2f} |")  # fmt: skip
+        print(
+            f"| {name} | {envelopes:.3f} | {bands:.3f} | {len(toks) / music:.0f} | "
+            f"{events / music:.0f} | {60 * seconds_to_encode / music:.2f} |"
+        )
 
 
 if __name__ == "__main__":

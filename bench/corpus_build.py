@@ -45,11 +45,16 @@ def main() -> int:
     for task in tasks:
         by_folder[task.folder].append(task)
     rng = random.Random(args.seed)
-    sample = [t for f in sorted(by_folder) for t in rng.sample(by_folder[f],
-              min(args.per_folder, len(by_folder[f])))]  # fmt: skip
+    sample = [
+        t
+        for f in sorted(by_folder)
+        for t in rng.sample(by_folder[f], min(args.per_folder, len(by_folder[f])))
+    ]
     build_file(sample[0])  # load the compiled code once
-    print(f"{'folder':20} {'files':>5} {'music h':>8} {'build x':>9} {'emulator x':>11} "
-          f"{'emu share':>9}")  # fmt: skip
+    print(
+        f"{'folder':20} {'files':>5} {'music h':>8} {'build x':>9} {'emulator x':>11} "
+        f"{'emu share':>9}"
+    )
     total = {"music": 0.0, "build": 0.0, "emulate": 0.0}
     for folder in sorted(by_folder):
         music = build_wall = emulate_wall = 0.0
@@ -75,20 +80,26 @@ def main() -> int:
         total["music"] += music
         total["build"] += build_wall
         total["emulate"] += emulate_wall
-        print(f"{folder[:20]:20} {count:5d} {music / 3600:8.2f} {music / build_wall:9.0f} "
-              f"{music / emulate_wall:11.0f} {emulate_wall / build_wall:9.2f}")  # fmt: skip
-    print(f"{'all, one core':20} {len(sample):5d} {total['music'] / 3600:8.2f} "
-          f"{total['music'] / total['build']:9.0f} {total['music'] / total['emulate']:11.0f} "
-          f"{total['emulate'] / total['build']:9.2f}")  # fmt: skip
+        print(
+            f"{folder[:20]:20} {count:5d} {music / 3600:8.2f} {music / build_wall:9.0f} "
+            f"{music / emulate_wall:11.0f} {emulate_wall / build_wall:9.2f}"
+        )
+    print(
+        f"{'all, one core':20} {len(sample):5d} {total['music'] / 3600:8.2f} "
+        f"{total['music'] / total['build']:9.0f} {total['music'] / total['emulate']:11.0f} "
+        f"{total['emulate'] / total['build']:9.2f}"
+    )
     print(f"hours of music per wall second, one core: {total['music'] / 3600 / total['build']:.3f}")
     if args.summary:
         summary = json.loads(args.summary.read_text())
         run = summary["run"]
         hours = run["music_hours_recorded_this_run"]
         wall = run["wall_seconds_this_run"]
-        print(f"full build ({run['jobs']} workers, load {run['load_average_before']} before): "
-              f"{hours:.1f} h of music in {wall:.0f} s = {hours / wall:.3f} h per wall second "
-              f"({hours * 3600 / wall:.0f}x real time)")  # fmt: skip
+        print(
+            f"full build ({run['jobs']} workers, load {run['load_average_before']} before): "
+            f"{hours:.1f} h of music in {wall:.0f} s = {hours / wall:.3f} h per wall second "
+            f"({hours * 3600 / wall:.0f}x real time)"
+        )
     return 0
 
 

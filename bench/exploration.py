@@ -136,8 +136,11 @@ def worker_memory(tree: str, folder: Path, seconds: float, seed: int) -> float:
     env = {**os.environ, "PYTHONPATH": tree}
     run = subprocess.run(
         [sys.executable, "-c", WORKER_SNIPPET, str(folder), str(seconds), str(seed)],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(run.stdout.strip().splitlines()[-1])
 
 
@@ -180,11 +183,15 @@ def main(argv: list[str] | None = None) -> int:
             side: worker_memory(tree, roms, args.seconds, args.seed) for side, tree in sides.items()
         }
 
-    print(f"{args.seconds:g} emulated s per ROM, seed {args.seed}, peer: explorer at "
-          f"{args.baseline_ref}")  # fmt: skip
+    print(
+        f"{args.seconds:g} emulated s per ROM, seed {args.seed}, peer: explorer at "
+        f"{args.baseline_ref}"
+    )
     print(f"{'ROM':<24} {'songs':>5} | {'random buttons':^32} | {'music search':^32} | speed")
-    print(f"{'':<24} {'held':>5} | {'songs':>6} {'kept':>6} {'wall s':>8} {'x real':>8} | "
-          f"{'songs':>6} {'kept':>6} {'wall s':>8} {'x real':>8} | ratio")  # fmt: skip
+    print(
+        f"{'':<24} {'held':>5} | {'songs':>6} {'kept':>6} {'wall s':>8} {'x real':>8} | "
+        f"{'songs':>6} {'kept':>6} {'wall s':>8} {'x real':>8} | ratio"
+    )
     for row in rows:
         old, new = row["random buttons"], row["music search"]
         cells = []
@@ -192,10 +199,14 @@ def main(argv: list[str] | None = None) -> int:
             songs = "-" if r["songs"] is None else str(r["songs"])
             cells.append(f"{songs:>6} {r['kept']:>6} {r['wall']:>8.2f} {r['speed']:>8.0f}")
         holds = "?" if row["holds"] is None else str(row["holds"])
-        print(f"{row['rom']:<24} {holds:>5} | {cells[0]} | {cells[1]} | "
-              f"{new['speed'] / old['speed']:.2f}")  # fmt: skip
-    print("worker peak RSS (every ROM in turn, one process): " + ", ".join(
-        f"{side} {mb:.0f} MB" for side, mb in memory.items()))  # fmt: skip
+        print(
+            f"{row['rom']:<24} {holds:>5} | {cells[0]} | {cells[1]} | "
+            f"{new['speed'] / old['speed']:.2f}"
+        )
+    print(
+        "worker peak RSS (every ROM in turn, one process): "
+        + ", ".join(f"{side} {mb:.0f} MB" for side, mb in memory.items())
+    )
     return 0
 
 

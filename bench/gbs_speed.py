@@ -31,10 +31,24 @@ SHARED = REPO.parent / "shared"
 def time_gbsplay(path: Path, subsong: int, seconds: float) -> float:
     start = time.perf_counter()
     subprocess.run(
-        ["gbsplay", "-o", "iodumper", "-t", str(int(seconds)), "-f", "0", "-T", "0",
-         str(path), str(subsong), str(subsong)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-    )  # fmt: skip
+        [
+            "gbsplay",
+            "-o",
+            "iodumper",
+            "-t",
+            str(int(seconds)),
+            "-f",
+            "0",
+            "-T",
+            "0",
+            str(path),
+            str(subsong),
+            str(subsong),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     return time.perf_counter() - start
 
 

@@ -126,13 +126,23 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
     env["GBSYNTH_STATE_DIR"] = str(state)
     command = [
-        sys.executable, "-m", "gbsynth", "run-local",
-        "--broker-port", str(ports["broker"]), "--generator-port", str(ports["generator"]),
-        "--emulator-metrics-port", str(ports["emu"]),
-        "--pruner-metrics-port", str(ports["pruner"]),
-        "--trainer-metrics-port", str(ports["trainer"]),
-        "--prometheus-port", str(ports["prometheus"]),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gbsynth",
+        "run-local",
+        "--broker-port",
+        str(ports["broker"]),
+        "--generator-port",
+        str(ports["generator"]),
+        "--emulator-metrics-port",
+        str(ports["emu"]),
+        "--pruner-metrics-port",
+        str(ports["pruner"]),
+        "--trainer-metrics-port",
+        str(ports["trainer"]),
+        "--prometheus-port",
+        str(ports["prometheus"]),
+    ]
     generator = f"http://127.0.0.1:{ports['generator']}"
     log = open(state / "run-local.log", "wb")
     started = time.monotonic()

@@ -27,13 +27,21 @@ from gbsynth.trainer.testing import make_tiny_checkpoint
 
 PAGES = {
     "song page (/)": [
-        "/", "/static/style.css", "/static/app.js", "/healthz", "/v1/model",
+        "/",
+        "/static/style.css",
+        "/static/app.js",
+        "/healthz",
+        "/v1/model",
     ],
     "dashboard (/dashboard)": [
-        "/dashboard", "/static/vendor/uPlot.min.css", "/static/style.css",
-        "/static/vendor/uPlot.iife.min.js", "/static/dashboard.js", "/v1/dashboard?minutes=15",
+        "/dashboard",
+        "/static/vendor/uPlot.min.css",
+        "/static/style.css",
+        "/static/vendor/uPlot.iife.min.js",
+        "/static/dashboard.js",
+        "/v1/dashboard?minutes=15",
     ],
-}  # fmt: skip
+}
 
 
 def fetch(url: str, gzip: bool) -> tuple[int, str]:

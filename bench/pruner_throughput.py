@@ -98,9 +98,13 @@ def prune_only(messages_path: Path, repeats: int) -> dict:
     cpu, wall, writes, segments = min(runs)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     return {
-        "cpu": cpu, "wall": wall, "writes": writes, "segments": segments,
-        "peak_rss_mb": peak, "steady_rss_mb": rss_mb(),
-    }  # fmt: skip
+        "cpu": cpu,
+        "wall": wall,
+        "writes": writes,
+        "segments": segments,
+        "peak_rss_mb": peak,
+        "steady_rss_mb": rss_mb(),
+    }
 
 
 def main() -> int:
@@ -131,10 +135,18 @@ def main() -> int:
             dump = workdir / "messages.pickle"
             dump.write_bytes(pickle.dumps(messages))
             out = subprocess.run(
-                [sys.executable, __file__, "--prune-only", str(dump), "--repeats",
-                 str(args.repeats)],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    __file__,
+                    "--prune-only",
+                    str(dump),
+                    "--repeats",
+                    str(args.repeats),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             pruned = json.loads(out.stdout)
             writes = len(recording.writes)
             emu_rate = writes / emu_cpu

@@ -33,10 +33,30 @@ SHARED = REPO.parent / "shared"
 def time_gbsplay(path: Path, seconds: float, rate: int) -> float:
     start = time.perf_counter()
     subprocess.run(
-        ["gbsplay", "-o", "stdout", "-t", str(int(seconds)), "-g", "0", "-f", "0", "-T", "0",
-         "-r", str(rate), "-H", "dmg", str(path), "1", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
-    )  # fmt: skip
+        [
+            "gbsplay",
+            "-o",
+            "stdout",
+            "-t",
+            str(int(seconds)),
+            "-g",
+            "0",
+            "-f",
+            "0",
+            "-T",
+            "0",
+            "-r",
+            str(rate),
+            "-H",
+            "dmg",
+            str(path),
+            "1",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     return time.perf_counter() - start
 
 
@@ -93,8 +113,10 @@ def main() -> int:
     emulate_long = min(o - r for o, r in zip(ours["long"], render_only["long"], strict=True))
     emulate_short = min(o - r for o, r in zip(ours["short"], render_only["short"], strict=True))
     emulate_x = span / max(emulate_long - emulate_short, 1e-9)
-    print(f"{args.file.name}: {args.long:g} s vs {args.short:g} s of audio, {args.rate} Hz "
-          f"stereo int16, best of {args.repeats}")  # fmt: skip
+    print(
+        f"{args.file.name}: {args.long:g} s vs {args.short:g} s of audio, {args.rate} Hz "
+        f"stereo int16, best of {args.repeats}"
+    )
     print(f"  gbsplay  emulate+render: {theirs_x:8.0f} x real time")
     print(f"  gbsynth  emulate+render: {ours_x:8.0f} x real time")
     print(f"  ratio gbsynth / gbsplay: {ours_x / theirs_x:8.1f}")

@@ -67,9 +67,11 @@ DRUMS = [(q / 2, 0.25, 42, 70) for q in range(16)] + [
 
 def example_piece() -> bytes:
     conductor = track([(0, tempo(120)), (0, meter(4, 4)), (0, b"\xff\x59\x02\x00\x00")])
-    return smf([
-        conductor,
-        notes_track(MELODY, 0, program=73),
-        notes_track(CHORDS, 1, program=0),
-        notes_track(DRUMS, 9),
-    ])  # fmt: skip
+    return smf(
+        [
+            conductor,
+            notes_track(MELODY, 0, program=73),
+            notes_track(CHORDS, 1, program=0),
+            notes_track(DRUMS, 9),
+        ]
+    )

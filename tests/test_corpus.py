@@ -69,8 +69,21 @@ def test_licence_comes_from_the_collections_manifest(subset, tmp_path):
 
 def test_corpus_build_cli_summary_shards_and_resume(subset, tmp_path):
     out = tmp_path / "corpus"
-    command = [sys.executable, "-m", "gbsynth", "corpus", "build", str(subset), "--out",
-               str(out), "--jobs", "2", "--no-progress", "--shards", "3"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "gbsynth",
+        "corpus",
+        "build",
+        str(subset),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--no-progress",
+        "--shards",
+        "3",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -78,7 +91,10 @@ def test_corpus_build_cli_summary_shards_and_resume(subset, tmp_path):
     assert summary["recorded"] == 4 and summary["failed"] == 3
     assert summary["failed_by_reason"] == {"invalid_file": 3}
     assert sorted(f["file"].rsplit("/", 1)[-1] for f in summary["failures"]) == [
-        "cut.mid", "cut.mxl", "samples_past_the_end.mod"]  # fmt: skip
+        "cut.mid",
+        "cut.mxl",
+        "samples_past_the_end.mod",
+    ]
     assert summary["run"]["split_copies_left_out"] == 1
     assert summary["by_folder"]["nottingham"]["recorded"] == 2
     assert summary["by_folder"]["gbstudio-mods"]["recorded"] == 1
@@ -87,15 +103,20 @@ def test_corpus_build_cli_summary_shards_and_resume(subset, tmp_path):
     assert stats["pitched_notes_in_tune_share"] >= 0.97
     assert set(stats["pitch_ranges_midi"]) == {"pulse 1", "pulse 2", "wave"}
     listed = {r["id"]: r for r in summary["recording_list"]}
-    recordings = [r for shard in sorted(out.glob("recordings-*.avro")) for r in
-                  read_recordings(shard)]  # fmt: skip
+    recordings = [
+        r for shard in sorted(out.glob("recordings-*.avro")) for r in read_recordings(shard)
+    ]
     assert {r.recording_id for r in recordings} == set(listed)
     for recording in recordings:
         assert recording.source.kind.is_score
         assert recording.source.licence == listed[recording.recording_id]["licence"] != ""
     # the statistics recomputed from the recordings files are the same
-    restat = subprocess.run([sys.executable, "-m", "gbsynth", "corpus", "stats", str(out)],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    restat = subprocess.run(
+        [sys.executable, "-m", "gbsynth", "corpus", "stats", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert restat.returncode == 0, restat.stderr
     assert json.loads((out / "summary.json").read_text())["statistics"] == stats
     # a second run finds everything done
@@ -108,8 +129,14 @@ def test_corpus_build_cli_summary_shards_and_resume(subset, tmp_path):
 def test_corpus_build_a_quartet_and_augmented_variants(shared_dir, tmp_path):
     quartet = shared_dir / "pretrain" / QUARTET
     tune = shared_dir / "pretrain" / PIECES["nottingham/MIDI/ashover11.mid"]
-    summary = build([quartet, tune], tmp_path / "c", jobs=2, transposes=(0, 2),
-                    tempos=(1.0, 1.1), progress=False)  # fmt: skip
+    summary = build(
+        [quartet, tune],
+        tmp_path / "c",
+        jobs=2,
+        transposes=(0, 2),
+        tempos=(1.0, 1.1),
+        progress=False,
+    )
     assert summary["recorded"] == 2
     ids = [r["id"] for r in summary["recording_list"]]
     assert len(ids) == len(set(ids)) >= 8  # 4 variants of each piece, each its own recording
@@ -126,7 +153,10 @@ def test_score_jobs_one_per_part_and_the_worker_records_them_as_offline(subset):
     kinds = sorted(j.kind.value for j in jobs)
     assert kinds == ["midi", "midi", "mod", "musicxml"]
     assert sorted(s.split(":")[0] for s in skipped) == [
-        "broken/cut.mid", "broken/cut.mxl", "broken/samples_past_the_end.mod"]  # fmt: skip
+        "broken/cut.mid",
+        "broken/cut.mxl",
+        "broken/samples_past_the_end.mod",
+    ]
     worker = EmulatorWorker(subset, piece_seconds=2.0)
     for job in jobs:
         assert job.subsong == 1 and job.seconds > 30  # the whole part, not the default 30 s
@@ -140,10 +170,13 @@ def test_score_jobs_one_per_part_and_the_worker_records_them_as_offline(subset):
 
 @pytest.mark.parametrize(
     ("path", "kind"),
-    [("broken/cut.mid", SourceKind.MIDI), ("broken/cut.mxl", SourceKind.MUSICXML),
-     ("broken/samples_past_the_end.mod", SourceKind.MOD),
-     ("nottingham/MIDI/ashover1.mid", SourceKind.MOD)],
-)  # fmt: skip
+    [
+        ("broken/cut.mid", SourceKind.MIDI),
+        ("broken/cut.mxl", SourceKind.MUSICXML),
+        ("broken/samples_past_the_end.mod", SourceKind.MOD),
+        ("nottingham/MIDI/ashover1.mid", SourceKind.MOD),
+    ],
+)
 def test_a_broken_score_is_a_dead_letter_with_its_reason(subset, path, kind):
     worker = EmulatorWorker(subset)
     outputs = list(worker.process(_message(EmulationJob(path, kind, 0, 10.0))))
@@ -163,8 +196,17 @@ def test_a_part_past_the_last_is_a_dead_letter(subset):
 def test_emulate_cli_records_a_score(subset, tmp_path):
     out = tmp_path / "x.avro"
     module = subset / "gbstudio-mods/MBR_Settings.mod"
-    command = [sys.executable, "-m", "gbsynth", "emulate", str(module), "--seconds", "60",
-               "--out", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "gbsynth",
+        "emulate",
+        str(module),
+        "--seconds",
+        "60",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     (recording,) = read_recordings(out)

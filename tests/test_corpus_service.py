@@ -52,15 +52,20 @@ def test_enqueued_scores_are_recorded_and_a_broken_one_is_a_dead_letter(
     bad = EmulationJob("cut.mid", SourceKind.MIDI, 0, 20.0)
     producer = make_producer(config, "test")
     try:
-        deliver(producer, [Output(TOPIC_JOBS, codec("Job").encode(bad.to_record()), bad.job_id)],
-                "test")  # fmt: skip
+        deliver(
+            producer, [Output(TOPIC_JOBS, codec("Job").encode(bad.to_record()), bad.job_id)], "test"
+        )
     finally:
         producer.close(timeout=10)
     worker = start_worker(private_broker, score_dir, tmp_path / "worker.log")
     letters = KafkaConsumer(
-        TOPIC_DEAD_LETTERS, bootstrap_servers=private_broker, group_id="test-letters",
-        auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
-    )  # fmt: skip
+        TOPIC_DEAD_LETTERS,
+        bootstrap_servers=private_broker,
+        group_id="test-letters",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
     try:
         reader = RecordingReader(private_broker)
         reader.wait_complete(2, 120, [worker])

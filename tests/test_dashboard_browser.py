@@ -53,11 +53,23 @@ def test_the_dashboard_draws_the_running_stack(browser, tmp_path):  # noqa: F811
     env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
     env.update(SMALL, GBSYNTH_STATE_DIR=str(tmp_path / "var"))
     command = [
-        sys.executable, "-m", "gbsynth", "run-local",
-        "--broker-port", str(ports["broker"]), "--generator-port", str(ports["generator"]),
-        "--emulator-metrics-port", str(ports["e"]), "--pruner-metrics-port", str(ports["p"]),
-        "--trainer-metrics-port", str(ports["t"]), "--prometheus-port", str(ports["prometheus"]),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gbsynth",
+        "run-local",
+        "--broker-port",
+        str(ports["broker"]),
+        "--generator-port",
+        str(ports["generator"]),
+        "--emulator-metrics-port",
+        str(ports["e"]),
+        "--pruner-metrics-port",
+        str(ports["p"]),
+        "--trainer-metrics-port",
+        str(ports["t"]),
+        "--prometheus-port",
+        str(ports["prometheus"]),
+    ]
     log_path = tmp_path / "run-local.log"
     started = time.monotonic()
     with open(log_path, "wb") as log:

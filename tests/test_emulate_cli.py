@@ -16,8 +16,11 @@ from gbsynth.emulator.sources import GbsSession
 def gbsynth(*args, check=True):
     return subprocess.run(
         [sys.executable, "-m", "gbsynth", *map(str, args)],
-        capture_output=True, text=True, check=check, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=600,
+    )
 
 
 @pytest.mark.skipif(shutil.which("gbsplay") is None, reason="gbsplay not installed")
@@ -27,9 +30,11 @@ def test_iodump_of_nightmode_matches_gbsplay(shared_dir):
     theirs = parse_iodump(
         subprocess.run(
             ["gbsplay", "-o", "iodumper", "-t", "60", "-f", "0", "-T", "0", str(path)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
-    )  # fmt: skip
+    )
     assert [s.subsong for s in ours] == [0] == [s.subsong for s in theirs]
     a, b = ours[0].writes, theirs[0].writes.between(0, 60 * CPU_HZ - 70_224)
     n = len(b)
@@ -39,8 +44,16 @@ def test_iodump_of_nightmode_matches_gbsplay(shared_dir):
 
 def test_avro_out_and_subsong(shared_dir, tmp_path):
     out = tmp_path / "rec.avro"
-    gbsynth("emulate", shared_dir / "corpus/DevSound_demo.gbs", "--subsong", 3, "--seconds", 5,
-            "--out", out)  # fmt: skip
+    gbsynth(
+        "emulate",
+        shared_dir / "corpus/DevSound_demo.gbs",
+        "--subsong",
+        3,
+        "--seconds",
+        5,
+        "--out",
+        out,
+    )
     [recording] = read_recordings(out)
     assert recording.source.subsong == 3 and recording.source.kind.value == "gbs"
     data = (shared_dir / "corpus/DevSound_demo.gbs").read_bytes()
@@ -62,8 +75,20 @@ def test_vgm_file(shared_dir, tmp_path):
 
 def test_rom_exploration_to_avro(shared_dir, tmp_path):
     out = tmp_path / "rom.avro"
-    gbsynth("emulate", shared_dir / "roms/music/gbt-player/effects_test.gb", "--seconds", 20,
-            "--seed", 4, "--boot-seconds", 1, "--observe-seconds", 5, "--out", out)  # fmt: skip
+    gbsynth(
+        "emulate",
+        shared_dir / "roms/music/gbt-player/effects_test.gb",
+        "--seconds",
+        20,
+        "--seed",
+        4,
+        "--boot-seconds",
+        1,
+        "--observe-seconds",
+        5,
+        "--out",
+        out,
+    )
     [recording] = read_recordings(out)
     assert recording.seed == 4 and recording.phases and len(recording.writes)
 

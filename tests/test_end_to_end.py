@@ -115,14 +115,23 @@ def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
     env.update(SMALL, GBSYNTH_STATE_DIR=str(state), GBSYNTH_LOG_LEVEL="INFO")
     log_path = tmp_path / "run-local.log"
     command = [
-        sys.executable, "-m", "gbsynth", "run-local",
-        "--broker-port", str(ports["broker"]),
-        "--generator-port", str(ports["generator"]),
-        "--emulator-metrics-port", str(ports["emulator"]),
-        "--pruner-metrics-port", str(ports["pruner"]),
-        "--trainer-metrics-port", str(ports["trainer"]),
-        "--prometheus-port", str(ports["prometheus"]),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gbsynth",
+        "run-local",
+        "--broker-port",
+        str(ports["broker"]),
+        "--generator-port",
+        str(ports["generator"]),
+        "--emulator-metrics-port",
+        str(ports["emulator"]),
+        "--pruner-metrics-port",
+        str(ports["pruner"]),
+        "--trainer-metrics-port",
+        str(ports["trainer"]),
+        "--prometheus-port",
+        str(ports["prometheus"]),
+    ]
     generator = f"http://127.0.0.1:{ports['generator']}"
     metrics_urls = {
         "emulator": f"http://127.0.0.1:{ports['emulator']}/metrics",

@@ -158,11 +158,16 @@ def test_mod_arrangement_note_by_note(shared_dir):
     kit = sound_set(arrangement_seed(sha256_hex(data), 0))
     for channel in range(4):
         source = [n for n in score.notes if n.part == channel]
-        source = [n for n in source if start_frame(n.start, session) * FRAME_CYCLES
-                  + FIRST_PLAY_CYCLE < horizon]  # fmt: skip
+        source = [
+            n
+            for n in source
+            if start_frame(n.start, session) * FRAME_CYCLES + FIRST_PLAY_CYCLE < horizon
+        ]
         if channel == 3:
-            expected = [(n.start, kit.drums[kit.kit[DRUM_OF_KEY.get(n.pitch, "snare")]].poly)
-                        for n in source]  # fmt: skip
+            expected = [
+                (n.start, kit.drums[kit.kit[DRUM_OF_KEY.get(n.pitch, "snare")]].poly)
+                for n in source
+            ]
         else:
             expected = [(n.start, fold(n.pitch, *RANGES[channel])) for n in source]
         assert expected, channel
@@ -184,8 +189,9 @@ def test_abc_arrangement_note_by_note():
     (lowest) and the second line."""
     session, notes = played(ABC_TUNE, "scale.abc", SourceKind.ABC)
     assert session.score.tempos[0].bpm == pytest.approx(120)
-    check_channel(notes, 0, [(0, 60), (1, 62), (2, 64), (3, 65), (4, 67), (6, 72), (8, 67)],
-                  session)  # fmt: skip
+    check_channel(
+        notes, 0, [(0, 60), (1, 62), (2, 64), (3, 65), (4, 67), (6, 72), (8, 67)], session
+    )
     check_channel(notes, 2, [(8, 60)], session)
     check_channel(notes, 1, [(8, 64)], session)
 
@@ -217,13 +223,21 @@ def test_double_stops_feed_the_second_line_and_unisons_are_left_out():
     from gbsynth.music.arrange import BASS, MELODY, SECOND, arrange_parts
     from gbsynth.music.score import Note, Part, Score
 
-    notes = [Note(0, 1, 72), Note(0, 1, 64),  # a double stop in the melody's part
-             Note(0, 1, 72, part=1), Note(1, 1, 67, part=1),  # unison with the melody, then not
-             Note(1, 1, 74), Note(0, 2, 48, part=2), Note(0, 2, 55, part=2)]  # fmt: skip
+    notes = [
+        Note(0, 1, 72),
+        Note(0, 1, 64),  # a double stop in the melody's part
+        Note(0, 1, 72, part=1),
+        Note(1, 1, 67, part=1),  # unison with the melody, then not
+        Note(1, 1, 74),
+        Note(0, 2, 48, part=2),
+        Note(0, 2, 55, part=2),
+    ]
     score = Score("t", "musicxml", [Part("a"), Part("b"), Part("c")], notes)
     (part,) = arrange_parts(score, 0)
-    pitches = {role: [(c.row // part.rows_per_quarter, c.note + 36) for c in part.notes[role]]
-               for role in (MELODY, SECOND, BASS)}  # fmt: skip
+    pitches = {
+        role: [(c.row // part.rows_per_quarter, c.note + 36) for c in part.notes[role]]
+        for role in (MELODY, SECOND, BASS)
+    }
     assert pitches[MELODY] == [(0, 72), (1, 74)]
     assert pitches[BASS] == [(0, 48)]
     # row 0: the double stop's 64 (the part's 72 doubles the melody), with the bass part's

@@ -24,12 +24,29 @@ def rest(start: int, length: int) -> Event:
     return Event(start, length, None)
 
 
-def song(channels: dict[int, list[Event]], bars: int = 1, bpm: float = 120.0,
-         instruments: list[Instrument] | None = None, loop_bar: int = 0) -> Song:  # fmt: skip
+def song(
+    channels: dict[int, list[Event]],
+    bars: int = 1,
+    bpm: float = 120.0,
+    instruments: list[Instrument] | None = None,
+    loop_bar: int = 0,
+) -> Song:
     rows = bars * 16
     tracks = [channels.get(c, [rest(0, rows)]) for c in range(4)]
-    return Song("Test", 0, "major", D.tempo_value(bpm), 4, 4, bars, loop_bar, tracks,
-                instruments or [LEAD, BASS, NOISE], KIT, WAVE)  # fmt: skip
+    return Song(
+        "Test",
+        0,
+        "major",
+        D.tempo_value(bpm),
+        4,
+        4,
+        bars,
+        loop_bar,
+        tracks,
+        instruments or [LEAD, BASS, NOISE],
+        KIT,
+        WAVE,
+    )
 
 
 def record(s: Song, seconds: float | None = None):
@@ -42,16 +59,22 @@ def record(s: Song, seconds: float | None = None):
 def frames_of(writes, register: int) -> list[tuple[int, int]]:
     """(frame, value) of each write to a register."""
     mask = writes.registers == register
-    return list(zip((writes.cycles[mask] // FRAME_CYCLES).tolist(),
-                    writes.values[mask].tolist(), strict=True))  # fmt: skip
+    return list(
+        zip(
+            (writes.cycles[mask] // FRAME_CYCLES).tolist(),
+            writes.values[mask].tolist(),
+            strict=True,
+        )
+    )
 
 
 def frequencies(writes, channel: int = 0) -> list[tuple[int, int, bool]]:
     """(frame, 11-bit frequency, triggered) at each NRx4 write of a tone channel."""
     low_reg, high_reg = 0xFF13 + 5 * channel, 0xFF14 + 5 * channel
     low, out = 0, []
-    for cycle, reg, value in zip(writes.cycles.tolist(), writes.registers.tolist(),
-                                 writes.values.tolist(), strict=True):  # fmt: skip
+    for cycle, reg, value in zip(
+        writes.cycles.tolist(), writes.registers.tolist(), writes.values.tolist(), strict=True
+    ):
         if reg == low_reg:
             low = value
         elif reg == high_reg:
@@ -62,8 +85,13 @@ def frequencies(writes, channel: int = 0) -> list[tuple[int, int, bool]]:
 def test_init_powers_on_and_loads_the_wave_table_with_the_dac_off():
     writes = record(song({}), 0.1)
     pairs = list(zip(writes.registers.tolist(), writes.values.tolist(), strict=True))
-    assert pairs[:5] == [(0xFF26, 0x80), (0xFF24, 0x77), (0xFF25, 0xFF), (0xFF10, 0x00),
-                         (0xFF1A, 0x00)]  # fmt: skip
+    assert pairs[:5] == [
+        (0xFF26, 0x80),
+        (0xFF24, 0x77),
+        (0xFF25, 0xFF),
+        (0xFF10, 0x00),
+        (0xFF1A, 0x00),
+    ]
     assert pairs[5:21] == [(0xFF30 + i, b) for i, b in enumerate(WAVE)]
 
 
@@ -132,8 +160,9 @@ def test_bend_moves_the_pitch_each_frame():
 
 
 def test_vibrato_waits_then_swings_around_the_note():
-    vibrato = Instrument("vib", nrx1=0x80, envelope=0xF0, vibrato_delay=5, vibrato_speed=32,
-                         vibrato_shift=5)  # fmt: skip
+    vibrato = Instrument(
+        "vib", nrx1=0x80, envelope=0xF0, vibrato_delay=5, vibrato_speed=32, vibrato_shift=5
+    )
     writes = record(song({0: [Event(0, 32, C4)]}, bars=2, instruments=[vibrato, BASS, NOISE]), 1.0)
     freqs = frequencies(writes)
     base = D.frequency_register(C4)

@@ -48,8 +48,14 @@ def test_running_status_velocity_zero_offs_and_overlapping_notes():
 
 
 def test_tempo_changes_and_smpte_division():
-    events = [(0, tempo(60)), (0, b"\x90\x3c\x40"), (480, b"\x3c\x00"), (0, tempo(120)),
-              (0, b"\x90\x3e\x40"), (480, b"\x3e\x00")]  # fmt: skip
+    events = [
+        (0, tempo(60)),
+        (0, b"\x90\x3c\x40"),
+        (480, b"\x3c\x00"),
+        (0, tempo(120)),
+        (0, b"\x90\x3e\x40"),
+        (480, b"\x3e\x00"),
+    ]
     score = read_midi(smf([track(events)]), "t.mid")
     assert [round(t.bpm) for t in score.tempos] == [60, 120]
     assert score.seconds_at(2.0) == pytest.approx(1.5)
@@ -110,8 +116,9 @@ def _mutations(data: bytes, rng: random.Random, count: int):
         else:
             spots = [j for j in range(len(buf) - 4) if buf[j : j + 4] in (b"MTrk", b"MThd")]
             at = rng.choice(spots) + 4
-            buf[at : at + 4] = struct.pack(">I", rng.choice((0, 1, 7, 2**31, 2**32 - 1,
-                                                             rng.randrange(2**16))))  # fmt: skip
+            buf[at : at + 4] = struct.pack(
+                ">I", rng.choice((0, 1, 7, 2**31, 2**32 - 1, rng.randrange(2**16)))
+            )
         yield bytes(buf)
 
 
