@@ -10,7 +10,7 @@ dynamics decorations (``!p!``, ``!ff!``). Skipped: grace notes, chord symbols an
 annotations in quotes, other decorations, slurs, lyrics. A file may hold many tunes
 (``X:`` fields); ``read_abc`` reads one of them (the first by default) and
 ``count_abc_tunes`` says how many there are. Repeats, ties and dynamics are laid out by
-the same code as MusicXML (``musicxml.lay_out``).
+the same code as MusicXML (``musicxml.laid_out_score``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from gbsynth.music.musicxml import (
     MAX_NOTES,
     Measure,
     add_tempo,
-    lay_out,
+    laid_out_score,
     tempo_from_words,
 )
 from gbsynth.music.score import Part, Score, ScoreError
@@ -553,18 +553,8 @@ class _Tune:
         names = {v.ordinal: v.name for v in ordered}
         single = len(used) == 1
         parts = [Part(name="Melody" if single else names[ordinal]) for ordinal in used]
-        notes, tempos, meters = lay_out(self.measures, part_index, self.name)
-        return Score(
-            title=self.title or PurePosixPath(self.name).stem,
-            kind="abc",
-            parts=parts,
-            notes=notes,
-            tempos=tempos,
-            meters=meters,
-            key_fifths=self.key_fifths,
-            minor=self.minor,
-            composer=self.composer,
-        ).check()
+        title = self.title or PurePosixPath(self.name).stem
+        return laid_out_score(self, "abc", title, parts, part_index)
 
 
 def _strip_comment(line: str) -> str:

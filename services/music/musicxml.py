@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Callable
 from operator import itemgetter
 from pathlib import PurePosixPath
+from typing import Protocol
 from xml.parsers import expat
 
 from gbsynth.music.score import (
@@ -799,21 +800,42 @@ class _Reader:
                 )
             )
 
-        notes, tempos, meters = lay_out(self.measures, part_index, self.name)
         title = (
             self.titles.get("movement") or self.titles.get("work") or PurePosixPath(self.name).stem
         )
-        return Score(
-            title=title,
-            kind="musicxml",
-            parts=parts,
-            notes=notes,
-            tempos=tempos,
-            meters=meters,
-            key_fifths=self.key_fifths,
-            minor=self.minor,
-            composer=self.composer,
-        ).check()
+        return laid_out_score(self, "musicxml", title, parts, part_index)
+
+
+class MeasureReader(Protocol):
+    """What a score reader has collected (the MusicXML and ABC readers)."""
+
+    name: str
+    measures: list[Measure]
+    key_fifths: int | None
+    minor: bool | None
+    composer: str
+
+
+def laid_out_score(
+    reader: MeasureReader,
+    kind: str,
+    title: str,
+    parts: list[Part],
+    part_index: dict[tuple[int, int], int],
+) -> Score:
+    """The reader's measures laid out on one time line (``lay_out``), as a checked score."""
+    notes, tempos, meters = lay_out(reader.measures, part_index, reader.name)
+    return Score(
+        title=title,
+        kind=kind,
+        parts=parts,
+        notes=notes,
+        tempos=tempos,
+        meters=meters,
+        key_fifths=reader.key_fifths,
+        minor=reader.minor,
+        composer=reader.composer,
+    ).check()
 
 
 def lay_out(

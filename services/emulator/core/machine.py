@@ -185,15 +185,7 @@ class GameBoy:
         st = self.st
         st[S.END_CYCLE] = st[S.NOW] + max(0, int(cycles))
         while True:
-            reason = run(
-                st,
-                self.mem,
-                self.apu,
-                self.cap_cycles,
-                self.cap_regs,
-                self.cap_values,
-                self.serial_buffer,
-            )
+            reason = run(*self._arrays())
             self._drain()
             if reason in (S.EXIT_CAPTURE_FULL, S.EXIT_SERIAL_FULL):
                 continue
@@ -237,6 +229,19 @@ class GameBoy:
         joypad_set_buttons(self.st, self.mem, int(mask) & 0xFF)
 
     # ------------------------------------------------------------------ capture
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays the compiled CPU loop and bus work on, in their argument order: state,
+        memory, APU, capture (cycles, registers, values) and serial buffers."""
+        return (
+            self.st,
+            self.mem,
+            self.apu,
+            self.cap_cycles,
+            self.cap_regs,
+            self.cap_values,
+            self.serial_buffer,
+        )
+
     def _drain(self) -> None:
         st = self.st
         n = int(st[S.CAPTURE_COUNT])
@@ -338,13 +343,7 @@ class GameBoy:
     def poke(self, addr: int, value: int) -> None:
         """Write a byte as the CPU would (MBC registers, I/O semantics), without advancing time."""
         write8(
-            self.st,
-            self.mem,
-            self.apu,
-            self.cap_cycles,
-            self.cap_regs,
-            self.cap_values,
-            self.serial_buffer,
+            *self._arrays(),
             addr & 0xFFFF,
             value & 0xFF,
             self.cycle,
