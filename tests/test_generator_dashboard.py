@@ -129,6 +129,7 @@ def test_without_prometheus_the_generator_reads_the_services_metrics(tmp_path):
         board = dash.Dashboard(config)
         clock = iter([1000.0, 1005.0, 1010.0])
         board.history.clock = lambda: next(clock)
+        board.history.start = lambda: None  # this test scrapes by hand, no background thread
         for increase, now in ((0, 0), (5, 5), (10, 15)):
             jobs.labels(service="emulator", outcome="done", origin="topic").inc(increase)
             lag.labels(service="pruner", topic="apu.recordings", partition="0").set(now)
