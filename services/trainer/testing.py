@@ -15,6 +15,7 @@ def make_tiny_checkpoint(directory: Path, step: int = 1, seed: int = 0) -> Path:
 
     It loads with ``load_checkpoint`` and samples with ``Sampler`` like a trained
     one (the output is random but legal and audible); it takes a few milliseconds.
+    Its representation is the default one.
     """
     generator_state = torch.random.get_rng_state()
     try:
