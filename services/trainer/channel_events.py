@@ -1,0 +1,814 @@
+"""Channel events: music as changes of each channel's sound, one flat token per position.
+
+The write-level tokens (``gbsynth.trainer.tokens``) spend a model position on every
+register write, in the driver's own register order and code timing. Here a recording
+is rewritten as what a listener hears change, channel by channel, on a fixed time grid:
+
+* time is quantised to ticks of ``TICK_CYCLES`` (a quarter of a 59.73 Hz frame, 4.2 ms)
+  and moves on with ``SHIFT`` tokens (1..``MAX_SHIFT`` ticks);
+* a note is ``NOTE(channel, note)`` for the tone channels (pulse 1, pulse 2, wave), with
+  the pitch as a note number plus an optional ``FINE`` offset before it in
+  1/``PITCH_STEPS`` semitone steps, and ``HIT`` for the noise channel;
+* a pitch change without a retrigger (vibrato, slides, arpeggio steps) is a relative
+  ``BEND(channel, steps)`` within +-``MAX_BEND`` steps, or an absolute ``PITCH``;
+* the sound's parameters are tokens emitted only when they change: ``DUTY``, ``ENV`` (the
+  NRx2 envelope byte: initial volume, direction, period), ``VOL`` (the volume a sounding
+  channel moves to), ``LEVEL`` (wave output level), ``SWEEP`` (NR10), ``NOISE`` (NR43),
+  wave shapes (``WAVE_NEW`` and 32 ``NIBBLE`` tokens, or ``WAVE_RECENT(j)``: the j-th most
+  recently used shape), ``PAN`` (NR51) and ``MASTER`` (NR50 volumes);
+* ``OFF(channel)`` stops a channel (its DAC stays on, as when a length counter runs out),
+  ``CUT(channel)`` switches its DAC off.
+
+Encoding runs the APU model (``gbsynth.emulator.apu``) twice, on the recording and on the
+writes the tokens decode to, and emits at each tick the tokens that make the decoded
+channel state match the recorded one (closed loop: a volume step that lands on the other
+side of an envelope clock, a length counter that stops a note, a zombie-mode volume
+trick: whatever the decoder would get wrong is corrected by the next tokens, so errors
+never accumulate). The decoder (``StreamDecoder``) is the one the encoder runs, so the
+two cannot disagree. Every token sequence that follows the grammar of ``valid_next``
+decodes to legal writes; ``decode`` raises ``TokenError`` for one that does not.
+
+Writes of a burst (a driver's update, writes less than ``BURST_GAP_CYCLES`` apart) go to
+the first tick at or after the burst's last write: a decoded write comes 0 to 1 tick
+(0-4.2 ms) after the recorded one. See ``docs/representation.md`` for the design,
+round-trip figures and tokens per second.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
+from gbsynth.emulator import apu as hw
+from gbsynth.trainer import tokens as write_tokens
+
+TICKS_PER_FRAME = 4
+TICK_CYCLES = FRAME_CYCLES // TICKS_PER_FRAME
+"""17,556 cycles: a quarter of an LCD frame, 4.19 ms."""
+MAX_SHIFT = 64
+"""Longest time step of one ``SHIFT`` token (16 frames); longer gaps take several."""
+BURST_GAP_CYCLES = 2048
+"""Writes closer than this belong to one burst (one driver update), timed together."""
+PITCH_STEPS = 16
+"""Fine pitch steps per semitone (6.25 cents)."""
+MAX_BEND = 2 * PITCH_STEPS
+"""Largest relative pitch move of one ``BEND`` token (2 semitones)."""
+MIDI_LOW = 23
+"""MIDI note of note number 0 (the wave channel's lowest pitch is MIDI 23.6)."""
+N_NOTES = 146
+"""Note numbers 0..145: MIDI 23-168, the pulse channels' range up to register 2047."""
+WAVE_SLOTS = 16
+"""Wave shapes remembered for ``WAVE_RECENT`` (most recently used first)."""
+WRITE_SPACING = 4
+"""Cycles between the decoder's writes within a tick (one M-cycle)."""
+
+TONE_CHANNELS = 3  # pulse 1, pulse 2, wave
+ENVELOPE_CHANNELS = (0, 1, 3)  # channels with an NRx2 volume envelope
+_CHANNEL_NAMES = ("pulse1", "pulse2", "wave", "noise")
+
+
+class TokenError(ValueError):
+    """A token sequence that breaks the grammar (see ``valid_next``)."""
+
+
+# --------------------------------------------------------------------------
+# Vocabulary: consecutive ranges of one flat token space.
+# --------------------------------------------------------------------------
+
+_RANGES: dict[str, tuple[int, int]] = {}
+
+
+def _range(name: str, count: int) -> int:
+    start = sum(n for _, n in _RANGES.values())
+    _RANGES[name] = (start, count)
+    return start
+
+
+SHIFT = _range("SHIFT", MAX_SHIFT)  # SHIFT + k - 1: k ticks
+NOTE = _range("NOTE", TONE_CHANNELS * N_NOTES)  # NOTE + channel * N_NOTES + note: trigger
+PITCH = _range("PITCH", TONE_CHANNELS * N_NOTES)  # same, without a trigger
+FINE = _range("FINE", PITCH_STEPS - 1)  # offsets -PITCH_STEPS/2 .. PITCH_STEPS/2 - 1, not 0
+BEND = _range("BEND", TONE_CHANNELS * 2 * MAX_BEND)  # +-1..MAX_BEND steps
+HIT = _range("HIT", 1)  # noise trigger
+NOISE = _range("NOISE", 256)  # NR43 byte
+DUTY = _range("DUTY", 2 * 4)  # pulse channel * 4 + duty
+ENV = _range("ENV", 3 * 256)  # envelope channel index * 256 + NRx2 byte
+VOL = _range("VOL", 3 * 16)  # envelope channel index * 16 + volume
+LEVEL = _range("LEVEL", 4)  # wave output level (NR32 bits 5-6)
+OFF = _range("OFF", 4)
+CUT = _range("CUT", 4)
+SWEEP = _range("SWEEP", 128)  # NR10
+WAVE_NEW = _range("WAVE_NEW", 1)  # followed by 32 NIBBLE tokens
+NIBBLE = _range("NIBBLE", 16)
+WAVE_RECENT = _range("WAVE_RECENT", WAVE_SLOTS - 1)  # WAVE_RECENT + j - 1, j = 1..
+PAN = _range("PAN", 256)  # NR51
+MASTER = _range("MASTER", 64)  # NR50 left volume * 8 + right volume
+VOCAB_SIZE = sum(n for _, n in _RANGES.values())
+"""Number of distinct tokens."""
+
+_KIND = np.empty(VOCAB_SIZE, dtype=object)
+_ARG = np.zeros(VOCAB_SIZE, dtype=np.int64)
+for _name, (_start, _count) in _RANGES.items():
+    _KIND[_start : _start + _count] = _name
+    _ARG[_start : _start + _count] = np.arange(_count)
+_KIND_LIST = list(_KIND)
+_ARG_LIST = _ARG.tolist()
+
+
+def _fine_token(offset: int) -> int:
+    half = PITCH_STEPS // 2
+    if offset == 0 or not -half <= offset < half:
+        raise ValueError(f"fine offset {offset} out of range")
+    return FINE + (offset + half if offset < 0 else offset + half - 1)
+
+
+def _fine_of(arg: int) -> int:
+    half = PITCH_STEPS // 2
+    return arg - half if arg < half else arg - half + 1
+
+
+def _bend_token(channel: int, steps: int) -> int:
+    index = steps + MAX_BEND if steps < 0 else steps + MAX_BEND - 1
+    return BEND + channel * 2 * MAX_BEND + index
+
+
+def _bend_of(arg: int) -> tuple[int, int]:
+    channel, index = divmod(arg, 2 * MAX_BEND)
+    return channel, (index - MAX_BEND if index < MAX_BEND else index - MAX_BEND + 1)
+
+
+# --------------------------------------------------------------------------
+# Pitch: 11-bit frequency registers <-> pitch steps (note * PITCH_STEPS + fine).
+# --------------------------------------------------------------------------
+
+
+def _pitch_tables(clock_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """(register -> pitch step, pitch step -> register) for a channel whose frequency is
+    ``clock_hz / (2048 - register)``. A register reached from some step maps back to that
+    step, so register -> step -> register is exact wherever steps are finer than registers
+    (above about 740 Hz for pulse); below, the nearest register is within half a step."""
+    registers = np.arange(2048)
+    exact = PITCH_STEPS * (69 + 12 * np.log2(clock_hz / (2048 - registers) / 440.0) - MIDI_LOW)
+    steps = np.arange(N_NOTES * PITCH_STEPS) - PITCH_STEPS // 2
+    hi = np.clip(np.searchsorted(exact, steps), 1, 2047)
+    nearer_lo = (steps - exact[hi - 1]) < (exact[hi] - steps)
+    to_register = np.where(nearer_lo, hi - 1, hi)
+    to_register[steps < exact[0]] = 0
+    to_step = np.round(exact).astype(np.int64)
+    reached = np.zeros(2048, dtype=bool)
+    best = np.full(2048, np.inf)
+    for step, register in zip(steps, to_register, strict=True):
+        distance = abs(step - exact[register])
+        if distance < best[register]:
+            best[register] = distance
+            to_step[register] = step
+            reached[register] = True
+    to_step = np.clip(to_step, steps[0], steps[-1])
+    return to_step, to_register.astype(np.int64)
+
+
+_PULSE_STEP, _PULSE_REGISTER = _pitch_tables(131_072.0)
+_WAVE_STEP, _WAVE_REGISTER = _pitch_tables(65_536.0)
+_STEP_OFFSET = PITCH_STEPS // 2  # to_register is indexed by step + this
+
+
+def _step_of(channel: int, register: int) -> int:
+    return int((_WAVE_STEP if channel == 2 else _PULSE_STEP)[register])
+
+
+def _register_of(channel: int, step: int) -> int:
+    table = _WAVE_REGISTER if channel == 2 else _PULSE_REGISTER
+    return int(table[min(max(step + _STEP_OFFSET, 0), len(table) - 1)])
+
+
+def _split_step(step: int) -> tuple[int, int]:
+    note = (step + PITCH_STEPS // 2) // PITCH_STEPS
+    return note, step - note * PITCH_STEPS
+
+
+NOTE_RANGE = {
+    0: (_split_step(int(_PULSE_STEP[0]))[0], _split_step(int(_PULSE_STEP[-1]))[0]),
+    1: (_split_step(int(_PULSE_STEP[0]))[0], _split_step(int(_PULSE_STEP[-1]))[0]),
+    2: (_split_step(int(_WAVE_STEP[0]))[0], _split_step(int(_WAVE_STEP[-1]))[0]),
+}
+"""Playable note numbers per tone channel (registers 0..2047)."""
+
+
+# --------------------------------------------------------------------------
+# Register layout helpers.
+# --------------------------------------------------------------------------
+
+_BASE = (0xFF10, 0xFF15, 0xFF1A, 0xFF1F)  # NRx0 of each channel
+_NR50, _NR51 = 0xFF24, 0xFF25
+_WAVE_RAM = 0xFF30
+
+
+def _reg(apu: np.ndarray, address: int) -> int:
+    return int(apu[hw.REGS + address - 0xFF10])
+
+
+def _on(apu: np.ndarray, channel: int) -> bool:
+    return bool(apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ON])
+
+
+def _volume(apu: np.ndarray, channel: int) -> int:
+    return int(apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_VOLUME])
+
+
+def _dac(apu: np.ndarray, channel: int) -> bool:
+    if channel == 2:
+        return bool(_reg(apu, 0xFF1A) & 0x80)
+    return bool(_reg(apu, _BASE[channel] + 2) & 0xF8)
+
+
+def _frequency(apu: np.ndarray, channel: int) -> int:
+    return _reg(apu, _BASE[channel] + 3) | ((_reg(apu, _BASE[channel] + 4) & 7) << 8)
+
+
+def _wave_shape(apu: np.ndarray) -> bytes:
+    return bytes(apu[hw.WAVE_RAM : hw.WAVE_RAM + 16].astype(np.uint8).tolist())
+
+
+def _master(apu: np.ndarray) -> int:
+    nr50 = _reg(apu, _NR50)
+    return ((nr50 >> 4) & 7) * 8 + (nr50 & 7)
+
+
+# --------------------------------------------------------------------------
+# Zombie-mode volume changes: the writes that move a sounding channel's volume.
+# --------------------------------------------------------------------------
+
+# Representative NRx2 values for each way a write can step the volume (DAC kept on).
+_ZOMBIE_STEPS = (0x08, 0x09, 0x10, 0x11)
+
+
+def _zombie(volume: int, old: int, running: bool, value: int) -> int:
+    """The volume after writing ``value`` to NRx2 (holding ``old``) of a sounding channel,
+    as ``gbsynth.emulator.apu._write_envelope`` computes it."""
+    if (old & 7) == 0 and running:
+        volume += 1
+    elif (old & 0x08) == 0:
+        volume += 2
+    if (old ^ value) & 0x08:
+        volume = 16 - volume
+    return volume & 0x0F
+
+
+@lru_cache(maxsize=65_536)
+def _volume_writes(volume: int, old: int, running: bool, target: int, final: int) -> tuple:
+    """Shortest sequence of NRx2 values that takes a sounding channel from ``volume`` (NRx2
+    holding ``old``) to ``target`` with NRx2 left at ``final`` (breadth-first search)."""
+    start = (volume, old)
+    parents: dict[tuple[int, int], tuple[tuple[int, int], int] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        if node == (target, final):
+            path = []
+            while parents[node] is not None:
+                node, value = parents[node]  # type: ignore[misc]
+                path.append(value)
+            return tuple(reversed(path))
+        for value in (*_ZOMBIE_STEPS, final):
+            nxt = (_zombie(node[0], node[1], running, value), value)
+            if nxt not in parents:
+                parents[nxt] = (node, value)
+                queue.append(nxt)
+    return ()
+
+
+# --------------------------------------------------------------------------
+# The decoder.
+# --------------------------------------------------------------------------
+
+
+class StreamDecoder:
+    """Turns tokens into APU writes one token at a time (for streaming while sampling).
+
+    ``push`` returns the writes the token makes; they are final (no later token changes
+    them), timed at the current tick. The decoder runs the APU model on its own writes
+    (needed to synthesise volume changes, and by the encoder's closed loop).
+    """
+
+    def __init__(self) -> None:
+        self.apu = hw.new_apu_state()
+        self.tick = 0
+        self._slot = 0
+        self._sequencer = 8192  # next frame-sequencer step, as in gbsynth.synth.core
+        self._fine = 0
+        self._fine_pending = False
+        self._nibbles: list[int] | None = None
+        self.recent: list[bytes] = []
+        self._cycles: list[int] = []
+        self._registers: list[int] = []
+        self._values: list[int] = []
+
+    # -- time ---------------------------------------------------------------
+
+    @property
+    def cycle(self) -> int:
+        """Cycle of the decoder's next write."""
+        return self.tick * TICK_CYCLES + WRITE_SPACING * self._slot
+
+    def advance_to(self, cycle: int) -> None:
+        """Run the frame sequencer up to ``cycle`` (steps at that cycle included)."""
+        while self._sequencer <= cycle:
+            hw.apu_frame_sequencer_step(self.apu)
+            self._sequencer += 8192
+
+    def _write(self, address: int, value: int) -> None:
+        cycle = self.cycle
+        self.advance_to(cycle)
+        hw.apu_write(self.apu, address, value, cycle)
+        self._cycles.append(cycle)
+        self._registers.append(address)
+        self._values.append(value)
+        self._slot += 1
+
+    # -- grammar ------------------------------------------------------------
+
+    def valid_next(self) -> np.ndarray:
+        """Boolean mask over the vocabulary: the tokens that may come next."""
+        mask = np.zeros(VOCAB_SIZE, dtype=bool)
+        if self._nibbles is not None:
+            mask[NIBBLE : NIBBLE + 16] = True
+            return mask
+        if self._fine_pending:
+            mask[NOTE : PITCH + TONE_CHANNELS * N_NOTES] = True
+            return mask
+        mask[:] = True
+        mask[NIBBLE : NIBBLE + 16] = False
+        mask[WAVE_RECENT + max(len(self.recent) - 1, 0) : WAVE_RECENT + WAVE_SLOTS - 1] = False
+        return mask
+
+    # -- tokens -------------------------------------------------------------
+
+    def push(self, token: int) -> ApuWrites:
+        """Apply one token; returns the writes it makes. Raises ``TokenError``."""
+        first = len(self._cycles)
+        self._apply(int(token))
+        return self._take(first)
+
+    def _take(self, first: int) -> ApuWrites:
+        writes = ApuWrites(
+            np.array(self._cycles[first:], dtype=np.int64),
+            np.array(self._registers[first:], dtype=np.uint16),
+            np.array(self._values[first:], dtype=np.uint8),
+        )
+        del self._cycles[first:], self._registers[first:], self._values[first:]
+        return writes
+
+    def _apply(self, token: int) -> None:
+        if not 0 <= token < VOCAB_SIZE:
+            raise TokenError(f"token {token} outside the vocabulary 0..{VOCAB_SIZE - 1}")
+        kind, arg = _KIND_LIST[token], _ARG_LIST[token]
+        if self._nibbles is not None:
+            if kind != "NIBBLE":
+                raise TokenError(f"a wave shape needs 32 NIBBLE tokens, got {kind}")
+            self._nibbles.append(arg)
+            if len(self._nibbles) == 32:
+                nibbles, self._nibbles = self._nibbles, None
+                shape = bytes((nibbles[i] << 4) | nibbles[i + 1] for i in range(0, 32, 2))
+                self._load_wave(shape)
+            return
+        if self._fine_pending and kind not in ("NOTE", "PITCH"):
+            raise TokenError(f"FINE must be followed by NOTE or PITCH, got {kind}")
+        if kind == "SHIFT":
+            self.tick += arg + 1
+            self._slot = 0
+        elif kind in ("NOTE", "PITCH"):
+            channel, note = divmod(arg, N_NOTES)
+            step = note * PITCH_STEPS + (self._fine if self._fine_pending else 0)
+            self._fine_pending = False
+            self._set_pitch(channel, step, trigger=kind == "NOTE")
+        elif kind == "FINE":
+            self._fine = _fine_of(arg)
+            self._fine_pending = True
+        elif kind == "BEND":
+            channel, steps = _bend_of(arg)
+            step = _step_of(channel, _frequency(self.apu, channel)) + steps
+            self._set_pitch(channel, step, trigger=False)
+        elif kind == "HIT":
+            self._write(0xFF23, 0x80)
+        elif kind == "NOISE":
+            self._write(0xFF22, arg)
+        elif kind == "DUTY":
+            channel, duty = divmod(arg, 4)
+            self._write(_BASE[channel] + 1, duty << 6)
+        elif kind == "ENV":
+            index, value = divmod(arg, 256)
+            self._write(_BASE[ENVELOPE_CHANNELS[index]] + 2, value)
+        elif kind == "VOL":
+            index, volume = divmod(arg, 16)
+            self._set_volume(ENVELOPE_CHANNELS[index], volume)
+        elif kind == "LEVEL":
+            self._write(0xFF1C, arg << 5)
+        elif kind == "OFF":
+            self._stop(arg)
+        elif kind == "CUT":
+            self._write(_BASE[arg] + 2 if arg != 2 else 0xFF1A, 0)
+        elif kind == "SWEEP":
+            self._write(0xFF10, arg)
+        elif kind == "WAVE_NEW":
+            self._nibbles = []
+        elif kind == "NIBBLE":
+            raise TokenError("NIBBLE outside a wave shape (WAVE_NEW comes first)")
+        elif kind == "WAVE_RECENT":
+            if arg + 1 >= len(self.recent):
+                raise TokenError(f"WAVE_RECENT {arg + 1}: only {len(self.recent)} shapes known")
+            self._load_wave(self.recent[arg + 1])
+        elif kind == "PAN":
+            self._write(_NR51, arg)
+        elif kind == "MASTER":
+            self._write(_NR50, ((arg >> 3) << 4) | (arg & 7))
+
+    def _set_pitch(self, channel: int, step: int, *, trigger: bool) -> None:
+        register = _register_of(channel, step)
+        base = _BASE[channel]
+        if trigger and channel == 2 and not _dac(self.apu, 2):
+            self._write(0xFF1A, 0x80)
+        if trigger or (register & 0xFF) != _reg(self.apu, base + 3):
+            self._write(base + 3, register & 0xFF)
+        if trigger or (register >> 8) != (_reg(self.apu, base + 4) & 7):
+            self._write(base + 4, (0x80 if trigger else 0) | (register >> 8))
+
+    def _set_volume(self, channel: int, volume: int) -> None:
+        if not _on(self.apu, channel):
+            return  # only a sounding channel has a volume to move
+        self.advance_to(self.cycle)
+        nrx2 = _reg(self.apu, _BASE[channel] + 2)
+        running = bool(self.apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ENV_RUNNING])
+        for value in _volume_writes(_volume(self.apu, channel), nrx2, running, volume, nrx2):
+            self._write(_BASE[channel] + 2, value)
+
+    def _stop(self, channel: int) -> None:
+        """Stop a channel and leave its DAC as it was (DAC off, then back on)."""
+        if not _on(self.apu, channel):
+            return
+        address = 0xFF1A if channel == 2 else _BASE[channel] + 2
+        old = _reg(self.apu, address)
+        self._write(address, 0)
+        self._write(address, old)
+
+    def _load_wave(self, shape: bytes) -> None:
+        """Wave RAM is only writable with the wave channel stopped: DAC off, load, DAC back."""
+        dac = _reg(self.apu, 0xFF1A) & 0x80
+        self._write(0xFF1A, 0)
+        for i, byte in enumerate(shape):
+            self._write(_WAVE_RAM + i, byte)
+        if dac:
+            self._write(0xFF1A, 0x80)
+        if shape in self.recent:
+            self.recent.remove(shape)
+        self.recent.insert(0, shape)
+        del self.recent[WAVE_SLOTS:]
+
+
+def valid_next(decoder: StreamDecoder) -> np.ndarray:
+    """Mask of the tokens that may follow what ``decoder`` has read (see ``StreamDecoder``)."""
+    return decoder.valid_next()
+
+
+def decode(tokens: np.ndarray) -> tuple[ApuWrites, int]:
+    """The writes ``tokens`` stand for and the duration they cover, in cycles."""
+    decoder = StreamDecoder()
+    for token in np.asarray(tokens).tolist():
+        decoder._apply(token)
+    if decoder._nibbles is not None or decoder._fine_pending:
+        raise TokenError("tokens end inside a wave shape or after FINE")
+    return decoder._take(0), decoder.tick * TICK_CYCLES
+
+
+# --------------------------------------------------------------------------
+# The encoder.
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Trigger:
+    """A channel's settings at the moment the recording triggered it."""
+
+    frequency: int
+    nrx2: int
+    duty: int
+    sweep: int
+    noise: int
+    level: int
+    shape: bytes
+
+
+def _snapshot(apu: np.ndarray, channel: int) -> _Trigger:
+    base = _BASE[channel]
+    return _Trigger(
+        frequency=_frequency(apu, channel) if channel < 3 else 0,
+        nrx2=_reg(apu, base + 2),
+        duty=_reg(apu, base + 1) >> 6,
+        sweep=_reg(apu, 0xFF10) & 0x7F,
+        noise=_reg(apu, 0xFF22),
+        level=(_reg(apu, 0xFF1C) >> 5) & 3,
+        shape=_wave_shape(apu) if channel == 2 else b"",
+    )
+
+
+class _Encoder:
+    def __init__(self) -> None:
+        self.decoder = StreamDecoder()
+        self.out: list[int] = []
+        self.emitted_tick = 0
+
+    def emit(self, tick: int, token: int) -> None:
+        gap = tick - self.decoder.tick
+        while gap > 0:
+            step = min(gap, MAX_SHIFT)
+            self.out.append(SHIFT + step - 1)
+            self.decoder._apply(SHIFT + step - 1)
+            gap -= step
+        self.out.append(token)
+        self.decoder._apply(token)
+
+    def emit_pitch(self, tick: int, channel: int, frequency: int, *, trigger: bool) -> None:
+        step = _step_of(channel, frequency)
+        if not trigger:
+            current = _step_of(channel, _frequency(self.decoder.apu, channel))
+            if 0 < abs(step - current) <= MAX_BEND:
+                self.emit(tick, _bend_token(channel, step - current))
+                return
+        note, fine = _split_step(step)
+        if fine:
+            self.emit(tick, _fine_token(fine))
+        self.emit(tick, (NOTE if trigger else PITCH) + channel * N_NOTES + note)
+
+    def emit_wave(self, tick: int, shape: bytes) -> None:
+        recent = self.decoder.recent
+        if shape in recent[1:]:
+            self.emit(tick, WAVE_RECENT + recent.index(shape) - 1)
+            return
+        self.emit(tick, WAVE_NEW)
+        for byte in shape:
+            self.emit(tick, NIBBLE + (byte >> 4))
+            self.emit(tick, NIBBLE + (byte & 0x0F))
+
+    def settings(self, tick: int, channel: int, want: _Trigger) -> None:
+        """Tokens that give the decoder the settings a trigger needs."""
+        d = self.decoder.apu
+        have = _snapshot(d, channel)
+        if channel == 2:
+            if want.shape != have.shape:
+                self.emit_wave(tick, want.shape)
+            if want.level != have.level:
+                self.emit(tick, LEVEL + want.level)
+            return
+        if channel < 2 and want.duty != have.duty:
+            self.emit(tick, DUTY + channel * 4 + want.duty)
+        if channel == 0 and want.sweep != have.sweep:
+            self.emit(tick, SWEEP + want.sweep)
+        if channel == 3 and want.noise != have.noise:
+            self.emit(tick, NOISE + want.noise)
+        if want.nrx2 != have.nrx2:
+            self.emit(tick, ENV + ENVELOPE_CHANNELS.index(channel) * 256 + want.nrx2)
+
+    def trigger(self, tick: int, channel: int, want: _Trigger) -> None:
+        self.settings(tick, channel, want)
+        if channel == 3:
+            self.emit(tick, HIT)
+        else:
+            self.emit_pitch(tick, channel, want.frequency, trigger=True)
+
+    def sync(self, tick: int, orig: np.ndarray, triggers: dict[int, _Trigger]) -> None:
+        """Tokens at ``tick`` that make the decoder's state match ``orig``'s."""
+        self.decoder.advance_to(tick * TICK_CYCLES)
+        d = self.decoder.apu
+        for channel in range(4):
+            if channel in triggers:
+                self.trigger(tick, channel, triggers[channel])
+        if _reg(orig, _NR51) != _reg(d, _NR51):
+            self.emit(tick, PAN + _reg(orig, _NR51))
+        if _master(orig) != _master(d):
+            self.emit(tick, MASTER + _master(orig))
+        for channel in range(4):
+            self.correct(tick, channel, orig)
+
+    def correct(self, tick: int, channel: int, orig: np.ndarray) -> None:
+        d = self.decoder.apu
+        base = _BASE[channel]
+        o_on, d_on = _on(orig, channel), _on(d, channel)
+        if not o_on:
+            if d_on or _dac(orig, channel) != _dac(d, channel):
+                if not _dac(orig, channel):
+                    self.emit(tick, CUT + channel)
+                elif d_on:
+                    self.emit(tick, OFF + channel)
+                elif channel != 2:  # DAC back on without a note: the envelope byte
+                    self.emit(
+                        tick, ENV + ENVELOPE_CHANNELS.index(channel) * 256 + _reg(orig, base + 2)
+                    )
+            return
+        if not d_on or (channel == 2 and _wave_shape(orig) != _wave_shape(d)):
+            self.trigger(tick, channel, _snapshot(orig, channel))  # restart in the decoder
+        if channel < 3 and _step_of(channel, _frequency(orig, channel)) != _step_of(
+            channel, _frequency(d, channel)
+        ):
+            self.emit_pitch(tick, channel, _frequency(orig, channel), trigger=False)
+        if channel < 2 and _reg(orig, base + 1) >> 6 != _reg(d, base + 1) >> 6:
+            self.emit(tick, DUTY + channel * 4 + (_reg(orig, base + 1) >> 6))
+        if channel == 0 and _reg(orig, 0xFF10) & 0x7F != _reg(d, 0xFF10) & 0x7F:
+            self.emit(tick, SWEEP + (_reg(orig, 0xFF10) & 0x7F))
+        if channel == 2:
+            level = (_reg(orig, 0xFF1C) >> 5) & 3
+            if level != (_reg(d, 0xFF1C) >> 5) & 3:
+                self.emit(tick, LEVEL + level)
+            return
+        if channel == 3 and _reg(orig, 0xFF22) != _reg(d, 0xFF22):
+            self.emit(tick, NOISE + _reg(orig, 0xFF22))
+        # A sounding channel's envelope: direction and period act now (the initial volume
+        # only at the next trigger, which brings its own ENV), then the volume itself.
+        o_env, d_env = _reg(orig, base + 2), _reg(d, base + 2)
+        if (o_env & 0x0F) != (d_env & 0x0F):
+            self.emit(tick, ENV + ENVELOPE_CHANNELS.index(channel) * 256 + o_env)
+        if _on(d, channel) and _volume(orig, channel) != _volume(d, channel):
+            self.emit(tick, VOL + ENVELOPE_CHANNELS.index(channel) * 16 + _volume(orig, channel))
+
+
+def _burst_ticks(cycles: np.ndarray) -> np.ndarray:
+    """The tick each write is decoded at: the first tick at or after its burst's last write."""
+    if not len(cycles):
+        return np.empty(0, dtype=np.int64)
+    starts = np.flatnonzero(np.diff(cycles) >= BURST_GAP_CYCLES) + 1
+    ends = np.append(starts, len(cycles)) - 1
+    burst_tick = -(-cycles[ends] // TICK_CYCLES)
+    return np.repeat(burst_tick, np.diff(np.append(0, ends + 1)))
+
+
+def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
+    """Tokens (1-D int16) for ``writes`` over ``duration_cycles`` (see the module docstring).
+
+    Raises ``ValueError`` for writes outside the sound registers or past the duration.
+    """
+    writes = write_tokens.audible_writes(writes)
+    if len(writes):
+        writes.validate()
+        if int(writes.cycles[-1]) >= duration_cycles:
+            raise ValueError(f"write at cycle {int(writes.cycles[-1])} past {duration_cycles}")
+    cycles = writes.cycles.tolist()
+    registers = writes.registers.tolist()
+    values = writes.values.tolist()
+    ticks = _burst_ticks(writes.cycles).tolist()
+    orig = hw.new_apu_state()
+    sequencer = 8192
+    encoder = _Encoder()
+    n = len(cycles)
+    i = 0
+    end_tick = -(-duration_cycles // TICK_CYCLES)
+    while i < n:
+        tick = ticks[i]
+        # Frame-sequencer steps before the burst: a length counter may stop a channel.
+        while sequencer <= cycles[i]:
+            was_on = [_on(orig, c) for c in range(4)]
+            hw.apu_frame_sequencer_step(orig)
+            stop_tick = -(-sequencer // TICK_CYCLES)
+            sequencer += 8192
+            if any(was_on[c] and not _on(orig, c) for c in range(4)):
+                if stop_tick < tick and stop_tick * TICK_CYCLES < cycles[i]:
+                    while sequencer <= stop_tick * TICK_CYCLES:
+                        hw.apu_frame_sequencer_step(orig)
+                        sequencer += 8192
+                    encoder.sync(stop_tick, orig, {})
+        triggers: dict[int, _Trigger] = {}
+        while i < n and ticks[i] == tick:
+            while sequencer <= cycles[i]:
+                hw.apu_frame_sequencer_step(orig)
+                sequencer += 8192
+            address, value = registers[i], values[i]
+            hw.apu_write(orig, address, value, cycles[i])
+            if address in (0xFF14, 0xFF19, 0xFF1E, 0xFF23) and value & 0x80:
+                channel = (address - 0xFF14) // 5
+                if _on(orig, channel):
+                    triggers[channel] = _snapshot(orig, channel)
+            i += 1
+        while sequencer <= tick * TICK_CYCLES:
+            hw.apu_frame_sequencer_step(orig)
+            sequencer += 8192
+        encoder.sync(tick, orig, triggers)
+    # Length counters may still stop channels after the last write.
+    while sequencer < duration_cycles:
+        was_on = [_on(orig, c) for c in range(4)]
+        hw.apu_frame_sequencer_step(orig)
+        stop_tick = -(-sequencer // TICK_CYCLES)
+        if any(was_on[c] and not _on(orig, c) for c in range(4)) and stop_tick < end_tick:
+            while sequencer + 8192 <= stop_tick * TICK_CYCLES:
+                sequencer += 8192
+                hw.apu_frame_sequencer_step(orig)
+            encoder.sync(stop_tick, orig, {})
+        sequencer += 8192
+    gap = end_tick - encoder.decoder.tick
+    while gap > 0:
+        step = min(gap, MAX_SHIFT)
+        encoder.out.append(SHIFT + step - 1)
+        gap -= step
+    return np.array(encoder.out, dtype=np.int16)
+
+
+# --------------------------------------------------------------------------
+# Token operations.
+# --------------------------------------------------------------------------
+
+
+def token_seconds(tokens: np.ndarray) -> float:
+    """Seconds of music the tokens cover (their ``SHIFT`` ticks)."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    shifts = tokens[(tokens >= SHIFT) & (tokens < SHIFT + MAX_SHIFT)] - SHIFT + 1
+    return float(shifts.sum()) * TICK_CYCLES / CPU_HZ
+
+
+def transpose(tokens: np.ndarray, semitones: int) -> np.ndarray | None:
+    """The tokens with every tone-channel note moved by ``semitones``; ``None`` if a note
+    would leave its channel's range. Noise, bends and fine offsets are unchanged."""
+    tokens = np.asarray(tokens).astype(np.int64)
+    out = tokens.copy()
+    for start in (NOTE, PITCH):
+        sel = (tokens >= start) & (tokens < start + TONE_CHANNELS * N_NOTES)
+        channel, note = np.divmod(tokens[sel] - start, N_NOTES)
+        note = note + semitones
+        low = np.array([NOTE_RANGE[c][0] for c in range(TONE_CHANNELS)])[channel]
+        high = np.array([NOTE_RANGE[c][1] for c in range(TONE_CHANNELS)])[channel]
+        if np.any((note < low) | (note > high)):
+            return None
+        out[sel] = start + channel * N_NOTES + note
+    return out.astype(np.int16)
+
+
+def stretch(tokens: np.ndarray, factor: float) -> np.ndarray:
+    """The tokens played ``factor`` times as long (tempo augmentation): every event's time
+    is scaled and rounded to ticks; events keep their order."""
+    if not factor > 0:
+        raise ValueError(f"stretch factor must be positive, not {factor}")
+    tokens = np.asarray(tokens).astype(np.int64)
+    is_shift = (tokens >= SHIFT) & (tokens < SHIFT + MAX_SHIFT)
+    ticks = np.cumsum(np.where(is_shift, tokens - SHIFT + 1, 0))
+    out: list[int] = []
+    done = 0
+    for token, tick, shift in zip(tokens.tolist(), ticks.tolist(), is_shift.tolist(), strict=True):
+        if shift:
+            continue
+        target = int(round(tick * factor))
+        while target > done:
+            step = min(target - done, MAX_SHIFT)
+            out.append(SHIFT + step - 1)
+            done += step
+        out.append(token)
+    target = int(round(int(ticks[-1]) * factor)) if len(ticks) else 0
+    while target > done:
+        step = min(target - done, MAX_SHIFT)
+        out.append(SHIFT + step - 1)
+        done += step
+    return np.array(out, dtype=np.int16)
+
+
+def _note_name(note: int) -> str:
+    midi = note + MIDI_LOW
+    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    return f"{names[midi % 12]}{midi // 12 - 1}"
+
+
+def describe(tokens: np.ndarray) -> list[str]:
+    """One human-readable line per token, e.g. ``NOTE pulse1 A4`` or ``SHIFT 4``."""
+    lines = []
+    for token in np.asarray(tokens).tolist():
+        if not 0 <= token < VOCAB_SIZE:
+            lines.append(f"? {token}")
+            continue
+        kind, arg = _KIND_LIST[token], _ARG_LIST[token]
+        if kind == "SHIFT":
+            text = f"SHIFT {arg + 1}"
+        elif kind in ("NOTE", "PITCH"):
+            channel, note = divmod(arg, N_NOTES)
+            text = f"{kind} {_CHANNEL_NAMES[channel]} {_note_name(note)}"
+        elif kind == "FINE":
+            text = f"FINE {_fine_of(arg):+d}/{PITCH_STEPS}"
+        elif kind == "BEND":
+            channel, steps = _bend_of(arg)
+            text = f"BEND {_CHANNEL_NAMES[channel]} {steps:+d}/{PITCH_STEPS}"
+        elif kind in ("ENV", "VOL"):
+            index, value = divmod(arg, 256 if kind == "ENV" else 16)
+            name = _CHANNEL_NAMES[ENVELOPE_CHANNELS[index]]
+            text = f"{kind} {name} " + (f"0x{value:02X}" if kind == "ENV" else f"{value}")
+        elif kind == "DUTY":
+            text = f"DUTY {_CHANNEL_NAMES[arg // 4]} {arg % 4}"
+        elif kind in ("OFF", "CUT"):
+            text = f"{kind} {_CHANNEL_NAMES[arg]}"
+        elif kind in ("NOISE", "SWEEP", "PAN"):
+            text = f"{kind} 0x{arg:02X}"
+        elif kind == "MASTER":
+            text = f"MASTER L{arg >> 3} R{arg & 7}"
+        elif kind == "WAVE_RECENT":
+            text = f"WAVE_RECENT {arg + 1}"
+        elif kind in ("NIBBLE", "LEVEL"):
+            text = f"{kind} {arg}"
+        else:
+            text = kind
+        lines.append(text)
+    return lines
