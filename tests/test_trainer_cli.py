@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gbsynth.cli import main
+from gbsynth.common.events import CPU_HZ
 from gbsynth.common.formats import write_recordings
 from gbsynth.emulator.sources import open_session
 from gbsynth.trainer import baselines, representation, tokens
@@ -110,20 +111,27 @@ def test_a_run_promotes_only_checkpoints_better_than_the_served_model(tmp_path):
     assert run.best is not None and run.best.nats_per_second > 0
 
 
-def test_augmentation_keeps_windows_legal():
+def test_augmentation_keeps_music_legal(shared_dir):
     rng = np.random.default_rng(0)
     rec = np.tile(_loop([5, 3, 0x80], [120, 4, 0x87], [40, 0x16, 0x80], [140, 1, 7]), 20)
-    for _ in range(20):
+    for _ in range(10):
         varied = WRITES.augment(rec, rng)
         assert len(varied) == len(rec)
-        tokens.unflatten(varied)  # still decodes
-        assert WRITES.final_state(varied) == WRITES.final_state(rec)
+        assert len(WRITES.decode(varied)[0]) == len(WRITES.decode(rec)[0])
     slower = tokens.stretch_flat(rec, 1.2)
     long_gaps = (rec > tokens.N_EXACT_DT) & (rec < tokens.N_DT)  # in-frame gaps stay exact
     assert WRITES.cycles(slower[long_gaps]) == pytest.approx(
         1.2 * WRITES.cycles(rec[long_gaps]), rel=0.05
     )
     assert np.array_equal(slower[~long_gaps], rec[~long_gaps])
+    # Channel events transpose and stretch: a real song stays legal and keeps its notes.
+    events = representation.get("channel_events")
+    (track,) = tracks_from_paths([shared_dir / "corpus/nightmode.gbs"], events, seconds=8)
+    for _ in range(10):
+        varied = events.augment(track.tokens, rng)
+        writes, cycles = events.decode(varied)
+        assert len(writes) > 100
+        assert 8 / 1.25 < cycles / CPU_HZ < 8 * 1.25
 
 
 def test_heldout_split_is_by_source_and_stable():
@@ -147,7 +155,7 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir, capsys)
     assert summary["step"] == 12 and summary["valid_nll_per_token"] > 0
     log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [5, 10, 12]
-    assert len(load_tracks(out / "dataset.npz", WRITES)) == 1
+    assert len(load_tracks(out / "dataset.npz", representation.get("channel_events"))) == 1
 
     again = gbsynth(capsys, *[a if a != "12" else "15" for a in args])  # continues
     assert again.returncode == 0, again.stderr
@@ -158,8 +166,9 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir, capsys)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["step"] == 15 and report["nats_per_second"] > 0
-    assert report["representation"] == "writes"
-    heldout = tracks_from_paths([shared_dir / "corpus/nightmode.gbs"], WRITES, seconds=10)
+    assert report["representation"] == "channel_events"
+    events = representation.get("channel_events")
+    heldout = tracks_from_paths([shared_dir / "corpus/nightmode.gbs"], events, seconds=10)
     assert report["tokens"] == len(heldout[0]) - 1
     assert 9 < report["music_seconds"] <= 10
     best = report["baselines"][report["best_baseline"]]["nats_per_second"]

@@ -64,7 +64,7 @@ def make_service(tmp_path: Path, **overrides) -> TrainerService:
         checkpoint_every=4, eval_tokens=500, min_tokens=100, tick_seconds=0.2,
     )  # fmt: skip
     options.update(overrides)
-    store = SegmentStore(tmp_path / "data", heldout_percent=50, representation="writes")
+    store = SegmentStore(tmp_path / "data", heldout_percent=50, representation="channel_events")
     return TrainerService(store, tmp_path / "ckpt", **options)
 
 
@@ -139,7 +139,7 @@ def start_trainer(bootstrap: str, tmp_path: Path, log_name: str) -> subprocess.P
         GBSYNTH_TRAINER_CHECKPOINT_EVERY="5",
         GBSYNTH_TRAINER_TICK_SECONDS="0.3",
         GBSYNTH_TRAINER_MIN_TOKENS="100",
-        GBSYNTH_TRAINER_INIT="",
+        GBSYNTH_DEFAULT_MODEL="",
         GBSYNTH_TRAINER_HELDOUT_PERCENT="50",
     )
     return subprocess.Popen(

@@ -84,9 +84,23 @@ class SavedCheckpoint:
     config: GPTConfig
 
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model" / "model.pt"
+BUILTIN_MODEL = Path(__file__).resolve().parent / "default_model" / "model.pt"
 """The pre-trained default model shipped in the package (``make model`` rebuilds it), with
 its card in ``model.json``."""
+
+
+def default_model_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The default model ``GBSYNTH_DEFAULT_MODEL`` names (None: none); ``CheckpointError``
+    when the file is missing."""
+    from gbsynth.common import config as cfg
+
+    value = cfg.DEFAULT_MODEL.get(environ).strip()
+    if not value:
+        return None
+    path = BUILTIN_MODEL if value == "builtin" else Path(value)
+    if not path.is_file():
+        raise CheckpointError(f"{cfg.DEFAULT_MODEL.name}: no model at {path}")
+    return path
 
 
 def save_checkpoint(directory: Path, model: GPT, *, step: int, **fields: Any) -> SavedCheckpoint:

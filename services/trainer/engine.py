@@ -2,14 +2,14 @@
 
 A torch step for one position costs microseconds per operator call and there
 are ~60 calls per token; here the whole step (embedding, every layer against a
-ring-buffer KV cache, the tied output head) and the sampling loop, with the
-representation's grammar automaton, are one compiled function over float32
-weight arrays.
+ring-buffer KV cache, the tied output head) is one compiled function over float32
+weight arrays, and so is picking the next token (nucleus sampling among the tokens
+the representation's grammar allows).
 
 ``InferenceEngine`` copies the weights out of a ``GPT`` once (it is read-only
 afterwards, so threads may share it); each song owns a ``DecodeState`` (cache,
-position, clock, grammar state, last logits). Random numbers come in as arrays
-drawn by the caller's own generator, so results do not depend on any global RNG.
+position, last logits). Random numbers come from the caller's own generator, so
+results do not depend on any global RNG.
 ``GPT.step`` (torch) is the reference the tests compare this against.
 """
 
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from gbsynth.common.events import FRAME_CYCLES
-from gbsynth.trainer import representation
 from gbsynth.trainer.model import GPT
 
 _F = np.float32
@@ -182,68 +180,11 @@ def _pick(logits, temperature, top_p, u, probs, order):  # pragma: no cover - co
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _sample(
-    state_i, state_h, logits, recent, max_tokens, end_clock, temperature, top_p, uniforms, out,
-    wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj,
-    lnf_w, lnf_b, inv_freq, cache_k, cache_v,
-    token_cycles, grammar_mask, next_state, max_guard_cycles,
-):  # fmt: skip  # pragma: no cover - compiled
-    """Sample up to ``max_tokens`` tokens into ``out`` (token, cycle after it).
-
-    ``state_i`` is ``[position, clock, grammar state, tokens sampled]``; ``logits`` the
-    next-token logits after the last token fed. Stops early (returning the count) when
-    the clock would reach ``end_clock``; the token that would is not kept. ``recent``
-    rings the times of the last tokens: no frame may hold more than ``len(recent)``.
-    """
-    ring = recent.shape[0]
-    window = cache_k.shape[3]
-    vocab = wte.shape[0]
-    masked = np.empty(vocab, _F)
-    probs = np.empty(vocab, np.float64)
-    order = np.empty(vocab, np.int64)
-    zero_bias = np.zeros(vocab, _F)
-    count = 0
-    while count < max_tokens:
-        state = state_i[2]
-        for i in range(vocab):
-            masked[i] = logits[i] + grammar_mask[state, i]
-        if state_i[3] >= ring:
-            # The token `ring` tokens ago must be a frame back: a model stuck repeating a
-            # token without moving time cannot flood the song (or the sampling time).
-            need = min(recent[state_i[3] % ring] + FRAME_CYCLES - state_i[1], max_guard_cycles)
-            # Only where the grammar allows a long enough token instead.
-            if need > 0 and _allows_time(grammar_mask[state], token_cycles, need):
-                for i in range(vocab):
-                    if token_cycles[i] < need:
-                        masked[i] = -np.inf
-        token = _pick(masked, temperature, top_p, uniforms[count], probs, order)
-        clock = state_i[1] + token_cycles[token]
-        if clock >= end_clock:
-            state_i[1] = end_clock
-            break
-        out[count, 0] = token
-        out[count, 1] = clock
-        count += 1
-        state_i[1] = clock
-        recent[state_i[3] % ring] = clock
-        state_i[3] += 1
-        state_i[2] = next_state[state, token]
-        _step(
-            token, state_i[0], window, wte,
-            ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj,
-            lnf_w, lnf_b, inv_freq, cache_k, cache_v, state_h,
-        )  # fmt: skip
-        _matvec(wte, zero_bias, state_h, logits)
-        state_i[0] += 1
-    return count
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _allows_time(mask_row, token_cycles, need):  # pragma: no cover - compiled
-    for i in range(mask_row.shape[0]):
-        if mask_row[i] == 0.0 and token_cycles[i] >= need:
-            return True
-    return False
+def _pick_allowed(logits, allowed, temperature, top_p, u, masked, probs, order):  # pragma: no cover
+    """``_pick`` among the tokens ``allowed`` (bool mask) only."""
+    for i in range(logits.shape[0]):
+        masked[i] = logits[i] if allowed[i] else -np.inf
+    return _pick(masked, temperature, top_p, u, probs, order)
 
 
 def _np(t) -> np.ndarray:
@@ -252,37 +193,28 @@ def _np(t) -> np.ndarray:
 
 @dataclass
 class DecodeState:
-    """One song in progress: KV cache, counters, next-token logits after the last token."""
+    """One song in progress: KV cache, position, next-token logits after the last token."""
 
     cache_k: np.ndarray
     cache_v: np.ndarray
     counters: np.ndarray
-    """int64 ``[position, clock, grammar state, tokens sampled]``"""
+    """int64 ``[position]``"""
     hidden: np.ndarray
     logits: np.ndarray
-    recent: np.ndarray
-    """int64 ring of the times of the last ``max_tokens_per_frame`` sampled tokens"""
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray]
+    """Work arrays of ``pick``: masked logits, probabilities, order."""
 
     @property
     def position(self) -> int:
         return int(self.counters[0])
 
-    @property
-    def clock(self) -> int:
-        return int(self.counters[1])
-
-    @property
-    def grammar_state(self) -> int:
-        return int(self.counters[2])
-
 
 class InferenceEngine:
-    """The weights of a ``GPT`` as float32 arrays, and compiled step and sampling loops."""
+    """The weights of a ``GPT`` as float32 arrays, and compiled step and pick functions."""
 
     def __init__(self, model: GPT) -> None:
         c = model.config
         self.config = c
-        self.representation = representation.get(c.representation)
         blocks = model.blocks
 
         def stack(get) -> np.ndarray:
@@ -300,61 +232,39 @@ class InferenceEngine:
         )  # fmt: skip
         head_dim = c.n_embd // c.n_head
         self._inv_freq = c.rope_base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-        rep = self.representation
-        self._token_cycles = np.ascontiguousarray(rep.token_cycles, dtype=np.int64)
-        self._grammar_mask = np.where(rep.allowed, 0.0, -np.inf).astype(_F)
-        self._next_state = np.ascontiguousarray(rep.next_state, dtype=np.int64)
-        self._max_guard_cycles = int(min(FRAME_CYCLES, self._token_cycles.max()))
         self._zero_bias = np.zeros(c.vocab_size, _F)
 
     def new_state(self, window: int | None = None) -> DecodeState:
         c = self.config
         # Keys and values time-major per head: (layer, head, head_dim, window).
         shape = (c.n_layer, c.n_head, c.n_embd // c.n_head, window or c.block_size)
-        counters = np.zeros(4, np.int64)
-        counters[2] = self.representation.start_state
+        v = c.vocab_size
         return DecodeState(
             np.zeros(shape, _F),
             np.zeros(shape, _F),
-            counters,
+            np.zeros(1, np.int64),
             np.zeros(c.n_embd, _F),
-            np.zeros(c.vocab_size, _F),
-            np.zeros(self.representation.max_tokens_per_frame, np.int64),
+            np.zeros(v, _F),
+            (np.empty(v, _F), np.empty(v, np.float64), np.empty(v, np.int64)),
         )
 
-    def feed(self, state: DecodeState, tokens: np.ndarray) -> None:
-        """Run known tokens (a prime) through the model, advancing position, clock and grammar."""
-        for token in np.asarray(tokens, dtype=np.int64):
+    def feed(self, state: DecodeState, tokens) -> None:
+        """Run tokens through the model; ``state.logits`` are then the next token's logits."""
+        for token in np.asarray(tokens, dtype=np.int64).reshape(-1).tolist():
             _step(
                 token, state.counters[0], state.cache_k.shape[3], *self._trunk,
                 self._inv_freq, state.cache_k, state.cache_v, state.hidden,
             )  # fmt: skip
             state.counters[0] += 1
-            state.counters[1] += self._token_cycles[token]
-            state.counters[2] = self._next_state[state.counters[2], token]
         _matvec(self._trunk[0], self._zero_bias, state.hidden, state.logits)
 
-    def sample(
-        self,
-        state: DecodeState,
-        uniforms: np.ndarray,
-        end_clock: int,
-        temperature: float,
-        top_p: float,
-    ) -> np.ndarray:
-        """Sample up to ``len(uniforms)`` tokens (stopping before ``end_clock``).
-
-        ``uniforms`` is ``(n,)`` float64 in [0, 1). Returns ``(k, 2)`` int64 rows
-        ``token, cycle`` (the clock after each token).
-        """
+    def pick(
+        self, state: DecodeState, allowed: np.ndarray, u: float, temperature: float, top_p: float
+    ) -> int:
+        """The next token among ``allowed`` (bool mask): argmax at temperature 0, else
+        nucleus sampling with the uniform number ``u``."""
         if state.position == 0:
-            raise ValueError("feed at least one token (the opening) before sampling")
-        uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
-        out = np.empty((len(uniforms), 2), np.int64)
-        count = _sample(
-            state.counters, state.hidden, state.logits, state.recent, len(uniforms),
-            int(end_clock), float(temperature), float(top_p), uniforms, out, *self._trunk,
-            self._inv_freq, state.cache_k, state.cache_v, self._token_cycles,
-            self._grammar_mask, self._next_state, self._max_guard_cycles,
-        )  # fmt: skip
-        return out[:count]
+            raise ValueError("feed at least one token (the opening) before picking")
+        return _pick_allowed(
+            state.logits, allowed, float(temperature), float(top_p), float(u), *state.scratch
+        )

@@ -1,7 +1,7 @@
 """The trainer service: segments in (``apu.segments``), checkpoints out (``model.checkpoints``).
 
-It starts from the pre-trained default model (``GBSYNTH_TRAINER_INIT``; the one the
-generator serves before any checkpoint exists) and fine-tunes it on the stream: it
+It starts from the pre-trained default model (``GBSYNTH_DEFAULT_MODEL``; the one the
+generators serve before any checkpoint exists) and fine-tunes it on the stream: it
 consumes segments continuously into a local dataset (``SegmentStore`` under
 ``GBSYNTH_TRAINER_DATA_DIR``; the held-out split is by source file) and, between
 polls, trains for up to ``GBSYNTH_TRAINER_TICK_SECONDS``, with the loop ``gbsynth
@@ -40,9 +40,9 @@ from gbsynth.common.config import Setting
 from gbsynth.common.kafka import TOPIC_CHECKPOINTS, TOPIC_SEGMENTS, Message, Output, Processor
 from gbsynth.trainer import representation
 from gbsynth.trainer.checkpoint import (
-    DEFAULT_MODEL,
     CheckpointError,
     SavedCheckpoint,
+    default_model_path,
     load_checkpoint,
     read_metadata,
     served_checkpoints,
@@ -60,18 +60,12 @@ DEFAULT_METRICS_PORT = 9103
 DATA_DIR = Setting(
     "GBSYNTH_TRAINER_DATA_DIR", str, "var/trainer-data", "folder of the trainer's segment dataset"
 )
-INIT = Setting(
-    "GBSYNTH_TRAINER_INIT",
-    str,
-    str(DEFAULT_MODEL),
-    "model a fresh trainer starts from (default: the pre-trained default model); "
-    "empty: a new model of GBSYNTH_TRAINER_PRESET",
-)
 PRESET = Setting(
     "GBSYNTH_TRAINER_PRESET",
     str,
     "cpu",
-    "model size when GBSYNTH_TRAINER_INIT is empty: tiny (tests), small, cpu or gpu",
+    "model size of a new model (when GBSYNTH_DEFAULT_MODEL is empty): tiny (tests), small, "
+    "cpu or gpu",
     choices=tuple(PRESETS),
 )
 BATCH_SIZE = Setting(
@@ -388,15 +382,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def build_service(args: argparse.Namespace) -> TrainerService:
     values = cfg.read_settings(
-        [DATA_DIR, INIT, PRESET, BATCH_SIZE, LEARNING_RATE, CHECKPOINT_EVERY, KEEP_CHECKPOINTS,
+        [DATA_DIR, PRESET, BATCH_SIZE, LEARNING_RATE, CHECKPOINT_EVERY, KEEP_CHECKPOINTS,
          HELDOUT_PERCENT, EVAL_TOKENS, MIN_TOKENS, MAX_TOKENS, TICK_SECONDS, THREADS, SEED,
          cfg.CHECKPOINT_DIR]
     )  # fmt: skip
     torch.set_num_threads(values[THREADS.name])
     checkpoint_dir = Path(args.checkpoint_dir or values[cfg.CHECKPOINT_DIR.name])
-    init = Path(values[INIT.name]) if values[INIT.name].strip() else None
-    if init is not None and not init.is_file():
-        raise CheckpointError(f"{INIT.name}: no model at {init}")
+    init = default_model_path()
     config = PRESETS[values[PRESET.name]]
     store = SegmentStore(
         Path(args.data_dir or values[DATA_DIR.name]),

@@ -4,17 +4,20 @@ A model's checkpoint names its representation (``GPTConfig.representation``); th
 rest of the trainer and the sampler go through ``get(name)``, so every part speaks
 the representation the model was trained on.
 
+- ``channel_events`` (the default): what a listener hears change, channel by channel,
+  on a quarter-frame grid (``gbsynth.trainer.channel_events``): notes as note numbers,
+  instrument parameters, time shifts. It carries across drivers and transposes.
 - ``writes``: the register writes themselves (``gbsynth.trainer.tokens``), each as a
-  dt, a reg and a val token: exact, but about 450 tokens per second of music and
+  dt, a reg and a val token: exact, but 450-2,500 tokens per second of music and
   tied to each driver's register order and timing; no transposition.
 
 Each representation gives: its vocabulary size; ``encode(writes, span_cycles)`` to
 int16 tokens and ``decode(tokens)`` back to ``(ApuWrites, cycles)``; the cycles each
 token moves the clock on (so time is the sum over tokens, and nats per second of
-music compare across representations); a grammar as a finite automaton
-(``allowed[state, token]``, ``next_state[state, token]``) that the sampler applies,
-so sampled streams always decode; a streaming decoder; and the augmentations it
-supports (``transpose`` by semitones, ``stretch`` of the tempo).
+music compare across representations); a streaming decoder (``push(token)`` returns
+the writes the token makes, ``valid_next()`` the grammar's mask of the tokens that
+may follow, which the sampler applies so sampled streams always decode); and the
+augmentations it supports (``transpose`` by semitones, ``stretch`` of the tempo).
 """
 
 from __future__ import annotations
@@ -46,15 +49,11 @@ class Representation:
     decode: Callable[[np.ndarray], tuple[ApuWrites, int]]
     token_cycles: np.ndarray
     """int64 ``(vocab_size,)``: cycles each token moves the clock on."""
-    allowed: np.ndarray
-    """bool ``(states, vocab_size)``: the tokens the grammar allows in each state."""
-    next_state: np.ndarray
-    """int64 ``(states, vocab_size)``: the state after a token."""
-    start_state: int
     max_tokens_per_frame: int
     """Sampling guard: no more tokens than this in any span of one frame."""
     stream_decoder: Callable[[], Any]
-    """A fresh decoder: ``push(token) -> ApuWrites`` (the writes it completes)."""
+    """A fresh decoder: ``push(token) -> ApuWrites`` (the writes the token makes, from
+    cycle 0 on) and ``valid_next() -> bool mask`` (the tokens that may come next)."""
     transpose: Callable[[np.ndarray, int], np.ndarray | None] | None = None
     stretch: Callable[[np.ndarray, float], np.ndarray] | None = None
 
@@ -64,13 +63,6 @@ class Representation:
 
     def seconds(self, tokens: np.ndarray) -> float:
         return self.cycles(tokens) / CPU_HZ
-
-    def final_state(self, tokens: np.ndarray, state: int | None = None) -> int:
-        """The grammar state after ``tokens`` (from the start state, or ``state``)."""
-        state = self.start_state if state is None else state
-        for token in np.asarray(tokens, dtype=np.int64):
-            state = int(self.next_state[state, token])
-        return state
 
     def augment(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A musically neutral variation of a training window: a random transposition and
@@ -88,25 +80,60 @@ class Representation:
 def _writes() -> Representation:
     from gbsynth.trainer import tokens
 
-    allowed, next_state, start = tokens.flat_grammar()
     return Representation(
         name="writes",
         vocab_size=tokens.VOCAB_SIZE,
         encode=tokens.encode_flat,
         decode=tokens.decode_flat,
         token_cycles=tokens.flat_token_cycles(),
-        allowed=allowed,
-        next_state=next_state,
-        start_state=start,
         max_tokens_per_frame=tokens.MAX_TOKENS_PER_FRAME,
         stream_decoder=tokens.FlatStreamDecoder,
         stretch=tokens.stretch_flat,
     )
 
 
-_BUILDERS: dict[str, Callable[[], Representation]] = {"writes": _writes}
+def _channel_events() -> Representation:
+    from gbsynth.trainer import channel_events as ce
+
+    cycles = np.zeros(ce.VOCAB_SIZE, dtype=np.int64)
+    cycles[ce.SHIFT : ce.SHIFT + ce.MAX_SHIFT] = np.arange(1, ce.MAX_SHIFT + 1) * ce.TICK_CYCLES
+    return Representation(
+        name="channel_events",
+        vocab_size=ce.VOCAB_SIZE,
+        encode=_encode_span(ce.encode),
+        decode=ce.decode,
+        token_cycles=cycles,
+        max_tokens_per_frame=MAX_CHANNEL_EVENTS_PER_FRAME,
+        stream_decoder=ce.StreamDecoder,
+        transpose=ce.transpose,
+        stretch=ce.stretch,
+    )
+
+
+MAX_CHANNEL_EVENTS_PER_FRAME = 160
+"""Sampling guard for ``channel_events``: real music stays far below (every parameter of
+every channel changing, plus a wave shape of 33 tokens, is under 80)."""
+
+
+def _encode_span(encode: Callable[[ApuWrites, int], np.ndarray]):
+    def encode_span(writes: ApuWrites, span_cycles: int | None) -> np.ndarray:
+        # Without a span: up to just after the last write.
+        span = (
+            span_cycles
+            if span_cycles is not None
+            else (int(writes.cycles[-1]) + 1 if len(writes) else 0)
+        )
+        return encode(writes, span)
+
+    return encode_span
+
+
+_BUILDERS: dict[str, Callable[[], Representation]] = {
+    "channel_events": _channel_events,
+    "writes": _writes,
+}
 NAMES = tuple(_BUILDERS)
-DEFAULT = "writes"
+DEFAULT = "channel_events"
 _built: dict[str, Representation] = {}
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from gbsynth.common.events import CPU_HZ, ApuWrites
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
 from gbsynth.trainer import representation
 from gbsynth.trainer.checkpoint import LoadedCheckpoint
 from gbsynth.trainer.engine import InferenceEngine
@@ -81,16 +81,40 @@ class Sampler:
         if prime is not None and len(prime):
             opening = ApuWrites.concat([PREAMBLE, prime])
         rep = self.representation
-        opening_tokens = rep.encode(opening, None)
-        state = self.engine.new_state()
-        self.engine.feed(state, opening_tokens)
         decoder = rep.stream_decoder()
-        fed = [decoder.push(token) for token in opening_tokens]
-        yield ApuWrites.concat(fed).between(0, end_cycle)
-        while state.clock < end_cycle:
+        opening_tokens = rep.encode(opening, None)
+        yield ApuWrites.concat([decoder.push(t) for t in opening_tokens]).between(0, end_cycle)
+        engine = self.engine
+        state = engine.new_state()
+        engine.feed(state, opening_tokens)
+        clock = rep.cycles(opening_tokens)
+        cycles = rep.token_cycles
+        longest = int(min(FRAME_CYCLES, cycles.max()))
+        recent = np.zeros(rep.max_tokens_per_frame, np.int64)  # clocks of the last tokens
+        sampled = 0
+        piece: list[ApuWrites] = []
+        while clock < end_cycle:
             uniforms = rng.random(self.piece_tokens)
-            out = self.engine.sample(state, uniforms, end_cycle, temperature, top_p)
-            writes = ApuWrites.concat([decoder.push(token) for token in out[:, 0]])
+            for u in uniforms:
+                allowed = decoder.valid_next()
+                if sampled >= len(recent):
+                    # The token len(recent) tokens ago must be a frame back: a model stuck
+                    # on tokens that do not move time cannot flood the song (or the CPU).
+                    need = min(int(recent[sampled % len(recent)]) + FRAME_CYCLES - clock, longest)
+                    if need > 0:
+                        later = allowed & (cycles >= need)
+                        allowed = later if later.any() else allowed
+                token = engine.pick(state, allowed, u, temperature, top_p)
+                if clock + cycles[token] >= end_cycle:
+                    clock = end_cycle
+                    break
+                clock += int(cycles[token])
+                recent[sampled % len(recent)] = clock
+                sampled += 1
+                piece.append(decoder.push(token))
+                engine.feed(state, (token,))
+            writes = ApuWrites.concat(piece)
+            piece = []
             if len(writes):
                 yield writes.between(0, end_cycle)
 

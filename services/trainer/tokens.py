@@ -368,38 +368,49 @@ def stretch_flat(flat: np.ndarray, factor: float) -> np.ndarray:
 
 
 class FlatStreamDecoder:
-    """Flat tokens in, one at a time; each completed write out (``push``), timed from 0."""
+    """Flat tokens in, one at a time; each completed write out (``push``), timed from 0.
+
+    ``valid_next`` is the grammar: a dt, then a reg, then (unless a wait) a val. The
+    sampler never picks the unused addresses 0xFF27-0xFF2F nor switches the APU off (an
+    NR52 value without the power bit), which would silence the rest of a song.
+    """
 
     def __init__(self) -> None:
         self.clock = 0
+        self._state = 0  # 0: a dt is due, 1: a reg, 2: a val, 3: NR52's val
         self._reg = -1
+
+    def valid_next(self) -> np.ndarray:
+        return _FLAT_ALLOWED[self._state]
 
     def push(self, token: int) -> ApuWrites:
         token = int(token)
+        kind = 0 if 0 <= token < REG_BASE else 1 if REG_BASE <= token < VAL_BASE else 2
+        if not 0 <= token < VOCAB_SIZE or kind != min(self._state, 2):
+            raise ValueError(f"write token {token} out of order")
         if token < REG_BASE:
             self.clock += int(DT_CYCLES[token])
+            self._state = 1
         elif token < VAL_BASE:
             self._reg = token - REG_BASE
-        elif self._reg >= 0 and self._reg != WAIT:
-            reg, self._reg = self._reg, -1
-            return ApuWrites.from_arrays([self.clock], [REGISTER_FIRST + reg], [token - VAL_BASE])
+            self._state = 0 if self._reg == WAIT else 3 if self._reg == NR52_TOKEN else 2
+        else:
+            self._state = 0
+            return ApuWrites.from_arrays(
+                [self.clock], [REGISTER_FIRST + self._reg], [token - VAL_BASE]
+            )
         return ApuWrites.empty()
 
 
-def flat_grammar() -> tuple[np.ndarray, np.ndarray, int]:
-    """``(allowed, next_state, start)``: what may follow what in flat write tokens, as a
-    finite automaton for the sampler. States: 0 a dt is due, 1 a reg, 2 a val, 3 NR52's
-    val. Sampling never picks the unused addresses 0xFF27-0xFF2F nor switches the APU
-    off (an NR52 value without the power bit), which would silence the rest of a song."""
+def _flat_allowed() -> np.ndarray:
     allowed = np.zeros((4, VOCAB_SIZE), dtype=np.bool_)
     allowed[0, :N_DT] = True
     allowed[1, REG_BASE:VAL_BASE] = True
     allowed[1, [REG_BASE + t for t in UNUSED_REGISTER_TOKENS]] = False
     allowed[2, VAL_BASE:] = True
     allowed[3, VAL_BASE + 0x80 :] = True
-    next_state = np.zeros((4, VOCAB_SIZE), dtype=np.int64)
-    next_state[0, :] = 1
-    next_state[1, :] = 2
-    next_state[1, REG_BASE + WAIT] = 0
-    next_state[1, REG_BASE + NR52_TOKEN] = 3
-    return allowed, next_state, 0
+    allowed.setflags(write=False)
+    return allowed
+
+
+_FLAT_ALLOWED = _flat_allowed()
