@@ -155,10 +155,20 @@ def _pick(logits, temperature, top_p, u, probs, order):  # pragma: no cover - co
         probs[i] = p
         total += p
     if top_p < 1.0:
-        order[:n] = np.argsort(-probs[:n], kind="mergesort")  # stable: deterministic ties
+        # Only tokens above (1 - top_p) / n of the mass can be in the nucleus: together the
+        # others hold less than 1 - top_p. Sorting just those is exact, and cheap for a
+        # trained model, whose mass sits on a few tokens.
+        floor = (1.0 - top_p) * total / n
+        big = 0
+        for i in range(n):
+            if probs[i] > floor:
+                order[big] = i
+                big += 1
+        ranked = order[:big][np.argsort(-probs[order[:big]], kind="mergesort")]
+        order[:big] = ranked  # stable: ties in token order, deterministic
         kept = 0.0
         cut = 0
-        while cut < n:
+        while cut < big:
             kept += probs[order[cut]]
             cut += 1
             if kept >= top_p * total:
