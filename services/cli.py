@@ -18,10 +18,14 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("gbsynth.common.broker", "run a local Kafka-compatible broker (Tansu)"),
     "check-rom": ("gbsynth.emulator.check_rom", "run test ROMs and report PASS/FAIL/TIMEOUT"),
-    "emulate": ("gbsynth.emulator.emulate", "record a ROM, GBS or VGM file's sound writes"),
+    "emulate": (
+        "gbsynth.emulator.emulate",
+        "record a ROM, GBS, VGM, score or module's sound writes",
+    ),
     "emulator-worker": ("gbsynth.emulator.worker", "emulator service: jobs in, recordings out"),
     "enqueue": ("gbsynth.emulator.enqueue", "publish emulation jobs for a folder of files"),
     "render": ("gbsynth.synth.render_cli", "render a recording to WAV"),
+    "corpus": ("gbsynth.music.corpus", "build a pre-training corpus from scores and modules"),
     "make-demo-music": ("gbsynth.music.make_demo", "compose demo songs as GBS files and ROMs"),
     "export-gb": ("gbsynth.music.export_gb", "build a ROM that replays a recording"),
     "pruner": ("gbsynth.pruner.main", "pruner service: recordings in, segments out"),

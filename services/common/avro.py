@@ -287,6 +287,9 @@ def source_to_record(source: Source) -> dict[str, Any]:
         "kind": source.kind.value,
         "title": source.title,
         "subsong": source.subsong,
+        "licence": source.licence,
+        "transpose": source.transpose,
+        "tempo_factor": float(source.tempo_factor),
     }
 
 
@@ -297,6 +300,9 @@ def record_to_source(record: Mapping[str, Any]) -> Source:
         kind=SourceKind(record["kind"]),
         title=record["title"],
         subsong=record["subsong"],
+        licence=record.get("licence", ""),
+        transpose=int(record.get("transpose", 0)),
+        tempo_factor=float(record.get("tempo_factor", 1.0)),
     )
 
 

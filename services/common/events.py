@@ -44,6 +44,18 @@ class SourceKind(StrEnum):
     GBS = "gbs"
     VGM = "vgm"
     GENERATED = "generated"
+    MUSICXML = "musicxml"
+    MIDI = "midi"
+    MOD = "mod"
+    ABC = "abc"
+    """Scores and tracker modules: arranged for the Game Boy, played by our sound driver."""
+
+    @property
+    def is_score(self) -> bool:
+        return self in SCORE_KINDS
+
+
+SCORE_KINDS = frozenset({SourceKind.MUSICXML, SourceKind.MIDI, SourceKind.MOD, SourceKind.ABC})
 
 
 class Phase(StrEnum):
@@ -69,7 +81,14 @@ class Source:
     kind: SourceKind
     title: str = ""
     subsong: int | None = None
-    """Subsong number counting from 1 (as gbsplay's command line), for GBS files."""
+    """Subsong number counting from 1 (as gbsplay's command line), for GBS files; for an
+    arranged score, the part (a long piece is recorded in parts cut at bar lines)."""
+    licence: str = ""
+    """The file's licence from its collection's ``MANIFEST.tsv`` (scores: "unknown" without)."""
+    transpose: int = 0
+    """Semitones an arranged score was shifted by (augmentation)."""
+    tempo_factor: float = 1.0
+    """Factor an arranged score's tempo was multiplied by (augmentation)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +257,9 @@ def make_recording_id(source: Source, seed: int | None = None, start_cycle: int 
     parts = [source.sha256, source.kind.value, str(source.subsong or 0), str(seed or 0)]
     if start_cycle:
         parts.append(str(start_cycle))
+    if source.transpose or source.tempo_factor != 1.0:
+        # each augmented variant of an arranged score is a recording of its own
+        parts.append(f"arrangement:{source.transpose}:{source.tempo_factor!r}")
     digest = hashlib.sha256("/".join(parts).encode()).hexdigest()
     return f"{source.sha256[:12]}-{digest[:12]}"
 

@@ -23,6 +23,8 @@ ROM_SUFFIXES = {".gb", ".gbc", ".sgb"}
 VGM_SUFFIXES = {".vgm", ".vgz"}
 GBS_SUFFIXES = {".gbs"}
 MAX_FILE_BYTES = 8 * 1024 * 1024
+HEAD_BYTES = 2048
+"""Bytes read to detect a file's kind (a ProTracker module's signature is at offset 1080)."""
 
 
 class JobError(ValueError):
@@ -103,7 +105,15 @@ def detect_kind(path: Path, head: bytes) -> SourceKind | None:
         return SourceKind.VGM
     if suffix in ROM_SUFFIXES:
         return SourceKind.ROM
-    return None
+    return detect_score_kind(head, suffix)
+
+
+def detect_score_kind(head: bytes, suffix: str) -> SourceKind | None:
+    """MusicXML, MIDI, MOD or ABC, from the first ``HEAD_BYTES`` of a file (and its suffix)."""
+    from gbsynth.music.score_formats import sniff_score
+
+    kind = sniff_score(head, suffix)
+    return SourceKind(kind) if kind else None
 
 
 def read_source_file(path: Path) -> bytes:
@@ -130,7 +140,8 @@ def discover_jobs(
     seed: int = 0,
     explore: ExploreSettings | None = None,
 ) -> tuple[list[EmulationJob], list[str]]:
-    """A job for every ROM, every GBS subsong and every VGM under ``rom_dir``.
+    """A job for every ROM, every GBS subsong, every VGM and every part of every score under
+    ``rom_dir`` (a score's jobs record its parts whole, whatever ``seconds`` says).
 
     Returns the jobs and a list of skipped files with the reason. ROMs get the
     exploration settings; GBS and VGM files play without input.
@@ -142,7 +153,7 @@ def discover_jobs(
         rel = path.resolve().relative_to(root).as_posix()
         try:
             with path.open("rb") as fh:
-                head = fh.read(0x70)
+                head = fh.read(HEAD_BYTES)
         except OSError as exc:
             skipped.append(f"{rel}: {exc.strerror}")
             continue
@@ -159,6 +170,18 @@ def discover_jobs(
                 jobs.append(EmulationJob(rel, kind, seed, seconds, subsong=subsong))
         elif kind is SourceKind.VGM:
             jobs.append(EmulationJob(rel, kind, seed, seconds))
+        elif kind.is_score:
+            # one job per part the piece is recorded in, each as long as its music
+            from gbsynth.emulator.score_source import part_seconds
+            from gbsynth.emulator.sources import SourceError
+
+            try:
+                lengths = part_seconds(path, read_source_file(path), kind, seed)
+            except (SourceError, JobError) as exc:
+                skipped.append(f"{rel}: {exc}")
+                continue
+            for part, length in enumerate(lengths, start=1):
+                jobs.append(EmulationJob(rel, kind, seed, length, subsong=part))
         else:
             jobs.append(EmulationJob(rel, kind, seed, seconds, explore=explore))
     return jobs, skipped

@@ -280,18 +280,22 @@ def open_session(
     file_name: str | None = None,
 ) -> Session:
     """A session for a file; the kind is detected from its contents when not given."""
-    from gbsynth.emulator.jobs import JobError, detect_kind, read_source_file
+    from gbsynth.emulator.jobs import HEAD_BYTES, JobError, detect_kind, read_source_file
 
     name = file_name or Path(path).name
     try:
         data = read_source_file(Path(path))
     except (OSError, JobError) as exc:
         raise SourceError(f"{name}: cannot read: {exc}", "unreadable") from exc
-    kind = kind or detect_kind(Path(path), data[:0x70])
+    kind = kind or detect_kind(Path(path), data[:HEAD_BYTES])
     if kind is SourceKind.GBS:
         return GbsSession(data, name, subsong)
     if kind is SourceKind.VGM:
         return VgmSession(data, name)
     if kind is SourceKind.ROM:
         return RomSession(data, name, seed, explore)
-    raise SourceError(f"{name}: not a Game Boy ROM, GBS or VGM file")
+    if kind is not None and kind.is_score:
+        from gbsynth.emulator.score_source import open_score_session
+
+        return open_score_session(Path(path), data, name, kind, part=subsong, seed=seed)
+    raise SourceError(f"{name}: not a Game Boy ROM, GBS or VGM file, score or tracker module")

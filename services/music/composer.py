@@ -808,6 +808,36 @@ def _events(notes: list[_Note], total: int, hold_gaps: bool) -> list[Event]:
     return events
 
 
+@dataclass(frozen=True)
+class SoundSet:
+    """A song's sounds as the composer picks them, for other song makers (the arranger):
+    instruments with the index of each role, the drum kit (by name) and the wave table."""
+
+    instruments: list[Instrument]
+    lead: int
+    lead2: int
+    harmony_pluck: int
+    harmony_pad: int
+    bass: int
+    noise: int
+    lead_sustains: bool
+    drums: list[Drum]
+    kit: dict[str, int]
+    wave_name: str
+    wave: bytes
+
+
+def sound_set(seed: int) -> SoundSet:
+    """The instruments, drum kit and wave table the composer would pick for ``seed``."""
+    composer = _Composer(seed, 0)
+    composer._choose_instruments()
+    drums = composer._drum_kit()
+    wave_name, wave = composer._wave()  # may swap in a quieter bass for loud wave shapes
+    c = composer
+    return SoundSet(list(c.instruments), c.lead, c.lead2, c.harmony_pluck, c.harmony_pad, c.bass,
+                    c.noise, c.lead_sustains, drums, dict(c.kit), wave_name, wave)  # fmt: skip
+
+
 def compose(seed: int, index: int = 0) -> Song:
     """Song ``index`` of the set made with ``seed`` (the same arguments, the same song)."""
     return _Composer(seed, index).compose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from dataclasses import dataclass, field
 
 
@@ -160,3 +161,43 @@ class Score:
     def tempo_at(self, quarters: float) -> float:
         i = bisect.bisect_right([t.at for t in self.tempos], quarters + 1e-9) - 1
         return self.tempos[max(i, 0)].bpm
+
+
+# General MIDI percussion keys by instrument name, most specific words first. Readers use it
+# when a source names its drum sounds (MusicXML score-instruments, MOD sample names).
+_DRUM_NAME_KEYS: tuple[tuple[re.Pattern[str], int], ...] = tuple(
+    (re.compile(pattern), key)
+    for pattern, key in (
+        (r"kick|bass ?drum|bassdrum|\bbd\b|\bkck\b", 36),
+        (r"side ?stick|rim", 37),
+        (r"snare|\bsd\b|\bsnr\b", 38),
+        (r"clap", 39),
+        (r"open ?hi|open ?hat|\bohh?\b", 46),
+        (r"pedal ?hi|pedal ?hat", 44),
+        (r"hi-?hat|\bhh\b|\bhat\b|hihat|closed ?hi|\bchh?\b", 42),
+        (r"crash|cymbal|splash|china", 49),
+        (r"ride", 51),
+        (r"floor ?tom|low ?tom", 41),
+        (r"high ?tom|hi ?tom", 50),
+        (r"tom", 45),
+        (r"tambourine|tamb", 54),
+        (r"cowbell", 56),
+        (r"bongo", 60),
+        (r"conga", 63),
+        (r"timbale", 65),
+        (r"shaker|maraca|cabasa", 70),
+        (r"clave", 75),
+        (r"wood ?block|block", 76),
+        (r"triangle", 81),
+    )
+)
+
+
+def drum_key_for_name(name: str) -> int | None:
+    """The General MIDI percussion key an instrument name suggests (``"Snare Drum"`` -> 38),
+    or None when the name says nothing about a drum sound."""
+    lowered = name.lower()
+    for pattern, key in _DRUM_NAME_KEYS:
+        if pattern.search(lowered):
+            return key
+    return None

@@ -11,6 +11,7 @@ of songs together, ready for ``asm.assemble``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from gbsynth.music import driver as D
@@ -240,8 +241,7 @@ def _db_lines(data: bytes, width: int = 16) -> list[str]:
     ]
 
 
-def song_source(song: Song, label: str) -> str:
-    """Driver data for ``song`` as assembler source; its header is at ``label``."""
+def _check_song(song: Song) -> None:
     if len(song.wave) != 16:
         raise SongError("the wave table must be 16 bytes (32 samples)")
     if not song.instruments or len(song.instruments) > D.MAX_INSTRUMENTS:
@@ -254,6 +254,26 @@ def song_source(song: Song, label: str) -> str:
         raise SongError(f"tempo {song.tempo} is outside 1..{D.TEMPO_ONE - 1}")
     if len(song.channels) != 4:
         raise SongError("a song has four channels")
+
+
+def _channel_orders(song: Song) -> list[list[tuple[bytes, int]]]:
+    """Each channel's order list as (pattern bytes, transposition) per bar."""
+    orders = []
+    for channel, events in enumerate(song.channels):
+        _check_channel(song, channel, events)
+        uses_arpeggio = any(e.arpeggio for e in events)
+        order = []
+        for pieces in _bar_pieces(song, events):
+            notes = [p.event.note for p in pieces if p.kind == "note"]
+            transpose = min(notes) if notes and channel != NOISE else 0
+            order.append((_pattern(pieces, transpose, song, uses_arpeggio), transpose))
+        orders.append(order)
+    return orders
+
+
+def song_source(song: Song, label: str) -> str:
+    """Driver data for ``song`` as assembler source; its header is at ``label``."""
+    _check_song(song)
     lines = [f"; {song.title}: {song.key_name} {song.mode}, {song.bpm:.0f} BPM, {song.form}",
              f"{label}:",
              f"        dw ${song.tempo:04X}",
@@ -272,14 +292,9 @@ def song_source(song: Song, label: str) -> str:
 
     patterns: dict[bytes, str] = {}
     pattern_lines: list[str] = []
-    for channel, events in enumerate(song.channels):
-        _check_channel(song, channel, events)
-        uses_arpeggio = any(e.arpeggio for e in events)
+    for channel, entries in enumerate(_channel_orders(song)):
         order = [f"{label}_Order{channel}:"]
-        for bar, pieces in enumerate(_bar_pieces(song, events)):
-            notes = [p.event.note for p in pieces if p.kind == "note"]
-            transpose = min(notes) if notes and channel != NOISE else 0
-            data = _pattern(pieces, transpose, song, uses_arpeggio)
+        for bar, (data, transpose) in enumerate(entries):
             name = patterns.get(data)
             if name is None:
                 name = patterns[data] = f"{label}_P{len(patterns)}"
@@ -293,6 +308,52 @@ def song_source(song: Song, label: str) -> str:
         lines += order
     lines += pattern_lines
     return "\n".join(lines) + "\n"
+
+
+def song_data(song: Song, base: int) -> bytes:
+    """The bytes ``song_source`` assembles to when its header is at address ``base``: the
+    same layout, written directly (assembling a long song's text is slow)."""
+    _check_song(song)
+    orders = _channel_orders(song)
+    header_size = 2 + 2 + 3 * 2 + 4 * 2
+    wave_at = base + header_size
+    instruments_at = wave_at + 16
+    drums_at = instruments_at + D.INSTRUMENT_SIZE * len(song.instruments)
+    orders_at = drums_at + D.DRUM_SIZE * max(1, len(song.drums))
+    order_sizes = [3 * len(entries) + 4 for entries in orders]
+    order_at = [orders_at + sum(order_sizes[:c]) for c in range(4)]
+    address = orders_at + sum(order_sizes)
+    pattern_at: dict[bytes, int] = {}
+    pattern_bytes = bytearray()
+    for entries in orders:
+        for data, _ in entries:
+            if data not in pattern_at:
+                pattern_at[data] = address + len(pattern_bytes)
+                pattern_bytes += data
+    end = address + len(pattern_bytes)
+    if end > 0x10000:
+        raise SongError(f"song data ends at 0x{end:X}, past the 64 KiB address space")
+
+    def word(value: int) -> bytes:
+        return bytes((value & 0xFF, value >> 8 & 0xFF))
+
+    out = bytearray(word(song.tempo) + bytes((song.nr50 & 0xFF, song.nr51 & 0xFF)))
+    out += word(wave_at) + word(instruments_at) + word(drums_at)
+    for c in range(4):
+        out += word(order_at[c])
+    out += song.wave
+    for instrument in song.instruments:
+        out += instrument.to_bytes()
+    for drum in song.drums:
+        out += drum.to_bytes()
+    if not song.drums:
+        out += bytes(4)
+    for c, entries in enumerate(orders):
+        for data, transpose in entries:
+            out += word(pattern_at[data]) + bytes((transpose & 0xFF,))
+        out += word(0) + word(order_at[c] + 3 * song.loop_bar)
+    out += pattern_bytes
+    return bytes(out)
 
 
 def module_source(songs: list[Song]) -> str:
@@ -325,6 +386,29 @@ class Module:
     def code(self) -> bytes:
         start, end = self.program.sections["driver"]
         return self.program.image(start, end, fill=0x00)
+
+
+@functools.lru_cache(maxsize=8)
+def _driver_for_one_song(origin: int, ram: int) -> Program:
+    """The driver assembled with a one-song table; the song's data goes at ``Song0``."""
+    source = D.DRIVER_SOURCE + "\nSongTable:\n        dw Song0\nSong0:\n"
+    return assemble(source, name="driver", symbols={"DRIVER_ORG": origin, "DRIVER_RAM": ram})
+
+
+def assemble_song(song: Song, origin: int = 0x0400, ram: int = D.RAM_START) -> Module:
+    """``assemble_module([song])`` made fast: the driver is assembled once per address and
+    the song's data written directly (``song_data``); the same bytes."""
+    driver = _driver_for_one_song(origin, ram)
+    start, end = driver.sections["driver"]
+    base = driver["Song0"]
+    code = driver.image(start, base, fill=0x00) + song_data(song, base)
+    program = Program(
+        chunks=[(start, code)],
+        symbols=dict(driver.symbols),
+        sections={"driver": (start, start + len(code))},
+        listing=[],
+    )
+    return Module(program, origin, 1)
 
 
 def assemble_module(songs: list[Song], origin: int = 0x0400, ram: int = D.RAM_START) -> Module:
