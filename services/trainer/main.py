@@ -275,9 +275,7 @@ class TrainerService(Processor):
         if self.store.tokens("train") < self.min_tokens:
             return None
         if self._windows is None or self._windows_version != self.store.version:
-            self._windows = Windows(
-                self.store.train, self.trainer.config.block_size, self.trainer.representation
-            )
+            self._windows = self.trainer.windows(self.store.train)
             self.run.validation = list(self.store.heldout)
             self._windows_version = self.store.version
         return self._windows

@@ -172,7 +172,7 @@ def train_stage(
         total_tokens,
         tracks_from_paths,
     )
-    from gbsynth.trainer.train import TrainingRun, Windows
+    from gbsynth.trainer.train import TrainingRun
 
     rep = representation.get(config.representation)
     out = Path(out)
@@ -216,7 +216,7 @@ def train_stage(
         out, trainer, heldout, checkpoint_every=checkpoint_every, keep=keep,
         eval_tokens=eval_tokens, log_file=LOG_FILE,
     )  # fmt: skip
-    windows = Windows(train, trainer.config.block_size, trainer.representation)
+    windows = trainer.windows(train)
     first_step = trainer.step_count
     # --steps counts from the initial model's step when fine-tuning, else from 0.
     origin = _checkpoint_step(init) if init is not None else 0

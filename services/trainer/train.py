@@ -55,6 +55,10 @@ class TrainSettings:
     seed: int = 0
     augment: bool = True
     """Transpose and stretch training windows (where the representation supports it)."""
+    window: int = 0
+    """Tokens per training window; 0: the model's whole context (``block_size``). Shorter
+    windows train faster per token (attention costs grow with the window), so pre-training
+    may use them and fine-tuning the full context."""
 
 
 class Windows:
@@ -135,6 +139,16 @@ class Trainer:
         self.train_seconds = 0.0
         self.tokens_trained = 0
         self.recent_losses: list[float] = []
+
+    @property
+    def window(self) -> int:
+        """Tokens per training window."""
+        w = self.settings.window
+        return self.config.block_size if w <= 0 else min(w, self.config.block_size)
+
+    def windows(self, tracks: Sequence[Track]) -> Windows:
+        """Training windows over ``tracks`` for this trainer's model and settings."""
+        return Windows(tracks, self.window, self.representation)
 
     def learning_rate(self, step: int | None = None) -> float:
         s = self.settings
