@@ -4,7 +4,7 @@ The write-level tokens (``gbsynth.trainer.tokens``) spend a model position on ev
 register write, in the driver's own register order and code timing. Here a recording
 is rewritten as what a listener hears change, channel by channel, on a fixed time grid:
 
-* time is quantised to ticks of ``TICK_CYCLES`` (a quarter of a 59.73 Hz frame, 4.2 ms)
+* time is quantised to ticks of ``TICK_CYCLES`` (1/16 of a 59.73 Hz frame, 1.05 ms)
   and moves on with ``SHIFT`` tokens (1..``MAX_SHIFT`` ticks);
 * a note is ``NOTE(channel, note)`` for the tone channels (pulse 1, pulse 2, wave), with
   the pitch as a note number plus an optional ``FINE`` offset before it in
@@ -30,8 +30,8 @@ decodes to legal writes; ``decode`` raises ``TokenError`` for one that does not.
 
 Writes of a burst (a driver's update, writes less than ``BURST_GAP_CYCLES`` apart) go to
 the first tick at or after the burst's last write: a decoded write comes 0 to 1 tick
-(0-4.2 ms) after the recorded one. See ``docs/representation.md`` for the design,
-round-trip figures and tokens per second.
+(0-1.05 ms, plus the burst's own length) after the recorded one. See
+``docs/representation.md`` for the design, round-trip figures and tokens per second.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
 from gbsynth.emulator import apu as hw
 from gbsynth.trainer import tokens as write_tokens
 
-TICKS_PER_FRAME = 4
+TICKS_PER_FRAME = 16
 TICK_CYCLES = FRAME_CYCLES // TICKS_PER_FRAME
-"""17,556 cycles: a quarter of an LCD frame, 4.19 ms."""
-MAX_SHIFT = 64
+"""4,389 cycles: 1/16 of an LCD frame, 1.05 ms."""
+MAX_SHIFT = 256
 """Longest time step of one ``SHIFT`` token (16 frames); longer gaps take several."""
 BURST_GAP_CYCLES = 2048
 """Writes closer than this belong to one burst (one driver update), timed together."""
@@ -96,6 +96,7 @@ BEND = _range("BEND", TONE_CHANNELS * 2 * MAX_BEND)  # +-1..MAX_BEND steps
 HIT = _range("HIT", 1)  # noise trigger
 NOISE = _range("NOISE", 256)  # NR43 byte
 DUTY = _range("DUTY", 2 * 4)  # pulse channel * 4 + duty
+PHASE = _range("PHASE", 2 * 8)  # pulse channel * 8 + duty step the next NOTE starts from
 ENV = _range("ENV", 3 * 256)  # envelope channel index * 256 + NRx2 byte
 VOL = _range("VOL", 3 * 16)  # envelope channel index * 16 + volume
 LEVEL = _range("LEVEL", 4)  # wave output level (NR32 bits 5-6)
@@ -282,6 +283,82 @@ def _volume_writes(volume: int, old: int, running: bool, target: int, final: int
 
 
 # --------------------------------------------------------------------------
+# The sound chip as the synthesizer runs it.
+# --------------------------------------------------------------------------
+
+_SEQUENCER_PERIOD = 8192  # gbsynth.synth.core.FRAME_SEQUENCER_PERIOD
+
+
+class _Chip:
+    """The APU model, its frame sequencer and the pulse channels' duty steps, stepped as
+    ``gbsynth.synth.core`` steps them (sequencer steps at multiples of 8,192 cycles, before
+    a write at the same cycle; a pulse channel's duty step moves on every period while it
+    is on and survives triggers, so where a note's waveform starts depends on history)."""
+
+    def __init__(self) -> None:
+        self.apu = hw.new_apu_state()
+        self.sequencer = _SEQUENCER_PERIOD
+        self.duty_position = [0, 0]
+        self.duty_next = [self._period(0), self._period(1)]
+        self.trigger_position = [0, 0]
+        """Duty step each pulse channel was at when it was last triggered."""
+
+    def copy(self) -> _Chip:
+        twin = object.__new__(_Chip)
+        twin.apu = self.apu.copy()
+        twin.sequencer = self.sequencer
+        twin.duty_position = list(self.duty_position)
+        twin.duty_next = list(self.duty_next)
+        twin.trigger_position = list(self.trigger_position)
+        return twin
+
+    def _period(self, channel: int) -> int:
+        return 4 * (2048 - _frequency(self.apu, channel))
+
+    def _duty_steps(self, cycle: int) -> None:
+        """Duty steps due strictly before ``cycle`` (the period is constant between events)."""
+        for channel in (0, 1):
+            due = self.duty_next[channel]
+            if due < cycle and _on(self.apu, channel):
+                period = self._period(channel)
+                count = (cycle - 1 - due) // period + 1
+                self.duty_position[channel] = (self.duty_position[channel] + count) & 7
+                self.duty_next[channel] = due + count * period
+
+    def advance_to(self, cycle: int) -> None:
+        """Everything due up to a write at ``cycle``."""
+        while self.sequencer <= cycle:
+            self._duty_steps(self.sequencer)
+            hw.apu_frame_sequencer_step(self.apu)
+            self.sequencer += _SEQUENCER_PERIOD
+        self._duty_steps(cycle)
+
+    def step_stops_a_channel(self) -> int | None:
+        """Run the next sequencer step; the cycle it ran at if it stopped a channel."""
+        self._duty_steps(self.sequencer)
+        was_on = [_on(self.apu, c) for c in range(4)]
+        hw.apu_frame_sequencer_step(self.apu)
+        cycle = self.sequencer
+        self.sequencer += _SEQUENCER_PERIOD
+        if any(was_on[c] and not _on(self.apu, c) for c in range(4)):
+            return cycle
+        return None
+
+    def write(self, address: int, value: int, cycle: int) -> None:
+        self.advance_to(cycle)
+        powered = bool(_reg(self.apu, 0xFF26) & 0x80)
+        hw.apu_write(self.apu, address, value, cycle)
+        if not powered:
+            return
+        if address == 0xFF26 and not value & 0x80:
+            self.duty_position = [0, 0]
+        elif address in (0xFF14, 0xFF19) and value & 0x80:
+            channel = 0 if address == 0xFF14 else 1
+            self.duty_next[channel] = cycle + self._period(channel)
+            self.trigger_position[channel] = self.duty_position[channel]
+
+
+# --------------------------------------------------------------------------
 # The decoder.
 # --------------------------------------------------------------------------
 
@@ -295,10 +372,11 @@ class StreamDecoder:
     """
 
     def __init__(self) -> None:
-        self.apu = hw.new_apu_state()
+        self.chip = _Chip()
         self.tick = 0
-        self._slot = 0
-        self._sequencer = 8192  # next frame-sequencer step, as in gbsynth.synth.core
+        self.cycle = 0
+        """Cycle of the decoder's next write."""
+        self._phase: list[int | None] = [None, None]
         self._fine = 0
         self._fine_pending = False
         self._nibbles: list[int] | None = None
@@ -310,24 +388,28 @@ class StreamDecoder:
     # -- time ---------------------------------------------------------------
 
     @property
-    def cycle(self) -> int:
-        """Cycle of the decoder's next write."""
-        return self.tick * TICK_CYCLES + WRITE_SPACING * self._slot
+    def apu(self) -> np.ndarray:
+        """The APU state the decoded writes have led to."""
+        return self.chip.apu
 
-    def advance_to(self, cycle: int) -> None:
-        """Run the frame sequencer up to ``cycle`` (steps at that cycle included)."""
-        while self._sequencer <= cycle:
-            hw.apu_frame_sequencer_step(self.apu)
-            self._sequencer += 8192
+    def fork(self) -> StreamDecoder:
+        """An independent decoder in the same state (its writes start empty)."""
+        twin = object.__new__(StreamDecoder)
+        twin.__dict__.update(self.__dict__)
+        twin.chip = self.chip.copy()
+        twin._phase = list(self._phase)
+        twin.recent = list(self.recent)
+        twin._nibbles = None if self._nibbles is None else list(self._nibbles)
+        twin._cycles, twin._registers, twin._values = [], [], []
+        return twin
 
-    def _write(self, address: int, value: int) -> None:
-        cycle = self.cycle
-        self.advance_to(cycle)
-        hw.apu_write(self.apu, address, value, cycle)
+    def _write(self, address: int, value: int, cycle: int | None = None) -> None:
+        cycle = self.cycle if cycle is None else cycle
+        self.chip.write(address, value, cycle)
         self._cycles.append(cycle)
         self._registers.append(address)
         self._values.append(value)
-        self._slot += 1
+        self.cycle = cycle + WRITE_SPACING
 
     # -- grammar ------------------------------------------------------------
 
@@ -379,7 +461,7 @@ class StreamDecoder:
             raise TokenError(f"FINE must be followed by NOTE or PITCH, got {kind}")
         if kind == "SHIFT":
             self.tick += arg + 1
-            self._slot = 0
+            self.cycle = max(self.cycle, self.tick * TICK_CYCLES)
         elif kind in ("NOTE", "PITCH"):
             channel, note = divmod(arg, N_NOTES)
             step = note * PITCH_STEPS + (self._fine if self._fine_pending else 0)
@@ -399,6 +481,9 @@ class StreamDecoder:
         elif kind == "DUTY":
             channel, duty = divmod(arg, 4)
             self._write(_BASE[channel] + 1, duty << 6)
+        elif kind == "PHASE":
+            channel, position = divmod(arg, 8)
+            self._phase[channel] = position
         elif kind == "ENV":
             index, value = divmod(arg, 256)
             self._write(_BASE[ENVELOPE_CHANNELS[index]] + 2, value)
@@ -429,6 +514,10 @@ class StreamDecoder:
     def _set_pitch(self, channel: int, step: int, *, trigger: bool) -> None:
         register = _register_of(channel, step)
         base = _BASE[channel]
+        if trigger and channel < 2 and self._phase[channel] is not None:
+            self._trigger_at_phase(channel, register, self._phase[channel])
+            self._phase[channel] = None
+            return
         if trigger and channel == 2 and not _dac(self.apu, 2):
             self._write(0xFF1A, 0x80)
         if trigger or (register & 0xFF) != _reg(self.apu, base + 3):
@@ -436,10 +525,29 @@ class StreamDecoder:
         if trigger or (register >> 8) != (_reg(self.apu, base + 4) & 7):
             self._write(base + 4, (0x80 if trigger else 0) | (register >> 8))
 
+    def _trigger_at_phase(self, channel: int, register: int, position: int) -> None:
+        """Trigger a pulse channel so that its waveform starts at duty step ``position``:
+        first run it at the top frequency (a step every 4 cycles, inaudible) for as many
+        steps as needed, then set the real pitch and trigger again between two steps."""
+        base = _BASE[channel]
+        nr10 = _reg(self.apu, 0xFF10)
+        sweep_overflows = channel == 0 and nr10 & 0x07 and not nr10 & 0x08
+        if sweep_overflows:  # the sweep's overflow check would stop the channel at 0x7FF
+            self._write(0xFF10, 0)
+        self._write(base + 3, 0xFF)
+        start = self.cycle
+        self._write(base + 4, 0x87)
+        steps = (position - self.chip.duty_position[channel]) & 7
+        at = start + 4 * steps  # the last wanted step is at start + 4 * steps
+        if sweep_overflows:
+            self._write(0xFF10, nr10, at + 1)
+        self._write(base + 3, register & 0xFF, at + 2)
+        self._write(base + 4, 0x80 | (register >> 8), at + 3)
+
     def _set_volume(self, channel: int, volume: int) -> None:
         if not _on(self.apu, channel):
             return  # only a sounding channel has a volume to move
-        self.advance_to(self.cycle)
+        self.chip.advance_to(self.cycle)
         nrx2 = _reg(self.apu, _BASE[channel] + 2)
         running = bool(self.apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ENV_RUNNING])
         for value in _volume_writes(_volume(self.apu, channel), nrx2, running, volume, nrx2):
@@ -480,7 +588,7 @@ def decode(tokens: np.ndarray) -> tuple[ApuWrites, int]:
         decoder._apply(token)
     if decoder._nibbles is not None or decoder._fine_pending:
         raise TokenError("tokens end inside a wave shape or after FINE")
-    return decoder._take(0), decoder.tick * TICK_CYCLES
+    return decoder._take(0), max(decoder.tick * TICK_CYCLES, decoder.cycle)
 
 
 # --------------------------------------------------------------------------
@@ -499,10 +607,15 @@ class _Trigger:
     noise: int
     level: int
     shape: bytes
+    position: int
+    """Pulse channels: the duty step the waveform starts from."""
 
 
-def _snapshot(apu: np.ndarray, channel: int) -> _Trigger:
+def _snapshot(chip: _Chip, channel: int, position: int | None = None) -> _Trigger:
+    apu = chip.apu
     base = _BASE[channel]
+    if position is None:
+        position = chip.duty_position[channel] if channel < 2 else 0
     return _Trigger(
         frequency=_frequency(apu, channel) if channel < 3 else 0,
         nrx2=_reg(apu, base + 2),
@@ -511,7 +624,18 @@ def _snapshot(apu: np.ndarray, channel: int) -> _Trigger:
         noise=_reg(apu, 0xFF22),
         level=(_reg(apu, 0xFF1C) >> 5) & 3,
         shape=_wave_shape(apu) if channel == 2 else b"",
+        position=position,
     )
+
+
+def _shift_to(decoder: StreamDecoder, tick: int) -> list[int]:
+    """Move ``decoder`` on to ``tick`` with SHIFT tokens; returns them."""
+    out = []
+    while decoder.tick < tick:
+        token = SHIFT + min(tick - decoder.tick, MAX_SHIFT) - 1
+        decoder._apply(token)
+        out.append(token)
+    return out
 
 
 class _Encoder:
@@ -521,12 +645,7 @@ class _Encoder:
         self.emitted_tick = 0
 
     def emit(self, tick: int, token: int) -> None:
-        gap = tick - self.decoder.tick
-        while gap > 0:
-            step = min(gap, MAX_SHIFT)
-            self.out.append(SHIFT + step - 1)
-            self.decoder._apply(SHIFT + step - 1)
-            gap -= step
+        self.out.extend(_shift_to(self.decoder, tick))
         self.out.append(token)
         self.decoder._apply(token)
 
@@ -554,8 +673,7 @@ class _Encoder:
 
     def settings(self, tick: int, channel: int, want: _Trigger) -> None:
         """Tokens that give the decoder the settings a trigger needs."""
-        d = self.decoder.apu
-        have = _snapshot(d, channel)
+        have = _snapshot(self.decoder.chip, channel)
         if channel == 2:
             if want.shape != have.shape:
                 self.emit_wave(tick, want.shape)
@@ -575,13 +693,23 @@ class _Encoder:
         self.settings(tick, channel, want)
         if channel == 3:
             self.emit(tick, HIT)
-        else:
-            self.emit_pitch(tick, channel, want.frequency, trigger=True)
+            return
+        if channel < 2:
+            # Where the decoder's waveform would start without help: try it on a copy.
+            trial = self.decoder.fork()
+            _shift_to(trial, tick)
+            note = _split_step(_step_of(channel, want.frequency))
+            if note[1]:
+                trial._apply(_fine_token(note[1]))
+            trial._apply(NOTE + channel * N_NOTES + note[0])
+            if trial.chip.trigger_position[channel] != want.position:
+                self.emit(tick, PHASE + channel * 8 + want.position)
+        self.emit_pitch(tick, channel, want.frequency, trigger=True)
 
-    def sync(self, tick: int, orig: np.ndarray, triggers: dict[int, _Trigger]) -> None:
-        """Tokens at ``tick`` that make the decoder's state match ``orig``'s."""
-        self.decoder.advance_to(tick * TICK_CYCLES)
-        d = self.decoder.apu
+    def sync(self, tick: int, chip: _Chip, triggers: dict[int, _Trigger]) -> None:
+        """Tokens at ``tick`` that make the decoder's state match the recording's (``chip``)."""
+        self.decoder.chip.advance_to(max(tick * TICK_CYCLES, self.decoder.cycle))
+        orig, d = chip.apu, self.decoder.apu
         for channel in range(4):
             if channel in triggers:
                 self.trigger(tick, channel, triggers[channel])
@@ -590,10 +718,10 @@ class _Encoder:
         if _master(orig) != _master(d):
             self.emit(tick, MASTER + _master(orig))
         for channel in range(4):
-            self.correct(tick, channel, orig)
+            self.correct(tick, channel, chip)
 
-    def correct(self, tick: int, channel: int, orig: np.ndarray) -> None:
-        d = self.decoder.apu
+    def correct(self, tick: int, channel: int, chip: _Chip) -> None:
+        orig, d = chip.apu, self.decoder.apu
         base = _BASE[channel]
         o_on, d_on = _on(orig, channel), _on(d, channel)
         if not o_on:
@@ -608,7 +736,7 @@ class _Encoder:
                     )
             return
         if not d_on or (channel == 2 and _wave_shape(orig) != _wave_shape(d)):
-            self.trigger(tick, channel, _snapshot(orig, channel))  # restart in the decoder
+            self.trigger(tick, channel, _snapshot(chip, channel))  # restart in the decoder
         if channel < 3 and _step_of(channel, _frequency(orig, channel)) != _step_of(
             channel, _frequency(d, channel)
         ):
@@ -657,53 +785,41 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
     registers = writes.registers.tolist()
     values = writes.values.tolist()
     ticks = _burst_ticks(writes.cycles).tolist()
-    orig = hw.new_apu_state()
-    sequencer = 8192
+    chip = _Chip()
     encoder = _Encoder()
     n = len(cycles)
     i = 0
     end_tick = -(-duration_cycles // TICK_CYCLES)
     while i < n:
         tick = ticks[i]
-        # Frame-sequencer steps before the burst: a length counter may stop a channel.
-        while sequencer <= cycles[i]:
-            was_on = [_on(orig, c) for c in range(4)]
-            hw.apu_frame_sequencer_step(orig)
-            stop_tick = -(-sequencer // TICK_CYCLES)
-            sequencer += 8192
-            if any(was_on[c] and not _on(orig, c) for c in range(4)):
+        # Sequencer steps before the burst: a length counter may stop a channel.
+        while chip.sequencer <= cycles[i]:
+            stop = chip.step_stops_a_channel()
+            if stop is not None:
+                stop_tick = -(-stop // TICK_CYCLES)
                 if stop_tick < tick and stop_tick * TICK_CYCLES < cycles[i]:
-                    while sequencer <= stop_tick * TICK_CYCLES:
-                        hw.apu_frame_sequencer_step(orig)
-                        sequencer += 8192
-                    encoder.sync(stop_tick, orig, {})
+                    chip.advance_to(stop_tick * TICK_CYCLES)
+                    encoder.sync(stop_tick, chip, {})
         triggers: dict[int, _Trigger] = {}
         while i < n and ticks[i] == tick:
-            while sequencer <= cycles[i]:
-                hw.apu_frame_sequencer_step(orig)
-                sequencer += 8192
             address, value = registers[i], values[i]
-            hw.apu_write(orig, address, value, cycles[i])
+            chip.write(address, value, cycles[i])
             if address in (0xFF14, 0xFF19, 0xFF1E, 0xFF23) and value & 0x80:
                 channel = (address - 0xFF14) // 5
-                if _on(orig, channel):
-                    triggers[channel] = _snapshot(orig, channel)
+                if _on(chip.apu, channel):
+                    position = chip.trigger_position[channel] if channel < 2 else 0
+                    triggers[channel] = _snapshot(chip, channel, position)
             i += 1
-        while sequencer <= tick * TICK_CYCLES:
-            hw.apu_frame_sequencer_step(orig)
-            sequencer += 8192
-        encoder.sync(tick, orig, triggers)
+        chip.advance_to(tick * TICK_CYCLES)
+        encoder.sync(tick, chip, triggers)
     # Length counters may still stop channels after the last write.
-    while sequencer < duration_cycles:
-        was_on = [_on(orig, c) for c in range(4)]
-        hw.apu_frame_sequencer_step(orig)
-        stop_tick = -(-sequencer // TICK_CYCLES)
-        if any(was_on[c] and not _on(orig, c) for c in range(4)) and stop_tick < end_tick:
-            while sequencer + 8192 <= stop_tick * TICK_CYCLES:
-                sequencer += 8192
-                hw.apu_frame_sequencer_step(orig)
-            encoder.sync(stop_tick, orig, {})
-        sequencer += 8192
+    while chip.sequencer < duration_cycles:
+        stop = chip.step_stops_a_channel()
+        if stop is not None:
+            stop_tick = -(-stop // TICK_CYCLES)
+            if stop_tick < end_tick:
+                chip.advance_to(stop_tick * TICK_CYCLES)
+                encoder.sync(stop_tick, chip, {})
     gap = end_tick - encoder.decoder.tick
     while gap > 0:
         step = min(gap, MAX_SHIFT)
@@ -798,6 +914,8 @@ def describe(tokens: np.ndarray) -> list[str]:
             text = f"{kind} {name} " + (f"0x{value:02X}" if kind == "ENV" else f"{value}")
         elif kind == "DUTY":
             text = f"DUTY {_CHANNEL_NAMES[arg // 4]} {arg % 4}"
+        elif kind == "PHASE":
+            text = f"PHASE {_CHANNEL_NAMES[arg // 8]} {arg % 8}"
         elif kind in ("OFF", "CUT"):
             text = f"{kind} {_CHANNEL_NAMES[arg]}"
         elif kind in ("NOISE", "SWEEP", "PAN"):
