@@ -246,8 +246,8 @@ def train_stage(
     bar = tqdm(total=target, initial=trainer.step_count, unit="step", disable=quiet)
     try:
         for _ in run.train(windows, until):
-            improved = run.last is not None and run.best is run.last
-            stale = 0 if improved else stale + 1
+            if run.last is not None:  # no validation music: no early stopping
+                stale = 0 if run.best is run.last else stale + 1
             nll = run.last.nll_per_token if run.last else float("nan")
             bar.set_postfix(loss=f"{trainer.train_loss:.3f}", valid=f"{nll:.3f}")
     except KeyboardInterrupt:

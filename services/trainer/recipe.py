@@ -80,14 +80,60 @@ RESERVE_MINUTES = 6.0
 
 
 def _cached_tracks(cache: Path, path: Path, rep, seconds: float) -> list[Track]:
-    """The tracks of one file, encoded once (keyed by name, size, mtime and seconds)."""
+    """The tracks of one file, encoded once (keyed by the file's name, size and mtime, the
+    seconds recorded and the representation's version)."""
     stat = path.stat()
-    key = f"{path.name}-{stat.st_size}-{stat.st_mtime_ns}-{seconds:g}-{rep.name}.npz"
+    key = f"{path.name}-{stat.st_size}-{stat.st_mtime_ns}-{seconds:g}-{rep.name}-{rep.version}.npz"
     cached = cache / key
     if cached.exists():
         return load_tracks(cached, rep)
     tracks = tracks_from_file(path, rep, seconds=seconds)
     cache.mkdir(parents=True, exist_ok=True)
+    save_tracks(cached, tracks, rep)
+    return tracks
+
+
+def _corpus_tracks(corpus_dir: Path | None, cache: Path, rep) -> tuple[list[Track], int]:
+    """The corpus's tracks, each recording encoded once (cached by recording id: the
+    builder appends recordings to its files while it runs, and a file's last recording
+    may still be incomplete, so it is read again next time). Two worker processes
+    encode. Returns the tracks and the number of recordings not (yet) readable."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from gbsynth.common.avro import CodecError
+    from gbsynth.common.formats import iter_recordings
+
+    if corpus_dir is None or not corpus_dir.is_dir():
+        return [], 0
+    cache.mkdir(parents=True, exist_ok=True)
+    tracks: list[Track] = []
+    skipped = 0
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        pending = []
+        for path in iter_files([corpus_dir]):
+            if path.suffix != ".avro":
+                continue
+            try:
+                for recording in iter_recordings(path):
+                    cached = cache / f"{recording.recording_id}-{rep.version}.npz"
+                    if cached.exists():
+                        tracks.extend(load_tracks(cached, rep))
+                    else:
+                        pending.append(pool.submit(_encode_recording, recording, rep.name, cached))
+            except CodecError as exc:  # the builder is writing this file's last recording
+                skipped += 1
+                _say(f"{path.name}: read up to an incomplete recording ({exc})")
+        for future in pending:
+            tracks.extend(future.result())
+    return tracks, skipped
+
+
+def _encode_recording(recording, rep_name: str, cached: Path) -> list[Track]:
+    """(In a worker process) a recording's tracks, saved to ``cached``."""
+    from gbsynth.trainer.data import tracks_from_recording
+
+    rep = representation.get(rep_name)
+    tracks = tracks_from_recording(recording, rep)
     save_tracks(cached, tracks, rep)
     return tracks
 
@@ -124,23 +170,12 @@ def read_data(args: argparse.Namespace, rep) -> dict[str, Any]:
     for name, seconds in HELDOUT:
         heldout.extend(_cached_tracks(cache, shared / name, rep, seconds))
     gb_train, gb_valid = _tail_split(gb, VALID_TAIL)
-    corpus: list[Track] = []
-    skipped = 0
-    corpus_dir = args.corpus
-    if corpus_dir is not None and corpus_dir.is_dir():
-        for path in iter_files([corpus_dir]):
-            if path.suffix != ".avro":
-                continue
-            try:
-                corpus.extend(_cached_tracks(cache, path, rep, 0.0))
-            except DataError as exc:  # a file the builder is still writing
-                skipped += 1
-                _say(f"skipping {path.name}: {exc}")
+    corpus, skipped = _corpus_tracks(args.corpus, cache / "corpus", rep)
     corpus_train, corpus_valid = split_tracks(corpus, CORPUS_VALID_PERCENT)
     return {
         "gb_train": gb_train, "gb_valid": gb_valid, "heldout": heldout,
         "corpus_train": corpus_train, "corpus_valid": corpus_valid,
-        "corpus_files_skipped": skipped,
+        "corpus_recordings_skipped": skipped,
     }  # fmt: skip
 
 

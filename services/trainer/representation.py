@@ -56,6 +56,8 @@ class Representation:
     cycle 0 on) and ``valid_next() -> bool mask`` (the tokens that may come next)."""
     transpose: Callable[[np.ndarray, int], np.ndarray | None] | None = None
     stretch: Callable[[np.ndarray, float], np.ndarray] | None = None
+    version: str = ""
+    """A digest of the code that defines the tokens: caches of encoded music key on it."""
 
     def cycles(self, tokens: np.ndarray) -> int:
         """Cycles of music ``tokens`` span."""
@@ -89,6 +91,7 @@ def _writes() -> Representation:
         max_tokens_per_frame=tokens.MAX_TOKENS_PER_FRAME,
         stream_decoder=tokens.FlatStreamDecoder,
         stretch=tokens.stretch_flat,
+        version=_source_digest(tokens),
     )
 
 
@@ -107,12 +110,20 @@ def _channel_events() -> Representation:
         stream_decoder=ce.StreamDecoder,
         transpose=ce.transpose,
         stretch=ce.stretch,
+        version=_source_digest(ce),
     )
 
 
 MAX_CHANNEL_EVENTS_PER_FRAME = 160
 """Sampling guard for ``channel_events``: real music stays far below (every parameter of
 every channel changing, plus a wave shape of 33 tokens, is under 80)."""
+
+
+def _source_digest(module) -> str:
+    import hashlib
+    from pathlib import Path
+
+    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:12]
 
 
 def _encode_span(encode: Callable[[ApuWrites, int], np.ndarray]):
