@@ -139,7 +139,7 @@ def start_trainer(bootstrap: str, tmp_path: Path, log_name: str) -> subprocess.P
         GBSYNTH_TRAINER_CHECKPOINT_EVERY="5",
         GBSYNTH_TRAINER_TICK_SECONDS="0.3",
         GBSYNTH_TRAINER_MIN_TOKENS="100",
-        GBSYNTH_DEFAULT_MODEL="",
+        GBSYNTH_DEFAULT_MODEL="none",
         GBSYNTH_TRAINER_HELDOUT_PERCENT="50",
     )
     return subprocess.Popen(

@@ -339,7 +339,7 @@ DEFAULT_MODEL = Setting(
     "builtin",
     "the model the trainer starts from and the generators serve until the trainer promotes "
     "a better checkpoint: builtin (the pre-trained model shipped in the package), a "
-    "checkpoint file, or empty (none: a new model, and no songs before a first checkpoint)",
+    "checkpoint file, or none (a new model, and no songs before a first checkpoint)",
 )
 
 METRICS_ADDRESS = Setting(

@@ -7,7 +7,7 @@ At start it loads the newest promoted checkpoint of ``GBSYNTH_CHECKPOINT_DIR``, 
 when there is none yet, the default model (``GBSYNTH_DEFAULT_MODEL``: the pre-trained
 model shipped in the package), so it serves songs from the first second; then it keeps
 watching the folder and ``model.checkpoints`` for newer ones
-(``gbsynth.generator.models``). With ``GBSYNTH_DEFAULT_MODEL`` empty, song requests
+(``gbsynth.generator.models``). With ``GBSYNTH_DEFAULT_MODEL=none``, song requests
 get 503 until the trainer writes a first checkpoint.
 ``/metrics`` is served on the API port, unless ``GBSYNTH_METRICS_PORT`` names another
 port (its own server) or 0 (none). SIGINT/SIGTERM stop it after the requests in

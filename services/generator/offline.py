@@ -68,7 +68,7 @@ def _checkpoint_path(path: Path | None) -> Path:
         except CheckpointError as exc:
             raise GenerateError(str(exc)) from exc
         if default is None:
-            raise GenerateError("give --checkpoint (GBSYNTH_DEFAULT_MODEL is empty)")
+            raise GenerateError("give --checkpoint (GBSYNTH_DEFAULT_MODEL is none)")
         return default
     if path.is_dir():
         newest = newest_checkpoint(path)

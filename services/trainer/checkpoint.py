@@ -90,12 +90,16 @@ its card in ``model.json``."""
 
 
 def default_model_path(environ: Mapping[str, str] | None = None) -> Path | None:
-    """The default model ``GBSYNTH_DEFAULT_MODEL`` names (None: none); ``CheckpointError``
-    when the file is missing."""
+    """The default model ``GBSYNTH_DEFAULT_MODEL`` names (None: none, or ``builtin`` in a
+    tree where it was not built yet, with a warning); ``CheckpointError`` when a named
+    file is missing."""
     from gbsynth.common import config as cfg
 
     value = cfg.DEFAULT_MODEL.get(environ).strip()
-    if not value:
+    if value.lower() == "none":
+        return None
+    if value == "builtin" and not BUILTIN_MODEL.is_file():
+        log.warning("no default model at %s (make model builds it)", BUILTIN_MODEL)
         return None
     path = BUILTIN_MODEL if value == "builtin" else Path(value)
     if not path.is_file():

@@ -64,7 +64,7 @@ PRESET = Setting(
     "GBSYNTH_TRAINER_PRESET",
     str,
     "cpu",
-    "model size of a new model (when GBSYNTH_DEFAULT_MODEL is empty): tiny (tests), small, "
+    "model size of a new model (when GBSYNTH_DEFAULT_MODEL is none): tiny (tests), small, "
     "cpu or gpu",
     choices=tuple(PRESETS),
 )

@@ -261,6 +261,7 @@ def run_recipe(args: argparse.Namespace) -> int:
         "recipe": "default",
         "command": " ".join(["gbsynth", *sys.argv[1:]]) if sys.argv else "gbsynth train",
         "representation": rep.name,
+        "representation_version": rep.version,
         "preset": args.preset,
         "config": best.config.to_dict(),
         "parameters": best.model.num_parameters(),
