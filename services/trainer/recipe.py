@@ -9,8 +9,9 @@
    subsongs 1-6, DevSound X, the three GBT Player ROMs) and the eight demo songs
    (``gbsynth make-demo-music``, seed 0), recorded on the fly, the last 15 % of each
    song kept for validation; and the held-out test music, ``HELDOUT``: nightmode.gbs,
-   whose driver (Laxity's) is in no training data. Every file's tokens are cached in
-   ``OUT/cache`` (a corpus that is still growing is read again on the next run).
+   whose driver (Laxity's) is in no training data. Every file's and every corpus
+   recording's tokens are cached in ``OUT/cache``; encoding new corpus recordings
+   stops after ``CORPUS_ENCODE_SHARE`` of the budget (training could not use more).
 2. **Pre-training** on the corpus (``OUT/pretrain``), with transposition and tempo
    augmentation, on windows of ``PRETRAIN_WINDOW`` tokens (cheaper per token), for
    ``PRETRAIN_SHARE`` of the time left, early-stopped on the validation split.
@@ -75,6 +76,9 @@ FINETUNE = TrainSettings(batch_size=4, lr=3e-4, warmup_steps=20)
 VALID_TAIL = 0.15
 """Share of each Game Boy song (its end) kept to validate fine-tuning."""
 CORPUS_VALID_PERCENT = 2.0
+CORPUS_ENCODE_SHARE = 0.15
+"""At most this share of the budget goes to encoding corpus recordings (about 70x real
+time on one core: more music than the training time can use is left out)."""
 RESERVE_MINUTES = 6.0
 """Time kept for the held-out evaluation and the export."""
 
@@ -93,11 +97,15 @@ def _cached_tracks(cache: Path, path: Path, rep, seconds: float) -> list[Track]:
     return tracks
 
 
-def _corpus_tracks(corpus_dir: Path | None, cache: Path, rep) -> tuple[list[Track], int]:
+def _corpus_tracks(
+    corpus_dir: Path | None, cache: Path, rep, deadline: float | None = None
+) -> tuple[list[Track], int]:
     """The corpus's tracks, each recording encoded once (cached by recording id: the
     builder appends recordings to its files while it runs, and a file's last recording
     may still be incomplete, so it is read again next time). Two worker processes
-    encode. Returns the tracks and the number of recordings not (yet) readable."""
+    encode; the files are read in turn, so an encoding ``deadline`` (``time.monotonic``)
+    still leaves a mix of every shard. Returns the tracks and the number of recordings
+    left out (not encoded by the deadline, or not yet complete)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from gbsynth.common.avro import CodecError
@@ -108,21 +116,31 @@ def _corpus_tracks(corpus_dir: Path | None, cache: Path, rep) -> tuple[list[Trac
     cache.mkdir(parents=True, exist_ok=True)
     tracks: list[Track] = []
     skipped = 0
+    readers = [iter_recordings(p) for p in iter_files([corpus_dir]) if p.suffix == ".avro"]
     with ProcessPoolExecutor(max_workers=2) as pool:
         pending = []
-        for path in iter_files([corpus_dir]):
-            if path.suffix != ".avro":
-                continue
-            try:
-                for recording in iter_recordings(path):
-                    cached = cache / f"{recording.recording_id}-{rep.version}.npz"
-                    if cached.exists():
-                        tracks.extend(load_tracks(cached, rep))
-                    else:
-                        pending.append(pool.submit(_encode_recording, recording, rep.name, cached))
-            except CodecError as exc:  # the builder is writing this file's last recording
-                skipped += 1
-                _say(f"{path.name}: read up to an incomplete recording ({exc})")
+        while readers:
+            for reader in list(readers):
+                try:
+                    recording = next(reader)
+                except StopIteration:
+                    readers.remove(reader)
+                    continue
+                except CodecError as exc:  # the builder is writing this file's last recording
+                    readers.remove(reader)
+                    skipped += 1
+                    _say(f"read up to an incomplete recording ({exc})")
+                    continue
+                cached = cache / f"{recording.recording_id}-{rep.version}.npz"
+                if cached.exists():
+                    tracks.extend(load_tracks(cached, rep))
+                elif deadline is None or time.monotonic() < deadline:
+                    pending.append(pool.submit(_encode_recording, recording, rep.name, cached))
+                else:
+                    skipped += 1
+            # Keep the queue short, so the deadline bounds the encoding.
+            while len(pending) > 8:
+                tracks.extend(pending.pop(0).result())
         for future in pending:
             tracks.extend(future.result())
     return tracks, skipped
@@ -152,8 +170,11 @@ def _say(message: str) -> None:
     print(f"[recipe {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def read_data(args: argparse.Namespace, rep) -> dict[str, Any]:
-    """Every split the recipe trains and evaluates on (see the module docstring)."""
+def read_data(
+    args: argparse.Namespace, rep, encode_deadline: float | None = None
+) -> dict[str, Any]:
+    """Every split the recipe trains and evaluates on (see the module docstring); corpus
+    recordings not encoded by ``encode_deadline`` (``time.monotonic``) are left out."""
     shared: Path = args.shared
     cache = args.out / "cache"
     gb: list[Track] = []
@@ -170,7 +191,7 @@ def read_data(args: argparse.Namespace, rep) -> dict[str, Any]:
     for name, seconds in HELDOUT:
         heldout.extend(_cached_tracks(cache, shared / name, rep, seconds))
     gb_train, gb_valid = _tail_split(gb, VALID_TAIL)
-    corpus, skipped = _corpus_tracks(args.corpus, cache / "corpus", rep)
+    corpus, skipped = _corpus_tracks(args.corpus, cache / "corpus", rep, encode_deadline)
     corpus_train, corpus_valid = split_tracks(corpus, CORPUS_VALID_PERCENT)
     return {
         "gb_train": gb_train, "gb_valid": gb_valid, "heldout": heldout,
@@ -205,7 +226,7 @@ def run_recipe(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _say(f"reading the music (budget {minutes:g} min)")
     try:
-        data = read_data(args, rep)
+        data = read_data(args, rep, started + minutes * 60.0 * CORPUS_ENCODE_SHARE)
     except (DataError, OSError) as exc:
         print(f"gbsynth train --recipe: {exc}", file=sys.stderr)
         return 1

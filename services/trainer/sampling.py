@@ -63,8 +63,11 @@ class Sampler:
         top_p: float = 0.95,
         seed: int = 0,
         prime: ApuWrites | None = None,
+        stats: dict[str, int] | None = None,
     ) -> Iterator[ApuWrites]:
         """Yield consecutive pieces of a song (cycles from 0) until ``seconds`` are covered.
+
+        ``stats``, if given, gets ``tokens``: the tokens sampled so far.
 
         The song opens with ``PREAMBLE`` and then ``prime`` (if given), both part of
         the output; pieces hold what ``piece_tokens`` tokens decode to.
@@ -113,6 +116,8 @@ class Sampler:
                 sampled += 1
                 piece.append(decoder.push(token))
                 engine.feed(state, (token,))
+            if stats is not None:
+                stats["tokens"] = sampled
             writes = ApuWrites.concat(piece)
             piece = []
             if len(writes):
