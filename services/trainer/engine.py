@@ -197,6 +197,20 @@ def _pick_allowed(logits, allowed, temperature, top_p, u, masked, probs, order):
     return _pick(masked, temperature, top_p, u, probs, order)
 
 
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _feed_one(
+    token, counters, wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc,
+    w_proj, b_proj, lnf_w, lnf_b, inv_freq, cache_k, cache_v, hidden, zero_bias, logits,
+):  # fmt: skip  # pragma: no cover - compiled
+    _step(
+        token, counters[0], cache_k.shape[3], wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o,
+        ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj, lnf_w, lnf_b, inv_freq, cache_k, cache_v,
+        hidden,
+    )  # fmt: skip
+    counters[0] += 1
+    _matvec(wte, zero_bias, hidden, logits)
+
+
 def _np(t) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=_F)
 
@@ -267,6 +281,13 @@ class InferenceEngine:
             )  # fmt: skip
             state.counters[0] += 1
         _matvec(self._trunk[0], self._zero_bias, state.hidden, state.logits)
+
+    def feed_one(self, state: DecodeState, token: int) -> None:
+        """``feed`` for one token, in one compiled call (the sampling loop's step)."""
+        _feed_one(
+            token, state.counters, *self._trunk, self._inv_freq, state.cache_k, state.cache_v,
+            state.hidden, self._zero_bias, state.logits,
+        )  # fmt: skip
 
     def pick(
         self, state: DecodeState, allowed: np.ndarray, u: float, temperature: float, top_p: float

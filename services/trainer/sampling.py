@@ -115,7 +115,7 @@ class Sampler:
                 recent[sampled % len(recent)] = clock
                 sampled += 1
                 piece.append(decoder.push(token))
-                engine.feed(state, (token,))
+                engine.feed_one(state, token)
             if stats is not None:
                 stats["tokens"] = sampled
             writes = ApuWrites.concat(piece)
