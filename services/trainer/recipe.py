@@ -70,13 +70,15 @@ HELDOUT = (("corpus/nightmode.gbs", 180.0),)
 DEMO_SONGS, DEMO_SEED, DEMO_SECONDS = 8, 0, 120.0
 PRETRAIN_SHARE = 0.7
 """Share of the training time spent pre-training (the rest fine-tunes)."""
-PRETRAIN_WINDOW = 1024
-PRETRAIN = TrainSettings(batch_size=8, lr=1e-3, warmup_steps=50, window=PRETRAIN_WINDOW)
-FINETUNE = TrainSettings(batch_size=4, lr=3e-4, warmup_steps=20)
+PRETRAIN_WINDOW = 512
+PRETRAIN = TrainSettings(batch_size=8, lr=2e-3, warmup_steps=30, window=PRETRAIN_WINDOW)
+FINETUNE = TrainSettings(batch_size=2, lr=5e-4, warmup_steps=10)
+PRETRAIN_CHECKPOINT_EVERY, FINETUNE_CHECKPOINT_EVERY = 25, 10
+"""Steps between validations: a step takes 5-40 s on a shared 2-core machine."""
 VALID_TAIL = 0.15
 """Share of each Game Boy song (its end) kept to validate fine-tuning."""
 CORPUS_VALID_PERCENT = 2.0
-CORPUS_ENCODE_SHARE = 0.15
+CORPUS_ENCODE_SHARE = 0.05
 """At most this share of the budget goes to encoding corpus recordings (about 70x real
 time on one core: more music than the training time can use is left out)."""
 RESERVE_MINUTES = 6.0
@@ -236,8 +238,7 @@ def run_recipe(args: argparse.Namespace) -> int:
     config = dataclasses.replace(PRESETS[args.preset], representation=rep.name, vocab_size=0)
     if args.block_size is not None:
         config = dataclasses.replace(config, block_size=args.block_size)
-    common = dict(checkpoint_every=args.checkpoint_every, keep=args.keep, seed=args.seed,
-                  quiet=args.quiet)  # fmt: skip
+    common = dict(keep=args.keep, seed=args.seed, quiet=args.quiet)
     train_minutes = max(1.0, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
     summaries: dict[str, Any] = {}
     init = None
@@ -247,6 +248,7 @@ def run_recipe(args: argparse.Namespace) -> int:
         result = train_stage(
             out / "pretrain", None, config, dataclasses.replace(PRETRAIN, seed=args.seed),
             minutes=pre_minutes, patience=args.patience or 8, eval_tokens=8_000,
+            checkpoint_every=PRETRAIN_CHECKPOINT_EVERY,
             tracks=(data["corpus_train"], data["corpus_valid"]), **common,
         )  # fmt: skip
         if isinstance(result, str):
@@ -260,7 +262,8 @@ def run_recipe(args: argparse.Namespace) -> int:
     _say(f"fine-tuning for {ft_minutes:.1f} min from {init}")
     result = train_stage(
         out / "finetune", None, config, dataclasses.replace(FINETUNE, seed=args.seed),
-        minutes=ft_minutes, patience=args.patience or 6, init=init, eval_tokens=20_000,
+        minutes=ft_minutes, patience=args.patience or 6, init=init, eval_tokens=10_000,
+        checkpoint_every=FINETUNE_CHECKPOINT_EVERY,
         tracks=(data["gb_train"], data["gb_valid"]), **common,
     )  # fmt: skip
     if isinstance(result, str):
