@@ -284,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"not built yet, not started: {', '.join(missing)}", flush=True)
         if any(s.name == "generator" for s in specs):
             print(
-                f"a song, once the trainer has written its first checkpoint: curl -X POST "
+                f"a song (from the default model until the trainer promotes a better one): "
+                f"curl -X POST "
                 f"http://127.0.0.1:{ports.generator}/v1/songs -H 'content-type: application/json'"
                 f" -d '{{\"seconds\": 30}}' -o song.wav",
                 flush=True,
