@@ -4,8 +4,8 @@
         --corpus /work/data/corpus --shared ../shared --threads 2
 
 1. **Data.** The pre-training corpus (``--corpus``: Avro recordings of scores and
-   modules played by our own driver, ``gbsynth corpus build``), 2 % of its source files
-   held out for validation; the Game Boy music of ``--shared`` (``GB_MUSIC``: DevSound
+   modules played by our own driver, ``gbsynth corpus build``), 10 % of its source
+   files held out for validation; the Game Boy music of ``--shared`` (``GB_MUSIC``: DevSound
    subsongs 1-6, DevSound X, the three GBT Player ROMs) and the eight demo songs
    (``gbsynth make-demo-music``, seed 0), recorded on the fly, the last 15 % of each
    song kept for validation; and the held-out test music, ``HELDOUT``: nightmode.gbs,
@@ -77,7 +77,9 @@ PRETRAIN_CHECKPOINT_EVERY, FINETUNE_CHECKPOINT_EVERY = 25, 10
 """Steps between validations: a step takes 5-40 s on a shared 2-core machine."""
 VALID_TAIL = 0.15
 """Share of each Game Boy song (its end) kept to validate fine-tuning."""
-CORPUS_VALID_PERCENT = 2.0
+CORPUS_VALID_PERCENT = 10.0
+"""By source file (a score's parts and variants stay together); the training time uses
+only part of the corpus anyway."""
 CORPUS_ENCODE_SHARE = 0.05
 """At most this share of the budget goes to encoding corpus recordings (about 70x real
 time on one core: more music than the training time can use is left out)."""
@@ -195,6 +197,8 @@ def read_data(
     gb_train, gb_valid = _tail_split(gb, VALID_TAIL)
     corpus, skipped = _corpus_tracks(args.corpus, cache / "corpus", rep, encode_deadline)
     corpus_train, corpus_valid = split_tracks(corpus, CORPUS_VALID_PERCENT)
+    if corpus and not corpus_valid:  # too few source files for the share: split in time
+        corpus_train, corpus_valid = _tail_split(corpus, VALID_TAIL)
     return {
         "gb_train": gb_train, "gb_valid": gb_valid, "heldout": heldout,
         "corpus_train": corpus_train, "corpus_valid": corpus_valid,
