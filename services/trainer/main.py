@@ -127,6 +127,13 @@ TICK_SECONDS = Setting(
     "training time between two polls of the segments topic",
     minimum=0.01,
 )
+WINDOW = Setting(
+    "GBSYNTH_TRAINER_WINDOW",
+    int,
+    TrainSettings.window,
+    "tokens per training window (0: the model's whole context); shorter is faster per step",
+    minimum=0,
+)
 THREADS = Setting("GBSYNTH_TRAINER_THREADS", int, 1, "torch CPU threads for training", minimum=1)
 SEED = Setting("GBSYNTH_TRAINER_SEED", int, 0, "seed of a fresh model and its batch sampler")
 
@@ -381,7 +388,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def build_service(args: argparse.Namespace) -> TrainerService:
     values = cfg.read_settings(
         [DATA_DIR, PRESET, BATCH_SIZE, LEARNING_RATE, CHECKPOINT_EVERY, KEEP_CHECKPOINTS,
-         HELDOUT_PERCENT, EVAL_TOKENS, MIN_TOKENS, MAX_TOKENS, TICK_SECONDS, THREADS, SEED,
+         HELDOUT_PERCENT, EVAL_TOKENS, MIN_TOKENS, MAX_TOKENS, TICK_SECONDS, WINDOW, THREADS, SEED,
          cfg.CHECKPOINT_DIR]
     )  # fmt: skip
     torch.set_num_threads(values[THREADS.name])
@@ -402,6 +409,7 @@ def build_service(args: argparse.Namespace) -> TrainerService:
             batch_size=values[BATCH_SIZE.name],
             lr=values[LEARNING_RATE.name],
             seed=values[SEED.name],
+            window=values[WINDOW.name],
         ),
         init=init,
         checkpoint_every=values[CHECKPOINT_EVERY.name],

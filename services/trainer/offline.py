@@ -59,6 +59,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, default=None, help="override the preset's")
     parser.add_argument("--block-size", type=int, default=None, help="context, in tokens")
     parser.add_argument(
+        "--window", type=int, default=DEFAULTS.window,
+        help="tokens per training window (0: the whole context)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-augment",
         dest="augment",
         action="store_false",
@@ -120,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if args.block_size is not None:
         config = dataclasses.replace(config, block_size=args.block_size)
     settings = TrainSettings(
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, augment=args.augment
-    )
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, augment=args.augment,
+        window=args.window,
+    )  # fmt: skip
     result = train_stage(
         args.out, args.data, config, settings, heldout_paths=args.heldout,
         heldout_percent=args.heldout_percent, seconds=args.seconds, minutes=args.minutes,

@@ -72,7 +72,7 @@ PRETRAIN_SHARE = 0.7
 """Share of the training time spent pre-training (the rest fine-tunes)."""
 PRETRAIN_WINDOW = 512
 PRETRAIN = TrainSettings(batch_size=8, lr=2e-3, warmup_steps=30, window=PRETRAIN_WINDOW)
-FINETUNE = TrainSettings(batch_size=2, lr=5e-4, warmup_steps=10)
+FINETUNE = TrainSettings(batch_size=2, lr=5e-4, warmup_steps=10, window=0)
 PRETRAIN_CHECKPOINT_EVERY, FINETUNE_CHECKPOINT_EVERY = 25, 10
 """Steps between validations: a step takes 5-40 s on a shared 2-core machine."""
 VALID_TAIL = 0.15

@@ -44,7 +44,7 @@ from gbsynth.trainer.representation import Representation
 class TrainSettings:
     """The one set of training defaults (``gbsynth train`` and the trainer service)."""
 
-    batch_size: int = 16
+    batch_size: int = 8
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
@@ -55,10 +55,11 @@ class TrainSettings:
     seed: int = 0
     augment: bool = True
     """Transpose and stretch training windows (where the representation supports it)."""
-    window: int = 0
-    """Tokens per training window; 0: the model's whole context (``block_size``). Shorter
-    windows train faster per token (attention costs grow with the window), so pre-training
-    may use them and fine-tuning the full context."""
+    window: int = 512
+    """Tokens per training window (at most the model's context; 0: all of it). Shorter
+    windows train faster per token (attention costs grow with the window) and keep a
+    step short (the service polls Kafka between steps); the recipe fine-tunes the
+    default model on its whole context."""
 
 
 class Windows:
