@@ -155,31 +155,43 @@ def _pick(logits, temperature, top_p, u, probs, order):  # pragma: no cover - co
         probs[i] = p
         total += p
     if top_p < 1.0:
-        # Only tokens above (1 - top_p) / n of the mass can be in the nucleus: together the
-        # others hold less than 1 - top_p. Sorting just those is exact, and cheap for a
-        # trained model, whose mass sits on a few tokens.
+        # The nucleus: the tokens of probability >= t for the largest t whose tokens hold
+        # top_p of the mass (found by bisection, not a sort), sampled in token order. Only
+        # tokens above (1 - top_p) / n of the mass can be in it (together the others hold
+        # less than 1 - top_p), so the search runs over those: few, for a trained model.
         floor = (1.0 - top_p) * total / n
         big = 0
         for i in range(n):
             if probs[i] > floor:
                 order[big] = i
                 big += 1
-        ranked = order[:big][np.argsort(-probs[order[:big]], kind="mergesort")]
-        order[:big] = ranked  # stable: ties in token order, deterministic
+        need = top_p * total
+        lo, hi = floor, 1.0  # the best token has probability 1 before normalising
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            mass = 0.0
+            for r in range(big):
+                if probs[order[r]] >= mid:
+                    mass += probs[order[r]]
+            if mass >= need:
+                lo = mid
+            else:
+                hi = mid
         kept = 0.0
-        cut = 0
-        while cut < big:
-            kept += probs[order[cut]]
-            cut += 1
-            if kept >= top_p * total:
-                break
+        for r in range(big):
+            if probs[order[r]] >= lo:
+                kept += probs[order[r]]
         target = u * kept
         acc = 0.0
-        for r in range(cut):
-            acc += probs[order[r]]
-            if acc > target:
-                return int(order[r])
-        return int(order[cut - 1])
+        last = int(order[0])
+        for r in range(big):
+            i = order[r]
+            if probs[i] >= lo:
+                acc += probs[i]
+                last = int(i)
+                if acc > target:
+                    return int(i)
+        return last
     target = u * total
     acc = 0.0
     for i in range(n):
