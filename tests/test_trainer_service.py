@@ -110,6 +110,9 @@ def test_service_starts_from_the_initial_model_and_announces_only_better_ones(tm
     init = make_tiny_checkpoint(tmp_path / "default", step=7)
     service = make_service(tmp_path, init=init)
     assert service.trainer.step_count == 7
+    # The learning rate warms up again from the initial model's step.
+    settings = service.trainer.settings
+    assert service.trainer.learning_rate() == pytest.approx(settings.lr / settings.warmup_steps)
     torch.testing.assert_close(
         service.trainer.model.state_dict(), load_checkpoint(init).model.state_dict()
     )

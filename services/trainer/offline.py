@@ -224,12 +224,11 @@ def train_stage(
     windows = trainer.windows(train)
     first_step = trainer.step_count
     # --steps counts from the initial model's step when fine-tuning, else from 0.
-    origin = _checkpoint_step(init) if init is not None else 0
-    target = None if steps is None else origin + steps
+    target = None if steps is None else trainer.origin_step + steps
     budget = None if minutes is None else minutes * 60.0
     started = time.monotonic()
     if target is not None and trainer.settings.decay_steps == 0:
-        decay = max(1, target - first_step - trainer.settings.warmup_steps)
+        decay = max(1, target - trainer.origin_step - trainer.settings.warmup_steps)
         trainer.settings = dataclasses.replace(trainer.settings, decay_steps=decay)
     stale = 0
 
@@ -242,7 +241,7 @@ def train_stage(
         if budget is not None and trainer.settings.decay_steps == 0 and elapsed > 60:
             # Fit the cosine decay to the time left, from the speed so far.
             rate = (trainer.step_count - first_step) / max(elapsed, 1e-9)
-            expected = trainer.step_count - first_step + int(rate * (budget - elapsed))
+            expected = trainer.step_count - trainer.origin_step + int(rate * (budget - elapsed))
             decay = max(1, expected - trainer.settings.warmup_steps)
             trainer.settings = dataclasses.replace(trainer.settings, decay_steps=decay)
         bar.update(trainer.step_count - bar.n)
@@ -288,12 +287,3 @@ def _folder_representation(out: Path):
             return representation.get(str(data["representation"]))
     except (OSError, KeyError, ValueError):
         return None
-
-
-def _checkpoint_step(path: Path) -> int:
-    from gbsynth.trainer.checkpoint import load_checkpoint, read_metadata
-
-    meta = read_metadata(path)
-    if meta is not None and "step" in meta:
-        return int(meta["step"])
-    return load_checkpoint(path).step

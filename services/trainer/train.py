@@ -137,6 +137,8 @@ class Trainer:
         self.rng = np.random.default_rng(self.settings.seed)
         self.representation = representation.get(config.representation)
         self.step_count = 0
+        self.origin_step = 0
+        """Step the learning-rate schedule starts from (a fine-tuned model's initial step)."""
         self.train_seconds = 0.0
         self.tokens_trained = 0
         self.recent_losses: list[float] = []
@@ -153,7 +155,7 @@ class Trainer:
 
     def learning_rate(self, step: int | None = None) -> float:
         s = self.settings
-        step = self.step_count if step is None else step
+        step = (self.step_count if step is None else step) - self.origin_step
         if step < s.warmup_steps:
             return s.lr * (step + 1) / s.warmup_steps
         if s.decay_steps <= 0:
@@ -194,6 +196,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),  # dropout masks
             "settings": asdict(self.settings),
             "train_seconds": self.train_seconds,
+            "origin_step": self.origin_step,
             "tokens_trained": self.tokens_trained,
             "recent_losses": list(self.recent_losses),
             **extra,
@@ -207,6 +210,7 @@ class Trainer:
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
         self.step_count = int(step)
+        self.origin_step = int(state.get("origin_step", 0))
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self.tokens_trained = int(state.get("tokens_trained", 0))
         self.recent_losses = [float(x) for x in state.get("recent_losses", [])]
@@ -377,7 +381,7 @@ class TrainingRun:
             # The initial model's network, with this run's dropout and settings.
             trainer = Trainer(dataclasses.replace(start.config, dropout=config.dropout), settings)
             trainer.model.load_state_dict(start.model.state_dict())
-            trainer.step_count = start.step
+            trainer.step_count = trainer.origin_step = start.step
             return trainer, None
         return Trainer(config, settings), None
 
