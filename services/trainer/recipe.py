@@ -222,7 +222,7 @@ def run_recipe(args: argparse.Namespace) -> int:
         write_checkpoint,
     )
     from gbsynth.trainer.evaluate import evaluate
-    from gbsynth.trainer.offline import train_stage
+    from gbsynth.trainer.offline import DATASET_FILE, train_stage
 
     started = time.monotonic()
     minutes = 110.0 if args.minutes is None else args.minutes
@@ -232,7 +232,10 @@ def run_recipe(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _say(f"reading the music (budget {minutes:g} min)")
     try:
-        data = read_data(args, rep, started + minutes * 60.0 * CORPUS_ENCODE_SHARE)
+        # Continuing a run: pre-training has its corpus already (no new encoding).
+        resuming = (out / "pretrain" / DATASET_FILE).exists()
+        encode_for = 0.0 if resuming else minutes * 60.0 * CORPUS_ENCODE_SHARE
+        data = read_data(args, rep, started + encode_for)
     except (DataError, OSError) as exc:
         print(f"gbsynth train --recipe: {exc}", file=sys.stderr)
         return 1
@@ -276,7 +279,13 @@ def run_recipe(args: argparse.Namespace) -> int:
     summaries["finetune"] = result
 
     _say("held-out evaluation")
-    train_all = data["corpus_train"] + data["gb_train"]
+    # The baselines learn from exactly what the model was trained on (saved by the stages).
+    train_all = [
+        track
+        for stage in ("pretrain", "finetune")
+        if (out / stage / DATASET_FILE).exists()
+        for track in load_tracks(out / stage / DATASET_FILE, rep)
+    ]
     best = load_checkpoint(best_checkpoint(out / "finetune"))
     report = evaluate(best, train_all, data["heldout"])
     if init is not None:
