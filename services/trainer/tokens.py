@@ -30,11 +30,10 @@ tenth of a frame) of its true time, and writes 256 cycles apart or closer keep t
 exact spacing (to 2 cycles). Order is always kept, so decoded times never go
 backwards.
 
-Why this shape: one model position per write keeps sampling cheap (a song costs
-its number of writes, about 1,000 per second for nightmode.gbs) while every
-channel, wave RAM and the timing stay in the stream. The joint symbol
-``event_symbols`` (dt, reg, val as one integer) is what the n-gram baselines
-count, so their NLL and the model's are both nats per event over the same space.
+The model reads these events flattened, one token per position (``flatten``: dt,
+reg, then val unless a wait; the ``writes`` representation of
+``gbsynth.trainer.representation``): exact, every channel, wave RAM and the timing
+in the stream, but several hundred tokens per second of music.
 """
 
 from __future__ import annotations
@@ -68,8 +67,6 @@ WAIT = N_REGISTERS
 """The ``reg`` token of an event that writes nothing and only moves time on."""
 N_REG = N_REGISTERS + 1
 N_VAL = 256
-N_SYMBOLS = N_DT * N_REG * N_VAL
-"""Size of the joint event space (every combination of the three tokens)."""
 
 MAX_TIMING_ERROR_CYCLES = int(np.max(np.diff(DT_CYCLES)) // 2)
 """Largest difference between a decoded write's time and its recorded time."""
@@ -253,20 +250,6 @@ def decode(events: np.ndarray, start_cycle: int = 0) -> ApuWrites:
 def duration_cycles(events: np.ndarray) -> int:
     """Cycles the events span (the decoded time of the last one)."""
     return int(DT_CYCLES[np.asarray(events)[:, DT]].sum())
-
-
-def event_symbols(events: np.ndarray) -> np.ndarray:
-    """Each event as one integer in ``0..N_SYMBOLS-1`` (the joint symbol n-grams count)."""
-    events = np.asarray(events, dtype=np.int64)
-    return (events[:, DT] * N_REG + events[:, REG]) * N_VAL + events[:, VAL]
-
-
-def symbols_to_events(symbols: np.ndarray) -> np.ndarray:
-    """Inverse of ``event_symbols``."""
-    symbols = np.asarray(symbols, dtype=np.int64)
-    return np.stack(
-        [symbols // (N_REG * N_VAL), (symbols // N_VAL) % N_REG, symbols % N_VAL], axis=1
-    )
 
 
 # -- one token per position: the "writes" representation ---------------------------------
