@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: run test lint format bench venv venv-test clean
+.PHONY: run test lint format bench venv venv-test clean model
 
 venv:
 	@bash scripts/bootstrap.sh run
@@ -18,6 +18,16 @@ run: venv
 
 test: venv-test
 	$(PY) -m pytest -q
+
+# The default model (services/trainer/default_model/): the pre-training corpus built from
+# ../shared/pretrain, then pre-training, fine-tuning on ../shared's Game Boy music,
+# held-out evaluation and export (docs/model.md). MODEL_MINUTES is the training budget.
+MODEL_MINUTES ?= 110
+CORPUS ?= var/corpus
+model: venv
+	$(VENV)/bin/gbsynth corpus build ../shared/pretrain --out $(CORPUS)
+	nice -n 10 $(VENV)/bin/gbsynth train --recipe default --out var/model-run \
+		--corpus $(CORPUS) --shared ../shared --minutes $(MODEL_MINUTES) --threads 2
 
 # What CI checks besides the tests: lint rules and ruff's formatting.
 lint: venv-test

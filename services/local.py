@@ -455,7 +455,8 @@ def run_stack(ports: Ports, rom_dir: Path | None = None, only: list[str] | None 
             print(f"not built yet, not started: {', '.join(missing)}", flush=True)
         if any(s.name == "generator" for s in specs):
             print(
-                f"a song, once the trainer has written its first checkpoint: curl -X POST "
+                f"a song (from the default model until the trainer promotes a better one): "
+                f"curl -X POST "
                 f"http://127.0.0.1:{ports.generator}/v1/songs -H 'content-type: application/json'"
                 f" -d '{{\"seconds\": 30}}' -o song.wav",
                 flush=True,

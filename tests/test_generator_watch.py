@@ -98,3 +98,21 @@ def test_announcements_are_loaded_after_their_sha256_is_checked(tmp_path, privat
     finally:
         watcher.stop()
         producer.close()
+
+
+def test_the_default_model_is_served_until_a_promoted_checkpoint_exists(tmp_path: Path) -> None:
+    from gbsynth.generator.models import load_model
+    from gbsynth.trainer.checkpoint import save_checkpoint
+
+    default = make_tiny_checkpoint(tmp_path / "default", step=5000)
+    folder = tmp_path / "ckpt"
+    holder = ModelHolder(folder, loader=lambda path, sha: load_model(path, sha), fallback=default)
+    assert holder.refresh(trigger="start") and holder.current.path == default
+    assert not holder.refresh()  # still nothing in the folder: keep serving it
+    # A checkpoint the trainer did not promote (no better than the served model) is ignored.
+    model = load_model(default).checkpoint.model
+    save_checkpoint(folder, model, step=5100, promoted=False)
+    assert not holder.refresh() and holder.current.path == default
+    # A promoted one replaces the default model, whatever its step.
+    promoted = save_checkpoint(folder, model, step=10, promoted=True).path
+    assert holder.refresh() and holder.current.path == promoted

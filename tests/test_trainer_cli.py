@@ -11,12 +11,22 @@ import pytest
 import torch
 
 from gbsynth.cli import main
+from gbsynth.common.events import CPU_HZ
 from gbsynth.common.formats import write_recordings
 from gbsynth.emulator.sources import open_session
-from gbsynth.trainer import baselines, tokens
+from gbsynth.trainer import baselines, representation, tokens
+from gbsynth.trainer.checkpoint import list_checkpoints, read_metadata
 from gbsynth.trainer.data import Track, is_heldout, load_tracks, tracks_from_paths
-from gbsynth.trainer.model import PRESETS
-from gbsynth.trainer.train import Trainer, TrainSettings, Windows, model_event_nll
+from gbsynth.trainer.model import GPT, PRESETS
+from gbsynth.trainer.train import (
+    Trainer,
+    TrainingRun,
+    TrainSettings,
+    Windows,
+    model_token_nll,
+)
+
+WRITES = representation.get("writes")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,29 +53,31 @@ def test_witten_bell_chains_are_normalised():
         assert probs.sum() == pytest.approx(1.0) and probs[4] > 0
 
 
-def test_baselines_and_model_score_the_same_events():
+def _loop(*events) -> np.ndarray:
+    return tokens.flatten(np.array(events))
+
+
+def test_baselines_and_model_score_the_same_tokens():
     rng = np.random.default_rng(1)
-    pattern = np.array([[5, 3, 0x80], [70, 4, 0x87], [40, 0x16, 0x80]])
-    tracks = [Track(f"t{i}", "a" * 64, np.tile(pattern, (30, 1))) for i in range(3)]
-    noisy = Track("n", "b" * 64, np.stack([rng.integers(0, n, 90) for n in (193, 48, 256)], 1))
-    results = baselines.baseline_nlls(tracks, [tracks[0], noisy])
-    assert set(results) == {
-        *("unigram", "2-gram", "3-gram", "4-gram", "5-gram"),
-        *(f"factorized {n}" for n in ("unigram", "2-gram", "3-gram", "4-gram", "5-gram")),
-    }
-    exact = baselines.WittenBell(3).fit(tracks)
-    assert exact.nll_per_event([tracks[0]]) < 0.1  # a loop it has seen is nearly certain
-    assert len(exact.event_nll([tracks[0], noisy])) == 89 + 89
+    pattern = _loop([5, 3, 0x80], [70, 4, 0x87], [40, 0x16, 0x80])
+    tracks = [Track(f"t{i}", "a" * 64, np.tile(pattern, 30)) for i in range(3)]
+    noisy = Track("n", "b" * 64, rng.integers(0, WRITES.vocab_size, 270))
+    results = baselines.baseline_token_nlls(tracks, [tracks[0], noisy], WRITES.vocab_size)
+    assert set(results) == {"unigram", "2-gram", "3-gram", "4-gram", "5-gram"}
+    exact = baselines.WittenBell(3, WRITES.vocab_size).fit(tracks)
+    assert exact.nll_per_token([tracks[0]]) < 0.1  # a loop it has seen is nearly certain
+    assert len(exact.token_nll([tracks[0], noisy])) == 269 + 269
     model = Trainer(PRESETS["tiny"]).model
-    assert len(model_event_nll(model, [tracks[0], noisy])) == 89 + 89
+    nll, targets = model_token_nll(model, [tracks[0], noisy])
+    assert len(nll) == 269 + 269 and np.array_equal(targets[:269], tracks[0].tokens[1:])
 
 
 def test_training_learns_a_loop_and_resumes_identically(tmp_path):
-    pattern = np.array([[5, 3, 0x80], [70, 4, 0x87], [40, 0x16, 0x80], [64, 1, 7]])
-    tracks = [Track("loop", "a" * 64, np.tile(pattern, (100, 1)))]
+    pattern = _loop([5, 3, 0x80], [70, 4, 0x87], [40, 0x16, 0x80], [64, 1, 7])
+    tracks = [Track("loop", "a" * 64, np.tile(pattern, 100))]
     settings = TrainSettings(batch_size=8, warmup_steps=5, lr=3e-3)
     trainer = Trainer(PRESETS["tiny"], settings)
-    windows = Windows(tracks, trainer.config.block_size)
+    windows = Windows(tracks, trainer.config.block_size, WRITES)
     first = trainer.step(windows)
     for _ in range(59):
         last = trainer.step(windows)
@@ -76,6 +88,50 @@ def test_training_learns_a_loop_and_resumes_identically(tmp_path):
     twin.restore(saved[0], trainer.step_count, saved[1])
     assert twin.step(windows) == pytest.approx(trainer.step(windows), rel=1e-5)
     torch.testing.assert_close(twin.model.state_dict(), trainer.model.state_dict())
+
+
+def test_a_run_promotes_only_checkpoints_better_than_the_served_model(tmp_path):
+    pattern = _loop([5, 3, 0x80], [70, 4, 0x87], [40, 0x16, 0x80], [64, 1, 7])
+    tracks = [Track("loop", "a" * 64, np.tile(pattern, 60))]
+    settings = TrainSettings(batch_size=8, warmup_steps=5, lr=3e-3)
+    good = Trainer(PRESETS["tiny"], settings)
+    windows = Windows(tracks, good.config.block_size, WRITES)
+    for _ in range(40):
+        good.step(windows)
+    # Against a model that knows the loop, an untrained one is not promoted ...
+    fresh = Trainer(PRESETS["tiny"], settings)
+    run = TrainingRun(tmp_path, fresh, tracks, checkpoint_every=5, promote_against=good.model)
+    run.checkpoint()
+    assert read_metadata(list_checkpoints(tmp_path)[-1][1])["promoted"] is False
+    # ... and once it has learnt better than an untrained one, it is.
+    run.promote_against = GPT(PRESETS["tiny"])
+    steps = iter(range(5))
+    saved = list(run.train(windows, until=lambda: next(steps, None) is None))
+    assert len(saved) == 1 and read_metadata(saved[0].path)["promoted"] is True
+    assert run.best is not None and run.best.nats_per_second > 0
+
+
+def test_augmentation_keeps_music_legal(shared_dir):
+    rng = np.random.default_rng(0)
+    rec = np.tile(_loop([5, 3, 0x80], [120, 4, 0x87], [40, 0x16, 0x80], [140, 1, 7]), 20)
+    for _ in range(10):
+        varied = WRITES.augment(rec, rng)
+        assert len(varied) == len(rec)
+        assert len(WRITES.decode(varied)[0]) == len(WRITES.decode(rec)[0])
+    slower = tokens.stretch_flat(rec, 1.2)
+    long_gaps = (rec > tokens.N_EXACT_DT) & (rec < tokens.N_DT)  # in-frame gaps stay exact
+    assert WRITES.cycles(slower[long_gaps]) == pytest.approx(
+        1.2 * WRITES.cycles(rec[long_gaps]), rel=0.05
+    )
+    assert np.array_equal(slower[~long_gaps], rec[~long_gaps])
+    # Channel events transpose and stretch: a real song stays legal and keeps its notes.
+    events = representation.get("channel_events")
+    (track,) = tracks_from_paths([shared_dir / "corpus/nightmode.gbs"], events, seconds=8)
+    for _ in range(10):
+        varied = events.augment(track.tokens, rng)
+        writes, cycles = events.decode(varied)
+        assert len(writes) > 100
+        assert 8 / 1.25 < cycles / CPU_HZ < 8 * 1.25
 
 
 def test_heldout_split_is_by_source_and_stable():
@@ -96,10 +152,10 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir, capsys)
     result = gbsynth(capsys, *args)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["step"] == 12 and summary["heldout_nll"] > 0
+    assert summary["step"] == 12 and summary["valid_nll_per_token"] > 0
     log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [5, 10, 12]
-    assert len(load_tracks(out / "dataset.npz")) == 1
+    assert len(load_tracks(out / "dataset.npz", representation.get("channel_events"))) == 1
 
     again = gbsynth(capsys, *[a if a != "12" else "15" for a in args])  # continues
     assert again.returncode == 0, again.stderr
@@ -109,12 +165,16 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, shared_dir, capsys)
     result = gbsynth(capsys, "evaluate", str(out))  # the held-out music saved by train
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["step"] == 15 and report["nll_per_event"] > 0
-    assert report["events"] == len(tracks_from_paths([shared_dir / "corpus/nightmode.gbs"],
-                                                     seconds=10)[0]) - 1  # fmt: skip
-    assert report["best_baseline"] in report["baselines"]
-    assert report["beats_best_baseline"] == (
-        report["nll_per_event"] < min(report["baselines"].values())
+    assert report["step"] == 15 and report["nats_per_second"] > 0
+    assert report["representation"] == "channel_events"
+    events = representation.get("channel_events")
+    heldout = tracks_from_paths([shared_dir / "corpus/nightmode.gbs"], events, seconds=10)
+    assert report["tokens"] == len(heldout[0]) - 1
+    assert 9 < report["music_seconds"] <= 10
+    best = report["baselines"][report["best_baseline"]]["nats_per_second"]
+    assert best == min(b["nats_per_second"] for b in report["baselines"].values())
+    assert report["vs_best_baseline"] == pytest.approx(
+        (report["nats_per_second"] - best) / best, abs=2e-3
     )
 
 
@@ -129,4 +189,5 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert result.returncode == 1 and "no such file" in result.stderr
     result = gbsynth(capsys, "evaluate", str(tmp_path / "empty"))
     assert result.returncode == 1 and "no checkpoint" in result.stderr
-    assert tokens.N_DT == PRESETS["tiny"].n_dt
+    result = gbsynth(capsys, "train", "--out", str(tmp_path / "c"), "--steps", "1")
+    assert result.returncode == 2 and "give DATA" in result.stderr

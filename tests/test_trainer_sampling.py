@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, REGISTER_FIRST, REGISTER_LAST, ApuWrites
-from gbsynth.trainer import tokens
+from gbsynth.trainer import representation, tokens
 from gbsynth.trainer.checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -18,8 +19,9 @@ from gbsynth.trainer.checkpoint import (
     newest_checkpoint,
     prune_checkpoints,
     save_checkpoint,
+    served_checkpoints,
 )
-from gbsynth.trainer.engine import MAX_WRITES_PER_FRAME, InferenceEngine
+from gbsynth.trainer.engine import InferenceEngine
 from gbsynth.trainer.model import GPT, PRESETS, GPTConfig
 from gbsynth.trainer.sampling import PREAMBLE, Sampler, SamplingError
 from gbsynth.trainer.testing import make_tiny_checkpoint
@@ -52,12 +54,15 @@ def test_damaged_or_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
         load_checkpoint(other)
 
 
-def test_prune_keeps_newest_and_best(tmp_path: Path) -> None:
+def test_prune_keeps_newest_best_and_served(tmp_path: Path) -> None:
     model = GPT(PRESETS["tiny"])
-    for step, nll in [(1, 5.0), (2, 1.0), (3, 4.0), (4, 3.0), (5, None)]:
-        save_checkpoint(tmp_path, model, step=step, heldout_nll=nll)
+    for step, nll, promoted in [(1, 5.0, True), (2, 1.0, True), (3, 4.0, True),
+                                (4, 3.0, False), (5, None, False), (6, 6.0, False)]:  # fmt: skip
+        save_checkpoint(tmp_path, model, step=step, heldout_nll=nll, promoted=promoted)
     deleted = prune_checkpoints(tmp_path, keep_newest=2)
-    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 4, 5]
+    # 5 and 6 are the newest, 2 the best, 3 the newest promoted (served) one.
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 3, 5, 6]
+    assert [s for s, _ in served_checkpoints(tmp_path)] == [2, 3]
     assert len(deleted) == 2 and not (tmp_path / "step-0000000001.json").exists()
 
 
@@ -66,27 +71,25 @@ def test_engine_matches_the_torch_model_step_by_step() -> None:
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)).eval()
     for p in model.parameters():
         p.data += 0.1 * torch.randn_like(p)  # make every weight matter
-    events = torch.stack(
-        [torch.randint(0, tokens.N_DT, (40,)), torch.randint(0, 48, (40,)),
-         torch.randint(0, 256, (40,))], dim=1,
-    )  # fmt: skip
+    sequence = torch.randint(0, model.config.vocab_size, (40,))  # any tokens: no grammar here
     engine = InferenceEngine(model)
     state = engine.new_state()
     cache = model.new_cache()
     with torch.inference_mode():
         # The first block_size steps equal a full causal forward pass.
-        full = model.hidden(events[None, :16])[0]
-        for i, event in enumerate(events):  # then the window slides
-            expected = model.step(event, cache)
-            engine.feed(state, event[None].numpy())
+        full = model.logits(model.hidden(sequence[None, :16]))[0]
+        for i, token in enumerate(sequence):  # then the window slides
+            expected = model.step(int(token), cache)
+            engine.feed(state, token[None].numpy())
             if i < 16:
                 assert torch.allclose(expected, full[i], atol=1e-4)
-            np.testing.assert_allclose(state.hidden, expected.numpy(), atol=1e-4)
+            np.testing.assert_allclose(state.logits, expected.numpy(), atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def sampler(tmp_path_factory) -> Sampler:
-    return Sampler(load_checkpoint(make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))))
+@pytest.fixture(scope="module", params=["channel_events", "writes"])
+def sampler(request, tmp_path_factory) -> Sampler:
+    folder = tmp_path_factory.mktemp("ckpt")
+    return Sampler(load_checkpoint(make_tiny_checkpoint(folder, representation=request.param)))
 
 
 def test_samples_are_legal_deterministic_and_cover_the_length(sampler: Sampler) -> None:
@@ -96,9 +99,10 @@ def test_samples_are_legal_deterministic_and_cover_the_length(sampler: Sampler) 
     assert len(song) > 50
     assert REGISTER_FIRST <= song.registers.min() and song.registers.max() <= REGISTER_LAST
     assert song.cycles[-1] < 3 * CPU_HZ
-    # Opens powered, loud and panned; never switches the APU off or writes FF27-FF2F.
-    assert song.registers[:3].tolist() == PREAMBLE.registers.tolist()
-    assert song.values[:3].tolist() == [0x80, 0x77, 0xFF]
+    # Opens loud and panned; never switches the APU off or writes FF27-FF2F.
+    opening = sampler.representation.encode(PREAMBLE, None)
+    expected, _ = sampler.representation.decode(opening)
+    assert song.between(0, 1) == expected.between(0, 1)
     assert np.all(song.values[song.registers == 0xFF26] & 0x80)
     assert not np.any((song.registers >= 0xFF27) & (song.registers <= 0xFF2F))
     for before, after in zip(pieces, pieces[1:], strict=False):
@@ -111,10 +115,14 @@ def test_samples_are_legal_deterministic_and_cover_the_length(sampler: Sampler) 
 def test_greedy_prime_and_bad_arguments(sampler: Sampler) -> None:
     prime = ApuWrites.from_arrays([0, 100, 70_000], [0xFF12, 0xFF13, 0xFF14], [0xF0, 0x40, 0x87])
     song = sampler.sample(1.0, temperature=0.0, prime=prime)
-    assert song.registers[3:6].tolist() == [0xFF12, 0xFF13, 0xFF14]
+    # The prime's note (NR13/NR14 with the trigger bit) opens the song.
+    triggers = song.between(0, 80_000)
+    assert np.any((triggers.registers == 0xFF14) & (triggers.values & 0x80 != 0))
     assert sampler.sample(1.0, temperature=0.0, prime=prime, seed=9) == song
     assert len(sampler.sample(0.0)) == 0
-    assert len(sampler.sample(1e-6)) == 3  # just the preamble
+    assert sampler.sample(1e-6) == sampler.representation.decode(
+        sampler.representation.encode(PREAMBLE, None)
+    )[0].between(0, 5)  # just the opening
     for bad in (
         {"seconds": -1.0},
         {"seconds": 1.0, "top_p": 0.0},
@@ -141,14 +149,20 @@ def test_sampling_from_several_threads_gives_each_seed_its_song(sampler: Sampler
 
 def test_a_model_stuck_on_one_write_cannot_flood_the_song(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = GPT(PRESETS["tiny"])
+    model = GPT(replace(PRESETS["tiny"], representation="writes", vocab_size=0))
     with torch.no_grad():  # always "NR12 again, 4 cycles later"
-        model.heads.dt.bias[1] += 50.0
-        model.heads.reg.bias[0xFF12 - REGISTER_FIRST] += 50.0
+        # A constant final state (ln_f weight 0) aligned with the tokens to repeat.
+        direction = torch.randn(model.config.n_embd)
+        model.ln_f.weight.zero_()
+        model.ln_f.bias.copy_(direction)
+        for token in (1, tokens.REG_BASE + 0xFF12 - REGISTER_FIRST):
+            model.wte.weight[token] = 20 * direction
     sampler = Sampler(load_checkpoint(save_checkpoint(tmp_path, model, step=1).path))
     song = sampler.sample(2.0, seed=0)
-    cycles = song.cycles
-    # No span of one frame holds more than MAX_WRITES_PER_FRAME writes.
+    assert np.all(song.registers[3:] == 0xFF12)
+    cycles = song.cycles[3:]  # after the preamble
+    # No span of one frame holds more than a frame's worth of tokens.
+    most = representation.get("writes").max_tokens_per_frame // 3
     ends = np.searchsorted(cycles, cycles + FRAME_CYCLES)
-    assert (ends - np.arange(len(cycles))).max() <= MAX_WRITES_PER_FRAME
-    assert len(song) > MAX_WRITES_PER_FRAME * 20  # it still writes as fast as allowed
+    assert (ends - np.arange(len(cycles))).max() <= most
+    assert len(song) > most * 20  # it still writes as fast as allowed

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import service_env
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -18,11 +19,17 @@ from gbsynth.common.avro import CodecError, Segment, SegmentFeatures, codec, enc
 from gbsynth.common.events import CPU_HZ
 from gbsynth.common.kafka import TOPIC_CHECKPOINTS, TOPIC_SEGMENTS, Message
 from gbsynth.emulator.sources import open_session
-from gbsynth.trainer.checkpoint import list_checkpoints, load_checkpoint, newest_checkpoint
+from gbsynth.trainer.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    newest_checkpoint,
+    read_metadata,
+)
 from gbsynth.trainer.data import Track
 from gbsynth.trainer.main import TrainerService
 from gbsynth.trainer.model import PRESETS
 from gbsynth.trainer.store import SegmentStore
+from gbsynth.trainer.testing import make_tiny_checkpoint
 from gbsynth.trainer.train import TrainSettings
 
 FEATURES = SegmentFeatures(10.0, 100, 15, 12, -12.0)
@@ -54,12 +61,11 @@ def message(segment: Segment, offset: int) -> Message:
 def make_service(tmp_path: Path, **overrides) -> TrainerService:
     options = dict(
         config=PRESETS["tiny"], settings=TrainSettings(batch_size=4, warmup_steps=2),
-        checkpoint_every=4, eval_events=500, min_events=100, tick_seconds=0.2,
+        checkpoint_every=4, eval_tokens=500, min_tokens=100, tick_seconds=0.2,
     )  # fmt: skip
     options.update(overrides)
-    return TrainerService(
-        SegmentStore(tmp_path / "data", heldout_percent=50), tmp_path / "ckpt", **options
-    )
+    store = SegmentStore(tmp_path / "data", heldout_percent=50, representation="channel_events")
+    return TrainerService(store, tmp_path / "ckpt", **options)
 
 
 def test_service_stores_trains_checkpoints_and_resumes_exactly(tmp_path, segments):
@@ -100,8 +106,26 @@ def test_service_stores_trains_checkpoints_and_resumes_exactly(tmp_path, segment
     assert [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [4, 5]
 
 
+def test_service_starts_from_the_initial_model_and_announces_only_better_ones(tmp_path, segments):
+    init = make_tiny_checkpoint(tmp_path / "default", step=7)
+    service = make_service(tmp_path, init=init)
+    assert service.trainer.step_count == 7
+    # The learning rate warms up again from the initial model's step.
+    settings = service.trainer.settings
+    assert service.trainer.learning_rate() == pytest.approx(settings.lr / settings.warmup_steps)
+    torch.testing.assert_close(
+        service.trainer.model.state_dict(), load_checkpoint(init).model.state_dict()
+    )
+    for offset, segment in enumerate(segments):
+        service.process(message(segment, offset))
+    service.run.promote_against = service.trainer.model  # the same weights: not better
+    assert service.checkpoint() is None
+    assert read_metadata(newest_checkpoint(tmp_path / "ckpt"))["promoted"] is False
+    assert service.safe_offsets() == {TopicPartition(TOPIC_SEGMENTS, 0): len(segments)}
+
+
 def test_service_waits_for_enough_training_data(tmp_path, segments):
-    service = make_service(tmp_path, min_events=10**9)
+    service = make_service(tmp_path, min_tokens=10**9)
     service.process(message(segments[0], 0))
     assert list(service.tick()) == [] and service.trainer.step_count == 0
     service.close()
@@ -117,7 +141,8 @@ def start_trainer(bootstrap: str, tmp_path: Path, log_name: str) -> subprocess.P
         GBSYNTH_TRAINER_BATCH_SIZE="4",
         GBSYNTH_TRAINER_CHECKPOINT_EVERY="5",
         GBSYNTH_TRAINER_TICK_SECONDS="0.3",
-        GBSYNTH_TRAINER_MIN_EVENTS="100",
+        GBSYNTH_TRAINER_MIN_TOKENS="100",
+        GBSYNTH_DEFAULT_MODEL="none",
         GBSYNTH_TRAINER_HELDOUT_PERCENT="50",
     )
     return subprocess.Popen(
@@ -178,13 +203,13 @@ def test_trainer_process_survives_sigkill(private_broker, tmp_path, segments):
 
 def test_store_keeps_the_newest_training_music_within_its_bound(tmp_path):
     def track(i: int) -> Track:
-        return Track(f"seg-{i}", "f" * 64, np.full((100, 3), i % 40, dtype=np.int64))
+        return Track(f"seg-{i}", "f" * 64, np.full(100, i % 40, dtype=np.int64))
 
-    store = SegmentStore(tmp_path, heldout_percent=0, max_events=250)
+    store = SegmentStore(tmp_path, heldout_percent=0, max_tokens=250, representation="writes")
     for i in range(5):
         assert store.add(track(i))
     assert [t.name for t in store.train] == ["seg-3", "seg-4"]
     assert len(list(tmp_path.glob("*.npz"))) == 2
-    reopened = SegmentStore(tmp_path, heldout_percent=0, max_events=250)
+    reopened = SegmentStore(tmp_path, heldout_percent=0, max_tokens=250, representation="writes")
     assert [t.name for t in reopened.train] == ["seg-3", "seg-4"]
     assert reopened.add(track(5)) and [t.name for t in reopened.train] == ["seg-4", "seg-5"]

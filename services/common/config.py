@@ -336,6 +336,14 @@ CHECKPOINT_DIR = Setting(
     "var/checkpoints",
     "folder of model checkpoints, shared by the trainer (writes) and the generators (read)",
 )
+DEFAULT_MODEL = Setting(
+    "GBSYNTH_DEFAULT_MODEL",
+    str,
+    "builtin",
+    "the model the trainer starts from and the generators serve until the trainer promotes "
+    "a better checkpoint: builtin (the pre-trained model shipped in the package), a "
+    "checkpoint file, or none (a new model, and no songs before a first checkpoint)",
+)
 
 METRICS_ADDRESS = Setting(
     "GBSYNTH_METRICS_ADDRESS", str, "0.0.0.0", "address the /metrics endpoint listens on"

@@ -3,9 +3,12 @@
     gbsynth generator                       # http://0.0.0.0:8000/ (page), /docs, /metrics
     gbsynth generator --port 8080 --checkpoint-dir var/checkpoints
 
-At start it loads the newest checkpoint of ``GBSYNTH_CHECKPOINT_DIR`` (none yet is
-fine: song requests get 503 until the trainer writes one), then keeps watching the
-folder and ``model.checkpoints`` for newer ones (``gbsynth.generator.models``).
+At start it loads the newest promoted checkpoint of ``GBSYNTH_CHECKPOINT_DIR``, or,
+when there is none yet, the default model (``GBSYNTH_DEFAULT_MODEL``: the pre-trained
+model shipped in the package), so it serves songs from the first second; then it keeps
+watching the folder and ``model.checkpoints`` for newer ones
+(``gbsynth.generator.models``). With ``GBSYNTH_DEFAULT_MODEL=none``, song requests
+get 503 until the trainer writes a first checkpoint.
 ``/metrics`` is served on the API port, unless ``GBSYNTH_METRICS_PORT`` names another
 port (its own server) or 0 (none). SIGINT/SIGTERM stop it after the requests in
 hand are answered.
@@ -88,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         watch = gs.WATCH_ANNOUNCEMENTS.get()
         torch_threads = gs.TORCH_THREADS.get()
         max_body = gs.MAX_BODY_BYTES.get()
+        from gbsynth.trainer.checkpoint import CheckpointError, default_model_path
+
+        try:
+            default_model = default_model_path()
+        except CheckpointError as exc:
+            raise cfg.SettingError(str(exc)) from exc
         kafka_config = None
         if watch:
             from gbsynth.common.kafka import KafkaConfig
@@ -105,11 +114,12 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(torch_threads)
     metrics.set_build_info(SERVICE)
-    holder = ModelHolder(checkpoint_dir)
+    holder = ModelHolder(checkpoint_dir, fallback=default_model)
     if not holder.refresh(trigger="start"):
         log.warning(
-            "no checkpoint in %s yet: songs get 503 until the trainer writes one", checkpoint_dir
-        )
+            "no checkpoint in %s yet and no default model: songs get 503 until the trainer "
+            "writes one", checkpoint_dir,
+        )  # fmt: skip
     first_speed = warm_up(holder, limits.max_events_per_second)
     watchers: list = [DirectoryWatcher(holder, poll_seconds).start()]
     if kafka_config is not None:

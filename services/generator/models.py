@@ -5,11 +5,15 @@ beside it (requests go on meanwhile) and swapped in with one reference assignmen
 a request holds on to the model it started with, so in-flight songs finish on the
 old model and nothing is dropped.
 
+Before the trainer has promoted any checkpoint, the holder serves the default model
+(``GBSYNTH_DEFAULT_MODEL``: the pre-trained model shipped in the package), so songs
+can be asked for from the first second; the first promoted checkpoint replaces it.
 Two things offer checkpoints to the holder:
 
-* ``DirectoryWatcher`` polls ``GBSYNTH_CHECKPOINT_DIR`` for the newest complete
-  checkpoint (``gbsynth.trainer.checkpoint.newest_checkpoint``), so a generator
-  needs nothing but the shared folder;
+* ``DirectoryWatcher`` polls ``GBSYNTH_CHECKPOINT_DIR`` for the newest promoted
+  checkpoint (``gbsynth.trainer.checkpoint.served_checkpoints``: the trainer
+  promotes a checkpoint only when it scores better than the model served before),
+  so a generator needs nothing but the shared folder;
 * ``AnnouncementWatcher`` reads ``model.checkpoints`` and loads an announced file as
   soon as it is announced, after checking its SHA-256 against the announcement.
   Every generator replica must see every announcement, so it reads without a
@@ -38,14 +42,14 @@ log = logging.getLogger(__name__)
 
 SERVICE = "generator"
 
-SAMPLER_PIECE_EVENTS = 64
-"""Events per sampled piece: small, so the first audio leaves early (the song is the same
+SAMPLER_PIECE_TOKENS = 64
+"""Tokens per sampled piece: small, so the first audio leaves early (the song is the same
 whatever the piece size: the sampler draws its random numbers in one sequence)."""
 
 MODEL_STEP = metrics.gauge("generator_model_step", "training step of the model being served")
 MODEL_LOADS = metrics.counter(
     "generator_model_loads",
-    "checkpoint loads by outcome (loaded, failed) and trigger (start, poll, announcement)",
+    "checkpoint loads by outcome (loaded, failed) and trigger (start, poll, announcement, default)",
     ["outcome", "trigger"],
 )
 
@@ -94,7 +98,7 @@ def load_model(path: Path, expected_sha256: str | None = None) -> LoadedModel:
     from gbsynth.trainer.sampling import Sampler
 
     checkpoint = load_checkpoint(Path(path), expected_sha256=expected_sha256)
-    sampler = Sampler(checkpoint, piece_events=SAMPLER_PIECE_EVENTS)
+    sampler = Sampler(checkpoint, piece_tokens=SAMPLER_PIECE_TOKENS)
     return LoadedModel(checkpoint, sampler, time.time())
 
 
@@ -110,17 +114,20 @@ def _file_id(path: Path) -> tuple[int, int, int] | None:
 class ModelHolder:
     """Holds the model being served and swaps in newer checkpoints.
 
-    A candidate is taken when there is no model yet, when its step is higher, when it
-    is the same file rewritten, or when the served model's file is gone (the
-    checkpoint folder was reset and training started over).
+    A candidate is taken when there is no model yet, when the default model (``fallback``)
+    is served, when its step is higher, when it is the same file rewritten, or when the
+    served model's file is gone (the checkpoint folder was reset and training started over).
     """
 
     def __init__(
         self,
         checkpoint_dir: Path,
         loader: Callable[[Path, str | None], LoadedModel] = load_model,
+        fallback: Path | None = None,
     ) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
+        self.fallback = None if fallback is None else Path(fallback)
+        """The default model, served until the folder holds a promoted checkpoint."""
         self._loader = loader
         self._current: LoadedModel | None = None
         self._current_id: tuple[int, int, int] | None = None
@@ -142,7 +149,13 @@ class ModelHolder:
             return True
         if path == current.path:
             return _file_id(path) != self._current_id
+        if self._serving_fallback():
+            return True  # any promoted checkpoint beat the model it started from
         return step is None or step > current.step
+
+    def _serving_fallback(self) -> bool:
+        current = self._current
+        return current is not None and current.path == self.fallback
 
     def offer(
         self,
@@ -181,6 +194,7 @@ class ModelHolder:
                 current is not None
                 and current.path.exists()
                 and path != current.path
+                and not self._serving_fallback()
                 and model.step <= current.step
             ):
                 return False  # the file said less than its name: keep the newer one
@@ -197,12 +211,15 @@ class ModelHolder:
             return True
 
     def refresh(self, trigger: str = "poll") -> bool:
-        """Offer the newest checkpoint of the folder; True if it was swapped in."""
-        from gbsynth.trainer.checkpoint import list_checkpoints
+        """Offer the newest promoted checkpoint of the folder (none there yet: the default
+        model, if not served already); True if it was swapped in."""
+        from gbsynth.trainer.checkpoint import served_checkpoints
 
-        found = list_checkpoints(self.checkpoint_dir)  # (step, path), highest step last
+        found = served_checkpoints(self.checkpoint_dir)  # (step, path), highest step last
         if not found:
-            return False
+            if self.fallback is None or self._current is not None:
+                return False
+            return self.offer(self.fallback, trigger="default")
         step, newest = found[-1]
         return self.offer(newest, step=step, trigger=trigger)
 

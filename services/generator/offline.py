@@ -1,10 +1,12 @@
 """``gbsynth generate``: sample a song from a checkpoint to a file, without the service.
 
+    gbsynth generate --seconds 30 --seed 7 --out song.wav      # the default model
     gbsynth generate --checkpoint var/checkpoints --seconds 30 --seed 7 --out song.wav
     gbsynth generate --checkpoint var/checkpoints/step-0000001000.pt --out song.vgm
     gbsynth generate --checkpoint CKPT_DIR --prime opening.avro --seconds 60 --out more.wav
 
-``--checkpoint`` is a checkpoint file or a folder (its newest checkpoint). The output
+``--checkpoint`` is a checkpoint file or a folder (its newest checkpoint); without it,
+the default model (``GBSYNTH_DEFAULT_MODEL``, the pre-trained model in the package). The output
 format follows the file name: ``.wav`` (16-bit stereo, streamed to the file while it
 is sampled), ``.vgm``, ``.avro`` (the event log; ``gbsynth render`` plays it) or
 ``.json`` (description and piano roll). The same checkpoint, seed and parameters give
@@ -30,8 +32,9 @@ class GenerateError(Exception):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--checkpoint", type=Path, required=True, metavar="CKPT",
-        help="checkpoint file, or a folder of checkpoints (the newest is used)",
+        "--checkpoint", type=Path, default=None, metavar="CKPT",
+        help="checkpoint file, or a folder of checkpoints (the newest is used); "
+        "default: the default model",
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="song length (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -56,9 +59,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _checkpoint_path(path: Path) -> Path:
-    from gbsynth.trainer.checkpoint import newest_checkpoint
+def _checkpoint_path(path: Path | None) -> Path:
+    from gbsynth.trainer.checkpoint import CheckpointError, default_model_path, newest_checkpoint
 
+    if path is None:
+        try:
+            default = default_model_path()
+        except CheckpointError as exc:
+            raise GenerateError(str(exc)) from exc
+        if default is None:
+            raise GenerateError("give --checkpoint (GBSYNTH_DEFAULT_MODEL is none)")
+        return default
     if path.is_dir():
         newest = newest_checkpoint(path)
         if newest is None:

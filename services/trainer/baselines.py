@@ -1,25 +1,21 @@
-"""N-gram baselines over the same events as the model, scored the same way.
+"""N-gram baselines over the same tokens as the model, scored the same way.
 
-Each event is one joint symbol (``tokens.event_symbols``: dt, reg and val
-together, 2.4 million possible), or, for tracks of channel events
-(``gbsynth.trainer.channel_events``: 1-D token arrays), one token. The baselines are
-interpolated Witten-Bell n-gram models of those symbols, n = 1 (unigram) to 5::
+The baselines are interpolated Witten-Bell n-gram models of the tokens of the
+model's representation, n = 1 (unigram) to 5::
 
-    P_0(w)     = 1 / N_SYMBOLS                                   (uniform over every event)
+    P_0(w)     = 1 / V                                           (uniform over the vocabulary)
     P_n(w | h) = (c(h, w) + T(h) * P_{n-1}(w | h')) / (c(h) + T(h))    if c(h) > 0
                = P_{n-1}(w | h')                                         otherwise
 
-where ``h`` is the previous n - 1 events, ``h'`` the previous n - 2, ``c`` counts
-in the training tracks and ``T(h)`` is the number of distinct events seen after
-``h``. Witten-Bell needs no tuned discount and gives every event of the joint
-space a probability, so held-out music with unseen events still has a finite
-NLL, and it is a fair comparison to the model, which also spreads mass over the
-whole space.
+where ``h`` is the previous n - 1 tokens, ``h'`` the previous n - 2, ``c`` counts
+in the training tracks and ``T(h)`` is the number of distinct tokens seen after
+``h``. Witten-Bell needs no tuned discount and gives every token a probability,
+so held-out music with unseen patterns still has a finite NLL.
 
-Scoring matches the model's: the NLL (nats) of every event of a track except
-its first, given at most n - 1 previous events of the same track, averaged
-over all scored events. Counting is vectorised: contexts are hashed to 64 bits
-(collisions are negligible at these sizes) and counted with ``numpy.unique``.
+Scoring matches the model's: the NLL (nats) of every token of a track except
+its first, given at most n - 1 previous tokens of the same track. Counting is
+vectorised: contexts are hashed to 64 bits (collisions are negligible at these
+sizes) and counted with ``numpy.unique``.
 """
 
 from __future__ import annotations
@@ -29,8 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gbsynth.common.events import CPU_HZ
-from gbsynth.trainer import channel_events, tokens
 from gbsynth.trainer.data import Track
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
@@ -41,23 +35,9 @@ def _symbols_and_index(tracks: Sequence[Track]) -> tuple[np.ndarray, np.ndarray]
     """Concatenated symbols and each one's index within its track."""
     if not tracks:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
-    symbols = np.concatenate([_track_symbols(t.events) for t in tracks]).astype(np.uint64)
+    symbols = np.concatenate([t.tokens for t in tracks]).astype(np.uint64)
     index = np.concatenate([np.arange(len(t), dtype=np.int64) for t in tracks])
     return symbols, index
-
-
-def _track_symbols(events: np.ndarray) -> np.ndarray:
-    """A track's symbols: joint write-level events, or flat channel-event tokens as they are."""
-    events = np.asarray(events)
-    return events.astype(np.int64) if events.ndim == 1 else tokens.event_symbols(events)
-
-
-def music_seconds(events: np.ndarray) -> float:
-    """Seconds of music a track's events cover (either representation)."""
-    events = np.asarray(events)
-    if events.ndim == 1:
-        return channel_events.token_seconds(events)
-    return tokens.duration_cycles(events) / CPU_HZ
 
 
 def _context_hashes(symbols: np.ndarray, length: int) -> np.ndarray:
@@ -132,117 +112,50 @@ class _Chain:
 
 
 def _history_contexts(
-    symbols: np.ndarray, index: np.ndarray, order: int, extra: np.ndarray | None = None
+    symbols: np.ndarray, index: np.ndarray, order: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per history length 0..order-1: hashed (history, extra) keys and validity."""
+    """Per history length 0..order-1: hashed history keys and validity."""
     out = []
     for length in range(order):
-        keys = _context_hashes(symbols, length)
-        if extra is not None:
-            keys = _pair_hashes(keys ^ np.uint64(0x5555), extra)
-        out.append((keys, index >= length))
+        out.append((_context_hashes(symbols, length), index >= length))
     return out
 
 
 class WittenBell:
-    """Interpolated Witten-Bell n-gram model, orders 1..``order``.
+    """Interpolated Witten-Bell n-gram model of tokens, orders 1..``order``."""
 
-    ``factorized=False``: over joint event symbols. ``factorized=True``: as the model
-    factorizes an event, ``p(dt | h) p(reg | h, dt) p(val | h, dt, reg)``, each an
-    interpolated Witten-Bell chain over the same histories ``h``. ``flat=True``: over
-    channel-event tokens (``channel_events.VOCAB_SIZE`` of them; tracks of 1-D tokens).
-    """
-
-    def __init__(self, order: int, *, factorized: bool = False, flat: bool = False) -> None:
+    def __init__(self, order: int, vocabulary: int) -> None:
         if order < 1:
             raise ValueError("order must be at least 1")
-        if factorized and flat:
-            raise ValueError("channel-event tokens are flat: there is nothing to factorize")
         self.order = order
-        self.factorized = factorized
-        if factorized:
-            self._chains = [_Chain(tokens.N_DT), _Chain(tokens.N_REG), _Chain(tokens.N_VAL)]
-        else:
-            self._chains = [_Chain(channel_events.VOCAB_SIZE if flat else tokens.N_SYMBOLS)]
-
-    def _parts(self, tracks: Sequence[Track], order: int):
-        symbols, index = _symbols_and_index(tracks)
-        if not self.factorized:
-            return index, [(_history_contexts(symbols, index, order), symbols)]
-        events = tokens.symbols_to_events(symbols.astype(np.int64))
-        dt = events[:, tokens.DT].astype(np.uint64)
-        reg = events[:, tokens.REG].astype(np.uint64)
-        val = events[:, tokens.VAL].astype(np.uint64)
-        dt_reg = dt * np.uint64(tokens.N_REG) + reg
-        everywhere = np.ones(len(index), dtype=bool)
-        constant = np.zeros(len(index), dtype=np.uint64)
-        # Below the history levels, reg and val back off to the current event alone:
-        # p(reg), then p(reg | dt); p(val), p(val | reg), then p(val | dt, reg).
-        reg_levels = [(constant, everywhere)]
-        val_levels = [
-            (constant, everywhere),
-            (_pair_hashes(constant, reg + np.uint64(1)), everywhere),
-        ]
-        return index, [
-            (_history_contexts(symbols, index, order), dt),
-            (reg_levels + _history_contexts(symbols, index, order, dt + np.uint64(1)), reg),
-            (val_levels + _history_contexts(symbols, index, order, dt_reg + np.uint64(1)), val),
-        ]
+        self._chain = _Chain(vocabulary)
 
     def fit(self, tracks: Sequence[Track]) -> WittenBell:
-        _, parts = self._parts(tracks, self.order)
-        for chain, (contexts, targets) in zip(self._chains, parts, strict=True):
-            chain.fit(contexts, targets)
+        symbols, index = _symbols_and_index(tracks)
+        self._chain.fit(_history_contexts(symbols, index, self.order), symbols)
         return self
 
-    def event_nll(self, tracks: Sequence[Track], order: int | None = None) -> np.ndarray:
-        """NLL (nats) of every event but each track's first, in track order.
+    def token_nll(self, tracks: Sequence[Track], order: int | None = None) -> np.ndarray:
+        """NLL (nats) of every token but each track's first, in track order.
 
         ``order`` below the fitted one scores with the lower-order model (the same counts).
         """
-        index, parts = self._parts(tracks, min(order or self.order, self.order))
-        nll = np.zeros(len(index))
-        for chain, (contexts, targets) in zip(self._chains, parts, strict=True):
-            nll -= np.log(chain.prob(contexts, targets))
+        symbols, index = _symbols_and_index(tracks)
+        contexts = _history_contexts(symbols, index, min(order or self.order, self.order))
+        nll = -np.log(self._chain.prob(contexts, symbols))
         return nll[index > 0]
 
-    def nll_per_event(self, tracks: Sequence[Track], order: int | None = None) -> float:
-        nll = self.event_nll(tracks, order)
+    def nll_per_token(self, tracks: Sequence[Track], order: int | None = None) -> float:
+        nll = self.token_nll(tracks, order)
         return float(nll.mean()) if len(nll) else float("nan")
 
-    def nats_per_second(self, tracks: Sequence[Track], order: int | None = None) -> float:
-        """Total NLL of ``tracks`` (as ``event_nll`` scores them) per second of music."""
-        return nats_per_second(float(self.event_nll(tracks, order).sum()), tracks)
 
-
-def nats_per_second(total_nats: float, tracks: Sequence[Track]) -> float:
-    """``total_nats`` (a model's or baseline's NLL summed over ``tracks``) per second of the
-    music the tracks cover: the figure that compares across representations."""
-    seconds = sum(music_seconds(t.events) for t in tracks)
-    return total_nats / seconds if seconds > 0 else float("nan")
-
-
-def flat_baseline_nats_per_second(
-    train: Sequence[Track], heldout: Sequence[Track], max_order: int = 5
-) -> dict[str, float]:
-    """Held-out nats per second of music of the ``unigram`` .. ``5-gram`` baselines over
-    channel-event tokens (tracks of 1-D tokens), fitted on ``train``."""
-    model = WittenBell(max_order, flat=True).fit(train)
+def baseline_token_nlls(
+    train: Sequence[Track], heldout: Sequence[Track], vocabulary: int, max_order: int = 5
+) -> dict[str, np.ndarray]:
+    """Held-out per-token NLLs of every baseline, ``unigram``, ``2-gram`` .. ``5-gram``."""
+    model = WittenBell(max_order, vocabulary).fit(train)
     return {
-        ("unigram" if n == 1 else f"{n}-gram"): model.nats_per_second(heldout, n)
+        ("unigram" if n == 1 else f"{n}-gram"): model.token_nll(heldout, n)
         for n in range(1, max_order + 1)
     }
-
-
-def baseline_nlls(
-    train: Sequence[Track], heldout: Sequence[Track], max_order: int = 5
-) -> dict[str, float]:
-    """Held-out nats per event of every baseline: ``unigram``, ``2-gram`` .. ``5-gram`` over
-    joint events, and ``factorized unigram`` .. ``factorized 5-gram``."""
-    results = {}
-    for factorized in (False, True):
-        model = WittenBell(max_order, factorized=factorized).fit(train)
-        for n in range(1, max_order + 1):
-            name = ("factorized " if factorized else "") + ("unigram" if n == 1 else f"{n}-gram")
-            results[name] = model.nll_per_event(heldout, n)
-    return results

@@ -4,14 +4,16 @@ A checkpoint is one file ``step-<step, 10 digits>.pt`` (``torch.save`` of plain
 data: tensors, numbers, strings, so it loads with ``weights_only=True`` and a
 file from shared storage cannot run code) holding:
 
-- ``config``: the ``GPTConfig`` as a dict; ``model``: the weights;
-- ``step``, ``train_loss``, ``heldout_nll`` (nats per event, or None), ``created_unix_ms``;
+- ``config``: the ``GPTConfig`` as a dict (with the token representation); ``model``: the weights;
+- ``step``, ``train_loss``, ``heldout_nll`` (nats per token, or None), ``created_unix_ms``;
 - ``trainer``: what resuming needs: optimizer state, the batch sampler's RNG
   state, consumer offsets, elapsed training seconds (absent in inference-only files).
 
 Beside it, ``step-<step>.json`` repeats the small fields and the file's SHA-256,
-so pruning and listing never open the big file. Both are written to a
-temporary name in the same folder and renamed, and the ``.pt`` file last: a
+so pruning and listing never open the big file; it also says whether the checkpoint
+is ``promoted`` (scored better than the model served before it, so generators may
+serve it: ``served_checkpoints``) and its held-out nats per second of music. Both
+are written to a temporary name in the same folder and renamed, and the ``.pt`` file last: a
 reader sees a complete checkpoint or none.
 """
 
@@ -35,7 +37,7 @@ from gbsynth.trainer.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
 
-FORMAT = "gbsynth-trainer-checkpoint/1"
+FORMAT = "gbsynth-trainer-checkpoint/2"
 _NAME = re.compile(r"^step-(\d{10})\.pt$")
 
 
@@ -68,18 +70,54 @@ class SavedCheckpoint:
     config: GPTConfig
 
 
-def save_checkpoint(
-    directory: Path,
+BUILTIN_MODEL = Path(__file__).resolve().parent / "default_model" / "model.pt"
+"""The pre-trained default model shipped in the package (``make model`` rebuilds it), with
+its card in ``model.json``."""
+
+
+def default_model_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The default model ``GBSYNTH_DEFAULT_MODEL`` names (None: none, or ``builtin`` in a
+    tree where it was not built yet, with a warning); ``CheckpointError`` when a named
+    file is missing."""
+    from gbsynth.common import config as cfg
+
+    value = cfg.DEFAULT_MODEL.get(environ).strip()
+    if value.lower() == "none":
+        return None
+    if value == "builtin" and not BUILTIN_MODEL.is_file():
+        log.warning("no default model at %s (make model builds it)", BUILTIN_MODEL)
+        return None
+    path = BUILTIN_MODEL if value == "builtin" else Path(value)
+    if not path.is_file():
+        raise CheckpointError(f"{cfg.DEFAULT_MODEL.name}: no model at {path}")
+    return path
+
+
+def save_checkpoint(directory: Path, model: GPT, *, step: int, **fields: Any) -> SavedCheckpoint:
+    """Write ``step-<step>.pt`` (and its ``.json``) atomically into ``directory``.
+
+    ``fields`` are those of ``write_checkpoint``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_checkpoint(directory / checkpoint_name(step), model, step=step, **fields)
+
+
+def write_checkpoint(
+    path: Path,
     model: GPT,
     *,
     step: int,
     train_loss: float = float("nan"),
     heldout_nll: float | None = None,
+    heldout_nats_per_second: float | None = None,
+    promoted: bool = True,
     trainer_state: Mapping[str, Any] | None = None,
+    card: Mapping[str, Any] | None = None,
 ) -> SavedCheckpoint:
-    """Write ``step-<step>.pt`` (and its ``.json``) atomically into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write a checkpoint file (and the ``.json`` beside it) atomically at ``path``.
+
+    ``card`` (a model card: data, steps, figures) goes into the ``.json``."""
+    path = Path(path)
     created = time.time_ns() // 1_000_000
     payload = {
         "format": FORMAT,
@@ -95,15 +133,17 @@ def save_checkpoint(
     torch.save(payload, buffer)
     data = buffer.getvalue()
     sha = hashlib.sha256(data).hexdigest()
-    path = directory / checkpoint_name(step)
     meta = {
         "path": path.name,
         "step": int(step),
         "sha256": sha,
         "train_loss": float(train_loss),
         "heldout_nll": payload["heldout_nll"],
+        "heldout_nats_per_second": heldout_nats_per_second,
+        "promoted": bool(promoted),
         "created_unix_ms": created,
         "config": model.config.to_dict(),
+        **({"card": dict(card)} if card else {}),
     }
     atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=1).encode(), durable=True)
     atomic_write(path, data, durable=True)
@@ -131,6 +171,29 @@ def newest_checkpoint(directory: Path) -> Path | None:
     """The complete checkpoint with the highest step in ``directory``, or None."""
     found = list_checkpoints(directory)
     return found[-1][1] if found else None
+
+
+def served_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """The promoted checkpoints (``list_checkpoints`` order): the ones a generator serves.
+
+    A checkpoint whose ``.json`` does not say (or cannot be read) counts as promoted.
+    """
+    out = []
+    for step, path in list_checkpoints(directory):
+        meta = read_metadata(path)
+        if meta is None or meta.get("promoted", True):
+            out.append((step, path))
+    return out
+
+
+def best_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint with the lowest held-out NLL (the newest if none is scored)."""
+    scored = []
+    for step, path in list_checkpoints(directory):
+        meta = read_metadata(path) or {}
+        if meta.get("heldout_nll") is not None:
+            scored.append((meta["heldout_nll"], -step, path))
+    return min(scored)[2] if scored else newest_checkpoint(directory)
 
 
 @dataclass
@@ -197,7 +260,8 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
 
 
 def prune_checkpoints(directory: Path, keep_newest: int, keep_best: bool = True) -> list[Path]:
-    """Delete all but the newest ``keep_newest`` checkpoints and the best held-out one.
+    """Delete all but the newest ``keep_newest`` checkpoints, the best held-out one and the
+    newest promoted one (the one generators serve).
 
     Returns the deleted checkpoint paths. Stray temporary files older than an hour
     (a writer that died mid-write) go too.
@@ -213,6 +277,9 @@ def prune_checkpoints(directory: Path, keep_newest: int, keep_best: bool = True)
                 scored.append((nll, -step, path))
         if scored:
             keep.add(min(scored)[2])
+    served = served_checkpoints(directory)
+    if served:
+        keep.add(served[-1][1])
     deleted = []
     for _, path in found:
         if path not in keep:

@@ -1,9 +1,10 @@
-"""Training material: music files, recordings and segments turned into event tracks.
+"""Training material: music files, recordings and segments turned into token tracks.
 
-A *track* is one stretch of music as events (``gbsynth.trainer.tokens``) and the
-source file it came from. The held-out split is by source file, never by
-segment: a file's SHA-256 decides (``is_heldout``), so every piece of a song
-lands on the same side, on every machine and after every restart.
+A *track* is one stretch of music as tokens of a representation
+(``gbsynth.trainer.representation``) and the source file it came from. The
+held-out split is by source file, never by segment: a file's SHA-256 decides
+(``is_heldout``), so every piece of a song lands on the same side, on every machine
+and after every restart.
 
 ``tracks_from_path`` reads what ``gbsynth train``/``evaluate`` accept:
 
@@ -29,13 +30,13 @@ import numpy as np
 from gbsynth.common.avro import CodecError, Segment
 from gbsynth.common.events import ApuWrites, Recording, RecordingError, register_snapshot
 from gbsynth.common.files import atomic_output
-from gbsynth.trainer import tokens
+from gbsynth.trainer.representation import Representation
 
 log = logging.getLogger(__name__)
 
 AVRO_MAGIC = b"Obj\x01"
-MIN_TRACK_EVENTS = 8
-"""Shorter tracks teach nothing (a snapshot and a note) and are skipped."""
+MIN_TRACK_TOKENS = 8
+"""Shorter tracks teach nothing and are skipped."""
 
 
 class DataError(ValueError):
@@ -44,15 +45,15 @@ class DataError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Track:
-    """One stretch of music as events, and where it came from."""
+    """One stretch of music as tokens, and where it came from."""
 
     name: str
     source_sha256: str
-    events: np.ndarray
-    """``(n, 3)`` event tokens."""
+    tokens: np.ndarray
+    """1-D tokens of the representation the tracks were made for."""
 
     def __len__(self) -> int:
-        return int(self.events.shape[0])
+        return int(self.tokens.shape[0])
 
 
 def is_heldout(source_sha256: str, percent: float) -> bool:
@@ -72,24 +73,31 @@ def recording_pieces(recording: Recording) -> list[ApuWrites]:
     return pieces
 
 
-def track_from_writes(name: str, source_sha256: str, writes: ApuWrites) -> Track | None:
-    events = tokens.encode(writes)
-    if len(events) < MIN_TRACK_EVENTS:
+def track_from_writes(
+    name: str, source_sha256: str, writes: ApuWrites, rep: Representation,
+    span_cycles: int | None = None,
+) -> Track | None:  # fmt: skip
+    tokens = rep.encode(writes, span_cycles)
+    if len(tokens) < MIN_TRACK_TOKENS:
         return None
-    return Track(name, source_sha256, events)
+    return Track(name, source_sha256, tokens)
 
 
-def tracks_from_recording(recording: Recording) -> list[Track]:
+def tracks_from_recording(recording: Recording, rep: Representation) -> list[Track]:
     out = []
-    for i, writes in enumerate(recording_pieces(recording)):
-        track = track_from_writes(f"{recording.recording_id}#{i}", recording.source.sha256, writes)
+    pieces = zip(recording_pieces(recording), recording.observing_spans(), strict=True)
+    for i, (writes, (start, end)) in enumerate(pieces):
+        name = f"{recording.recording_id}#{i}"
+        track = track_from_writes(name, recording.source.sha256, writes, rep, end - start)
         if track is not None:
             out.append(track)
     return out
 
 
-def track_from_segment(segment: Segment) -> Track | None:
-    return track_from_writes(segment.segment_id, segment.source.sha256, segment.writes)
+def track_from_segment(segment: Segment, rep: Representation) -> Track | None:
+    return track_from_writes(
+        segment.segment_id, segment.source.sha256, segment.writes, rep, segment.duration_cycles
+    )
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -108,7 +116,9 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise DataError(f"{path}: no such file or folder")
 
 
-def _record_music_file(path: Path, kind, seconds: float, seed: int) -> list[Track]:
+def _record_music_file(
+    path: Path, rep: Representation, kind, seconds: float, seed: int
+) -> list[Track]:
     from gbsynth.common.events import SourceKind
     from gbsynth.emulator.gbs import GbsError, build_player_rom
     from gbsynth.emulator.sources import SourceError, open_session
@@ -127,11 +137,13 @@ def _record_music_file(path: Path, kind, seconds: float, seed: int) -> list[Trac
         except SourceError as exc:
             log.warning("%s%s: %s", path, f" subsong {subsong}" if subsong else "", exc)
             continue
-        tracks.extend(tracks_from_recording(recording))
+        tracks.extend(tracks_from_recording(recording, rep))
     return tracks
 
 
-def tracks_from_file(path: Path, *, seconds: float = 120.0, seed: int = 0) -> list[Track]:
+def tracks_from_file(
+    path: Path, rep: Representation, *, seconds: float = 120.0, seed: int = 0
+) -> list[Track]:
     """The tracks in one file (see the module docstring for what is accepted).
 
     Music files are played for ``seconds`` (ROMs explored with ``seed``). Raises
@@ -155,14 +167,14 @@ def tracks_from_file(path: Path, *, seconds: float = 120.0, seed: int = 0) -> li
         tracks: list[Track] = []
         for item in items:
             if isinstance(item, Segment):
-                track = track_from_segment(item)
+                track = track_from_segment(item, rep)
                 tracks.extend([track] if track is not None else [])
             else:
-                tracks.extend(tracks_from_recording(item))
+                tracks.extend(tracks_from_recording(item, rep))
         return tracks
     kind = detect_kind(path, head)
     if kind is not None:
-        return _record_music_file(path, kind, seconds, seed)
+        return _record_music_file(path, rep, kind, seconds, seed)
     try:
         data = path.read_bytes()
         text = data.decode("ascii")
@@ -175,12 +187,17 @@ def tracks_from_file(path: Path, *, seconds: float = 120.0, seed: int = 0) -> li
     tracks = []
     for section in sections:
         recording = section.to_recording(source, f"{path.name}#{section.subsong}")
-        tracks.extend(tracks_from_recording(recording))
+        tracks.extend(tracks_from_recording(recording, rep))
     return tracks
 
 
 def tracks_from_paths(
-    paths: Iterable[Path], *, seconds: float = 120.0, seed: int = 0, progress: bool = False
+    paths: Iterable[Path],
+    rep: Representation,
+    *,
+    seconds: float = 120.0,
+    seed: int = 0,
+    progress: bool = False,
 ) -> list[Track]:
     """Every track under ``paths``; raises ``DataError`` when none is found."""
     files = list(iter_files(paths))
@@ -191,7 +208,7 @@ def tracks_from_paths(
 
         iterator = tqdm(files, desc="reading", unit="file")
     for file in iterator:
-        tracks.extend(tracks_from_file(file, seconds=seconds, seed=seed))
+        tracks.extend(tracks_from_file(file, rep, seconds=seconds, seed=seed))
     if not tracks:
         raise DataError(f"no music found in {', '.join(map(str, paths))}")
     return tracks
@@ -207,36 +224,47 @@ def split_tracks(
     return train, heldout
 
 
-def save_tracks(path: Path, tracks: list[Track]) -> None:
-    """All tracks in one ``.npz`` (events concatenated, names, sources, lengths), atomically."""
+def save_tracks(path: Path, tracks: list[Track], rep: Representation) -> None:
+    """All tracks in one ``.npz`` (tokens concatenated, names, sources, lengths), atomically."""
     path = Path(path)
     with atomic_output(path) as fo:
         np.savez(
             fo,
-            events=np.concatenate([t.events for t in tracks]).astype(np.int16)
+            tokens=np.concatenate([t.tokens for t in tracks]).astype(np.int16)
             if tracks
-            else np.empty((0, 3), np.int16),
+            else np.empty(0, np.int16),
             lengths=np.array([len(t) for t in tracks], dtype=np.int64),
             names=np.array([t.name for t in tracks], dtype=str),
             sources=np.array([t.source_sha256 for t in tracks], dtype=str),
+            representation=np.array(rep.name),
         )
 
 
-def load_tracks(path: Path) -> list[Track]:
-    """Tracks saved by ``save_tracks``."""
+def load_tracks(path: Path, rep: Representation) -> list[Track]:
+    """Tracks saved by ``save_tracks`` for representation ``rep``."""
     try:
         with np.load(path) as data:
-            events = data["events"].astype(np.int64)
+            saved_rep = str(data["representation"]) if "representation" in data else "?"
+            if saved_rep != rep.name:
+                raise DataError(f"{path}: tracks of representation {saved_rep!r}, not {rep.name!r}")
+            tokens = data["tokens"].astype(np.int64)
             lengths, names, sources = data["lengths"], data["names"], data["sources"]
     except (OSError, KeyError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{path}: not a saved track file: {exc}") from exc
     ends = np.cumsum(lengths)
     starts = ends - lengths
     return [
-        Track(str(name), str(source), events[start:end])
+        Track(str(name), str(source), tokens[start:end])
         for name, source, start, end in zip(names, sources, starts, ends, strict=True)
     ]
 
 
-def total_events(tracks: Iterable[Track]) -> int:
+def total_tokens(tracks: Iterable[Track]) -> int:
     return sum(len(t) for t in tracks)
+
+
+def total_seconds(tracks: Iterable[Track], rep: Representation) -> float:
+    """Seconds of music the tracks span."""
+    return sum(rep.seconds(t.tokens) for t in tracks)

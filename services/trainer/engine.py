@@ -1,15 +1,15 @@
-"""Fast incremental inference for ``GPT``: the same network, one event at a time, in numba.
+"""Fast incremental inference for ``GPT``: the same network, one token at a time, in numba.
 
-Sampling is one model step per register write, about 1,000 a second of music.
 A torch step for one position costs microseconds per operator call and there
-are ~60 calls per event; here the whole step (embedding, every layer against a
-ring-buffer KV cache, the three heads) and the sampling loop are one compiled
-function over float32 weight arrays, about 0.2 ms per event on one core.
+are ~60 calls per token; here the whole step (embedding, every layer against a
+ring-buffer KV cache, the tied output head) is one compiled function over float32
+weight arrays, and so is picking the next token (nucleus sampling among the tokens
+the representation's grammar allows).
 
 ``InferenceEngine`` copies the weights out of a ``GPT`` once (it is read-only
 afterwards, so threads may share it); each song owns a ``DecodeState`` (cache,
-position, clock, last hidden state). Random numbers come in as arrays drawn by
-the caller's own generator, so results do not depend on any global RNG.
+position, last logits). Random numbers come from the caller's own generator, so
+results do not depend on any global RNG.
 ``GPT.step`` (torch) is the reference the tests compare this against.
 """
 
@@ -21,15 +21,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from gbsynth.common.events import FRAME_CYCLES
-from gbsynth.trainer import tokens
 from gbsynth.trainer.model import GPT
 
 _F = np.float32
-MAX_WRITES_PER_FRAME = 64
-"""Sampling never puts more writes than this in any span of one frame (70,224 cycles):
-3,840 per second, above real music's bursts (a wave RAM load and every channel's
-registers fit in 40) and a bound on the cost of a second of music."""
 _LN_EPS = 1e-5
 _GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -74,16 +68,16 @@ def _gelu(x):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _step(
-    dt, reg, val, position, window,
-    emb_dt, emb_reg, emb_val,
+    token, position, window,
+    wte,
     ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj,
     lnf_w, lnf_b, inv_freq, cache_k, cache_v, h_out,
 ):  # fmt: skip  # pragma: no cover - compiled
-    """Feed one event at ``position``; write the final hidden state into ``h_out``."""
+    """Feed one token at ``position``; write the final hidden state into ``h_out``."""
     n_layer, n_head, head_dim, _ = cache_k.shape
-    d = emb_dt.shape[1]
+    d = wte.shape[1]
     half = head_dim // 2
-    x = emb_dt[dt] + emb_reg[reg] + emb_val[val]
+    x = wte[token].copy()
     xn = np.empty(d, _F)
     qkv = np.empty(3 * d, _F)
     y = np.empty(d, _F)
@@ -161,21 +155,43 @@ def _pick(logits, temperature, top_p, u, probs, order):  # pragma: no cover - co
         probs[i] = p
         total += p
     if top_p < 1.0:
-        order[:n] = np.argsort(-probs[:n], kind="mergesort")  # stable: deterministic ties
+        # The nucleus: the tokens of probability >= t for the largest t whose tokens hold
+        # top_p of the mass (found by bisection, not a sort), sampled in token order. Only
+        # tokens above (1 - top_p) / n of the mass can be in it (together the others hold
+        # less than 1 - top_p), so the search runs over those: few, for a trained model.
+        floor = (1.0 - top_p) * total / n
+        big = 0
+        for i in range(n):
+            if probs[i] > floor:
+                order[big] = i
+                big += 1
+        need = top_p * total
+        lo, hi = floor, 1.0  # the best token has probability 1 before normalising
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            mass = 0.0
+            for r in range(big):
+                if probs[order[r]] >= mid:
+                    mass += probs[order[r]]
+            if mass >= need:
+                lo = mid
+            else:
+                hi = mid
         kept = 0.0
-        cut = 0
-        while cut < n:
-            kept += probs[order[cut]]
-            cut += 1
-            if kept >= top_p * total:
-                break
+        for r in range(big):
+            if probs[order[r]] >= lo:
+                kept += probs[order[r]]
         target = u * kept
         acc = 0.0
-        for r in range(cut):
-            acc += probs[order[r]]
-            if acc > target:
-                return int(order[r])
-        return int(order[cut - 1])
+        last = int(order[0])
+        for r in range(big):
+            i = order[r]
+            if probs[i] >= lo:
+                acc += probs[i]
+                last = int(i)
+                if acc > target:
+                    return int(i)
+        return last
     target = u * total
     acc = 0.0
     for i in range(n):
@@ -186,83 +202,25 @@ def _pick(logits, temperature, top_p, u, probs, order):  # pragma: no cover - co
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _gelu_matvec_head(w_in, b_in, extra, w_out, b_out, h, tmp, logits):  # pragma: no cover
-    _matvec(w_in, b_in, h, tmp)
-    tmp += extra
-    _gelu(tmp)
-    _matvec(w_out, b_out, tmp, logits)
+def _pick_allowed(logits, allowed, temperature, top_p, u, masked, probs, order):  # pragma: no cover
+    """``_pick`` among the tokens ``allowed`` (bool mask) only."""
+    for i in range(logits.shape[0]):
+        masked[i] = logits[i] if allowed[i] else -np.inf
+    return _pick(masked, temperature, top_p, u, probs, order)
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _sample(
-    state_i, state_h, recent, max_events, end_clock, temperature, top_p, uniforms, out,
-    emb_dt, emb_reg, emb_val,
-    ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj,
-    lnf_w, lnf_b, inv_freq, cache_k, cache_v,
-    head_dt_w, head_dt_b, reg_in_w, reg_in_b, reg_dt, reg_w, reg_b,
-    val_in_w, val_in_b, val_dt, val_reg, val_w, val_b,
-    dt_cycles, reg_mask, nr52_mask, nr52_token, wait_token,
+def _feed_one(
+    token, counters, wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc,
+    w_proj, b_proj, lnf_w, lnf_b, inv_freq, cache_k, cache_v, hidden, zero_bias, logits,
 ):  # fmt: skip  # pragma: no cover - compiled
-    """Sample up to ``max_events`` events into ``out`` (dt, reg, val, cycle).
-
-    ``state_i`` is ``[position, clock, writes]``; stops early (returning the count) when
-    the clock would reach ``end_clock``; the event that would is not kept. ``recent``
-    rings the times of the last writes: no frame may hold more than ``len(recent)``.
-    """
-    ring = recent.shape[0]
-    window = cache_k.shape[3]
-    d = emb_dt.shape[1]
-    tmp = np.empty(d, _F)
-    dt_logits = np.empty(dt_cycles.shape[0], _F)
-    reg_logits = np.empty(reg_w.shape[0], _F)
-    val_logits = np.empty(val_w.shape[0], _F)
-    probs = np.empty(max(dt_logits.shape[0], val_logits.shape[0]), np.float64)
-    order = np.empty(probs.shape[0], np.int64)
-    count = 0
-    while count < max_events:
-        u = uniforms[count]
-        _matvec(head_dt_w, head_dt_b, state_h, dt_logits)
-        if state_i[2] >= ring:
-            # The write `ring` writes ago must be a frame back: a model stuck repeating a
-            # write every few cycles cannot flood the song (or the sampling time).
-            need = recent[state_i[2] % ring] + FRAME_CYCLES - state_i[1]
-            for b in range(dt_cycles.shape[0]):
-                if dt_cycles[b] >= need:
-                    break
-                dt_logits[b] = -np.inf
-        dt = _pick(dt_logits, temperature, top_p, u[0], probs, order)
-        clock = state_i[1] + dt_cycles[dt]
-        if clock >= end_clock:
-            state_i[1] = end_clock
-            break
-        _gelu_matvec_head(reg_in_w, reg_in_b, reg_dt[dt], reg_w, reg_b, state_h, tmp, reg_logits)
-        reg_logits += reg_mask
-        reg = _pick(reg_logits, temperature, top_p, u[1], probs, order)
-        val = 0
-        if reg != wait_token:
-            _gelu_matvec_head(
-                val_in_w, val_in_b, val_dt[dt] + val_reg[reg], val_w, val_b, state_h, tmp,
-                val_logits,
-            )  # fmt: skip
-            if reg == nr52_token:
-                val_logits += nr52_mask
-            val = _pick(val_logits, temperature, top_p, u[2], probs, order)
-        out[count, 0] = dt
-        out[count, 1] = reg
-        out[count, 2] = val
-        out[count, 3] = clock
-        count += 1
-        state_i[1] = clock
-        if reg != wait_token:
-            recent[state_i[2] % ring] = clock
-            state_i[2] += 1
-        _step(
-            dt, reg, val, state_i[0], window, emb_dt, emb_reg, emb_val,
-            ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj,
-            lnf_w, lnf_b, inv_freq, cache_k, cache_v, state_h,
-        )  # fmt: skip
-        state_i[0] += 1
-    return count
+    _step(
+        token, counters[0], cache_k.shape[3], wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o,
+        ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj, lnf_w, lnf_b, inv_freq, cache_k, cache_v,
+        hidden,
+    )  # fmt: skip
+    counters[0] += 1
+    _matvec(wte, zero_bias, hidden, logits)
 
 
 def _np(t) -> np.ndarray:
@@ -271,27 +229,24 @@ def _np(t) -> np.ndarray:
 
 @dataclass
 class DecodeState:
-    """One song in progress: KV cache, position, clock, hidden state after the last event."""
+    """One song in progress: KV cache, position, next-token logits after the last token."""
 
     cache_k: np.ndarray
     cache_v: np.ndarray
     counters: np.ndarray
-    """int64 ``[position, clock, writes]``"""
+    """int64 ``[position]``"""
     hidden: np.ndarray
-    recent: np.ndarray
-    """int64 ring of the last ``MAX_WRITES_PER_FRAME`` write times"""
+    logits: np.ndarray
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray]
+    """Work arrays of ``pick``: masked logits, probabilities, order."""
 
     @property
     def position(self) -> int:
         return int(self.counters[0])
 
-    @property
-    def clock(self) -> int:
-        return int(self.counters[1])
-
 
 class InferenceEngine:
-    """The weights of a ``GPT`` as float32 arrays, and compiled step and sampling loops."""
+    """The weights of a ``GPT`` as float32 arrays, and compiled step and pick functions."""
 
     def __init__(self, model: GPT) -> None:
         c = model.config
@@ -302,7 +257,7 @@ class InferenceEngine:
             return np.ascontiguousarray(np.stack([_np(get(b)) for b in blocks]))
 
         self._trunk = (
-            _np(model.emb_dt.weight), _np(model.emb_reg.weight), _np(model.emb_val.weight),
+            _np(model.wte.weight),
             stack(lambda b: b.ln_1.weight), stack(lambda b: b.ln_1.bias),
             stack(lambda b: b.attn.c_attn.weight), stack(lambda b: b.attn.c_attn.bias),
             stack(lambda b: b.attn.c_proj.weight), stack(lambda b: b.attn.c_proj.bias),
@@ -313,64 +268,46 @@ class InferenceEngine:
         )  # fmt: skip
         head_dim = c.n_embd // c.n_head
         self._inv_freq = c.rope_base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-        hd = model.heads
-        self._heads = (
-            _np(hd.dt.weight), _np(hd.dt.bias),
-            _np(hd.reg_in.weight), _np(hd.reg_in.bias), _np(hd.reg_dt.weight),
-            _np(hd.reg.weight), _np(hd.reg.bias),
-            _np(hd.val_in.weight), _np(hd.val_in.bias), _np(hd.val_dt.weight),
-            _np(hd.val_reg.weight), _np(hd.val.weight), _np(hd.val.bias),
-        )  # fmt: skip
-        self.reg_mask = np.zeros(c.n_reg, _F)
-        self.reg_mask[list(tokens.UNUSED_REGISTER_TOKENS)] = -np.inf
-        self.nr52_mask = np.zeros(c.n_val, _F)
-        self.nr52_mask[:0x80] = -np.inf  # never switch the APU off
-        self._dt_cycles = tokens.DT_CYCLES.astype(np.int64)
+        self._zero_bias = np.zeros(c.vocab_size, _F)
 
     def new_state(self, window: int | None = None) -> DecodeState:
         c = self.config
         # Keys and values time-major per head: (layer, head, head_dim, window).
         shape = (c.n_layer, c.n_head, c.n_embd // c.n_head, window or c.block_size)
+        v = c.vocab_size
         return DecodeState(
             np.zeros(shape, _F),
             np.zeros(shape, _F),
-            np.zeros(3, np.int64),
+            np.zeros(1, np.int64),
             np.zeros(c.n_embd, _F),
-            np.zeros(MAX_WRITES_PER_FRAME, np.int64),
+            np.zeros(v, _F),
+            (np.empty(v, _F), np.empty(v, np.float64), np.empty(v, np.int64)),
         )
 
-    def feed(self, state: DecodeState, events: np.ndarray) -> None:
-        """Run known events (a prime) through the model, advancing position and clock."""
-        for dt, reg, val in np.asarray(events, dtype=np.int64):
+    def feed(self, state: DecodeState, tokens) -> None:
+        """Run tokens through the model; ``state.logits`` are then the next token's logits."""
+        for token in np.asarray(tokens, dtype=np.int64).reshape(-1).tolist():
             _step(
-                dt, reg, val, state.counters[0], state.cache_k.shape[3], *self._trunk,
+                token, state.counters[0], state.cache_k.shape[3], *self._trunk,
                 self._inv_freq, state.cache_k, state.cache_v, state.hidden,
             )  # fmt: skip
             state.counters[0] += 1
-            state.counters[1] += self._dt_cycles[dt]
-            if reg != tokens.WAIT:
-                state.recent[state.counters[2] % len(state.recent)] = state.counters[1]
-                state.counters[2] += 1
+        _matvec(self._trunk[0], self._zero_bias, state.hidden, state.logits)
 
-    def sample(
-        self,
-        state: DecodeState,
-        uniforms: np.ndarray,
-        end_clock: int,
-        temperature: float,
-        top_p: float,
-    ) -> np.ndarray:
-        """Sample up to ``len(uniforms)`` events (stopping before ``end_clock``).
-
-        ``uniforms`` is ``(n, 3)`` float64 in [0, 1). Returns ``(k, 4)`` int64 rows
-        ``dt, reg, val, cycle`` (the cycle each event lands on).
-        """
-        uniforms = np.ascontiguousarray(uniforms, dtype=np.float64)
-        out = np.empty((len(uniforms), 4), np.int64)
-        count = _sample(
-            state.counters, state.hidden, state.recent, len(uniforms), int(end_clock),
-            float(temperature), float(top_p), uniforms, out, *self._trunk, self._inv_freq,
-            state.cache_k, state.cache_v, *self._heads, self._dt_cycles, self.reg_mask,
-            self.nr52_mask, tokens.NR52_TOKEN, tokens.WAIT,
+    def feed_one(self, state: DecodeState, token: int) -> None:
+        """``feed`` for one token, in one compiled call (the sampling loop's step)."""
+        _feed_one(
+            token, state.counters, *self._trunk, self._inv_freq, state.cache_k, state.cache_v,
+            state.hidden, self._zero_bias, state.logits,
         )  # fmt: skip
-        return out[:count]
+
+    def pick(
+        self, state: DecodeState, allowed: np.ndarray, u: float, temperature: float, top_p: float
+    ) -> int:
+        """The next token among ``allowed`` (bool mask): argmax at temperature 0, else
+        nucleus sampling with the uniform number ``u``."""
+        if state.position == 0:
+            raise ValueError("feed at least one token (the opening) before picking")
+        return _pick_allowed(
+            state.logits, allowed, float(temperature), float(top_p), float(u), *state.scratch
+        )

@@ -1,19 +1,22 @@
-"""``gbsynth evaluate CKPT DATA...``: the model's held-out NLL per event against n-gram baselines.
+"""``gbsynth evaluate CKPT DATA...``: the model's held-out fit against n-gram baselines.
 
 Prints one JSON object::
 
-    {"checkpoint": ..., "step": ..., "events": n, "music_seconds": s,
-     "nll_per_event": x,                 # the model, nats per event
-     "baselines": {"unigram": ..., "2-gram": ..., ..., "factorized 5-gram": ...},
-     "best_baseline": "...", "beats_best_baseline": true, "train_events": N}
+    {"checkpoint": ..., "step": ..., "representation": ..., "tokens": n, "music_seconds": s,
+     "nats_per_second": x, "nll_per_token": y,          # the model
+     "baselines": {"unigram": {"nats_per_second": ..., "nll_per_token": ...}, ... "5-gram"},
+     "best_baseline": "...", "vs_best_baseline": -0.31,  # (model - best) / best, per second
+     "train_tokens": N}
 
-CKPT is a checkpoint file or a folder (its newest checkpoint; ``--best`` for the
-best held-out one). DATA is the music to score (any input ``gbsynth train``
-accepts); without DATA, the held-out split saved by ``gbsynth train`` in the
-folder. The baselines (``gbsynth.trainer.baselines``) are fitted on the
-training data: ``--train-data`` files, else the folder's ``dataset.npz``.
-Model and baselines score the same events the same way: every event of each
-track but its first.
+Nats per *second of music* is the figure to compare: it does not depend on how
+many tokens a representation spends on a second. CKPT is a checkpoint file or a
+folder (its newest checkpoint; ``--best`` for the best held-out one). DATA is the
+music to score (any input ``gbsynth train`` accepts); without DATA, the held-out
+split saved by ``gbsynth train`` in the folder. The baselines
+(``gbsynth.trainer.baselines``, in the model's representation) are fitted on the
+training data: ``--train-data`` files, else the folder's ``dataset.npz``. Model
+and baselines score the same tokens the same way: every token of each track but
+its first.
 
 ``--generate N`` reports musical statistics of N sampled songs beside ``--real``
 songs instead (``gbsynth.music.song_report``).
@@ -44,27 +47,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--seconds", type=float, default=None,
         help="seconds recorded per music file (subsong), default 120; --generate: song length",
     )  # fmt: skip
-    parser.add_argument("--max-events", type=int, default=None, help="score at most this many")
+    parser.add_argument("--max-tokens", type=int, default=None, help="score at most this many")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     song_report.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
-    from gbsynth.trainer.baselines import baseline_nlls
+    from gbsynth.trainer import representation
     from gbsynth.trainer.checkpoint import (
         CheckpointError,
-        list_checkpoints,
+        best_checkpoint,
         load_checkpoint,
         newest_checkpoint,
-        read_metadata,
     )
-    from gbsynth.trainer.data import DataError, Track, load_tracks, total_events, tracks_from_paths
+    from gbsynth.trainer.data import DataError, load_tracks, tracks_from_paths
     from gbsynth.trainer.offline import DATASET_FILE, HELDOUT_FILE
-    from gbsynth.trainer.tokens import duration_cycles
-    from gbsynth.trainer.train import model_event_nll
 
     torch.set_num_threads(max(1, args.threads))
     if not args.checkpoint.exists():
@@ -73,15 +72,7 @@ def run(args: argparse.Namespace) -> int:
     folder = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
     path = args.checkpoint
     if args.checkpoint.is_dir():
-        if args.best:
-            scored = []
-            for step, candidate in list_checkpoints(folder):
-                meta = read_metadata(candidate) or {}
-                if meta.get("heldout_nll") is not None:
-                    scored.append((meta["heldout_nll"], -step, candidate))
-            path = min(scored)[2] if scored else newest_checkpoint(folder)
-        else:
-            path = newest_checkpoint(folder)
+        path = best_checkpoint(folder) if args.best else newest_checkpoint(folder)
         if path is None:
             print(f"gbsynth evaluate: no checkpoint in {folder}", file=sys.stderr)
             return 1
@@ -90,47 +81,75 @@ def run(args: argparse.Namespace) -> int:
     seconds = 120.0 if args.seconds is None else args.seconds
     try:
         loaded = load_checkpoint(path)
+        rep = representation.get(loaded.config.representation)
         if args.data:
-            heldout = tracks_from_paths(args.data, seconds=seconds)
+            heldout = tracks_from_paths(args.data, rep, seconds=seconds)
         else:
-            heldout = load_tracks(folder / HELDOUT_FILE)
+            heldout = load_tracks(folder / HELDOUT_FILE, rep)
         if args.train_data:
-            train = tracks_from_paths(args.train_data, seconds=seconds)
+            train = tracks_from_paths(args.train_data, rep, seconds=seconds)
         else:
-            train = load_tracks(folder / DATASET_FILE)
+            train = load_tracks(folder / DATASET_FILE, rep)
     except (CheckpointError, DataError) as exc:
         print(f"gbsynth evaluate: {exc}", file=sys.stderr)
         return 1
-    if args.max_events is not None:
-        heldout = _first_events(heldout, args.max_events, Track)
+    if args.max_tokens is not None:
+        heldout = first_tokens(heldout, args.max_tokens)
     if not heldout:
         print("gbsynth evaluate: no held-out music to score", file=sys.stderr)
         return 1
-    model_nll = model_event_nll(loaded.model, heldout)
-    baselines = baseline_nlls(train, heldout)
-    best = min(baselines, key=baselines.get)
-    nll = float(np.mean(model_nll))
-    result = {
-        "checkpoint": str(path),
-        "step": loaded.step,
-        "events": int(len(model_nll)),
-        "music_seconds": round(sum(duration_cycles(t.events) for t in heldout) / 4_194_304, 1),
-        "nll_per_event": nll,
-        "baselines": baselines,
-        "best_baseline": best,
-        "beats_best_baseline": bool(nll < baselines[best]),
-        "train_events": total_events(train),
-    }
-    print(json.dumps(result, indent=1))
+    print(json.dumps(evaluate(loaded, train, heldout), indent=1))
     return 0
 
 
-def _first_events(tracks, limit: int, track_type):
-    """The tracks cut to ``limit`` events in total (in order)."""
+def evaluate(loaded, train, heldout) -> dict:
+    """The JSON report: the model and the n-gram baselines on the same held-out tokens."""
+    from gbsynth.trainer import representation
+    from gbsynth.trainer.baselines import baseline_token_nlls
+    from gbsynth.trainer.data import total_tokens
+    from gbsynth.trainer.train import Score, model_token_nll
+
+    rep = representation.get(loaded.config.representation)
+    nll, targets = model_token_nll(loaded.model, heldout)
+    model = Score.of(nll, targets, rep)
+    baselines = {
+        name: Score.of(values, targets, rep)
+        for name, values in baseline_token_nlls(train, heldout, rep.vocab_size).items()
+    }
+    best = min(baselines, key=lambda name: baselines[name].nats_per_second)
+    return {
+        "checkpoint": str(loaded.path),
+        "step": loaded.step,
+        "representation": rep.name,
+        "tokens": model.tokens,
+        "music_seconds": round(model.seconds, 1),
+        "nats_per_second": round(model.nats_per_second, 2),
+        "nll_per_token": round(model.nll_per_token, 4),
+        "baselines": {
+            name: {
+                "nats_per_second": round(score.nats_per_second, 2),
+                "nll_per_token": round(score.nll_per_token, 4),
+            }
+            for name, score in baselines.items()
+        },  # fmt: skip
+        "best_baseline": best,
+        "vs_best_baseline": round(
+            (model.nats_per_second - baselines[best].nats_per_second)
+            / baselines[best].nats_per_second,
+            3,
+        ),  # fmt: skip
+        "train_tokens": total_tokens(train),
+    }
+
+
+def first_tokens(tracks, limit: int):
+    """The tracks cut to ``limit`` tokens in total (in order)."""
+    from gbsynth.trainer.data import Track
+
     out, left = [], limit
     for track in tracks:
         if left <= 1:
             break
-        out.append(track_type(track.name, track.source_sha256, track.events[:left]))
+        out.append(Track(track.name, track.source_sha256, track.tokens[:left]))
         left -= len(out[-1])
     return out

@@ -1,27 +1,21 @@
-"""A decoder-only transformer over APU events (nanoGPT-style), with a KV cache for sampling.
+"""A decoder-only transformer over music tokens (nanoGPT-style), with a KV cache for sampling.
 
-Input: one position per event (``gbsynth.trainer.tokens``); its embedding is the
-sum of the embeddings of its three tokens (dt, reg, val). Positions are encoded
-with rotary embeddings (RoPE), which only see relative distances, so sampling
-can slide a fixed-size window over an endless song with a ring-buffer KV cache.
+One token per position, from the vocabulary of the model's representation
+(``gbsynth.trainer.representation``, named in the config and so in every
+checkpoint). The output head shares the token embedding's weights. Positions are
+encoded with rotary embeddings (RoPE), which only see relative distances, so
+sampling can slide a fixed-size window over an endless song with a ring-buffer KV
+cache. The loss is the mean negative log-likelihood per token in nats.
 
-Output: the next event, factorized ``p(dt) p(reg | dt) p(val | dt, reg)``:
-three heads on the final hidden state, the later ones also fed the earlier
-tokens of the same event (teacher-forced in training, sampled in generation).
-The loss is the sum of the three cross-entropies, i.e. the negative
-log-likelihood of the whole event in nats, the figure ``gbsynth evaluate`` reports.
-
-Sizes (``PRESETS``): ``cpu`` (the default: 3 layers x 96, 256 events of
-context, dropout 0.1, 0.5 M parameters) trains usefully on one CPU core and
-samples 4,700-9,000 events per second on one core, several times real time
-even for the densest music; ``cpu-large`` (4 x 128, 512 events, 1.0 M) fits
-unseen music a little better but samples 3x slower; ``gpu`` (8 x 384, 1,024
-events, 15 M parameters) is the configuration for a GPU; ``tiny`` is for tests.
+Sizes (``PRESETS``, for ``channel_events`` at about 40-60 tokens per second of
+music): ``cpu`` (the default: 4 layers x 128, 2,048 tokens of context, i.e. 30 s
+and more of music, 0.8 M parameters) trains on a CPU core and samples a 30 s song
+in about a second on one core; ``gpu`` (8 x 384, 4,096 tokens, 14 M parameters) is
+the configuration for a GPU; ``small`` and ``tiny`` are for quick runs and tests.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -30,35 +24,36 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gbsynth.trainer import tokens
+from gbsynth.trainer import representation
 
 
 @dataclass(frozen=True)
 class GPTConfig:
     """Hyperparameters: enough to rebuild the network before loading its weights."""
 
-    n_layer: int = 3
+    representation: str = representation.DEFAULT
+    """Name of the token representation (``gbsynth.trainer.representation``)."""
+    vocab_size: int = 0
+    """Tokens in the vocabulary; 0: the representation's."""
+    n_layer: int = 4
     n_head: int = 4
-    n_embd: int = 96
-    block_size: int = 256
-    """Context length in events (training windows; the sampling window)."""
+    n_embd: int = 128
+    block_size: int = 2048
+    """Context length in tokens (training windows; the sampling window)."""
     dropout: float = 0.1
     rope_base: float = 10_000.0
-    n_dt: int = tokens.N_DT
-    n_reg: int = tokens.N_REG
-    n_val: int = tokens.N_VAL
 
     def __post_init__(self) -> None:
+        if self.vocab_size == 0:
+            vocab = representation.get(self.representation).vocab_size
+            object.__setattr__(self, "vocab_size", vocab)
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
             raise ValueError("n_embd must split into n_head heads of even size")
-        if min(self.n_layer, self.n_head, self.block_size) < 1:
-            raise ValueError("n_layer, n_head and block_size must be positive")
+        if min(self.n_layer, self.n_head, self.block_size, self.vocab_size) < 1:
+            raise ValueError("n_layer, n_head, block_size and vocab_size must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
@@ -71,10 +66,9 @@ class GPTConfig:
 
 PRESETS: dict[str, GPTConfig] = {
     "tiny": GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=64, dropout=0.0),
-    "small": GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=256),
+    "small": GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=512),
     "cpu": GPTConfig(),
-    "cpu-large": GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=512),
-    "gpu": GPTConfig(n_layer=8, n_head=6, n_embd=384, block_size=1024, dropout=0.1),
+    "gpu": GPTConfig(n_layer=8, n_head=6, n_embd=384, block_size=4096, dropout=0.1),
 }
 
 
@@ -140,44 +134,15 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class EventHeads(nn.Module):
-    """``p(dt | h)``, ``p(reg | h, dt)``, ``p(val | h, dt, reg)``: one small MLP per later head."""
-
-    def __init__(self, config: GPTConfig) -> None:
-        super().__init__()
-        d = config.n_embd
-        self.dt = nn.Linear(d, config.n_dt)
-        self.reg_in = nn.Linear(d, d)
-        self.reg_dt = nn.Embedding(config.n_dt, d)
-        self.reg = nn.Linear(d, config.n_reg)
-        self.val_in = nn.Linear(d, d)
-        self.val_dt = nn.Embedding(config.n_dt, d)
-        self.val_reg = nn.Embedding(config.n_reg, d)
-        self.val = nn.Linear(d, config.n_val)
-
-    def dt_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.dt(h)
-
-    def reg_logits(self, h: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        return self.reg(F.gelu(self.reg_in(h) + self.reg_dt(dt), approximate="tanh"))
-
-    def val_logits(self, h: torch.Tensor, dt: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
-        hidden = self.val_in(h) + self.val_dt(dt) + self.val_reg(reg)
-        return self.val(F.gelu(hidden, approximate="tanh"))
-
-
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
         d = config.n_embd
-        self.emb_dt = nn.Embedding(config.n_dt, d)
-        self.emb_reg = nn.Embedding(config.n_reg, d)
-        self.emb_val = nn.Embedding(config.n_val, d)
+        self.wte = nn.Embedding(config.vocab_size, d)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(d)
-        self.heads = EventHeads(config)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
@@ -196,75 +161,50 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def embed(self, events: torch.Tensor) -> torch.Tensor:
-        """``(..., 3)`` event tokens -> ``(..., n_embd)``."""
-        return (
-            self.emb_dt(events[..., tokens.DT])
-            + self.emb_reg(events[..., tokens.REG])
-            + self.emb_val(events[..., tokens.VAL])
-        )
-
-    def hidden(self, events: torch.Tensor) -> torch.Tensor:
-        """Final hidden states ``(B, T, n_embd)`` for events ``(B, T, 3)`` (causal)."""
-        b, t, _ = events.shape
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final hidden states ``(B, T, n_embd)`` for tokens ``(B, T)`` (causal)."""
+        _, t = tokens.shape
         if t > self.config.block_size:
-            raise ValueError(f"{t} events is longer than the context ({self.config.block_size})")
+            raise ValueError(f"{t} tokens is longer than the context ({self.config.block_size})")
         angles = rope_angles(
-            torch.arange(t, device=events.device),
+            torch.arange(t, device=tokens.device),
             self.config.n_embd // self.config.n_head,
             self.config.rope_base,
         )
-        cos = angles.cos().to(self.emb_dt.weight.dtype)
-        sin = angles.sin().to(self.emb_dt.weight.dtype)
-        x = self.drop(self.embed(events))
+        cos = angles.cos().to(self.wte.weight.dtype)
+        sin = angles.sin().to(self.wte.weight.dtype)
+        x = self.drop(self.wte(tokens))
         for block in self.blocks:
             x = block(x, cos, sin)
         return self.ln_f(x)
 
-    def forward(
-        self, events: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean NLL per event (nats) of ``targets`` (the next events) and its three parts.
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Next-token logits from hidden states (the head is the token embedding, tied)."""
+        return F.linear(h, self.wte.weight)
 
-        ``events`` and ``targets`` are ``(B, T, 3)`` int64; targets are teacher-forced
-        into the later heads.
-        """
-        h = self.hidden(events)
-        dt, reg, val = targets[..., tokens.DT], targets[..., tokens.REG], targets[..., tokens.VAL]
-        parts = {
-            "dt": F.cross_entropy(self.heads.dt_logits(h).flatten(0, 1), dt.flatten()),
-            "reg": F.cross_entropy(self.heads.reg_logits(h, dt).flatten(0, 1), reg.flatten()),
-            "val": F.cross_entropy(self.heads.val_logits(h, dt, reg).flatten(0, 1), val.flatten()),
-        }
-        return parts["dt"] + parts["reg"] + parts["val"], parts
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean NLL per token (nats) of ``targets`` (the next tokens), both ``(B, T)`` int64."""
+        logits = self.logits(self.hidden(tokens))
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
     @torch.no_grad()
-    def event_nll(self, events: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """NLL (nats) of each target event, ``(B, T)``: for evaluation."""
-        h = self.hidden(events)
-        dt, reg, val = targets[..., tokens.DT], targets[..., tokens.REG], targets[..., tokens.VAL]
-
-        def nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return -torch.log_softmax(logits, dim=-1).gather(-1, target[..., None])[..., 0]
-
-        return (
-            nll(self.heads.dt_logits(h), dt)
-            + nll(self.heads.reg_logits(h, dt), reg)
-            + nll(self.heads.val_logits(h, dt, reg), val)
-        )
+    def token_nll(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """NLL (nats) of each target token, ``(B, T)``: for evaluation."""
+        logits = self.logits(self.hidden(tokens))
+        return -torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
 
     # -- incremental decoding ------------------------------------------------------------
 
     def new_cache(self, window: int | None = None) -> KVCache:
         return KVCache(self, window or self.config.block_size)
 
-    def step(self, event: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Feed one event ``(3,)``; return the final hidden state ``(n_embd,)`` after it.
+    def step(self, token: int, cache: KVCache) -> torch.Tensor:
+        """Feed one token; return the next-token logits ``(vocab_size,)`` after it.
 
-        The cache keeps the last ``cache.window`` events (keys already rotated by
-        their absolute positions), so the cost per event is constant.
+        The cache keeps the last ``cache.window`` tokens (keys already rotated by
+        their absolute positions), so the cost per token is constant.
         """
-        x = self.embed(event)[None, :]  # (1, d)
+        x = self.wte.weight[int(token)][None, :]  # (1, d)
         pos = cache.position
         slot = pos % cache.window
         n = min(pos + 1, cache.window)
@@ -282,7 +222,7 @@ class GPT(nn.Module):
             x = x + attn.c_proj(y.view(1, -1))
             x = x + block.mlp(block.ln_2(x))
         cache.position += 1
-        return self.ln_f(x)[0]
+        return self.logits(self.ln_f(x)[0])
 
 
 class KVCache:
@@ -293,7 +233,7 @@ class KVCache:
         self.window = window
         self.head_dim = c.n_embd // c.n_head
         self.scale = 1.0 / math.sqrt(self.head_dim)
-        dtype = model.emb_dt.weight.dtype
+        dtype = model.wte.weight.dtype
         shape = (c.n_layer, c.n_head, window, self.head_dim)
         self.k = torch.zeros(shape, dtype=dtype)
         self.v = torch.zeros(shape, dtype=dtype)

@@ -1,26 +1,24 @@
-"""Sampling songs from a checkpoint, event by event, with a sliding-window KV cache.
+"""Sampling songs from a checkpoint, token by token, with a sliding-window KV cache.
 
 Every song opens with ``PREAMBLE`` (APU on, master volume up, every channel to
 both speakers), so even an untrained model's output is audible, followed by
 the optional ``prime`` (writes from cycle 0 on, e.g. the opening of a real
-song); the model continues from there. Output is legal by construction: a
-``reg`` token names one of 0xFF10-0xFF3F or a wait. Two constraints keep a
-song playing: the sampler never picks the unused addresses 0xFF27-0xFF2F and
-never writes NR52 with the power bit clear (which would silence the rest of
-the song). And it never puts more than ``engine.MAX_WRITES_PER_FRAME`` (64)
-writes in any frame, so a model stuck repeating one write every few cycles
-can neither flood a song nor stall sampling (real music stays far below).
+song); the model continues from there, in its own representation
+(``gbsynth.trainer.representation``). Output is legal by construction: the
+sampler follows the representation's grammar, which also keeps a song playing
+(never the unused addresses 0xFF27-0xFF2F, never NR52 with the power bit clear).
+And it never puts more than the representation's ``max_tokens_per_frame`` tokens
+in any frame, so a model stuck repeating a token can neither flood a song nor
+stall sampling (real music stays far below).
 
 Determinism and threads: each ``stream`` call owns its random generator
 (``numpy.random.Generator`` seeded with ``seed``) and its KV cache; the model is
 only read. So calls may run in parallel threads, and the same checkpoint, seed
 and arguments always give the same song.
 
-Speed: the events are sampled by ``gbsynth.trainer.engine`` (compiled; the
-first use on a machine compiles it, about 10 s, then it is cached on disk):
-one core makes about 1,500 events per second with the ``cpu`` model, and a song
-costs its number of writes, 150-200 per second of music, so 5-10 seconds of
-music per wall second (``bench/sampling_speed.py``).
+Speed: the tokens are sampled by ``gbsynth.trainer.engine`` (compiled; the first
+use on a machine compiles it, about 10 s, then it is cached on disk);
+``bench/sampling_speed.py`` measures it.
 """
 
 from __future__ import annotations
@@ -30,23 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from gbsynth.common.events import (
-    CPU_HZ,
-    CYCLE_DTYPE,
-    REGISTER_DTYPE,
-    REGISTER_FIRST,
-    VALUE_DTYPE,
-    ApuWrites,
-)
-from gbsynth.trainer import tokens
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
+from gbsynth.trainer import representation
 from gbsynth.trainer.checkpoint import LoadedCheckpoint
 from gbsynth.trainer.engine import InferenceEngine
 
 PREAMBLE = ApuWrites.from_arrays([0, 0, 0], [0xFF26, 0xFF24, 0xFF25], [0x80, 0x77, 0xFF])
 """NR52 = 0x80 (power on), NR50 = 0x77 (both master volumes full), NR51 = 0xFF (all panned on)."""
 
-PIECE_EVENTS = 512
-"""Events sampled between two yielded pieces (about half a second of typical music)."""
+PIECE_TOKENS = 512
+"""Tokens sampled between two yielded pieces."""
 
 
 class SamplingError(ValueError):
@@ -56,11 +47,12 @@ class SamplingError(ValueError):
 class Sampler:
     """Samples songs from a loaded checkpoint (thread-safe: no shared mutable state)."""
 
-    def __init__(self, checkpoint: LoadedCheckpoint, *, piece_events: int = PIECE_EVENTS) -> None:
+    def __init__(self, checkpoint: LoadedCheckpoint, *, piece_tokens: int = PIECE_TOKENS) -> None:
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.step = checkpoint.step
-        self.piece_events = max(1, piece_events)
+        self.piece_tokens = max(1, piece_tokens)
+        self.representation = representation.get(self.config.representation)
         self.engine = InferenceEngine(checkpoint.model)  # read-only once built
 
     def stream(
@@ -71,11 +63,14 @@ class Sampler:
         top_p: float = 0.95,
         seed: int = 0,
         prime: ApuWrites | None = None,
+        stats: dict[str, int] | None = None,
     ) -> Iterator[ApuWrites]:
         """Yield consecutive pieces of a song (cycles from 0) until ``seconds`` are covered.
 
+        ``stats``, if given, gets ``tokens``: the tokens sampled so far.
+
         The song opens with ``PREAMBLE`` and then ``prime`` (if given), both part of
-        the output; pieces hold up to ``piece_events`` writes each.
+        the output; pieces hold what ``piece_tokens`` tokens decode to.
         """
         if not seconds >= 0 or seconds == float("inf"):
             raise SamplingError(f"seconds must be a finite number >= 0, not {seconds}")
@@ -88,20 +83,45 @@ class Sampler:
         opening = PREAMBLE
         if prime is not None and len(prime):
             opening = ApuWrites.concat([PREAMBLE, prime])
-        opening_events = tokens.encode(opening)
-        state = self.engine.new_state()
-        self.engine.feed(state, opening_events)
-        yield tokens.decode(opening_events).between(0, end_cycle)
-        while state.clock < end_cycle:
-            uniforms = rng.random((self.piece_events, 3))
-            out = self.engine.sample(state, uniforms, end_cycle, temperature, top_p)
-            writes = out[out[:, 1] != tokens.WAIT]
+        rep = self.representation
+        decoder = rep.stream_decoder()
+        opening_tokens = rep.encode(opening, None)
+        yield ApuWrites.concat([decoder.push(t) for t in opening_tokens]).between(0, end_cycle)
+        engine = self.engine
+        state = engine.new_state()
+        engine.feed(state, opening_tokens)
+        clock = rep.cycles(opening_tokens)
+        cycles = rep.token_cycles
+        longest = int(min(FRAME_CYCLES, cycles.max()))
+        recent = np.zeros(rep.max_tokens_per_frame, np.int64)  # clocks of the last tokens
+        sampled = 0
+        piece: list[ApuWrites] = []
+        while clock < end_cycle:
+            uniforms = rng.random(self.piece_tokens)
+            for u in uniforms:
+                allowed = decoder.valid_next()
+                if sampled >= len(recent):
+                    # The token len(recent) tokens ago must be a frame back: a model stuck
+                    # on tokens that do not move time cannot flood the song (or the CPU).
+                    need = min(int(recent[sampled % len(recent)]) + FRAME_CYCLES - clock, longest)
+                    if need > 0:
+                        later = allowed & (cycles >= need)
+                        allowed = later if later.any() else allowed
+                token = engine.pick(state, allowed, u, temperature, top_p)
+                if clock + cycles[token] >= end_cycle:
+                    clock = end_cycle
+                    break
+                clock += int(cycles[token])
+                recent[sampled % len(recent)] = clock
+                sampled += 1
+                piece.append(decoder.push(token))
+                engine.feed_one(state, token)
+            if stats is not None:
+                stats["tokens"] = sampled
+            writes = ApuWrites.concat(piece)
+            piece = []
             if len(writes):
-                yield ApuWrites(
-                    writes[:, 3].astype(CYCLE_DTYPE),
-                    (writes[:, 1] + REGISTER_FIRST).astype(REGISTER_DTYPE),
-                    writes[:, 2].astype(VALUE_DTYPE),
-                )
+                yield writes.between(0, end_cycle)
 
     def sample(self, seconds: float, **options: Any) -> ApuWrites:
         """The whole song ``stream(seconds, **options)`` yields, as one ``ApuWrites``."""

@@ -1,13 +1,13 @@
 """The trainer service's local dataset: one small file per segment consumed.
 
 Each segment from ``apu.segments`` is stored as ``<sha256(segment id)>.npz``
-(its events as int16, the segment id, the source file's SHA-256 and its arrival
-number, so a restart loads the tracks in the same order), written to
+(its tokens as int16 and their representation, the segment id, the source
+file's SHA-256 and its arrival number, so a restart loads the tracks in the same order), written to
 a temporary name and renamed, so a crash leaves either the whole file or
 nothing. Adding a segment twice (Kafka delivers at least once) is a no-op. The
 store decides the held-out split by source file (``data.is_heldout``) and
-keeps both splits in memory for training and evaluation; past ``max_events``
-training events the oldest segments are deleted, so a trainer that runs for
+keeps both splits in memory for training and evaluation; past ``max_tokens``
+training tokens the oldest segments are deleted, so a trainer that runs for
 months keeps the newest music in bounded memory and disk.
 """
 
@@ -29,11 +29,17 @@ class SegmentStore:
     """Segments on disk, loaded into a training and a held-out list of tracks."""
 
     def __init__(
-        self, directory: Path, heldout_percent: float, max_events: int | None = None
+        self,
+        directory: Path,
+        heldout_percent: float,
+        max_tokens: int | None = None,
+        representation: str = "",
     ) -> None:
         self.directory = Path(directory)
-        self.max_events = max_events
-        """Training events kept at most: beyond it the oldest segments are deleted."""
+        self.max_tokens = max_tokens
+        """Training tokens kept at most: beyond it the oldest segments are deleted."""
+        self.representation = representation
+        """Tracks stored for another representation are not loaded (and are replaced)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.heldout_percent = heldout_percent
         self.train: list[Track] = []
@@ -53,10 +59,13 @@ class SegmentStore:
         for path in self.directory.glob("*.npz"):
             try:
                 with np.load(path) as data:
+                    if str(data["representation"]) != self.representation:
+                        path.unlink(missing_ok=True)  # made for another model: stale
+                        continue
                     track = Track(
                         str(data["segment_id"]),
                         str(data["source_sha256"]),
-                        data["events"].astype(np.int64),
+                        data["tokens"].astype(np.int64),
                     )
                     sequence = int(data["sequence"])
             except (OSError, KeyError, ValueError) as exc:
@@ -72,8 +81,8 @@ class SegmentStore:
             stray.unlink(missing_ok=True)  # a write cut short by a crash
         if self._known:
             log.info(
-                "dataset %s: %d segments (%d training events, %d held out)",
-                self.directory, len(self._known), self.events("train"), self.events("heldout"),
+                "dataset %s: %d segments (%d training tokens, %d held out)",
+                self.directory, len(self._known), self.tokens("train"), self.tokens("heldout"),
             )  # fmt: skip
 
     def _remember(self, track: Track) -> None:
@@ -96,7 +105,8 @@ class SegmentStore:
         with atomic_output(path, durable=True) as fo:
             np.savez(
                 fo,
-                events=track.events.astype(np.int16),
+                tokens=track.tokens.astype(np.int16),
+                representation=np.array(self.representation),
                 segment_id=np.array(track.name),
                 source_sha256=np.array(track.source_sha256),
                 sequence=np.array(self._next_sequence),
@@ -107,14 +117,14 @@ class SegmentStore:
         return True
 
     def _forget_oldest(self) -> None:
-        """Delete the oldest training segments while the training split is over ``max_events``.
+        """Delete the oldest training segments while the training split is over ``max_tokens``.
 
         A continuous trainer would otherwise grow without bound; it keeps the newest music.
         """
-        if self.max_events is None:
+        if self.max_tokens is None:
             return
-        total = self.events("train")
-        while total > self.max_events and len(self.train) > 1:
+        total = self.tokens("train")
+        while total > self.max_tokens and len(self.train) > 1:
             old = self.train.pop(0)
             total -= len(old)
             self._known.discard(old.name)
@@ -124,5 +134,5 @@ class SegmentStore:
     def segments(self, split: str) -> int:
         return len(self.train if split == "train" else self.heldout)
 
-    def events(self, split: str) -> int:
+    def tokens(self, split: str) -> int:
         return sum(len(t) for t in (self.train if split == "train" else self.heldout))

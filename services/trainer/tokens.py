@@ -30,11 +30,10 @@ tenth of a frame) of its true time, and writes 256 cycles apart or closer keep t
 exact spacing (to 2 cycles). Order is always kept, so decoded times never go
 backwards.
 
-Why this shape: one model position per write keeps sampling cheap (a song costs
-its number of writes, about 1,000 per second for nightmode.gbs) while every
-channel, wave RAM and the timing stay in the stream. The joint symbol
-``event_symbols`` (dt, reg, val as one integer) is what the n-gram baselines
-count, so their NLL and the model's are both nats per event over the same space.
+The model reads these events flattened, one token per position (``flatten``: dt,
+reg, then val unless a wait; the ``writes`` representation of
+``gbsynth.trainer.representation``): exact, every channel, wave RAM and the timing
+in the stream, but several hundred tokens per second of music.
 """
 
 from __future__ import annotations
@@ -68,8 +67,6 @@ WAIT = N_REGISTERS
 """The ``reg`` token of an event that writes nothing and only moves time on."""
 N_REG = N_REGISTERS + 1
 N_VAL = 256
-N_SYMBOLS = N_DT * N_REG * N_VAL
-"""Size of the joint event space (every combination of the three tokens)."""
 
 MAX_TIMING_ERROR_CYCLES = int(np.max(np.diff(DT_CYCLES)) // 2)
 """Largest difference between a decoded write's time and its recorded time."""
@@ -255,15 +252,148 @@ def duration_cycles(events: np.ndarray) -> int:
     return int(DT_CYCLES[np.asarray(events)[:, DT]].sum())
 
 
-def event_symbols(events: np.ndarray) -> np.ndarray:
-    """Each event as one integer in ``0..N_SYMBOLS-1`` (the joint symbol n-grams count)."""
+# -- one token per position: the "writes" representation ---------------------------------
+# Each event becomes up to three tokens of one vocabulary, in order: its dt, its reg and
+# (unless it is a wait) its val. The model predicts them one after the other, like any
+# other token stream (``gbsynth.trainer.representation``).
+
+REG_BASE = N_DT
+VAL_BASE = N_DT + N_REG
+VOCAB_SIZE = N_DT + N_REG + N_VAL
+"""193 dt tokens, then 49 reg tokens, then 256 val tokens."""
+MAX_TOKENS_PER_FRAME = 3 * 64
+"""Sampling guard: at most 64 writes (192 tokens) in any span of one frame."""
+
+
+def flatten(events: np.ndarray) -> np.ndarray:
+    """Events ``(n, 3)`` as one token per position (int16): dt, reg and, unless a wait, val."""
     events = np.asarray(events, dtype=np.int64)
-    return (events[:, DT] * N_REG + events[:, REG]) * N_VAL + events[:, VAL]
+    check_events(events)
+    columns = np.stack([events[:, DT], events[:, REG] + REG_BASE, events[:, VAL] + VAL_BASE], 1)
+    keep = np.ones(columns.shape, dtype=bool)
+    keep[:, 2] = events[:, REG] != WAIT
+    return columns[keep].astype(np.int16)
 
 
-def symbols_to_events(symbols: np.ndarray) -> np.ndarray:
-    """Inverse of ``event_symbols``."""
-    symbols = np.asarray(symbols, dtype=np.int64)
-    return np.stack(
-        [symbols // (N_REG * N_VAL), (symbols // N_VAL) % N_REG, symbols % N_VAL], axis=1
-    )
+def unflatten(flat: np.ndarray) -> np.ndarray:
+    """Inverse of ``flatten``: events ``(n, 3)``; a last event cut short is left out.
+
+    Raises ``ValueError`` for tokens out of the vocabulary or out of order.
+    """
+    flat = np.asarray(flat, dtype=np.int64)
+    if flat.ndim != 1 or (flat.size and (flat.min() < 0 or flat.max() >= VOCAB_SIZE)):
+        raise ValueError(f"write tokens must be a 1-D array of 0..{VOCAB_SIZE - 1}")
+    events = []
+    i, n = 0, len(flat)
+    while i < n:
+        dt = flat[i]
+        if dt >= REG_BASE:
+            raise ValueError(f"token {i}: expected a dt token, got {dt}")
+        if i + 1 >= n:
+            break
+        reg = flat[i + 1] - REG_BASE
+        if not 0 <= reg < N_REG:
+            raise ValueError(f"token {i + 1}: expected a reg token, got {flat[i + 1]}")
+        if reg == WAIT:
+            events.append((dt, reg, 0))
+            i += 2
+            continue
+        if i + 2 >= n:
+            break
+        val = flat[i + 2] - VAL_BASE
+        if not 0 <= val < N_VAL:
+            raise ValueError(f"token {i + 2}: expected a val token, got {flat[i + 2]}")
+        events.append((dt, reg, val))
+        i += 3
+    return np.array(events, dtype=np.int64).reshape(-1, 3)
+
+
+def encode_flat(writes: ApuWrites, span_cycles: int | None = None) -> np.ndarray:
+    """The writes as flat tokens from cycle 0, padded with waits up to ``span_cycles``."""
+    events = encode(writes)
+    if span_cycles is not None:
+        left = int(span_cycles) - duration_cycles(events)
+        waits = []
+        while left > 0:
+            bucket = min(int(np.searchsorted(DT_CYCLES, left, side="right")) - 1, N_DT - 1)
+            if bucket <= 0:
+                break
+            waits.append((bucket, WAIT, 0))
+            left -= int(DT_CYCLES[bucket])
+        if waits:
+            events = np.concatenate([events, np.array(waits, dtype=np.int64)])
+    return flatten(events)
+
+
+def decode_flat(flat: np.ndarray) -> tuple[ApuWrites, int]:
+    """The writes flat tokens stand for, and the cycles they span."""
+    events = unflatten(flat)
+    return decode(events), duration_cycles(events)
+
+
+def flat_token_cycles() -> np.ndarray:
+    """Cycles each flat token moves the clock on (only dt tokens do)."""
+    out = np.zeros(VOCAB_SIZE, dtype=np.int64)
+    out[:N_DT] = DT_CYCLES
+    return out
+
+
+def stretch_flat(flat: np.ndarray, factor: float) -> np.ndarray:
+    """The tempo scaled by ``factor`` (> 1: slower): gaps over 256 cycles move to the log
+    bucket nearest their scaled length; a driver's short in-frame gaps stay exact."""
+    flat = np.asarray(flat)
+    table = np.arange(VOCAB_SIZE, dtype=np.int64)
+    long_gaps = np.arange(N_EXACT_DT + 1, N_DT)
+    scaled = np.log(DT_CYCLES[long_gaps] * float(factor))
+    logs = np.log(DT_CYCLES[N_EXACT_DT + 1 :])
+    table[long_gaps] = N_EXACT_DT + 1 + np.abs(scaled[:, None] - logs[None, :]).argmin(1)
+    return table[flat.astype(np.int64)].astype(flat.dtype)
+
+
+class FlatStreamDecoder:
+    """Flat tokens in, one at a time; each completed write out (``push``), timed from 0.
+
+    ``valid_next`` is the grammar: a dt, then a reg, then (unless a wait) a val. The
+    sampler never picks the unused addresses 0xFF27-0xFF2F nor switches the APU off (an
+    NR52 value without the power bit), which would silence the rest of a song.
+    """
+
+    def __init__(self) -> None:
+        self.clock = 0
+        self._state = 0  # 0: a dt is due, 1: a reg, 2: a val, 3: NR52's val
+        self._reg = -1
+
+    def valid_next(self) -> np.ndarray:
+        return _FLAT_ALLOWED[self._state]
+
+    def push(self, token: int) -> ApuWrites:
+        token = int(token)
+        kind = 0 if 0 <= token < REG_BASE else 1 if REG_BASE <= token < VAL_BASE else 2
+        if not 0 <= token < VOCAB_SIZE or kind != min(self._state, 2):
+            raise ValueError(f"write token {token} out of order")
+        if token < REG_BASE:
+            self.clock += int(DT_CYCLES[token])
+            self._state = 1
+        elif token < VAL_BASE:
+            self._reg = token - REG_BASE
+            self._state = 0 if self._reg == WAIT else 3 if self._reg == NR52_TOKEN else 2
+        else:
+            self._state = 0
+            return ApuWrites.from_arrays(
+                [self.clock], [REGISTER_FIRST + self._reg], [token - VAL_BASE]
+            )
+        return ApuWrites.empty()
+
+
+def _flat_allowed() -> np.ndarray:
+    allowed = np.zeros((4, VOCAB_SIZE), dtype=np.bool_)
+    allowed[0, :N_DT] = True
+    allowed[1, REG_BASE:VAL_BASE] = True
+    allowed[1, [REG_BASE + t for t in UNUSED_REGISTER_TOKENS]] = False
+    allowed[2, VAL_BASE:] = True
+    allowed[3, VAL_BASE + 0x80 :] = True
+    allowed.setflags(write=False)
+    return allowed
+
+
+_FLAT_ALLOWED = _flat_allowed()

@@ -1,0 +1,157 @@
+"""The token representations a model can read and write, one token per position.
+
+A model's checkpoint names its representation (``GPTConfig.representation``); the
+rest of the trainer and the sampler go through ``get(name)``, so every part speaks
+the representation the model was trained on.
+
+- ``channel_events`` (the default): what a listener hears change, channel by channel,
+  on a quarter-frame grid (``gbsynth.trainer.channel_events``): notes as note numbers,
+  instrument parameters, time shifts. It carries across drivers and transposes.
+- ``writes``: the register writes themselves (``gbsynth.trainer.tokens``), each as a
+  dt, a reg and a val token: exact, but 450-2,500 tokens per second of music and
+  tied to each driver's register order and timing; no transposition.
+
+Each representation gives: its vocabulary size; ``encode(writes, span_cycles)`` to
+int16 tokens and ``decode(tokens)`` back to ``(ApuWrites, cycles)``; the cycles each
+token moves the clock on (so time is the sum over tokens, and nats per second of
+music compare across representations); a streaming decoder (``push(token)`` returns
+the writes the token makes, ``valid_next()`` the grammar's mask of the tokens that
+may follow, which the sampler applies so sampled streams always decode); and the
+augmentations it supports (``transpose`` by semitones, ``stretch`` of the tempo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gbsynth.common.events import CPU_HZ, ApuWrites
+
+MAX_TRANSPOSE = 5
+"""Augmentation: windows move up to 5 semitones down or 6 up (every key once)."""
+MAX_STRETCH = 1.2
+"""Augmentation: the tempo changes by a factor between 1/1.2 and 1.2 (log-uniform)."""
+
+
+class RepresentationError(ValueError):
+    """An unknown representation name."""
+
+
+@dataclass(frozen=True, eq=False)
+class Representation:
+    name: str
+    vocab_size: int
+    encode: Callable[[ApuWrites, int | None], np.ndarray]
+    """``(writes, span_cycles)`` -> 1-D int16 tokens from cycle 0 (span None: to the last write)."""
+    decode: Callable[[np.ndarray], tuple[ApuWrites, int]]
+    token_cycles: np.ndarray
+    """int64 ``(vocab_size,)``: cycles each token moves the clock on."""
+    max_tokens_per_frame: int
+    """Sampling guard: no more tokens than this in any span of one frame."""
+    stream_decoder: Callable[[], Any]
+    """A fresh decoder: ``push(token) -> ApuWrites`` (the writes the token makes, from
+    cycle 0 on) and ``valid_next() -> bool mask`` (the tokens that may come next)."""
+    transpose: Callable[[np.ndarray, int], np.ndarray | None] | None = None
+    stretch: Callable[[np.ndarray, float], np.ndarray] | None = None
+    version: str = ""
+    """A digest of the code that defines the tokens: caches of encoded music key on it."""
+
+    def cycles(self, tokens: np.ndarray) -> int:
+        """Cycles of music ``tokens`` span."""
+        return int(self.token_cycles[np.asarray(tokens, dtype=np.int64)].sum())
+
+    def seconds(self, tokens: np.ndarray) -> float:
+        return self.cycles(tokens) / CPU_HZ
+
+    def augment(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A musically neutral variation of a training window: a random transposition and
+        tempo, each where the representation supports it (and the result stays legal)."""
+        out = tokens
+        if self.transpose is not None:
+            shifted = self.transpose(out, int(rng.integers(-MAX_TRANSPOSE, MAX_TRANSPOSE + 2)))
+            out = out if shifted is None else shifted
+        if self.stretch is not None:
+            factor = float(np.exp(rng.uniform(-np.log(MAX_STRETCH), np.log(MAX_STRETCH))))
+            out = self.stretch(out, factor)
+        return out
+
+
+def _writes() -> Representation:
+    from gbsynth.trainer import tokens
+
+    return Representation(
+        name="writes",
+        vocab_size=tokens.VOCAB_SIZE,
+        encode=tokens.encode_flat,
+        decode=tokens.decode_flat,
+        token_cycles=tokens.flat_token_cycles(),
+        max_tokens_per_frame=tokens.MAX_TOKENS_PER_FRAME,
+        stream_decoder=tokens.FlatStreamDecoder,
+        stretch=tokens.stretch_flat,
+        version=_source_digest(tokens),
+    )
+
+
+def _channel_events() -> Representation:
+    from gbsynth.trainer import channel_events as ce
+
+    cycles = np.zeros(ce.VOCAB_SIZE, dtype=np.int64)
+    cycles[ce.SHIFT : ce.SHIFT + ce.MAX_SHIFT] = np.arange(1, ce.MAX_SHIFT + 1) * ce.TICK_CYCLES
+    return Representation(
+        name="channel_events",
+        vocab_size=ce.VOCAB_SIZE,
+        encode=_encode_span(ce.encode),
+        decode=ce.decode,
+        token_cycles=cycles,
+        max_tokens_per_frame=MAX_CHANNEL_EVENTS_PER_FRAME,
+        stream_decoder=ce.StreamDecoder,
+        transpose=ce.transpose,
+        stretch=ce.stretch,
+        version=_source_digest(ce),
+    )
+
+
+MAX_CHANNEL_EVENTS_PER_FRAME = 160
+"""Sampling guard for ``channel_events``: real music stays far below (every parameter of
+every channel changing, plus a wave shape of 33 tokens, is under 80)."""
+
+
+def _source_digest(module) -> str:
+    import hashlib
+    from pathlib import Path
+
+    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:12]
+
+
+def _encode_span(encode: Callable[[ApuWrites, int], np.ndarray]):
+    def encode_span(writes: ApuWrites, span_cycles: int | None) -> np.ndarray:
+        # Without a span: up to just after the last write.
+        span = (
+            span_cycles
+            if span_cycles is not None
+            else (int(writes.cycles[-1]) + 1 if len(writes) else 0)
+        )
+        return encode(writes, span)
+
+    return encode_span
+
+
+_BUILDERS: dict[str, Callable[[], Representation]] = {
+    "channel_events": _channel_events,
+    "writes": _writes,
+}
+NAMES = tuple(_BUILDERS)
+DEFAULT = "channel_events"
+_built: dict[str, Representation] = {}
+
+
+def get(name: str) -> Representation:
+    """The representation called ``name``; ``RepresentationError`` for an unknown one."""
+    if name not in _BUILDERS:
+        raise RepresentationError(f"unknown representation {name!r} (known: {', '.join(NAMES)})")
+    if name not in _built:
+        _built[name] = _BUILDERS[name]()
+    return _built[name]
