@@ -146,7 +146,7 @@ PANELS: tuple[Panel, ...] = (
     ), right_unit="s"),
     Panel("dataset", "Dataset size", "Trainer", "", (
         Query("gbsynth_trainer_dataset_segments", "segments {split}", by=("split",)),
-        Query("gbsynth_trainer_dataset_events", "events {split}", by=("split",), right=True),
+        Query("gbsynth_trainer_dataset_tokens", "tokens {split}", by=("split",), right=True),
     )),
     Panel("songs", "Songs served, by HTTP status (/s)", "Generator", "/s", (
         _rate("gbsynth_generator_requests_total", "{status}", ("status",)),
