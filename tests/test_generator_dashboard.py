@@ -117,8 +117,9 @@ def test_without_prometheus_the_generator_reads_the_services_metrics(tmp_path):
     jobs = Counter("gbsynth_jobs", "jobs", ["service", "outcome", "origin"], registry=registry)
     lag = Gauge("gbsynth_consumer_lag", "lag", ["service", "topic", "partition"], registry=registry)
     Histogram("gbsynth_unused_seconds", "not on any panel", registry=registry).observe(1)
-    port = free_port()
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    # port 0: the system picks a free port, so no other test's server can answer here
+    server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    port = server.server_port
     try:
         config = dash.DashboardConfig(
             targets=dash.parse_metrics_urls(
