@@ -15,7 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
 from test_deploy import _tool, dashboard_metric_names, expr_metric_names
 
 from gbsynth.common.broker import free_port
@@ -131,6 +139,11 @@ def test_without_prometheus_the_generator_reads_the_services_metrics(tmp_path):
         clock = iter([1000.0, 1005.0, 1010.0])
         board.history.clock = lambda: next(clock)
         board.history.start = lambda: None  # this test scrapes by hand, no background thread
+        # The generator's own series from a registry of this test's: other tests in the same
+        # process leave gbsynth_* series in the global one.
+        own = CollectorRegistry()
+        ProcessCollector(registry=own)
+        board.history._own = lambda: generate_latest(own).decode()
         for increase, now in ((0, 0), (5, 5), (10, 15)):
             jobs.labels(service="emulator", outcome="done", origin="topic").inc(increase)
             lag.labels(service="pruner", topic="apu.recordings", partition="0").set(now)
