@@ -10,7 +10,8 @@ is rewritten as what a listener hears change, channel by channel, on a fixed tim
   the pitch as a note number plus an optional ``FINE`` offset before it in
   1/``PITCH_STEPS`` semitone steps, and ``HIT`` for the noise channel;
 * a pitch change without a retrigger (vibrato, slides, arpeggio steps) is a relative
-  ``BEND(channel, steps)`` within +-``MAX_BEND`` steps, or an absolute ``PITCH``;
+  ``BEND(channel, steps)`` within +-``MAX_BEND`` steps, a ``JUMP(channel, semitones)``
+  that keeps the fine offset, or an absolute ``PITCH``;
 * the sound's parameters are tokens emitted only when they change: ``DUTY``, ``ENV`` (the
   NRx2 envelope byte: initial volume, direction, period), ``VOL`` (the volume a sounding
   channel moves to), ``LEVEL`` (wave output level), ``SWEEP`` (NR10), ``NOISE`` (NR43),
@@ -19,7 +20,7 @@ is rewritten as what a listener hears change, channel by channel, on a fixed tim
 * ``OFF(channel)`` stops a channel (its DAC stays on, as when a length counter runs out),
   ``CUT(channel)`` switches its DAC off.
 
-Encoding runs the APU model (``gbsynth.emulator.apu``) twice, on the recording and on the
+Encoding runs the APU model (``gbsynth.emulator.core.apu``) twice, on the recording and on the
 writes the tokens decode to, and emits at each tick the tokens that make the decoded
 channel state match the recorded one (closed loop: a volume step that lands on the other
 side of an envelope clock, a length counter that stops a note, a zombie-mode volume
@@ -40,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Recording
@@ -57,6 +59,8 @@ PITCH_STEPS = 16
 """Fine pitch steps per semitone (6.25 cents)."""
 MAX_BEND = 2 * PITCH_STEPS
 """Largest relative pitch move of one ``BEND`` token (2 semitones)."""
+MAX_JUMP = 24
+"""Largest pitch move in semitones of one ``JUMP`` token (arpeggio steps, octave jumps)."""
 MIDI_LOW = 23
 """MIDI note of note number 0 (the wave channel's lowest pitch is MIDI 23.6)."""
 N_NOTES = 146
@@ -93,6 +97,7 @@ NOTE = _range("NOTE", TONE_CHANNELS * N_NOTES)  # NOTE + channel * N_NOTES + not
 PITCH = _range("PITCH", TONE_CHANNELS * N_NOTES)  # same, without a trigger
 FINE = _range("FINE", PITCH_STEPS - 1)  # offsets -PITCH_STEPS/2 .. PITCH_STEPS/2 - 1, not 0
 BEND = _range("BEND", TONE_CHANNELS * 2 * MAX_BEND)  # +-1..MAX_BEND steps
+JUMP = _range("JUMP", TONE_CHANNELS * 2 * MAX_JUMP)  # +-1..MAX_JUMP semitones, fine kept
 HIT = _range("HIT", 1)  # noise trigger
 NOISE = _range("NOISE", 256)  # NR43 byte
 DUTY = _range("DUTY", 2 * 4)  # pulse channel * 4 + duty
@@ -108,6 +113,7 @@ NIBBLE = _range("NIBBLE", 16)
 WAVE_RECENT = _range("WAVE_RECENT", WAVE_SLOTS - 1)  # WAVE_RECENT + j - 1, j = 1..
 PAN = _range("PAN", 256)  # NR51
 MASTER = _range("MASTER", 64)  # NR50 left volume * 8 + right volume
+RESET = _range("RESET", 4)  # power cycle; the sequencer restarted this many steps ago
 VOCAB_SIZE = sum(n for _, n in _RANGES.values())
 """Number of distinct tokens."""
 
@@ -137,6 +143,16 @@ def _bend_token(channel: int, steps: int) -> int:
     return BEND + channel * 2 * MAX_BEND + index
 
 
+def _jump_token(channel: int, semitones: int) -> int:
+    index = semitones + MAX_JUMP if semitones < 0 else semitones + MAX_JUMP - 1
+    return JUMP + channel * 2 * MAX_JUMP + index
+
+
+def _jump_of(arg: int) -> tuple[int, int]:
+    channel, index = divmod(arg, 2 * MAX_JUMP)
+    return channel, (index - MAX_JUMP if index < MAX_JUMP else index - MAX_JUMP + 1)
+
+
 def _bend_of(arg: int) -> tuple[int, int]:
     channel, index = divmod(arg, 2 * MAX_BEND)
     return channel, (index - MAX_BEND if index < MAX_BEND else index - MAX_BEND + 1)
@@ -151,7 +167,7 @@ def _pitch_tables(clock_hz: float) -> tuple[np.ndarray, np.ndarray]:
     """(register -> pitch step, pitch step -> register) for a channel whose frequency is
     ``clock_hz / (2048 - register)``. A register reached from some step maps back to that
     step, so register -> step -> register is exact wherever steps are finer than registers
-    (above about 740 Hz for pulse); below, the nearest register is within half a step."""
+    (above about 740 Hz for pulse); elsewhere the decoded register is within a step."""
     registers = np.arange(2048)
     exact = PITCH_STEPS * (69 + 12 * np.log2(clock_hz / (2048 - registers) / 440.0) - MIDI_LOW)
     steps = np.arange(N_NOTES * PITCH_STEPS) - PITCH_STEPS // 2
@@ -249,7 +265,7 @@ _ZOMBIE_STEPS = (0x08, 0x09, 0x10, 0x11)
 
 def _zombie(volume: int, old: int, running: bool, value: int) -> int:
     """The volume after writing ``value`` to NRx2 (holding ``old``) of a sounding channel,
-    as ``gbsynth.emulator.apu._write_envelope`` computes it."""
+    as ``gbsynth.emulator.core.apu._write_envelope`` computes it."""
     if (old & 7) == 0 and running:
         volume += 1
     elif (old & 0x08) == 0:
@@ -289,6 +305,139 @@ def _volume_writes(volume: int, old: int, running: bool, target: int, final: int
 _SEQUENCER_PERIOD = 8192  # gbsynth.synth.core.FRAME_SEQUENCER_PERIOD
 
 
+# Chip state slots beside the APU's (int64 array): the next sequencer step, and per pulse
+# channel the duty step, the cycle of the next duty step and the step at the last trigger.
+_SEQ, _POS, _NEXT, _TRIG = 0, 1, 3, 5
+_CHIP_SIZE = 7
+_ON = [hw.CHANNEL_BASE + c * hw.CHANNEL_STRIDE + hw.CH_ON for c in range(4)]
+
+
+@numba.njit(cache=True)
+def _pulse_period(apu, channel):  # pragma: no cover
+    base = hw.REGS + 5 * channel
+    return 4 * (2048 - (apu[base + 3] | ((apu[base + 4] & 7) << 8)))
+
+
+@numba.njit(cache=True)
+def _duty_steps(apu, state, cycle):  # pragma: no cover
+    """Duty steps due strictly before ``cycle`` (the period is constant between events)."""
+    for channel in range(2):
+        due = state[_NEXT + channel]
+        if due < cycle and apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ON]:
+            period = _pulse_period(apu, channel)
+            count = (cycle - 1 - due) // period + 1
+            state[_POS + channel] = (state[_POS + channel] + count) & 7
+            state[_NEXT + channel] = due + count * period
+
+
+@numba.njit(cache=True)
+def _steps_until(apu, state, cycle):  # pragma: no cover
+    """Sequencer steps at or before ``cycle``; stops after one that stops a channel and
+    returns its cycle, else -1."""
+    while state[_SEQ] <= cycle:
+        step = state[_SEQ]
+        _duty_steps(apu, state, step)
+        was_on = 0
+        for c in range(4):
+            was_on |= apu[hw.CHANNEL_BASE + c * hw.CHANNEL_STRIDE + hw.CH_ON] << c
+        hw.apu_frame_sequencer_step(apu)
+        state[_SEQ] = step + _SEQUENCER_PERIOD
+        now_on = 0
+        for c in range(4):
+            now_on |= apu[hw.CHANNEL_BASE + c * hw.CHANNEL_STRIDE + hw.CH_ON] << c
+        if was_on & ~now_on:
+            return step
+    return -1
+
+
+@numba.njit(cache=True)
+def _advance(apu, state, cycle):  # pragma: no cover
+    while state[_SEQ] <= cycle:
+        _steps_until(apu, state, state[_SEQ])
+    _duty_steps(apu, state, cycle)
+
+
+@numba.njit(cache=True)
+def _chip_write(apu, state, address, value, cycle):  # pragma: no cover
+    _advance(apu, state, cycle)
+    powered = (apu[hw.REGS + 0x16] & 0x80) != 0
+    hw.apu_write(apu, address, value, cycle)
+    if not powered:
+        return
+    if address == 0xFF26 and (value & 0x80) == 0:
+        state[_POS] = 0
+        state[_POS + 1] = 0
+    elif (address == 0xFF14 or address == 0xFF19) and (value & 0x80) != 0:
+        channel = 0 if address == 0xFF14 else 1
+        state[_NEXT + channel] = cycle + _pulse_period(apu, channel)
+        state[_TRIG + channel] = state[_POS + channel]
+
+
+@numba.njit(cache=True)
+def _sound_key(apu, channel, pulse_step, wave_step, key):  # pragma: no cover
+    """What ``_Encoder.correct`` compares of a channel (all 0 but the DAC while it is off)."""
+    key[:] = 0
+    base = hw.REGS + 5 * channel
+    on = apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ON]
+    key[0] = on
+    key[1] = (apu[hw.REGS + 0x0A] & 0x80) if channel == 2 else (apu[base + 2] & 0xF8) != 0
+    if not on:
+        return
+    if channel < 3:
+        frequency = apu[base + 3] | ((apu[base + 4] & 7) << 8)
+        key[2] = wave_step[frequency] if channel == 2 else pulse_step[frequency]
+    if channel < 2:
+        key[3] = apu[base + 1] >> 6
+    if channel == 0:
+        key[4] = apu[hw.REGS] & 0x7F
+    if channel == 2:
+        key[5] = (apu[hw.REGS + 0x0C] >> 5) & 3
+        for i in range(16):
+            key[6 + i] = apu[hw.WAVE_RAM + i]
+    else:
+        key[5] = apu[base + 2] & 0x0F
+        key[6] = apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_VOLUME]
+    if channel == 3:
+        key[7] = apu[base + 3]
+
+
+@numba.njit(cache=True)
+def _sound_keys_differ(orig, decoded, pulse_step, wave_step):  # pragma: no cover
+    """Per channel: might ``_Encoder.correct`` have something to emit?"""
+    out = np.zeros(4, dtype=np.bool_)
+    a = np.zeros(22, dtype=np.int64)
+    b = np.zeros(22, dtype=np.int64)
+    for channel in range(4):
+        _sound_key(orig, channel, pulse_step, wave_step, a)
+        _sound_key(decoded, channel, pulse_step, wave_step, b)
+        for i in range(22):
+            if a[i] != b[i]:
+                out[channel] = True
+    return out
+
+
+@numba.njit(cache=True)
+def _apply_burst(apu, state, cycles, registers, values, lo, hi, snapshots, triggered):
+    """The recording's writes ``lo:hi``; per channel triggered (and sounding), the APU state
+    right after its last trigger in ``snapshots`` and its duty step + 1 in ``triggered``
+    (0: not triggered); ``triggered[4]``: cycle of a power-on (-1: none)."""  # pragma: no cover
+    triggered[:] = 0
+    triggered[4] = -1
+    for i in range(lo, hi):
+        address = registers[i]
+        value = values[i]
+        if address == 0xFF26 and (value & 0x80) != 0 and (apu[hw.REGS + 0x16] & 0x80) == 0:
+            triggered[4] = cycles[i]
+        _chip_write(apu, state, address, value, cycles[i])
+        if (value & 0x80) != 0 and (
+            address == 0xFF14 or address == 0xFF19 or address == 0xFF1E or address == 0xFF23
+        ):
+            channel = (address - 0xFF14) // 5
+            if apu[hw.CHANNEL_BASE + channel * hw.CHANNEL_STRIDE + hw.CH_ON]:
+                snapshots[channel, :] = apu
+                triggered[channel] = (state[_TRIG + channel] if channel < 2 else 0) + 1
+
+
 class _Chip:
     """The APU model, its frame sequencer and the pulse channels' duty steps, stepped as
     ``gbsynth.synth.core`` steps them (sequencer steps at multiples of 8,192 cycles, before
@@ -297,65 +446,41 @@ class _Chip:
 
     def __init__(self) -> None:
         self.apu = hw.new_apu_state()
-        self.sequencer = _SEQUENCER_PERIOD
-        self.duty_position = [0, 0]
-        self.duty_next = [self._period(0), self._period(1)]
-        self.trigger_position = [0, 0]
-        """Duty step each pulse channel was at when it was last triggered."""
+        self.state = np.zeros(_CHIP_SIZE, dtype=np.int64)
+        self.state[_SEQ] = _SEQUENCER_PERIOD
+        self.state[_NEXT] = _pulse_period(self.apu, 0)
+        self.state[_NEXT + 1] = _pulse_period(self.apu, 1)
 
     def copy(self) -> _Chip:
         twin = object.__new__(_Chip)
         twin.apu = self.apu.copy()
-        twin.sequencer = self.sequencer
-        twin.duty_position = list(self.duty_position)
-        twin.duty_next = list(self.duty_next)
-        twin.trigger_position = list(self.trigger_position)
+        twin.state = self.state.copy()
         return twin
 
-    def _period(self, channel: int) -> int:
-        return 4 * (2048 - _frequency(self.apu, channel))
+    @property
+    def sequencer(self) -> int:
+        """Cycle of the next frame-sequencer step."""
+        return int(self.state[_SEQ])
 
-    def _duty_steps(self, cycle: int) -> None:
-        """Duty steps due strictly before ``cycle`` (the period is constant between events)."""
-        for channel in (0, 1):
-            due = self.duty_next[channel]
-            if due < cycle and _on(self.apu, channel):
-                period = self._period(channel)
-                count = (cycle - 1 - due) // period + 1
-                self.duty_position[channel] = (self.duty_position[channel] + count) & 7
-                self.duty_next[channel] = due + count * period
+    def duty_position(self, channel: int) -> int:
+        """The duty step a pulse channel is at."""
+        return int(self.state[_POS + channel])
+
+    def trigger_position(self, channel: int) -> int:
+        """The duty step a pulse channel was at when it was last triggered."""
+        return int(self.state[_TRIG + channel])
 
     def advance_to(self, cycle: int) -> None:
         """Everything due up to a write at ``cycle``."""
-        while self.sequencer <= cycle:
-            self._duty_steps(self.sequencer)
-            hw.apu_frame_sequencer_step(self.apu)
-            self.sequencer += _SEQUENCER_PERIOD
-        self._duty_steps(cycle)
+        _advance(self.apu, self.state, cycle)
 
-    def step_stops_a_channel(self) -> int | None:
-        """Run the next sequencer step; the cycle it ran at if it stopped a channel."""
-        self._duty_steps(self.sequencer)
-        was_on = [_on(self.apu, c) for c in range(4)]
-        hw.apu_frame_sequencer_step(self.apu)
-        cycle = self.sequencer
-        self.sequencer += _SEQUENCER_PERIOD
-        if any(was_on[c] and not _on(self.apu, c) for c in range(4)):
-            return cycle
-        return None
+    def steps_until(self, cycle: int) -> int:
+        """Sequencer steps up to ``cycle``, stopping after one that stops a channel: its
+        cycle, else -1."""
+        return int(_steps_until(self.apu, self.state, cycle))
 
     def write(self, address: int, value: int, cycle: int) -> None:
-        self.advance_to(cycle)
-        powered = bool(_reg(self.apu, 0xFF26) & 0x80)
-        hw.apu_write(self.apu, address, value, cycle)
-        if not powered:
-            return
-        if address == 0xFF26 and not value & 0x80:
-            self.duty_position = [0, 0]
-        elif address in (0xFF14, 0xFF19) and value & 0x80:
-            channel = 0 if address == 0xFF14 else 1
-            self.duty_next[channel] = cycle + self._period(channel)
-            self.trigger_position[channel] = self.duty_position[channel]
+        _chip_write(self.apu, self.state, address, value, cycle)
 
 
 # --------------------------------------------------------------------------
@@ -376,6 +501,7 @@ class StreamDecoder:
         self.tick = 0
         self.cycle = 0
         """Cycle of the decoder's next write."""
+        self._last_cycle = 0  # just after the last write made
         self._phase: list[int | None] = [None, None]
         self._fine = 0
         self._fine_pending = False
@@ -410,6 +536,7 @@ class StreamDecoder:
         self._registers.append(address)
         self._values.append(value)
         self.cycle = cycle + WRITE_SPACING
+        self._last_cycle = self.cycle
 
     # -- grammar ------------------------------------------------------------
 
@@ -470,8 +597,12 @@ class StreamDecoder:
         elif kind == "FINE":
             self._fine = _fine_of(arg)
             self._fine_pending = True
-        elif kind == "BEND":
-            channel, steps = _bend_of(arg)
+        elif kind in ("BEND", "JUMP"):
+            if kind == "BEND":
+                channel, steps = _bend_of(arg)
+            else:
+                channel, semitones = _jump_of(arg)
+                steps = semitones * PITCH_STEPS
             step = _step_of(channel, _frequency(self.apu, channel)) + steps
             self._set_pitch(channel, step, trigger=False)
         elif kind == "HIT":
@@ -506,6 +637,13 @@ class StreamDecoder:
             if arg + 1 >= len(self.recent):
                 raise TokenError(f"WAVE_RECENT {arg + 1}: only {len(self.recent)} shapes known")
             self._load_wave(self.recent[arg + 1])
+        elif kind == "RESET":
+            # Power off and on in the frame-sequencer interval the recording did (``arg``
+            # steps before this tick's): the sequencer's steps keep their times.
+            boundary = (self.tick * TICK_CYCLES // _SEQUENCER_PERIOD - arg) * _SEQUENCER_PERIOD
+            last = self._cycles[-1] + WRITE_SPACING if self._cycles else self._last_cycle
+            self._write(0xFF26, 0, max(last, boundary + 1))
+            self._write(0xFF26, 0x80)
         elif kind == "PAN":
             self._write(_NR51, arg)
         elif kind == "MASTER":
@@ -537,7 +675,7 @@ class StreamDecoder:
         self._write(base + 3, 0xFF)
         start = self.cycle
         self._write(base + 4, 0x87)
-        steps = (position - self.chip.duty_position[channel]) & 7
+        steps = (position - self.chip.duty_position(channel)) & 7
         at = start + 4 * steps  # the last wanted step is at start + 4 * steps
         if sweep_overflows:
             self._write(0xFF10, nr10, at + 1)
@@ -611,11 +749,8 @@ class _Trigger:
     """Pulse channels: the duty step the waveform starts from."""
 
 
-def _snapshot(chip: _Chip, channel: int, position: int | None = None) -> _Trigger:
-    apu = chip.apu
+def _snapshot(apu: np.ndarray, channel: int, position: int = 0) -> _Trigger:
     base = _BASE[channel]
-    if position is None:
-        position = chip.duty_position[channel] if channel < 2 else 0
     return _Trigger(
         frequency=_frequency(apu, channel) if channel < 3 else 0,
         nrx2=_reg(apu, base + 2),
@@ -642,6 +777,8 @@ class _Encoder:
     def __init__(self) -> None:
         self.decoder = StreamDecoder()
         self.out: list[int] = []
+        self.power_on: int | None = None
+        """Cycle the recording powered the APU on at since the last tick, if it did."""
         self.emitted_tick = 0
 
     def emit(self, tick: int, token: int) -> None:
@@ -655,6 +792,10 @@ class _Encoder:
             current = _step_of(channel, _frequency(self.decoder.apu, channel))
             if 0 < abs(step - current) <= MAX_BEND:
                 self.emit(tick, _bend_token(channel, step - current))
+                return
+            semitones, rest = divmod(step - current, PITCH_STEPS)
+            if rest == 0 and 0 < abs(semitones) <= MAX_JUMP:
+                self.emit(tick, _jump_token(channel, semitones))
                 return
         note, fine = _split_step(step)
         if fine:
@@ -673,7 +814,7 @@ class _Encoder:
 
     def settings(self, tick: int, channel: int, want: _Trigger) -> None:
         """Tokens that give the decoder the settings a trigger needs."""
-        have = _snapshot(self.decoder.chip, channel)
+        have = _snapshot(self.decoder.apu, channel)
         if channel == 2:
             if want.shape != have.shape:
                 self.emit_wave(tick, want.shape)
@@ -702,7 +843,7 @@ class _Encoder:
             if note[1]:
                 trial._apply(_fine_token(note[1]))
             trial._apply(NOTE + channel * N_NOTES + note[0])
-            if trial.chip.trigger_position[channel] != want.position:
+            if trial.chip.trigger_position(channel) != want.position:
                 self.emit(tick, PHASE + channel * 8 + want.position)
         self.emit_pitch(tick, channel, want.frequency, trigger=True)
 
@@ -710,6 +851,10 @@ class _Encoder:
         """Tokens at ``tick`` that make the decoder's state match the recording's (``chip``)."""
         self.decoder.chip.advance_to(max(tick * TICK_CYCLES, self.decoder.cycle))
         orig, d = chip.apu, self.decoder.apu
+        if self.power_on is not None:
+            steps = tick * TICK_CYCLES // _SEQUENCER_PERIOD - self.power_on // _SEQUENCER_PERIOD
+            self.emit(tick, RESET + min(max(steps, 0), 3))
+            self.power_on = None
         for channel in range(4):
             if channel in triggers:
                 self.trigger(tick, channel, triggers[channel])
@@ -717,8 +862,10 @@ class _Encoder:
             self.emit(tick, PAN + _reg(orig, _NR51))
         if _master(orig) != _master(d):
             self.emit(tick, MASTER + _master(orig))
+        differs = _sound_keys_differ(orig, d, _PULSE_STEP, _WAVE_STEP)
         for channel in range(4):
-            self.correct(tick, channel, chip)
+            if differs[channel]:
+                self.correct(tick, channel, chip)
 
     def correct(self, tick: int, channel: int, chip: _Chip) -> None:
         orig, d = chip.apu, self.decoder.apu
@@ -736,7 +883,9 @@ class _Encoder:
                     )
             return
         if not d_on or (channel == 2 and _wave_shape(orig) != _wave_shape(d)):
-            self.trigger(tick, channel, _snapshot(chip, channel))  # restart in the decoder
+            # Restart the note in the decoder.
+            position = chip.duty_position(channel) if channel < 2 else 0
+            self.trigger(tick, channel, _snapshot(chip.apu, channel, position))
         if channel < 3 and _step_of(channel, _frequency(orig, channel)) != _step_of(
             channel, _frequency(d, channel)
         ):
@@ -781,45 +930,42 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
         writes.validate()
         if int(writes.cycles[-1]) >= duration_cycles:
             raise ValueError(f"write at cycle {int(writes.cycles[-1])} past {duration_cycles}")
-    cycles = writes.cycles.tolist()
-    registers = writes.registers.tolist()
-    values = writes.values.tolist()
-    ticks = _burst_ticks(writes.cycles).tolist()
+    cycles = np.ascontiguousarray(writes.cycles, dtype=np.int64)
+    registers = writes.registers.astype(np.int64)
+    values = writes.values.astype(np.int64)
+    ticks = _burst_ticks(cycles)
+    groups = np.flatnonzero(np.diff(ticks)) + 1
+    starts = np.append(0, groups).tolist() if len(ticks) else []
+    ends = np.append(groups, len(ticks)).tolist() if len(ticks) else []
     chip = _Chip()
     encoder = _Encoder()
-    n = len(cycles)
-    i = 0
     end_tick = -(-duration_cycles // TICK_CYCLES)
-    while i < n:
-        tick = ticks[i]
+    snapshots = np.zeros((4, hw.APU_STATE_SIZE), dtype=np.int64)
+    triggered = np.zeros(5, dtype=np.int64)  # per channel: duty step + 1 if triggered; power
+    for lo, hi in zip(starts, ends, strict=True):
+        tick, first = int(ticks[lo]), int(cycles[lo])
         # Sequencer steps before the burst: a length counter may stop a channel.
-        while chip.sequencer <= cycles[i]:
-            stop = chip.step_stops_a_channel()
-            if stop is not None:
-                stop_tick = -(-stop // TICK_CYCLES)
-                if stop_tick < tick and stop_tick * TICK_CYCLES < cycles[i]:
-                    chip.advance_to(stop_tick * TICK_CYCLES)
-                    encoder.sync(stop_tick, chip, {})
-        triggers: dict[int, _Trigger] = {}
-        while i < n and ticks[i] == tick:
-            address, value = registers[i], values[i]
-            chip.write(address, value, cycles[i])
-            if address in (0xFF14, 0xFF19, 0xFF1E, 0xFF23) and value & 0x80:
-                channel = (address - 0xFF14) // 5
-                if _on(chip.apu, channel):
-                    position = chip.trigger_position[channel] if channel < 2 else 0
-                    triggers[channel] = _snapshot(chip, channel, position)
-            i += 1
+        while (stop := chip.steps_until(first)) >= 0:
+            stop_tick = -(-stop // TICK_CYCLES)
+            if stop_tick < tick and stop_tick * TICK_CYCLES < first:
+                chip.advance_to(stop_tick * TICK_CYCLES)
+                encoder.sync(stop_tick, chip, {})
+        _apply_burst(chip.apu, chip.state, cycles, registers, values, lo, hi, snapshots, triggered)
+        if triggered[4] >= 0:
+            encoder.power_on = int(triggered[4])
+        triggers = {
+            channel: _snapshot(snapshots[channel], channel, int(triggered[channel]) - 1)
+            for channel in range(4)
+            if triggered[channel]
+        }
         chip.advance_to(tick * TICK_CYCLES)
         encoder.sync(tick, chip, triggers)
     # Length counters may still stop channels after the last write.
-    while chip.sequencer < duration_cycles:
-        stop = chip.step_stops_a_channel()
-        if stop is not None:
-            stop_tick = -(-stop // TICK_CYCLES)
-            if stop_tick < end_tick:
-                chip.advance_to(stop_tick * TICK_CYCLES)
-                encoder.sync(stop_tick, chip, {})
+    while (stop := chip.steps_until(duration_cycles - 1)) >= 0:
+        stop_tick = -(-stop // TICK_CYCLES)
+        if stop_tick < end_tick:
+            chip.advance_to(stop_tick * TICK_CYCLES)
+            encoder.sync(stop_tick, chip, {})
     gap = end_tick - encoder.decoder.tick
     while gap > 0:
         step = min(gap, MAX_SHIFT)
@@ -935,6 +1081,9 @@ def describe(tokens: np.ndarray) -> list[str]:
         elif kind == "BEND":
             channel, steps = _bend_of(arg)
             text = f"BEND {_CHANNEL_NAMES[channel]} {steps:+d}/{PITCH_STEPS}"
+        elif kind == "JUMP":
+            channel, semitones = _jump_of(arg)
+            text = f"JUMP {_CHANNEL_NAMES[channel]} {semitones:+d}"
         elif kind in ("ENV", "VOL"):
             index, value = divmod(arg, 256 if kind == "ENV" else 16)
             name = _CHANNEL_NAMES[ENVELOPE_CHANNELS[index]]
@@ -951,6 +1100,8 @@ def describe(tokens: np.ndarray) -> list[str]:
             text = f"MASTER L{arg >> 3} R{arg & 7}"
         elif kind == "WAVE_RECENT":
             text = f"WAVE_RECENT {arg + 1}"
+        elif kind == "RESET":
+            text = f"RESET {arg}"
         elif kind in ("NIBBLE", "LEVEL"):
             text = f"{kind} {arg}"
         else:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from gbsynth.trainer.model import GPT
+from gbsynth.trainer.model import GPT, token_frames
 
 _F = np.float32
 _LN_EPS = 1e-5
@@ -68,12 +68,13 @@ def _gelu(x):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _step(
-    token, position, window,
+    token, position, time, time_heads, window,
     wte,
     ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj,
     lnf_w, lnf_b, inv_freq, cache_k, cache_v, h_out,
 ):  # fmt: skip  # pragma: no cover - compiled
-    """Feed one token at ``position``; write the final hidden state into ``h_out``."""
+    """Feed one token at ``position`` (music ``time`` in frames for the last ``time_heads``
+    heads: ``model.py``); write the final hidden state into ``h_out``."""
     n_layer, n_head, head_dim, _ = cache_k.shape
     d = wte.shape[1]
     half = head_dim // 2
@@ -83,12 +84,16 @@ def _step(
     y = np.empty(d, _F)
     o = np.empty(d, _F)
     hidden = np.empty(w_fc.shape[1], _F)
-    cos = np.empty(half, _F)
-    sin = np.empty(half, _F)
+    # Row 0: rotation by token index; row 1: by music time (the time heads).
+    cos = np.empty((2, half), _F)
+    sin = np.empty((2, half), _F)
     for i in range(half):
         angle = position * inv_freq[i]  # float64: exact for long songs
-        cos[i] = math.cos(angle)
-        sin[i] = math.sin(angle)
+        cos[0, i] = math.cos(angle)
+        sin[0, i] = math.sin(angle)
+        angle = time * inv_freq[i]
+        cos[1, i] = math.cos(angle)
+        sin[1, i] = math.sin(angle)
     slot = position % window
     n = min(position + 1, window)
     scale = np.float32(1.0 / math.sqrt(head_dim))
@@ -100,13 +105,15 @@ def _step(
             base = hd * head_dim
             keys = cache_k[layer, hd]  # (head_dim, window): contiguous along time
             values = cache_v[layer, hd]
+            c = cos[1] if hd >= n_head - time_heads else cos[0]
+            s = sin[1] if hd >= n_head - time_heads else sin[0]
             for i in range(half):
                 q1, q2 = qkv[base + i], qkv[base + half + i]
-                qkv[base + i] = q1 * cos[i] - q2 * sin[i]
-                qkv[base + half + i] = q1 * sin[i] + q2 * cos[i]
+                qkv[base + i] = q1 * c[i] - q2 * s[i]
+                qkv[base + half + i] = q1 * s[i] + q2 * c[i]
                 k1, k2 = qkv[d + base + i], qkv[d + base + half + i]
-                keys[i, slot] = k1 * cos[i] - k2 * sin[i]
-                keys[half + i, slot] = k1 * sin[i] + k2 * cos[i]
+                keys[i, slot] = k1 * c[i] - k2 * s[i]
+                keys[half + i, slot] = k1 * s[i] + k2 * c[i]
             for i in range(head_dim):
                 values[i, slot] = qkv[2 * d + base + i]
             # Time-major loops (the inner one runs along the cache) vectorise.
@@ -211,13 +218,15 @@ def _pick_allowed(logits, allowed, temperature, top_p, u, masked, probs, order):
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _feed_one(
-    token, counters, wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc,
-    w_proj, b_proj, lnf_w, lnf_b, inv_freq, cache_k, cache_v, hidden, zero_bias, logits,
+    token, counters, clock, token_frames, time_heads, wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o,
+    b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj, lnf_w, lnf_b, inv_freq, cache_k, cache_v,
+    hidden, zero_bias, logits,
 ):  # fmt: skip  # pragma: no cover - compiled
+    clock[0] += token_frames[token]
     _step(
-        token, counters[0], cache_k.shape[3], wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o, b_o,
-        ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj, lnf_w, lnf_b, inv_freq, cache_k, cache_v,
-        hidden,
+        token, counters[0], clock[0], time_heads, cache_k.shape[3], wte, ln1_w, ln1_b, w_qkv,
+        b_qkv, w_o, b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj, lnf_w, lnf_b, inv_freq,
+        cache_k, cache_v, hidden,
     )  # fmt: skip
     counters[0] += 1
     _matvec(wte, zero_bias, hidden, logits)
@@ -235,6 +244,8 @@ class DecodeState:
     cache_v: np.ndarray
     counters: np.ndarray
     """int64 ``[position]``"""
+    clock: np.ndarray
+    """float64 ``[music time in frames after the last token]`` (the time heads' position)"""
     hidden: np.ndarray
     logits: np.ndarray
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -269,6 +280,7 @@ class InferenceEngine:
         head_dim = c.n_embd // c.n_head
         self._inv_freq = c.rope_base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
         self._zero_bias = np.zeros(c.vocab_size, _F)
+        self._token_frames = token_frames(c) if c.time_heads else np.zeros(c.vocab_size)
 
     def new_state(self, window: int | None = None) -> DecodeState:
         c = self.config
@@ -279,6 +291,7 @@ class InferenceEngine:
             np.zeros(shape, _F),
             np.zeros(shape, _F),
             np.zeros(1, np.int64),
+            np.zeros(1, np.float64),
             np.zeros(c.n_embd, _F),
             np.zeros(v, _F),
             (np.empty(v, _F), np.empty(v, np.float64), np.empty(v, np.int64)),
@@ -286,10 +299,12 @@ class InferenceEngine:
 
     def feed(self, state: DecodeState, tokens) -> None:
         """Run tokens through the model; ``state.logits`` are then the next token's logits."""
+        time_heads = self.config.time_heads
         for token in np.asarray(tokens, dtype=np.int64).reshape(-1).tolist():
+            state.clock[0] += self._token_frames[token]
             _step(
-                token, state.counters[0], state.cache_k.shape[3], *self._trunk,
-                self._inv_freq, state.cache_k, state.cache_v, state.hidden,
+                token, state.counters[0], state.clock[0], time_heads, state.cache_k.shape[3],
+                *self._trunk, self._inv_freq, state.cache_k, state.cache_v, state.hidden,
             )  # fmt: skip
             state.counters[0] += 1
         _matvec(self._trunk[0], self._zero_bias, state.hidden, state.logits)
@@ -297,8 +312,9 @@ class InferenceEngine:
     def feed_one(self, state: DecodeState, token: int) -> None:
         """``feed`` for one token, in one compiled call (the sampling loop's step)."""
         _feed_one(
-            token, state.counters, *self._trunk, self._inv_freq, state.cache_k, state.cache_v,
-            state.hidden, self._zero_bias, state.logits,
+            token, state.counters, state.clock, self._token_frames, self.config.time_heads,
+            *self._trunk, self._inv_freq, state.cache_k, state.cache_v, state.hidden,
+            self._zero_bias, state.logits,
         )  # fmt: skip
 
     def pick(

@@ -7,6 +7,13 @@ encoded with rotary embeddings (RoPE), which only see relative distances, so
 sampling can slide a fixed-size window over an endless song with a ring-buffer KV
 cache. The loss is the mean negative log-likelihood per token in nats.
 
+**Time heads.** Music repeats in time, not in tokens: a bar holds a different number of
+tokens each time it comes back (a vibrato here, a drum fill there). The last
+``time_heads`` heads of each layer rotate queries and keys by **music time** (frames of
+1/59.73 s since the window began, from the time each token moves the clock on:
+``Representation.token_cycles``) instead of by token index, so one head can attend to
+"exactly one beat or one bar ago" wherever that falls in the token stream.
+
 Sizes (``PRESETS``, for ``channel_events`` at about 40-60 tokens per second of
 music): ``cpu`` (the default: 4 layers x 128, 2,048 tokens of context, i.e. 30 s
 and more of music, 0.8 M parameters) trains on a CPU core and samples a 30 s song
@@ -20,10 +27,12 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gbsynth.common.events import FRAME_CYCLES
 from gbsynth.trainer import representation
 
 
@@ -42,6 +51,8 @@ class GPTConfig:
     """Context length in tokens (training windows; the sampling window)."""
     dropout: float = 0.1
     rope_base: float = 10_000.0
+    time_heads: int = 0
+    """Heads positioned by music time in frames instead of token index (module docstring)."""
 
     def __post_init__(self) -> None:
         if self.vocab_size == 0:
@@ -51,6 +62,8 @@ class GPTConfig:
             raise ValueError("n_embd must split into n_head heads of even size")
         if min(self.n_layer, self.n_head, self.block_size, self.vocab_size) < 1:
             raise ValueError("n_layer, n_head, block_size and vocab_size must be positive")
+        if not 0 <= self.time_heads <= self.n_head:
+            raise ValueError(f"time_heads must be between 0 and n_head ({self.n_head})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,8 +80,8 @@ class GPTConfig:
 PRESETS: dict[str, GPTConfig] = {
     "tiny": GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=64, dropout=0.0),
     "small": GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=512),
-    "cpu": GPTConfig(),
-    "gpu": GPTConfig(n_layer=8, n_head=6, n_embd=384, block_size=4096, dropout=0.1),
+    "cpu": GPTConfig(block_size=4096, time_heads=2),
+    "gpu": GPTConfig(n_layer=8, n_head=6, n_embd=384, block_size=4096, dropout=0.1, time_heads=3),
 }
 
 
@@ -79,6 +92,24 @@ def rope_angles(positions: torch.Tensor, head_dim: int, base: float) -> torch.Te
     """
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
     return positions.to(torch.float64)[:, None] * inv_freq[None, :]
+
+
+def token_frames(config: GPTConfig) -> np.ndarray:
+    """Frames (float64) each token of the config's representation moves the clock on."""
+    cycles = representation.get(config.representation).token_cycles
+    return np.asarray(cycles, dtype=np.float64) / FRAME_CYCLES
+
+
+def head_rotation(
+    index_angles: torch.Tensor, time_angles: torch.Tensor | None, config: GPTConfig
+) -> torch.Tensor:
+    """Angles per head: ``index_angles`` ``(..., T, h)`` for the first heads and
+    ``time_angles`` (same shape) for the last ``config.time_heads``: ``(..., H, T, h)``."""
+    if not config.time_heads or time_angles is None:
+        return index_angles
+    index_angles, time_angles = torch.broadcast_tensors(index_angles, time_angles)
+    n_index = config.n_head - config.time_heads
+    return torch.stack([index_angles] * n_index + [time_angles] * config.time_heads, dim=-3)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -143,6 +174,10 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(d)
+        if config.time_heads:
+            # Derived from the representation, not learned: not part of the weights.
+            frames = torch.from_numpy(token_frames(config))
+            self.register_buffer("token_frames", frames, persistent=False)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
@@ -166,11 +201,14 @@ class GPT(nn.Module):
         _, t = tokens.shape
         if t > self.config.block_size:
             raise ValueError(f"{t} tokens is longer than the context ({self.config.block_size})")
-        angles = rope_angles(
-            torch.arange(t, device=tokens.device),
-            self.config.n_embd // self.config.n_head,
-            self.config.rope_base,
-        )
+        head_dim = self.config.n_embd // self.config.n_head
+        angles = rope_angles(torch.arange(t, device=tokens.device), head_dim, self.config.rope_base)
+        if self.config.time_heads:
+            # Each token's time is the clock after it (a SHIFT's own step included).
+            times = torch.cumsum(self.token_frames.to(torch.float64)[tokens], dim=1)  # (B, T)
+            inv_freq = rope_angles(torch.ones(1), head_dim, self.config.rope_base)[0]
+            time_angles = times[..., None] * inv_freq  # (B, T, h)
+            angles = head_rotation(angles[None], time_angles, self.config)  # (B, H, T, h)
         cos = angles.cos().to(self.wte.weight.dtype)
         sin = angles.sin().to(self.wte.weight.dtype)
         x = self.drop(self.wte(tokens))
@@ -208,6 +246,8 @@ class GPT(nn.Module):
         pos = cache.position
         slot = pos % cache.window
         n = min(pos + 1, cache.window)
+        if self.config.time_heads:
+            cache.time += float(self.token_frames[int(token)])
         cos, sin = cache.rotation(pos)
         hd = cache.head_dim
         for layer, block in enumerate(self.blocks):
@@ -238,9 +278,17 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype)
         self.v = torch.zeros(shape, dtype=dtype)
         self.position = 0
-        self._rope_base = c.rope_base
+        self.time = 0.0
+        """Music time (frames) after the last token fed: the time heads' position."""
+        self._config = c
         self._dtype = dtype
 
     def rotation(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
-        angles = rope_angles(torch.tensor([position]), self.head_dim, self._rope_base)
+        """cos and sin ``(1, h)``, or ``(n_head, h)`` with time heads, for ``position``."""
+        base = self._config.rope_base
+        angles = rope_angles(torch.tensor([position]), self.head_dim, base)
+        if self._config.time_heads:
+            time = torch.tensor([self.time], dtype=torch.float64)
+            angles = head_rotation(angles, rope_angles(time, self.head_dim, base), self._config)
+            angles = angles[:, 0]
         return angles.cos().to(self._dtype), angles.sin().to(self._dtype)

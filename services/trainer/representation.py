@@ -58,6 +58,9 @@ class Representation:
     stretch: Callable[[np.ndarray, float], np.ndarray] | None = None
     version: str = ""
     """A digest of the code that defines the tokens: caches of encoded music key on it."""
+    sampled: np.ndarray | None = None
+    """bool ``(vocab_size,)``: tokens a generated song may use (None: all). Recordings
+    need a few that a composed song does not (an APU power cycle)."""
 
     def cycles(self, tokens: np.ndarray) -> int:
         """Cycles of music ``tokens`` span."""
@@ -100,6 +103,8 @@ def _channel_events() -> Representation:
 
     cycles = np.zeros(ce.VOCAB_SIZE, dtype=np.int64)
     cycles[ce.SHIFT : ce.SHIFT + ce.MAX_SHIFT] = np.arange(1, ce.MAX_SHIFT + 1) * ce.TICK_CYCLES
+    sampled = np.ones(ce.VOCAB_SIZE, dtype=bool)
+    sampled[ce.RESET : ce.RESET + 4] = False  # a composed song never powers the chip off
     return Representation(
         name="channel_events",
         vocab_size=ce.VOCAB_SIZE,
@@ -111,6 +116,7 @@ def _channel_events() -> Representation:
         transpose=ce.transpose,
         stretch=ce.stretch,
         version=_source_digest(ce),
+        sampled=sampled,
     )
 
 

@@ -38,6 +38,9 @@ PREAMBLE = ApuWrites.from_arrays([0, 0, 0], [0xFF26, 0xFF24, 0xFF25], [0x80, 0x7
 
 PIECE_TOKENS = 512
 """Tokens sampled between two yielded pieces."""
+FIRST_PIECE_TOKENS = 32
+"""Tokens of the first sampled piece; each next piece is twice as long up to
+``PIECE_TOKENS``, so the first sound comes out after a few milliseconds of sampling."""
 
 
 class SamplingError(ValueError):
@@ -70,7 +73,8 @@ class Sampler:
         ``stats``, if given, gets ``tokens``: the tokens sampled so far.
 
         The song opens with ``PREAMBLE`` and then ``prime`` (if given), both part of
-        the output; pieces hold what ``piece_tokens`` tokens decode to.
+        the output; pieces hold what ``FIRST_PIECE_TOKENS``, then twice as many, ... up to
+        ``piece_tokens`` tokens decode to (the random draws do not depend on the sizes).
         """
         if not seconds >= 0 or seconds == float("inf"):
             raise SamplingError(f"seconds must be a finite number >= 0, not {seconds}")
@@ -96,10 +100,14 @@ class Sampler:
         recent = np.zeros(rep.max_tokens_per_frame, np.int64)  # clocks of the last tokens
         sampled = 0
         piece: list[ApuWrites] = []
+        piece_tokens = min(FIRST_PIECE_TOKENS, self.piece_tokens)
         while clock < end_cycle:
-            uniforms = rng.random(self.piece_tokens)
+            uniforms = rng.random(piece_tokens)
+            piece_tokens = min(2 * piece_tokens, self.piece_tokens)
             for u in uniforms:
                 allowed = decoder.valid_next()
+                if rep.sampled is not None:
+                    allowed = allowed & rep.sampled
                 if sampled >= len(recent):
                     # The token len(recent) tokens ago must be a frame back: a model stuck
                     # on tokens that do not move time cannot flood the song (or the CPU).
