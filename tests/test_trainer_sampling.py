@@ -66,12 +66,15 @@ def test_prune_keeps_newest_best_and_served(tmp_path: Path) -> None:
     assert len(deleted) == 2 and not (tmp_path / "step-0000000001.json").exists()
 
 
-def test_engine_matches_the_torch_model_step_by_step() -> None:
+@pytest.mark.parametrize("time_heads", [0, 1])
+def test_engine_matches_the_torch_model_step_by_step(time_heads: int) -> None:
     torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16)).eval()
+    config = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, time_heads=time_heads)
+    model = GPT(config).eval()
     for p in model.parameters():
         p.data += 0.1 * torch.randn_like(p)  # make every weight matter
     sequence = torch.randint(0, model.config.vocab_size, (40,))  # any tokens: no grammar here
+    sequence[::3] = torch.randint(0, 256, (14,))  # time shifts: the time head's clock moves
     engine = InferenceEngine(model)
     state = engine.new_state()
     cache = model.new_cache()
