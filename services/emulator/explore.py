@@ -9,8 +9,7 @@ test's selection or a level's timer do not show in the key), and repeats:
 1. **select** a cell, favouring cells chosen less often and cells whose branches
    paid off, and load one of its states; or, first, a *follow-up*: the inputs that
    just found a song, replayed from the same state after one more direction (the
-   next item of a sound test or menu), and the longest wait from where they led (from
-   where power-on listening ended, when it found a song);
+   next item of a sound test or menu), and the longest wait from where they led;
 2. **branch**: play one to ``CHAIN_MACROS`` input *macros* in a row (a tap or a hold
    of one button, a direction then A, two buttons held together, or a wait with no
    input), each followed by ``settle_seconds`` of quiet (not judged: the sound effect
@@ -483,14 +482,9 @@ class MusicSearch:
     def spans(self) -> Iterator[Span]:
         """Boot listening, then branches from selected cells, for as long as it is asked."""
         boot_chunks = int(round(self.settings.boot_seconds / LISTEN_SECONDS))
-        songs_before = len(self.songs)
         if boot_chunks:
             yield from self._listen(boot_chunks)
-        booted = self._archive(self._cell_key())
-        if len(self.songs) > songs_before:
-            # A song at power-on: wait on first, as after any song found (a title song may
-            # move on by itself: its next section, an attract mode's song).
-            self._follow_ups.append((booted, booted.states[0], [self._longest_wait]))
+        self._archive(self._cell_key())
         while True:
             if self._follow_ups:
                 cell, start, plan = self._follow_ups.pop(0)
