@@ -16,7 +16,10 @@ there, so both sides go through the same command lines:
 3. songs: for a test ROM, a song of it counts as found when the recording's observing
    spans hold at least ``FOUND_WINDOWS`` of its note windows (the same test for both
    sides); for the others, the songs the search reports (the peer reports none);
-4. worker memory: a separate process runs the emulator service's ``run_job`` (no
+4. music heard: of the note windows the ROM plays in ``ALONE_SECONDS`` with no input
+   (power-on music and whatever follows it by itself), how many the recording's
+   observing spans hold (a ROM that reads no buttons has no other music);
+5. worker memory: a separate process runs the emulator service's ``run_job`` (no
    Kafka) on every ROM in turn, as an idle worker does, and reports its peak RSS.
 """
 
@@ -39,6 +42,7 @@ SHARED = REPO.parent / "shared"
 BASELINE_REF = "ae3abfa"
 """The last commit whose ROM explorer re-rolled random buttons every frame."""
 FOUND_WINDOWS = 8
+ALONE_SECONDS = 300
 TEST_ROM_BUILDERS = ("sound_test_rom", "game_rom", "combo_rom")
 
 WORKER_SNIPPET = r"""
@@ -99,8 +103,8 @@ def explore(tree: str, rom: Path, seconds: float, seed: int, out: Path) -> dict:
     }
 
 
-def songs_heard(avro: Path, truths: list[set[int]]) -> int:
-    """How many of the known songs the recording's observing spans hold."""
+def heard_windows(avro: Path) -> set[int]:
+    """The note windows the recording's observing spans hold."""
     from gbsynth.common.events import register_snapshot
     from gbsynth.common.formats import read_recordings
     from gbsynth.pruner.analysis import note_starts
@@ -113,23 +117,29 @@ def songs_heard(avro: Path, truths: list[set[int]]) -> int:
         writes = recording.writes.between(start, end)
         notes = note_starts(writes.shifted(-start), before if start else None)
         heard |= {int(h) for h in NoteStream().feed(notes)}
-    return sum(len(truth & heard) >= FOUND_WINDOWS for truth in truths)
+    return heard
 
 
-def song_truths(rom) -> list[set[int]]:
+def played_windows(rom: bytes, seconds: float) -> set[int]:
+    """The note windows a ROM plays from power-on with no input."""
     from gbsynth.common.events import CPU_HZ
     from gbsynth.emulator.core.machine import GameBoy
-    from gbsynth.music.rom import song_rom
     from gbsynth.pruner.analysis import note_starts
     from gbsynth.pruner.songs import NoteStream
 
-    truths = []
-    for song in rom.songs:
-        gb = GameBoy(song_rom([song], title="truth"))
-        gb.start_recording()
-        gb.run_cycles(int(2 * song.seconds * CPU_HZ) + CPU_HZ)
-        truths.append({int(h) for h in NoteStream().feed(note_starts(gb.take_writes()))})
-    return truths
+    gb = GameBoy(rom)
+    gb.start_recording()
+    gb.run_cycles(int(seconds * CPU_HZ))
+    return {int(h) for h in NoteStream().feed(note_starts(gb.take_writes()))}
+
+
+def song_truths(rom) -> list[set[int]]:
+    """Each song's note windows, played alone for two passes."""
+    from gbsynth.music.rom import song_rom
+
+    return [
+        played_windows(song_rom([song], title="truth"), 2 * song.seconds + 1) for song in rom.songs
+    ]
 
 
 def worker_memory(tree: str, folder: Path, seconds: float, seed: int) -> float:
@@ -157,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         roms = tmp / "roms"
         roms.mkdir()
         truths: dict[str, list[set[int]] | None] = {}
+        alone: dict[str, set[int]] = {}
         for path in sorted((SHARED / "roms/music").glob("*/*.gb")):
             (roms / path.name).write_bytes(path.read_bytes())
             truths[path.name] = None
@@ -165,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             name = f"test-{builder.removesuffix('_rom').replace('_', '-')}.gb"
             (roms / name).write_bytes(rom.rom)
             truths[name] = song_truths(rom)
+        for name in truths:
+            alone[name] = played_windows((roms / name).read_bytes(), ALONE_SECONDS)
         sides = {
             "random buttons": baseline_tree(args.baseline_ref, tmp / "baseline"),
             "music search": os.environ.get("PYTHONPATH", ""),  # this checkout, as imported
@@ -175,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             for side, tree in sides.items():
                 out = tmp / f"{side.split()[0]}-{name}.avro"
                 result = explore(tree, roms / name, args.seconds, args.seed, out)
+                heard = heard_windows(out)
                 if truth:
-                    result["songs"] = songs_heard(out, truth)
+                    result["songs"] = sum(len(t & heard) >= FOUND_WINDOWS for t in truth)
+                result["alone"] = f"{len(alone[name] & heard)}/{len(alone[name])}"
                 row[side] = result
             rows.append(row)
         memory = {
@@ -187,17 +202,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.seconds:g} emulated s per ROM, seed {args.seed}, peer: explorer at "
         f"{args.baseline_ref}"
     )
-    print(f"{'ROM':<24} {'songs':>5} | {'random buttons':^32} | {'music search':^32} | speed")
     print(
-        f"{'':<24} {'held':>5} | {'songs':>6} {'kept':>6} {'wall s':>8} {'x real':>8} | "
-        f"{'songs':>6} {'kept':>6} {'wall s':>8} {'x real':>8} | ratio"
+        f"music heard: of the note windows each ROM plays in {ALONE_SECONDS} s with no input, "
+        "those the recording's observing spans hold"
     )
+    print(f"{'ROM':<24} {'songs':>5} | {'random buttons':^42} | {'music search':^42} | speed")
+    head = f"{'songs':>6} {'kept':>6} {'heard':>9} {'wall s':>8} {'x real':>8}"
+    print(f"{'':<24} {'held':>5} | {head} | {head} | ratio")
     for row in rows:
         old, new = row["random buttons"], row["music search"]
         cells = []
         for r in (old, new):
             songs = "-" if r["songs"] is None else str(r["songs"])
-            cells.append(f"{songs:>6} {r['kept']:>6} {r['wall']:>8.2f} {r['speed']:>8.0f}")
+            cells.append(
+                f"{songs:>6} {r['kept']:>6} {r['alone']:>9} {r['wall']:>8.2f} {r['speed']:>8.0f}"
+            )
         holds = "?" if row["holds"] is None else str(row["holds"])
         print(
             f"{row['rom']:<24} {holds:>5} | {cells[0]} | {cells[1]} | "

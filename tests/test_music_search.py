@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gbsynth.common.events import CPU_HZ, ApuWrites, register_snapshot
+from gbsynth.common.events import CPU_HZ, ApuWrites, Phase, register_snapshot
 from gbsynth.emulator.core.machine import GameBoy
 from gbsynth.emulator.explore import ExploreSettings, MusicSearch, songs_in
 from gbsynth.emulator.sources import RomSession
@@ -128,6 +128,25 @@ def test_each_recorded_window_is_a_new_song_opened_with_a_snapshot():
     for start, end in spans:
         outside &= (recording.writes.cycles < start) | (recording.writes.cycles >= end)
     assert not outside.any()  # nothing recorded while pressing or settling
+
+
+def test_music_an_input_starts_is_recorded_from_its_first_notes():
+    """A sound test's song starts with the A press, in the settle time after it: a window
+    that opens right after the press records that time too (a song's intro plays once)."""
+    rom = test_roms.sound_test_rom()
+    recording = RomSession(rom.rom, rom.name, seed=SEED, explore=ExploreSettings()).record(80)
+    marks = recording.phases
+    opened = [
+        mark.cycle
+        for before, mark in zip(marks, marks[1:], strict=False)
+        if before.phase is Phase.PRESS and mark.phase is Phase.OBSERVE
+    ]
+    assert opened
+    settle = int(ExploreSettings().settle_seconds * CPU_HZ)
+    for start in opened:
+        context = register_snapshot(recording.writes, start)
+        first = recording.writes.between(start + 1, start + settle).shifted(-start)
+        assert len(note_starts(first, context)) > 0
 
 
 def test_songs_known_before_are_not_recorded_again():

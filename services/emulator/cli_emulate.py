@@ -49,7 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ("boot", "listening from power-on before the first input"),
         ("observe", "longest recorded window of one new song"),
         ("press", "longest wait macro"),
-        ("settle", "unrecorded quiet after each input"),
+        (
+            "settle",
+            "quiet after each input, not judged (a window opening right after starts with it)",
+        ),
     ):
         default = getattr(defaults, f"{phase}_seconds")
         parser.add_argument(

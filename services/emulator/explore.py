@@ -12,14 +12,15 @@ test's selection or a level's timer do not show in the key), and repeats:
    next item of a sound test or menu), and the longest wait from where they led;
 2. **branch**: play one to ``CHAIN_MACROS`` input *macros* in a row (a tap or a hold
    of one button, a direction then A, two buttons held together, or a wait with no
-   input), each followed by ``settle_seconds`` of unrecorded quiet and then
-   *listening*: no input, cut into ``LISTEN_SECONDS`` chunks whose note starts are
-   hashed into windows (``gbsynth.pruner.songs``), each chunk judged with the one
-   before as context;
+   input), each followed by ``settle_seconds`` of quiet (not judged: the sound effect
+   an input makes dies out) and then *listening*: no input, cut into ``LISTEN_SECONDS``
+   chunks whose note starts are hashed into windows (``gbsynth.pruner.songs``), each
+   chunk judged with the one before as context;
 3. **score**: when the last ``NOVELTY_CHUNKS`` chunks hold enough unheard windows,
    new music starts and an *observe* window opens: recorded, opened with a register
    snapshot so it stands on its own, with the ``LEAD_IN_CHUNKS`` quiet chunks before
-   it so the song's first notes are in. It lasts at least ``MIN_WINDOW_CHUNKS`` and
+   it, and the settle time when it opens right after an input (music an input starts
+   begins there), so the song's first notes are in. It lasts at least ``MIN_WINDOW_CHUNKS`` and
    ends when the song loops into windows already heard, falls silent, or switches
    to other new music; past ``observe_seconds`` it is listened to, not recorded. The
    window is kept only if it was a song (``MIN_SONG_WINDOWS`` windows or
@@ -89,7 +90,8 @@ SPARSE_NOTES = 3
 """A chunk with fewer note starts is too sparse to tell whether a song goes on or loops."""
 LEAD_IN_CHUNKS = 2
 """Unrecorded chunks kept until judged: a new song's window opens with them (a song's first
-second may hold too few notes to judge)."""
+second may hold too few notes to judge), and with the settle time before them if they
+follow an input."""
 QUIET_CHUNKS_END = 3
 """An observe window ends after this many chunks in a row without a note start."""
 LOOPED_CHUNKS_END = 6
@@ -291,6 +293,10 @@ class MusicSearch:
         return writes
 
     def _press(self, macro: Macro) -> Iterator[Span]:
+        """Plays the macro's inputs (a press span), then its settle time; returns the settle
+        time as ``(registers before it, its writes, cycles)``, or None without one. Its
+        span is yielded by ``_listen``: music the input started may begin in it, and a
+        window that opens right after it starts with it."""
         total = 0
         for buttons, frames in macro.steps:
             self._run(buttons, frames * FRAME_CYCLES)
@@ -299,16 +305,21 @@ class MusicSearch:
             self.gb.set_buttons(0)
             yield Span(Phase.PRESS, total, ApuWrites.empty())
         settle = int(round(self.settings.settle_seconds * CPU_HZ / FRAME_CYCLES)) * FRAME_CYCLES
-        if settle and macro.steps:
-            self._run(0, settle)
-            yield Span(Phase.SETTLE, settle, ApuWrites.empty())
+        if not (settle and macro.steps):
+            return None
+        opening = self._shadow
+        return opening, self._run(0, settle), settle
 
-    def _listen(self, chunks: int) -> Iterator[Span]:
+    def _listen(
+        self, chunks: int, settled: tuple[ApuWrites, ApuWrites, int] | None = None
+    ) -> Iterator[Span]:
         """No input for ``chunks`` chunks, or until the window of a new song heard in them
-        ends; records what is new (see the module doc)."""
+        ends; records what is new (see the module doc). ``settled``: the settle time just
+        before (from ``_press``), not judged but kept as the oldest lead-in."""
         self._stream.reset()
         self._playing = -1
-        pending: list[tuple[ApuWrites, ApuWrites]] = []  # unrecorded chunks, kept a while
+        # Unrecorded stretches kept a while: (registers before, writes, cycles).
+        pending: list[tuple[ApuWrites, ApuWrites, int]] = [] if settled is None else [settled]
         song: int | None = None  # the song an open window records, None: no window open
         held: list[Span] | None = None  # the window's spans until the song is confirmed
         recorded = quiet = heard = listened = fresh = 0
@@ -369,28 +380,28 @@ class MusicSearch:
                 # first notes are in (those chunks never follow another window).
                 song = self.songs.learn(windows, None)
                 self._playing = song
-                found_at = self.cycle - self._chunk * (len(pending) + 1)
+                lead_in = [*pending, (opening, writes, self._chunk)]
+                found_at = self.cycle - sum(cycles for _, _, cycles in lead_in)
                 quiet = 0 if len(notes) else 1
                 heard = 0
-                lead_in = [*pending, (opening, writes)]
-                first_opening, first_writes = lead_in[0]
+                first_opening, first_writes, first_cycles = lead_in[0]
                 spans.append(
                     Span(
-                        Phase.OBSERVE, self._chunk, ApuWrites.concat([first_opening, first_writes])
+                        Phase.OBSERVE, first_cycles, ApuWrites.concat([first_opening, first_writes])
                     )
                 )
-                spans += [Span(Phase.OBSERVE, self._chunk, w) for _, w in lead_in[1:]]
-                recorded = listened = len(lead_in)
+                spans += [Span(Phase.OBSERVE, cycles, w) for _, w, cycles in lead_in[1:]]
+                # Chunks listened to so far (the settle time is none).
+                recorded = listened = len(lead_in) - (lead_in[0] is settled)
                 fresh = 1
                 pending = []
                 held = []
             else:
                 if hearing.song is not None:
                     self.songs.learn(windows, hearing.song)  # more of a known song
-                pending.append((opening, writes))
-                if len(pending) > LEAD_IN_CHUNKS:
-                    pending.pop(0)
-                    yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+                pending.append((opening, writes, self._chunk))
+                while len(pending) > LEAD_IN_CHUNKS:
+                    yield Span(Phase.SETTLE, pending.pop(0)[2], ApuWrites.empty())
                 continue
             if held is None:
                 yield from spans
@@ -404,8 +415,8 @@ class MusicSearch:
                 self.stats.song_found_by.append(" / ".join(self._path) or "boot")
                 yield from held
                 held = None
-        for _ in pending:
-            yield Span(Phase.SETTLE, self._chunk, ApuWrites.empty())
+        for _, _, cycles in pending:
+            yield Span(Phase.SETTLE, cycles, ApuWrites.empty())
 
     def _notes(
         self, previous: tuple[ApuWrites, ApuWrites] | None, opening: ApuWrites, writes: ApuWrites
@@ -496,8 +507,8 @@ class MusicSearch:
                 self._path.append(macro.name)
                 self.stats.macros += 1
                 songs_before = len(self.songs)
-                yield from self._press(macro)
-                yield from self._listen(macro.listen_chunks)
+                settled = yield from self._press(macro)
+                yield from self._listen(macro.listen_chunks, settled)
                 found_song = len(self.songs) > songs_before
                 gain = 5 * (len(self.songs) - songs_before)
                 key = self._cell_key()

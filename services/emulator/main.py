@@ -110,7 +110,7 @@ EXPLORE_SETTLE_SECONDS = Setting(
     "GBSYNTH_EXPLORE_SETTLE_SECONDS",
     float,
     _EXPLORE_DEFAULTS.settle_seconds,
-    "exploration: unrecorded quiet after each input, before listening",
+    "exploration: quiet after each input, not judged, before listening",
     minimum=0,
 )
 EXPLORE_ROM_SECONDS = Setting(
