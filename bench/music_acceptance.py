@@ -138,7 +138,7 @@ def main() -> int:
         if args.train_data:
             training = load_songs(args.train_data, args.train_seconds)
         else:
-            training = training_songs(checkpoint.parent)
+            training = training_songs(checkpoint)
     except SongReportError as exc:
         print(exc, file=sys.stderr)
         return 1

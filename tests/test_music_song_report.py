@@ -15,6 +15,7 @@ from gbsynth.music.song_report import (
     build_report,
     load_songs,
     split_subsong,
+    training_songs,
 )
 from gbsynth.trainer.testing import make_tiny_checkpoint
 
@@ -49,6 +50,21 @@ def test_a_real_song_copied_into_training_is_found(shared_dir):
     copy = report["memorisation"]["songs"][song.name]
     assert copy["seconds"] > 9.0  # the whole song is in the training data
     assert build_report([other], [song], training=[song])["memorisation"]["longest_notes"] == 0
+
+
+def test_the_training_data_saved_beside_a_checkpoint_is_decoded(shared_dir, tmp_path):
+    from gbsynth.trainer import representation
+    from gbsynth.trainer.data import save_tracks, tracks_from_file
+    from gbsynth.trainer.offline import DATASET_FILE
+
+    checkpoint = make_tiny_checkpoint(tmp_path)
+    assert training_songs(checkpoint) == []  # no dataset saved
+    rep = representation.get("channel_events")
+    tracks = tracks_from_file(shared_dir / "corpus/DevSound_demo.gbs", rep, seconds=3.0)
+    save_tracks(tmp_path / DATASET_FILE, tracks[:2], rep)
+    songs = training_songs(checkpoint)
+    assert len(songs) == 2 and all(len(song.writes) > 100 for song in songs)
+    assert songs[0].duration_cycles == pytest.approx(3 * 4_194_304, rel=0.02)
 
 
 def test_evaluate_generate_from_the_command_line(shared_dir, tmp_path, capsys):

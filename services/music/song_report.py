@@ -110,24 +110,30 @@ def load_songs(specs: Iterable[str | Path], seconds: float) -> list[SongWrites]:
     return songs
 
 
-def training_songs(folder: Path) -> list[SongWrites]:
-    """The training data a checkpoint folder's ``gbsynth train`` saved (``dataset.npz``),
-    decoded back to writes; empty if the folder has none."""
-    from gbsynth.trainer import tokens
+def training_songs(checkpoint: Path) -> list[SongWrites]:
+    """The training data ``gbsynth train`` saved beside a checkpoint (``dataset.npz``, in
+    the checkpoint's representation), decoded back to writes; empty if there is none."""
+    from gbsynth.trainer import representation
+    from gbsynth.trainer.checkpoint import CheckpointError, load_checkpoint
     from gbsynth.trainer.data import DataError, load_tracks
     from gbsynth.trainer.offline import DATASET_FILE
 
-    path = Path(folder) / DATASET_FILE
+    path = Path(checkpoint).parent / DATASET_FILE
     if not path.is_file():
         return []
     try:
-        tracks = load_tracks(path)
+        rep = representation.get(load_checkpoint(checkpoint).config.representation)
+    except CheckpointError as exc:
+        raise SongReportError(str(exc)) from exc
+    try:
+        tracks = load_tracks(path, rep)
     except DataError as exc:
         raise SongReportError(str(exc)) from exc
-    return [
-        SongWrites(track.name, tokens.decode(track.events), tokens.duration_cycles(track.events))
-        for track in tracks
-    ]
+    songs = []
+    for track in tracks:
+        writes, cycles = rep.decode(track.tokens)
+        songs.append(SongWrites(track.name, writes, cycles))
+    return songs
 
 
 def generate_songs(
@@ -304,7 +310,7 @@ def run(args: argparse.Namespace, checkpoint: Path) -> int:
         if args.train_data:
             training = load_songs(args.train_data, args.train_seconds)
         else:
-            training = training_songs(checkpoint.parent)
+            training = training_songs(checkpoint)
         report = build_report(generated, real, training)
         report["checkpoint"] = str(checkpoint)
         report["seconds"] = seconds
