@@ -115,7 +115,7 @@ def training_songs(folder: Path) -> list[SongWrites]:
     decoded back to writes; empty if the folder has none."""
     from gbsynth.trainer import tokens
     from gbsynth.trainer.data import DataError, load_tracks
-    from gbsynth.trainer.offline import DATASET_FILE
+    from gbsynth.trainer.training_folder import DATASET_FILE
 
     path = Path(folder) / DATASET_FILE
     if not path.is_file():
