@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from gbsynth.common.config import Setting
+from gbsynth.common.config import SERVICE_METRICS_PORTS, Setting
 
 STATE_DIR = Setting(
     "GBSYNTH_STATE_DIR",
@@ -59,7 +59,7 @@ DEMO_SEED = Setting("GBSYNTH_DEMO_SEED", int, 0, "run-local: seed of the demo so
 # Default ports, as in the compose file and each service's own default.
 BROKER_PORT = 9092
 GENERATOR_PORT = 8000
-METRICS_PORTS = {"emulator": 9101, "pruner": 9102, "trainer": 9103}
+METRICS_PORTS = SERVICE_METRICS_PORTS
 PROMETHEUS_PORT = 9090
 
 # Prometheus as deploy/prometheus/prometheus.yml sets it up (tests/test_local.py compares).
