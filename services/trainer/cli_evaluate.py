@@ -29,7 +29,7 @@ import json
 import sys
 from pathlib import Path
 
-from gbsynth.music import song_report
+from gbsynth.music.song_report import DEFAULT_SECONDS as DEFAULT_SONG_SECONDS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--max-tokens", type=int, default=None, help="score at most this many")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    song_report.add_arguments(parser)
+    group = parser.add_argument_group("musical statistics of generated songs (--generate)")
+    group.add_argument(
+        "--generate", type=int, default=None, metavar="N",
+        help="sample N songs (seeds 0..N-1) and report their musical statistics beside --real "
+        f"songs instead of the NLL (--seconds: song length, default {DEFAULT_SONG_SECONDS:g})",
+    )  # fmt: skip
+    group.add_argument(
+        "--real", nargs="+", default=[], metavar="FILE",
+        help="real music to compare with: GBS (FILE#N: subsong N), ROM, VGM or Avro recordings",
+    )  # fmt: skip
+    group.add_argument(
+        "--train-seconds", type=float, default=180.0,
+        help="seconds recorded per --train-data file for memorisation (180)",
+    )  # fmt: skip
+    group.add_argument("--temperature", type=float, default=1.0, help="sampling (default 1.0)")
+    group.add_argument("--top-p", type=float, default=0.95, help="sampling (default 0.95)")
+    group.add_argument(
+        "--json", type=Path, default=None, metavar="PATH",
+        help="write the statistics of every song as JSON",
+    )  # fmt: skip
+    group.add_argument(
+        "--piano-roll", type=Path, default=None, metavar="PNG",
+        help="draw 3 generated songs beside 3 real ones",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"gbsynth evaluate: no checkpoint in {folder}", file=sys.stderr)
             return 1
     if args.generate is not None:
-        return song_report.run(args, path)
+        return _run_generate(args, path)
     seconds = 120.0 if args.seconds is None else args.seconds
     try:
         loaded = load_checkpoint(path)
@@ -100,4 +123,30 @@ def run(args: argparse.Namespace) -> int:
         print("gbsynth evaluate: no held-out music to score", file=sys.stderr)
         return 1
     print(json.dumps(evaluate(loaded, train, heldout), indent=1))
+    return 0
+
+
+def _run_generate(args: argparse.Namespace, checkpoint: Path) -> int:
+    """``--generate N``: musical statistics of N sampled songs beside the ``--real`` ones."""
+    from gbsynth.music.song_report import (
+        SongReportError,
+        compare_with_real,
+        format_report,
+        plot_songs,
+    )
+
+    seconds = DEFAULT_SONG_SECONDS if args.seconds is None else args.seconds
+    try:
+        generated, real, report = compare_with_real(
+            checkpoint, args.generate, seconds, args.real, train_data=args.train_data,
+            train_seconds=args.train_seconds, temperature=args.temperature, top_p=args.top_p,
+        )  # fmt: skip
+        print(format_report(generated, real, report))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+        if args.piano_roll:
+            plot_songs(generated, real, args.piano_roll)
+    except (SongReportError, OSError) as exc:
+        print(f"gbsynth evaluate: {exc}", file=sys.stderr)
+        return 1
     return 0
