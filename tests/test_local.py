@@ -195,15 +195,7 @@ def test_the_test_stack_runs_run_local_on_its_own_ports(tmp_path):
     assert stack.command[1:4] == ["-m", "gbsynth", "run-local"]
     parser = argparse.ArgumentParser()
     cli_run_local.configure(parser)
-    args = parser.parse_args(stack.command[4:])
-    ports = local.Ports(
-        args.broker_port,
-        args.generator_port,
-        args.emulator_metrics_port,
-        args.pruner_metrics_port,
-        args.trainer_metrics_port,
-        args.prometheus_port,
-    )
+    ports = cli_run_local.ports_of(parser.parse_args(stack.command[4:]))
     assert ports == stack.ports
     assert len(set(vars(ports).values())) == len(vars(ports))
     assert stack.metrics_urls()["generator"] == f"{stack.generator_url}/metrics"
