@@ -17,7 +17,8 @@ model preset) in a fresh state folder on free ports, and measures:
   of the samples taken over the last half of the run, every 5 s), and their sum.
 
 Everything is stopped with SIGINT (what Ctrl-C sends) at the end, and the time the
-stack takes to stop is printed too.
+stack takes to stop is printed too. The stack is started and stopped by
+``gbsynth.local.LocalStack``, as the end-to-end tests do.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from gbsynth.local import LocalStack
 
 SERVICES = {
     "emulator-worker": "emulator",
@@ -43,14 +44,6 @@ SERVICES = {
     "tansu": "broker",
     "prometheus --config.file": "prometheus",
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def children(pid: int) -> list[int]:
@@ -120,33 +113,9 @@ def main() -> int:
     parser.add_argument("--song-seconds", type=float, default=30.0, help="length of the song")
     args = parser.parse_args()
 
-    names = ("broker", "generator", "emu", "pruner", "trainer", "prometheus")
-    ports = {name: free_port() for name in names}
     state = Path(tempfile.mkdtemp(prefix="gbsynth-stack-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
-    env["GBSYNTH_STATE_DIR"] = str(state)
-    command = [
-        sys.executable,
-        "-m",
-        "gbsynth",
-        "run-local",
-        "--broker-port",
-        str(ports["broker"]),
-        "--generator-port",
-        str(ports["generator"]),
-        "--emulator-metrics-port",
-        str(ports["emu"]),
-        "--pruner-metrics-port",
-        str(ports["pruner"]),
-        "--trainer-metrics-port",
-        str(ports["trainer"]),
-        "--prometheus-port",
-        str(ports["prometheus"]),
-    ]
-    generator = f"http://127.0.0.1:{ports['generator']}"
-    log = open(state / "run-local.log", "wb")
-    started = time.monotonic()
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    stack = LocalStack(state, state / "run-local.log").start()
+    generator, started, proc = stack.generator_url, stack.started, stack.proc
     marks: dict[str, float] = {}
     song: tuple[int, int, float] | None = None
     samples: dict[str, list[tuple[float, float]]] = {}
@@ -154,7 +123,10 @@ def main() -> int:
     try:
         while (elapsed := time.monotonic() - started) < args.seconds:
             if proc.poll() is not None:
-                print(f"run-local exited with {proc.returncode}; log: {log.name}", file=sys.stderr)
+                print(
+                    f"run-local exited with {proc.returncode}; log: {stack.log_path}",
+                    file=sys.stderr,
+                )
                 return 1
             for pid in children(proc.pid):
                 name = service_of(pid)
@@ -184,14 +156,8 @@ def main() -> int:
             time.sleep(5 if "chart" in marks else 1)
     finally:
         stop_started = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = stack.stop(timeout=90)
         stop_seconds = time.monotonic() - stop_started
-        log.close()
 
     print(f"make run stack, default settings, {args.seconds:.0f} s (state: {state})")
     for mark in ("chart", "checkpoint", "model", "song"):
@@ -216,7 +182,8 @@ def main() -> int:
         total_peak += peaks.get(name, 0.0)
         print(f"  {name:<10} {steady:8.0f} MB {peaks.get(name, 0.0):6.0f} MB")
     print(f"  {'total':<10} {total_steady:8.0f} MB {total_peak:6.0f} MB (sum of peaks)")
-    print(f"  stopped by SIGINT in {stop_seconds:.1f} s, exit code {code}")
+    stopped = "killed: not stopped within 90 s" if code is None else f"exit code {code}"
+    print(f"  stopped by SIGINT in {stop_seconds:.1f} s, {stopped}")
     return 0 if code == 0 else 1
 
 

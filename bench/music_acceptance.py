@@ -30,7 +30,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,12 +113,9 @@ def main() -> int:
 
     from gbsynth.music.song_report import (
         SongReportError,
-        build_report,
+        compare_with_real,
         format_report,
-        generate_songs,
-        load_songs,
         plot_songs,
-        training_songs,
     )
     from gbsynth.trainer.checkpoint import newest_checkpoint
 
@@ -131,21 +127,16 @@ def main() -> int:
             return 1
     real_specs = args.real or [str(SHARED / spec) for spec in DEFAULT_REAL]
     try:
-        started = time.perf_counter()
-        generated = generate_songs(checkpoint, args.songs, args.seconds)
-        sampling = time.perf_counter() - started
-        real = load_songs(real_specs, args.seconds)
-        if args.train_data:
-            training = load_songs(args.train_data, args.train_seconds)
-        else:
-            training = training_songs(checkpoint)
-    except SongReportError as exc:
+        generated, real, report = compare_with_real(
+            checkpoint, args.songs, args.seconds, real_specs, train_data=args.train_data,
+            train_seconds=args.train_seconds,
+        )  # fmt: skip
+    except (SongReportError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    report = build_report(generated, real, training or None)
     print(
         f"checkpoint {checkpoint}: {len(generated)} songs of {args.seconds:g} s sampled in "
-        f"{sampling:.1f} s; {len(real)} real songs"
+        f"{report['sampling_wall_seconds']:.1f} s; {len(real)} real songs"
     )
     print(format_report(generated, real, report))
     print()

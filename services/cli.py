@@ -34,10 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pruner": ("gbsynth.pruner.main", "pruner service: recordings in, segments out"),
     "prune": ("gbsynth.pruner.cli_prune", "prune recording files into segment files"),
     "trainer": ("gbsynth.trainer.main", "trainer service: segments in, checkpoints out"),
-    "train": ("gbsynth.trainer.offline", "train a model from recording or segment files"),
-    "evaluate": ("gbsynth.trainer.evaluate", "held-out NLL of a checkpoint against baselines"),
+    "train": ("gbsynth.trainer.cli_train", "train a model from recording or segment files"),
+    "evaluate": ("gbsynth.trainer.cli_evaluate", "held-out NLL of a checkpoint against baselines"),
     "generator": ("gbsynth.generator.main", "generator service: songs over HTTP"),
-    "generate": ("gbsynth.generator.offline", "sample a song from a checkpoint to WAV"),
+    "generate": ("gbsynth.generator.cli_generate", "sample a song from a checkpoint to WAV"),
     "run-local": ("gbsynth.cli_run_local", "run the whole pipeline as local processes"),
 }
 

@@ -39,8 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    ports = Ports(
+def ports_of(args: argparse.Namespace) -> Ports:
+    """The ports the parsed arguments ask for."""
+    return Ports(
         args.broker_port,
         args.generator_port,
         args.emulator_metrics_port,
@@ -48,4 +49,7 @@ def run(args: argparse.Namespace) -> int:
         args.trainer_metrics_port,
         args.prometheus_port,
     )
-    return run_stack(ports, args.rom_dir, args.only)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_stack(ports_of(args), args.rom_dir, args.only)

@@ -41,11 +41,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
 
-from gbsynth.common.config import Setting
+from gbsynth.common.config import SERVICE_METRICS_PORTS, Setting
 
 STATE_DIR = Setting(
     "GBSYNTH_STATE_DIR",
@@ -59,7 +59,7 @@ DEMO_SEED = Setting("GBSYNTH_DEMO_SEED", int, 0, "run-local: seed of the demo so
 # Default ports, as in the compose file and each service's own default.
 BROKER_PORT = 9092
 GENERATOR_PORT = 8000
-METRICS_PORTS = {"emulator": 9101, "pruner": 9102, "trainer": 9103}
+METRICS_PORTS = SERVICE_METRICS_PORTS
 PROMETHEUS_PORT = 9090
 
 # Prometheus as deploy/prometheus/prometheus.yml sets it up (tests/test_local.py compares).
@@ -492,3 +492,95 @@ def run_stack(ports: Ports, rom_dir: Path | None = None, only: list[str] | None 
     if failed:
         print(f"gbsynth run-local: {', '.join(failed)} failed", file=sys.stderr)
     return 1 if failed or exited else 0
+
+
+class LocalStack:
+    """``gbsynth run-local`` as a child process on free ports, for the tests and benchmarks
+    that need the whole stack running (``tests/test_end_to_end.py``,
+    ``tests/test_dashboard_browser.py``, ``bench/local_stack.py``).
+
+    Its environment is the caller's without any ``GBSYNTH_*`` setting, plus ``settings``
+    and ``GBSYNTH_STATE_DIR=state_dir``; its output goes to ``log_path``. It runs in a
+    process group of its own, so ``stop`` sends SIGINT to the whole group as a terminal's
+    Ctrl-C does (the stack must still stop in order). As a context manager it starts on
+    entry and is stopped on exit if still running.
+    """
+
+    def __init__(
+        self, state_dir: Path, log_path: Path, settings: dict[str, str] | None = None
+    ) -> None:
+        from gbsynth.common.broker import free_port
+
+        self.state_dir = Path(state_dir)
+        self.log_path = Path(log_path)
+        self.settings = dict(settings or {})
+        self.ports = Ports(*(free_port() for _ in fields(Ports)))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        """``time.monotonic()`` at the start."""
+
+    @property
+    def command(self) -> list[str]:
+        ports = self.ports
+        return [
+            sys.executable, "-m", "gbsynth", "run-local",
+            "--broker-port", str(ports.broker),
+            "--generator-port", str(ports.generator),
+            "--emulator-metrics-port", str(ports.emulator_metrics),
+            "--pruner-metrics-port", str(ports.pruner_metrics),
+            "--trainer-metrics-port", str(ports.trainer_metrics),
+            "--prometheus-port", str(ports.prometheus),
+        ]  # fmt: skip
+
+    @property
+    def generator_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.generator}"
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Service name -> the URL of its /metrics."""
+        return {
+            job: f"http://127.0.0.1:{port}/metrics"
+            for job, port in metrics_targets(self.ports).items()
+        }
+
+    def start(self) -> LocalStack:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
+        env.update(self.settings, GBSYNTH_STATE_DIR=str(self.state_dir))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGINT to the stack's process group; its exit code, or None when it had not
+        stopped within ``timeout`` seconds and was killed."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            return None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.running():
+            self.stop()

@@ -4,17 +4,12 @@ settings; /dashboard must draw charts with data (not only empty axes) within two
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from test_generator_browser import browser, wait_until  # noqa: F401 (fixture)
 
-from gbsynth.common.broker import free_port
-from gbsynth.local import find_prometheus
+from gbsynth.local import LocalStack, find_prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,43 +39,14 @@ return out;
 """
 
 
-def _tail(path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 def test_the_dashboard_draws_the_running_stack(browser, tmp_path):  # noqa: F811
-    ports = {name: free_port() for name in ("broker", "generator", "e", "p", "t", "prometheus")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
-    env.update(SMALL, GBSYNTH_STATE_DIR=str(tmp_path / "var"))
-    command = [
-        sys.executable,
-        "-m",
-        "gbsynth",
-        "run-local",
-        "--broker-port",
-        str(ports["broker"]),
-        "--generator-port",
-        str(ports["generator"]),
-        "--emulator-metrics-port",
-        str(ports["e"]),
-        "--pruner-metrics-port",
-        str(ports["p"]),
-        "--trainer-metrics-port",
-        str(ports["t"]),
-        "--prometheus-port",
-        str(ports["prometheus"]),
-    ]
-    log_path = tmp_path / "run-local.log"
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    stack = LocalStack(tmp_path / "var", tmp_path / "run-local.log", SMALL).start()
+    log_path, started = stack.log_path, stack.started
     try:
-        url = f"http://127.0.0.1:{ports['generator']}/dashboard"
+        url = f"{stack.generator_url}/dashboard"
         while True:
-            assert proc.poll() is None, f"run-local exited:\n{_tail(log_path)}"
-            assert time.monotonic() - started < 90, f"no generator:\n{_tail(log_path)}"
+            assert stack.running(), f"run-local exited:\n{stack.log_tail()}"
+            assert time.monotonic() - started < 90, f"no generator:\n{stack.log_tail(40)}"
             try:
                 browser.get(url)
                 if browser.find_elements("id", "panels"):
@@ -96,7 +62,7 @@ def test_the_dashboard_draws_the_running_stack(browser, tmp_path):  # noqa: F811
                 break
             assert time.monotonic() < deadline, (
                 f"charts without data: {drawn}\n{browser.find_element('id', 'source').text}\n"
-                f"{_tail(log_path)}"
+                f"{stack.log_tail(40)}"
             )
             time.sleep(1)
         print(f"\nfirst charts with data {time.monotonic() - started:.1f} s after run-local")
@@ -108,11 +74,9 @@ def test_the_dashboard_draws_the_running_stack(browser, tmp_path):  # noqa: F811
         assert len(drawn) >= 12  # every panel is there, with data or "no data yet"
         browser.save_screenshot(str(tmp_path / "dashboard.png"))
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait(timeout=60)
+        code = stack.stop(timeout=60)
     printed = log_path.read_text(errors="replace")
-    assert code == 0, _tail(log_path)
+    assert code == 0, stack.log_tail(40)
     assert "stopped." in printed
     if find_prometheus():
-        assert f"prometheus  http://127.0.0.1:{ports['prometheus']}/" in printed
+        assert f"prometheus  http://127.0.0.1:{stack.ports.prometheus}/" in printed

@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 from test_deploy import dashboard_metric_names, exported_metric_names
 
-from gbsynth.common.broker import free_port
+from gbsynth.local import LocalStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -98,60 +93,20 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _tail(path: Path, lines: int = 60) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
-    ports = {
-        "broker": free_port(),
-        "generator": free_port(),
-        "emulator": free_port(),
-        "pruner": free_port(),
-        "trainer": free_port(),
-        "prometheus": free_port(),
-    }
     state = tmp_path / "var"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GBSYNTH_")}
-    env.update(SMALL, GBSYNTH_STATE_DIR=str(state), GBSYNTH_LOG_LEVEL="INFO")
     log_path = tmp_path / "run-local.log"
-    command = [
-        sys.executable,
-        "-m",
-        "gbsynth",
-        "run-local",
-        "--broker-port",
-        str(ports["broker"]),
-        "--generator-port",
-        str(ports["generator"]),
-        "--emulator-metrics-port",
-        str(ports["emulator"]),
-        "--pruner-metrics-port",
-        str(ports["pruner"]),
-        "--trainer-metrics-port",
-        str(ports["trainer"]),
-        "--prometheus-port",
-        str(ports["prometheus"]),
-    ]
-    generator = f"http://127.0.0.1:{ports['generator']}"
-    metrics_urls = {
-        "emulator": f"http://127.0.0.1:{ports['emulator']}/metrics",
-        "pruner": f"http://127.0.0.1:{ports['pruner']}/metrics",
-        "trainer": f"http://127.0.0.1:{ports['trainer']}/metrics",
-        "generator": f"{generator}/metrics",
-    }
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        # A process group of its own, so Ctrl-C can be sent as a terminal sends it.
-        proc = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    stack = LocalStack(state, log_path, {**SMALL, "GBSYNTH_LOG_LEVEL": "INFO"}).start()
+    ports = vars(stack.ports)
+    generator = stack.generator_url
+    metrics_urls = stack.metrics_urls()
+    started = stack.started
     try:
         # -- a checkpoint reaches the generator ----------------------------------------------
         health: dict = {}
         while time.monotonic() - started < DEADLINE_S:
-            assert proc.poll() is None, f"run-local exited early:\n{_tail(log_path)}"
-            if _port_open(ports["generator"]):
+            assert stack.running(), f"run-local exited early:\n{stack.log_tail()}"
+            if _port_open(stack.ports.generator):
                 status, body, _ = _get(f"{generator}/healthz")
                 if status == 200:
                     health = json.loads(body)
@@ -161,7 +116,7 @@ def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
         else:
             pytest.fail(
                 f"no model served within {DEADLINE_S:.0f} s (last /healthz: {health}):\n"
-                f"{_tail(log_path)}"
+                f"{stack.log_tail()}"
             )
         checkpoints = sorted((state / "checkpoints").glob("step-*.pt"))
         assert checkpoints, "the generator serves a model, so a checkpoint file must exist"
@@ -227,15 +182,10 @@ def test_make_run_topology_from_source_files_to_a_wav(tmp_path):
         # -- Ctrl-C stops everything ---------------------------------------------------------
         # A terminal sends SIGINT to its whole foreground process group: the services and
         # the broker must still stop in order (services first, so they can commit).
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"run-local did not stop within 60 s of SIGINT:\n{_tail(log_path)}")
-    assert code == 0, f"run-local exited {code}:\n{_tail(log_path)}"
+        code = stack.stop(timeout=60)
+        if code is None:
+            pytest.fail(f"run-local did not stop within 60 s of SIGINT:\n{stack.log_tail()}")
+    assert code == 0, f"run-local exited {code}:\n{stack.log_tail()}"
     printed = log_path.read_text(errors="replace")
     assert "stopped." in printed
     # The broker outlived its clients: none lost its connection while stopping.

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 
 import pytest
 import uvicorn
 
+from gbsynth.common.broker import free_port
 from gbsynth.generator.app import create_app
 from gbsynth.generator.models import ModelHolder
 from gbsynth.generator.service import Limits
@@ -20,12 +20,6 @@ from gbsynth.trainer.testing import make_tiny_checkpoint
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

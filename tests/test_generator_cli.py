@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ import soundfile
 from conftest import service_env
 
 from gbsynth.cli import main as cli
+from gbsynth.common.broker import free_port
 from gbsynth.generator.models import load_model
 from gbsynth.generator.songs import SongParams, generate, wav_bytes
 from gbsynth.trainer.checkpoint import file_sha256
 from gbsynth.trainer.testing import make_tiny_checkpoint
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_generate_writes_the_same_song_as_the_service(tmp_path, capsys):

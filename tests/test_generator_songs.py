@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import threading
 import time
 
@@ -19,6 +20,7 @@ from gbsynth.common.vgm import read_vgm, write_vgm
 from gbsynth.generator.models import load_model
 from gbsynth.generator.prime import PrimeError, prime_from_columns, prime_from_file
 from gbsynth.generator.songs import (
+    SONG_FILE_FORMATS,
     Cancelled,
     PieceRenderer,
     SongError,
@@ -27,6 +29,7 @@ from gbsynth.generator.songs import (
     generate,
     pcm_samples,
     piano_roll,
+    song_file_bytes,
     song_key,
     vgm_bytes,
     wav_bytes,
@@ -150,6 +153,19 @@ def test_vgm_and_avro_hold_the_song(model):
     assert np.abs(writes.cycles - song.writes.cycles).max() <= CPU_HZ / 44_100
     assert abs(duration - song.duration_cycles) <= CPU_HZ / 44_100
     assert avro_bytes(song)[:4] == b"Obj\x01"
+
+
+def test_song_files_by_format_name(model):
+    # One dispatch for the service (formats of POST /v1/songs) and gbsynth generate.
+    from gbsynth.generator.app import SongFormat
+
+    assert {fmt.value for fmt in SongFormat} == set(SONG_FILE_FORMATS)
+    song = generate(model, SongParams(seconds=1.0, seed=8))
+    assert song_file_bytes(song, "vgm") == vgm_bytes(song)
+    assert song_file_bytes(song, "wav", 22_050) == wav_bytes(song, 22_050)
+    assert json.loads(song_file_bytes(song, "json"))["song"]["seed"] == 8
+    with pytest.raises(ValueError, match="unknown song file format 'mp3'"):
+        song_file_bytes(song, "mp3")
 
 
 def test_avro_reads_back_as_the_recording(model, tmp_path):

@@ -186,3 +186,17 @@ def test_a_taken_prometheus_port_is_said_and_skipped(tmp_path, monkeypatch, caps
             None,
         )
     assert f"port {port} is taken" in capsys.readouterr().out
+
+
+def test_the_test_stack_runs_run_local_on_its_own_ports(tmp_path):
+    # LocalStack starts run-local for the end-to-end tests and bench/local_stack.py: its
+    # command must be one run-local parses to the very ports it reports.
+    stack = local.LocalStack(tmp_path / "var", tmp_path / "log", {"GBSYNTH_DEMO_SONGS": "1"})
+    assert stack.command[1:4] == ["-m", "gbsynth", "run-local"]
+    parser = argparse.ArgumentParser()
+    cli_run_local.configure(parser)
+    ports = cli_run_local.ports_of(parser.parse_args(stack.command[4:]))
+    assert ports == stack.ports
+    assert len(set(vars(ports).values())) == len(vars(ports))
+    assert stack.metrics_urls()["generator"] == f"{stack.generator_url}/metrics"
+    assert stack.stop() is None and not stack.running()  # never started

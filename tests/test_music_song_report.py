@@ -52,21 +52,6 @@ def test_a_real_song_copied_into_training_is_found(shared_dir):
     assert build_report([other], [song], training=[song])["memorisation"]["longest_notes"] == 0
 
 
-def test_the_training_data_saved_beside_a_checkpoint_is_decoded(shared_dir, tmp_path):
-    from gbsynth.trainer import representation
-    from gbsynth.trainer.data import save_tracks, tracks_from_file
-    from gbsynth.trainer.offline import DATASET_FILE
-
-    checkpoint = make_tiny_checkpoint(tmp_path)
-    assert training_songs(checkpoint) == []  # no dataset saved
-    rep = representation.get("channel_events")
-    tracks = tracks_from_file(shared_dir / "corpus/DevSound_demo.gbs", rep, seconds=3.0)
-    save_tracks(tmp_path / DATASET_FILE, tracks[:2], rep)
-    songs = training_songs(checkpoint)
-    assert len(songs) == 2 and all(len(song.writes) > 100 for song in songs)
-    assert songs[0].duration_cycles == pytest.approx(3 * 4_194_304, rel=0.02)
-
-
 def test_evaluate_generate_from_the_command_line(shared_dir, tmp_path, capsys):
     checkpoint = make_tiny_checkpoint(tmp_path / "ckpt")
     real = f"{shared_dir / 'corpus/DevSound_demo.gbs'}#1"
@@ -84,3 +69,24 @@ def test_evaluate_generate_from_the_command_line(shared_dir, tmp_path, capsys):
     assert png.stat().st_size > 10_000
     assert main(["evaluate", str(checkpoint), "--generate", "0"]) == 1
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_the_training_data_saved_beside_a_checkpoint_is_read_back(shared_dir, tmp_path):
+    # What gbsynth train saves (dataset.npz, in the model's representation) is the
+    # memorisation reference when no --train-data is given.
+    from gbsynth.trainer import representation
+    from gbsynth.trainer.data import save_tracks, track_from_writes
+    from gbsynth.trainer.training_folder import DATASET_FILE
+
+    (song,) = load_songs([f"{shared_dir / 'corpus/DevSound_demo.gbs'}#1"], 5.0)
+    rep = representation.get(representation.DEFAULT)
+    track = track_from_writes(song.name, "0" * 64, song.writes, rep, song.duration_cycles)
+    save_tracks(tmp_path / DATASET_FILE, [track], rep)
+    (saved,) = training_songs(tmp_path)
+    writes, duration_cycles = rep.decode(track.tokens)
+    assert saved.name == song.name and saved.writes == writes and len(writes) > 0
+    assert saved.duration_cycles == duration_cycles
+    assert duration_cycles == pytest.approx(song.duration_cycles, rel=0.01)
+    report = build_report([saved], [], training=[saved])
+    assert report["memorisation"]["longest_seconds"] > 4.0  # a song is its own training data
+    assert training_songs(tmp_path / "nothing saved") == []

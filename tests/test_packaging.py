@@ -43,3 +43,26 @@ def test_cli_help_lists_commands():
         [sys.executable, "-m", "gbsynth", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "gbsynth" in out
+
+
+def test_command_modules_follow_the_naming_rule():
+    # docs/contributing.md: a service's subcommand is its package's main.py, an offline
+    # tool's is cli_<command>.py; argparse lives only in those and in the table itself.
+    from gbsynth.cli import COMMANDS
+
+    services = {"emulator-worker", "pruner", "trainer", "generator"}
+    for name, (module, _) in COMMANDS.items():
+        expected = "main" if name in services else "cli_" + name.replace("-", "_")
+        assert module.rsplit(".", 1)[1] == expected, (name, module)
+    command_files = {
+        REPO / "services" / Path(*module.split(".")[1:]).with_suffix(".py")
+        for module, _ in COMMANDS.values()
+    }
+    for path in (REPO / "services").rglob("*.py"):
+        if "import argparse" in path.read_text() and path.name != "cli.py":
+            assert path in command_files or path.name in _ARGPARSE_HELPERS, path
+
+
+# Library modules handed a command's parsed arguments: the default model's recipe
+# (gbsynth train --recipe).
+_ARGPARSE_HELPERS = {"recipe.py"}

@@ -312,6 +312,9 @@ KAFKA_REPLICATION_FACTOR = Setting(
     "replication factor of topics created at start-up",
     minimum=1,
 )
+SERVICE_METRICS_PORTS = {"emulator": 9101, "pruner": 9102, "trainer": 9103}
+"""Each Kafka-consuming service's own /metrics port (the compose file's and run-local's too);
+the generator serves /metrics on its HTTP port."""
 METRICS_PORT: Setting[int | None] = Setting(
     "GBSYNTH_METRICS_PORT",
     int,
@@ -319,8 +322,9 @@ METRICS_PORT: Setting[int | None] = Setting(
     "port of the Prometheus /metrics endpoint; 0 turns it off",
     minimum=0,
     maximum=65535,
-    default_text="the service's own: emulator 9101, pruner 9102, trainer 9103, "
-    "generator its HTTP port (8000)",
+    default_text="the service's own: "
+    + ", ".join(f"{name} {port}" for name, port in SERVICE_METRICS_PORTS.items())
+    + ", generator its HTTP port (8000)",
 )
 
 

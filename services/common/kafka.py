@@ -755,21 +755,20 @@ def run_service(
     group_id: str | None = None,
     config: KafkaConfig | None = None,
     environ: Mapping[str, str] | None = None,
-    default_metrics_port: int = 0,
 ) -> int:
     """Everything a consuming service's ``run(args)`` needs: logging, metrics server,
     topic creation, signal handling and the loop. Returns the exit code; configuration
     and connection problems are one line on stderr.
 
     The metrics server listens on ``GBSYNTH_METRICS_PORT`` when set, else on the
-    service's ``default_metrics_port`` (0: none)."""
+    service's own port (``SERVICE_METRICS_PORTS``; none for a service not listed)."""
     import sys
 
     cfg.configure_logging(service, environ)
     try:
         config = config or KafkaConfig.from_env(environ)
         metrics.start_metrics_server(
-            cfg.metrics_port(default_metrics_port, environ),
+            cfg.metrics_port(cfg.SERVICE_METRICS_PORTS.get(service, 0), environ),
             cfg.METRICS_ADDRESS.get(environ),
             service=service,
         )

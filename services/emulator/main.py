@@ -50,7 +50,6 @@ from gbsynth.pruner.songs import SongBook
 log = logging.getLogger(__name__)
 
 SERVICE = "emulator"
-DEFAULT_METRICS_PORT = 9101
 
 ROM_DIR = Setting(
     "GBSYNTH_ROM_DIR", str, "roms", "folder of ROM, GBS and VGM files; jobs name files inside it"
@@ -372,5 +371,4 @@ def run(args: argparse.Namespace) -> int:
         service=SERVICE,
         topics=[TOPIC_JOBS],
         output_topics=[TOPIC_RECORDINGS],
-        default_metrics_port=DEFAULT_METRICS_PORT,
     )

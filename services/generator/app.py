@@ -47,15 +47,9 @@ from gbsynth.generator.models import SERVICE, ModelHolder
 from gbsynth.generator.prime import PrimeError, prime_from_columns, prime_from_file
 from gbsynth.generator.service import REQUESTS, Limits, ServiceError, SongService
 from gbsynth.generator.songs import (
-    Song,
     SongParams,
-    avro_bytes,
-    gb_bytes,
-    piano_roll,
-    song_description,
+    song_file_bytes,
     song_key,
-    vgm_bytes,
-    wav_bytes,
     wav_size,
 )
 
@@ -287,7 +281,7 @@ def create_app(
         else:
             song = await service.song(params, model)
         assert song is not None
-        body = await run_in_threadpool(_encode, song, fmt, params.sample_rate)
+        body = await run_in_threadpool(song_file_bytes, song, fmt.value, params.sample_rate)
         counted(request, 200)
         headers = _song_headers(song.key, song.model_step, song.checkpoint_sha256,
                                 _file_name(params, fmt))  # fmt: skip
@@ -442,26 +436,6 @@ def _prime_writes(prime: PrimeFile | PrimeWrites, limits: Limits, seconds: float
             f"({seconds:g} s): ask for more seconds or send a shorter prime",
         )
     return writes
-
-
-def _encode(song: Song, fmt: SongFormat, rate: int) -> bytes:
-    if fmt is SongFormat.wav:
-        return wav_bytes(song, rate)
-    if fmt is SongFormat.vgm:
-        return vgm_bytes(song)
-    if fmt is SongFormat.avro:
-        return avro_bytes(song)
-    if fmt is SongFormat.gb:
-        return gb_bytes(song)
-    import json
-
-    return json.dumps(
-        {
-            "song": song_description(song),
-            "piano_roll": piano_roll(song.writes, song.duration_cycles),
-        },
-        separators=(",", ":"),
-    ).encode()
 
 
 class PollingFilter(logging.Filter):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from gbsynth.common import metrics
 from gbsynth.common.events import ApuWrites
@@ -78,18 +78,10 @@ class LoadedModel:
     def name(self) -> str:
         return self.path.name
 
-    def stream(
-        self,
-        seconds: float,
-        *,
-        temperature: float = 1.0,
-        top_p: float = 0.95,
-        seed: int = 0,
-        prime: ApuWrites | None = None,
-    ) -> Iterator[ApuWrites]:
-        return self.sampler.stream(
-            seconds, temperature=temperature, top_p=top_p, seed=seed, prime=prime
-        )
+    @property
+    def stream(self) -> Callable[..., Iterator[ApuWrites]]:
+        """``SongSource.stream``: the sampler's (``gbsynth.trainer.sampling.Sampler.stream``)."""
+        return self.sampler.stream
 
 
 def load_model(path: Path, expected_sha256: str | None = None) -> LoadedModel:
@@ -237,22 +229,38 @@ class ModelHolder:
         )
 
 
-class DirectoryWatcher:
-    """Polls the checkpoint folder every ``interval`` seconds in a daemon thread."""
+class _Watcher:
+    """Offers checkpoints to ``holder`` from ``_run`` in a daemon thread, until ``stop``."""
 
-    def __init__(self, holder: ModelHolder, interval: float) -> None:
+    THREAD_NAME = "checkpoint-watch"
+    STOP_SECONDS = 10.0
+    """How long ``stop`` waits for the thread to end."""
+
+    def __init__(self, holder: ModelHolder) -> None:
         self.holder = holder
-        self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="checkpoint-poll", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
 
-    def start(self) -> DirectoryWatcher:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=self.STOP_SECONDS)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class DirectoryWatcher(_Watcher):
+    """Polls the checkpoint folder every ``interval`` seconds in a daemon thread."""
+
+    THREAD_NAME = "checkpoint-poll"
+
+    def __init__(self, holder: ModelHolder, interval: float) -> None:
+        self.interval = interval
+        super().__init__(holder)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -262,28 +270,21 @@ class DirectoryWatcher:
                 log.exception("polling %s failed", self.holder.checkpoint_dir)
 
 
-class AnnouncementWatcher:
+class AnnouncementWatcher(_Watcher):
     """Reads ``model.checkpoints`` in a daemon thread and offers each announcement.
 
     Kafka being down is not fatal: the folder poll still finds checkpoints, and the
     watcher reconnects with a growing pause (up to a minute).
     """
 
+    THREAD_NAME = "checkpoint-news"
+    STOP_SECONDS = 15.0
+
     def __init__(self, holder: ModelHolder, config: Any, poll_timeout_ms: int = 1000) -> None:
-        self.holder = holder
         self.config = config  # gbsynth.common.kafka.KafkaConfig
         self.poll_timeout_ms = poll_timeout_ms
         self.seen = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="checkpoint-news", daemon=True)
-
-    def start(self) -> AnnouncementWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
+        super().__init__(holder)
 
     def _run(self) -> None:
         pause = 1.0

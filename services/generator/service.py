@@ -93,7 +93,8 @@ class StreamCut(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """How much work the service takes on (from the ``GBSYNTH_GENERATOR_*`` settings)."""
+    """How much work the service takes on (from the ``GBSYNTH_GENERATOR_*`` settings, whose
+    defaults are these)."""
 
     workers: int = 2
     queue: int = 32

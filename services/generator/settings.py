@@ -22,7 +22,7 @@ PORT = Setting(
 WORKERS = Setting(
     "GBSYNTH_GENERATOR_WORKERS",
     int,
-    2,
+    Limits.workers,
     "songs sampled at the same time (threads; about one per CPU core)",
     minimum=1,
     maximum=256,
@@ -30,14 +30,14 @@ WORKERS = Setting(
 QUEUE = Setting(
     "GBSYNTH_GENERATOR_QUEUE",
     int,
-    32,
+    Limits.queue,
     "song requests that may wait for a sampling thread; beyond them the API answers 429",
     minimum=0,
 )
 TIMEOUT_SECONDS = Setting(
     "GBSYNTH_GENERATOR_TIMEOUT_SECONDS",
     float,
-    180.0,
+    Limits.timeout_seconds,
     "time a song request may take beyond its song's length, from its arrival (queueing "
     "included); then 504, or a stream cut short",
     minimum=1,
@@ -45,7 +45,7 @@ TIMEOUT_SECONDS = Setting(
 MAX_SECONDS = Setting(
     "GBSYNTH_GENERATOR_MAX_SECONDS",
     float,
-    300.0,
+    Limits.max_seconds,
     "longest song a request may ask for, in seconds of music",
     minimum=1,
     maximum=300,
@@ -53,21 +53,21 @@ MAX_SECONDS = Setting(
 CACHE_SONGS = Setting(
     "GBSYNTH_GENERATOR_CACHE_SONGS",
     int,
-    64,
+    Limits.cache_songs,
     "finished songs kept (as event logs) to serve the same song again in another format",
     minimum=0,
 )
 MAX_PRIME_WRITES = Setting(
     "GBSYNTH_GENERATOR_MAX_PRIME_WRITES",
     int,
-    200_000,
+    Limits.max_prime_writes,
     "most register writes a prime (music to continue) may hold",
     minimum=0,
 )
 MAX_EVENTS_PER_SECOND = Setting(
     "GBSYNTH_GENERATOR_MAX_EVENTS_PER_SECOND",
     float,
-    20_000.0,
+    Limits.max_events_per_second,
     "a song whose model writes more events per second of music than this is stopped "
     "(a model stuck on fast writes; real music writes about 1,000); then 500",
     minimum=1,

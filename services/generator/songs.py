@@ -10,7 +10,7 @@ share it:
   writes it (``sink`` gets the WAV header first, then audio as soon as it exists);
 * ``wav_bytes``, ``vgm_bytes``, ``avro_bytes``, ``gb_bytes``, ``piano_roll``: the song as
   a file (``gb_bytes``: a Game Boy ROM that replays it, ``gbsynth export-gb``) or as the
-  notes the page draws.
+  notes the page draws; ``song_file_bytes``: any of them by format name.
 
 A streamed WAV and one rendered from the finished song are byte-identical: the
 synthesizer gives the same samples however time is cut into pieces, and the header
@@ -401,6 +401,31 @@ def gb_bytes(song: Song) -> bytes:
     title = f"GBSYNTH {song.params.seed}"
     rom, _stream = export_writes(song.writes, song.duration_cycles, title=title)
     return rom
+
+
+SONG_FILE_FORMATS = ("wav", "vgm", "avro", "gb", "json")
+
+
+def song_file_bytes(song: Song, fmt: str, rate: int | None = None) -> bytes:
+    """The song as a file of format ``fmt`` (one of ``SONG_FILE_FORMATS``; ``json``: its
+    description and piano roll); ``rate``: the WAV sample rate (default the song's)."""
+    if fmt == "wav":
+        return wav_bytes(song, rate)
+    if fmt == "vgm":
+        return vgm_bytes(song)
+    if fmt == "avro":
+        return avro_bytes(song)
+    if fmt == "gb":
+        return gb_bytes(song)
+    if fmt == "json":
+        return json.dumps(
+            {
+                "song": song_description(song),
+                "piano_roll": piano_roll(song.writes, song.duration_cycles),
+            },
+            separators=(",", ":"),
+        ).encode()
+    raise ValueError(f"unknown song file format {fmt!r} (not one of {SONG_FILE_FORMATS})")
 
 
 def song_description(song: Song) -> dict[str, Any]:

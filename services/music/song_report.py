@@ -1,4 +1,5 @@
-"""``gbsynth evaluate CKPT --generate N``: musical statistics of generated songs beside real ones.
+"""Musical statistics of generated songs beside real ones (``gbsynth evaluate CKPT --generate N``,
+``gbsynth.trainer.cli_evaluate``, and ``bench/music_acceptance.py``).
 
     gbsynth evaluate var/checkpoints --generate 20 --seconds 30 \\
         --real ../shared/corpus/nightmode.gbs '../shared/corpus/DevSound_demo.gbs#1' \\
@@ -18,8 +19,6 @@ training data ``gbsynth train`` saved beside the checkpoint; ``--json`` writes e
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -110,29 +109,27 @@ def load_songs(specs: Iterable[str | Path], seconds: float) -> list[SongWrites]:
     return songs
 
 
-def training_songs(checkpoint: Path) -> list[SongWrites]:
-    """The training data ``gbsynth train`` saved beside a checkpoint (``dataset.npz``, in
-    the checkpoint's representation), decoded back to writes; empty if there is none."""
-    from gbsynth.trainer import representation
-    from gbsynth.trainer.checkpoint import CheckpointError, load_checkpoint
+def training_songs(folder: Path) -> list[SongWrites]:
+    """The training data a checkpoint folder's ``gbsynth train`` saved (``dataset.npz``),
+    decoded back to writes from the representation it was saved in; empty if the folder
+    has none."""
     from gbsynth.trainer.data import DataError, load_tracks
-    from gbsynth.trainer.offline import DATASET_FILE
+    from gbsynth.trainer.training_folder import DATASET_FILE, folder_representation
 
-    path = Path(checkpoint).parent / DATASET_FILE
+    path = Path(folder) / DATASET_FILE
     if not path.is_file():
         return []
-    try:
-        rep = representation.get(load_checkpoint(checkpoint).config.representation)
-    except CheckpointError as exc:
-        raise SongReportError(str(exc)) from exc
+    rep = folder_representation(Path(folder))
+    if rep is None:
+        raise SongReportError(f"{path}: not a saved track file of a known representation")
     try:
         tracks = load_tracks(path, rep)
     except DataError as exc:
         raise SongReportError(str(exc)) from exc
     songs = []
     for track in tracks:
-        writes, cycles = rep.decode(track.tokens)
-        songs.append(SongWrites(track.name, writes, cycles))
+        writes, duration_cycles = rep.decode(track.tokens)
+        songs.append(SongWrites(track.name, writes, duration_cycles))
     return songs
 
 
@@ -247,80 +244,36 @@ def plot_songs(
     )
 
 
-# -- gbsynth evaluate --generate ----------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--generate`` options of ``gbsynth evaluate``."""
-    group = parser.add_argument_group("musical statistics of generated songs (--generate)")
-    group.add_argument(
-        "--generate",
-        type=int,
-        default=None,
-        metavar="N",
-        help="sample N songs (seeds 0..N-1) and report their musical statistics "
-        "beside --real songs instead of the NLL (--seconds: song length, "
-        f"default {DEFAULT_SECONDS:g})",
-    )
-    group.add_argument(
-        "--real",
-        nargs="+",
-        default=[],
-        metavar="FILE",
-        help="real music to compare with: GBS (FILE#N: subsong N), ROM, VGM or Avro recordings",
-    )
-    group.add_argument(
-        "--train-seconds",
-        type=float,
-        default=180.0,
-        help="seconds recorded per --train-data file for memorisation (180)",
-    )
-    group.add_argument("--temperature", type=float, default=1.0, help="sampling (default 1.0)")
-    group.add_argument("--top-p", type=float, default=0.95, help="sampling (default 0.95)")
-    group.add_argument(
-        "--json",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="write the statistics of every song as JSON",
-    )
-    group.add_argument(
-        "--piano-roll",
-        type=Path,
-        default=None,
-        metavar="PNG",
-        help="draw 3 generated songs beside 3 real ones",
-    )
-
-
-def run(args: argparse.Namespace, checkpoint: Path) -> int:
-    """``gbsynth evaluate CKPT --generate N``; ``checkpoint`` is the resolved file."""
-    seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
-    try:
-        if args.generate < 1:
-            raise SongReportError("--generate needs at least 1 song")
-        if not 0 < seconds <= 3600:
-            raise SongReportError("--seconds must be above 0 and at most 3600")
-        started = time.perf_counter()
-        generated = generate_songs(
-            checkpoint, args.generate, seconds, temperature=args.temperature, top_p=args.top_p
-        )
-        sampled = time.perf_counter() - started
-        real = load_songs(args.real, seconds)
-        if args.train_data:
-            training = load_songs(args.train_data, args.train_seconds)
-        else:
-            training = training_songs(checkpoint)
-        report = build_report(generated, real, training)
-        report["checkpoint"] = str(checkpoint)
-        report["seconds"] = seconds
-        report["sampling_wall_seconds"] = round(sampled, 2)
-        print(format_report(generated, real, report))
-        if args.json:
-            args.json.write_text(json.dumps(report, indent=1) + "\n")
-        if args.piano_roll:
-            plot_songs(generated, real, args.piano_roll)
-    except (SongReportError, OSError) as exc:
-        print(f"gbsynth evaluate: {exc}", file=sys.stderr)
-        return 1
-    return 0
+def compare_with_real(
+    checkpoint: Path,
+    count: int,
+    seconds: float,
+    real: Sequence[str],
+    *,
+    train_data: Sequence[str | Path] | None = None,
+    train_seconds: float = 180.0,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+) -> tuple[list[SongWrites], list[SongWrites], dict]:
+    """``count`` songs sampled from ``checkpoint`` (seeds 0..count-1), the ``real`` songs
+    recorded for as long, and ``build_report`` of them: memorisation against the
+    ``train_data`` files (recorded for ``train_seconds``), else against the training data
+    saved beside the checkpoint. The report also names the checkpoint, the length and the
+    sampling wall time. ``SongReportError`` (or ``OSError``) for music that cannot be used."""
+    if count < 1:
+        raise SongReportError("--generate needs at least 1 song")
+    if not 0 < seconds <= 3600:
+        raise SongReportError("--seconds must be above 0 and at most 3600")
+    started = time.perf_counter()
+    generated = generate_songs(checkpoint, count, seconds, temperature=temperature, top_p=top_p)
+    sampled = time.perf_counter() - started
+    real_songs = load_songs(real, seconds)
+    if train_data:
+        training = load_songs(train_data, train_seconds)
+    else:
+        training = training_songs(Path(checkpoint).parent)
+    report = build_report(generated, real_songs, training)
+    report["checkpoint"] = str(checkpoint)
+    report["seconds"] = seconds
+    report["sampling_wall_seconds"] = round(sampled, 2)
+    return generated, real_songs, report

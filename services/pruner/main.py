@@ -53,7 +53,6 @@ from gbsynth.pruner.prune import PruneConfig, PruneConfigError, PruneResult, pru
 log = logging.getLogger(__name__)
 
 SERVICE = "pruner"
-DEFAULT_METRICS_PORT = 9102
 
 RECORDINGS_IN = metrics.counter("pruner_recordings_in", "complete recordings pruned")
 WRITES_IN = metrics.counter("pruner_writes_in", "sound-register writes of the recordings pruned")
@@ -163,5 +162,4 @@ def run(args: argparse.Namespace) -> int:
         service=SERVICE,
         topics=[TOPIC_RECORDINGS],
         output_topics=[TOPIC_SEGMENTS],
-        default_metrics_port=DEFAULT_METRICS_PORT,
     )

@@ -1,105 +1,14 @@
-"""``gbsynth evaluate CKPT DATA...``: the model's held-out fit against n-gram baselines.
-
-Prints one JSON object::
-
-    {"checkpoint": ..., "step": ..., "representation": ..., "tokens": n, "music_seconds": s,
-     "nats_per_second": x, "nll_per_token": y,          # the model
-     "baselines": {"unigram": {"nats_per_second": ..., "nll_per_token": ...}, ... "5-gram"},
-     "best_baseline": "...", "vs_best_baseline": -0.31,  # (model - best) / best, per second
-     "train_tokens": N}
+"""The model's held-out fit against n-gram baselines, on the same tokens.
 
 Nats per *second of music* is the figure to compare: it does not depend on how
-many tokens a representation spends on a second. CKPT is a checkpoint file or a
-folder (its newest checkpoint; ``--best`` for the best held-out one). DATA is the
-music to score (any input ``gbsynth train`` accepts); without DATA, the held-out
-split saved by ``gbsynth train`` in the folder. The baselines
+many tokens a representation spends on a second. The baselines
 (``gbsynth.trainer.baselines``, in the model's representation) are fitted on the
-training data: ``--train-data`` files, else the folder's ``dataset.npz``. Model
-and baselines score the same tokens the same way: every token of each track but
-its first.
-
-``--generate N`` reports musical statistics of N sampled songs beside ``--real``
-songs instead (``gbsynth.music.song_report``).
+training tracks. Model and baselines score the same tokens the same way: every
+token of each track but its first. ``gbsynth evaluate`` (``cli_evaluate``) prints
+``evaluate``'s report.
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import sys
-from pathlib import Path
-
-from gbsynth.music import song_report
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="checkpoint file or folder")
-    parser.add_argument("data", nargs="*", type=Path, help="music to score (default: held-out)")
-    parser.add_argument(
-        "--train-data",
-        nargs="+",
-        type=Path,
-        default=None,
-        help="training data for the baselines (default: CKPT_DIR/dataset.npz)",
-    )
-    parser.add_argument("--best", action="store_true", help="the best held-out checkpoint")
-    parser.add_argument(
-        "--seconds", type=float, default=None,
-        help="seconds recorded per music file (subsong), default 120; --generate: song length",
-    )  # fmt: skip
-    parser.add_argument("--max-tokens", type=int, default=None, help="score at most this many")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    song_report.add_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from gbsynth.trainer import representation
-    from gbsynth.trainer.checkpoint import (
-        CheckpointError,
-        best_checkpoint,
-        load_checkpoint,
-        newest_checkpoint,
-    )
-    from gbsynth.trainer.data import DataError, load_tracks, tracks_from_paths
-    from gbsynth.trainer.offline import DATASET_FILE, HELDOUT_FILE
-
-    torch.set_num_threads(max(1, args.threads))
-    if not args.checkpoint.exists():
-        print(f"gbsynth evaluate: no checkpoint at {args.checkpoint}", file=sys.stderr)
-        return 1
-    folder = args.checkpoint if args.checkpoint.is_dir() else args.checkpoint.parent
-    path = args.checkpoint
-    if args.checkpoint.is_dir():
-        path = best_checkpoint(folder) if args.best else newest_checkpoint(folder)
-        if path is None:
-            print(f"gbsynth evaluate: no checkpoint in {folder}", file=sys.stderr)
-            return 1
-    if args.generate is not None:
-        return song_report.run(args, path)
-    seconds = 120.0 if args.seconds is None else args.seconds
-    try:
-        loaded = load_checkpoint(path)
-        rep = representation.get(loaded.config.representation)
-        if args.data:
-            heldout = tracks_from_paths(args.data, rep, seconds=seconds)
-        else:
-            heldout = load_tracks(folder / HELDOUT_FILE, rep)
-        if args.train_data:
-            train = tracks_from_paths(args.train_data, rep, seconds=seconds)
-        else:
-            train = load_tracks(folder / DATASET_FILE, rep)
-    except (CheckpointError, DataError) as exc:
-        print(f"gbsynth evaluate: {exc}", file=sys.stderr)
-        return 1
-    if args.max_tokens is not None:
-        heldout = first_tokens(heldout, args.max_tokens)
-    if not heldout:
-        print("gbsynth evaluate: no held-out music to score", file=sys.stderr)
-        return 1
-    print(json.dumps(evaluate(loaded, train, heldout), indent=1))
-    return 0
 
 
 def evaluate(loaded, train, heldout) -> dict:

@@ -55,7 +55,6 @@ from gbsynth.trainer.train import TrainingRun, TrainSettings, Windows
 log = logging.getLogger(__name__)
 
 SERVICE = "trainer"
-DEFAULT_METRICS_PORT = 9103
 
 DATA_DIR = Setting(
     "GBSYNTH_TRAINER_DATA_DIR", str, "var/trainer-data", "folder of the trainer's segment dataset"
@@ -450,5 +449,4 @@ def run(args: argparse.Namespace) -> int:
         service=SERVICE,
         topics=[TOPIC_SEGMENTS],
         output_topics=[TOPIC_CHECKPOINTS],
-        default_metrics_port=DEFAULT_METRICS_PORT,
     )

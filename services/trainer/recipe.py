@@ -222,7 +222,7 @@ def run_recipe(args: argparse.Namespace) -> int:
         write_checkpoint,
     )
     from gbsynth.trainer.evaluate import evaluate
-    from gbsynth.trainer.offline import DATASET_FILE, train_stage
+    from gbsynth.trainer.training_folder import DATASET_FILE, train_stage
 
     started = time.monotonic()
     minutes = 110.0 if args.minutes is None else args.minutes

@@ -211,6 +211,22 @@ def lcd_on(st: np.ndarray) -> bool:
     return (st[LCDC] & 0x80) != 0
 
 
+@njit(cache=True, inline="always")
+def _request_stat_edges(st: np.ndarray, mem: np.ndarray, pos: int, stop: int, level: int) -> int:
+    """Request the STAT interrupt at each rising edge of the STAT line in (pos, stop], from
+    ``level`` at ``pos``; the line's level at ``stop``."""
+    while True:
+        point = _next_point(st, mem, pos)
+        if point > stop:
+            break
+        new_level = _stat_level(st, mem, point)
+        if new_level and not level:
+            mem[IF_ADDR] |= INT_STAT
+        level = new_level
+        pos = point
+    return level
+
+
 @njit(cache=True)
 def ppu_sync(st: np.ndarray, mem: np.ndarray, target: int) -> None:
     """Request the VBlank and STAT interrupts due in (PPU_SYNCED, target]."""
@@ -231,28 +247,10 @@ def ppu_sync(st: np.ndarray, mem: np.ndarray, target: int) -> None:
     level = st[STAT_LINE]
     if end - pos > 2 * FRAME_DOTS:
         # Walk one whole frame (any edge in it recurs in every skipped frame), then jump.
-        stop = pos + FRAME_DOTS
-        while True:
-            point = _next_point(st, mem, pos)
-            if point > stop:
-                break
-            new_level = _stat_level(st, mem, point)
-            if new_level and not level:
-                mem[IF_ADDR] |= INT_STAT
-            level = new_level
-            pos = point
+        _request_stat_edges(st, mem, pos, pos + FRAME_DOTS, level)
         pos = end - FRAME_DOTS
         level = _stat_level(st, mem, pos)
-    while True:
-        point = _next_point(st, mem, pos)
-        if point > end:
-            break
-        new_level = _stat_level(st, mem, point)
-        if new_level and not level:
-            mem[IF_ADDR] |= INT_STAT
-        level = new_level
-        pos = point
-    st[STAT_LINE] = level
+    st[STAT_LINE] = _request_stat_edges(st, mem, pos, end, level)
 
 
 @njit(cache=True)

@@ -8,22 +8,22 @@
 ``--checkpoint`` is a checkpoint file or a folder (its newest checkpoint); without it,
 the default model (``GBSYNTH_DEFAULT_MODEL``, the pre-trained model in the package). The output
 format follows the file name: ``.wav`` (16-bit stereo, streamed to the file while it
-is sampled), ``.vgm``, ``.avro`` (the event log; ``gbsynth render`` plays it) or
-``.json`` (description and piano roll). The same checkpoint, seed and parameters give
-the same bytes as ``POST /v1/songs``.
+is sampled), ``.vgm``, ``.avro`` (the event log; ``gbsynth render`` plays it), ``.gb``
+(a ROM that replays it) or ``.json`` (description and piano roll). The same checkpoint,
+seed and parameters give the same bytes as ``POST /v1/songs``.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-FORMATS = {".wav": "wav", ".vgm": "vgm", ".avro": "avro", ".json": "json"}
+# The output format, from the file name.
+FORMATS = {".wav": "wav", ".vgm": "vgm", ".avro": "avro", ".gb": "gb", ".json": "json"}
 
 
 class GenerateError(Exception):
@@ -55,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--out", type=Path, required=True, metavar="FILE",
-        help="output file: .wav, .vgm, .avro or .json",
+        help="output file: .wav, .vgm, .avro, .gb or .json",
     )  # fmt: skip
 
 
@@ -146,13 +146,7 @@ def _run(args: argparse.Namespace) -> int:
 def _write(out: Path, fmt: str, model: Any, params: Any, cap: float) -> Any:
     """Sample the song into ``out`` in format ``fmt``; return the ``Song``."""
     from gbsynth.common.files import atomic_output, atomic_write
-    from gbsynth.generator.songs import (
-        avro_bytes,
-        generate,
-        piano_roll,
-        song_description,
-        vgm_bytes,
-    )
+    from gbsynth.generator.songs import generate, song_file_bytes
 
     if fmt == "wav":
         # Streamed into a temporary file beside the target, renamed when complete.
@@ -160,17 +154,7 @@ def _write(out: Path, fmt: str, model: Any, params: Any, cap: float) -> Any:
             song = generate(model, params, sink=stream.write, max_events_per_second=cap)
         return song
     song = generate(model, params, max_events_per_second=cap)
-    if fmt == "vgm":
-        data = vgm_bytes(song)
-    elif fmt == "avro":
-        data = avro_bytes(song)
-    else:
-        data = json.dumps(
-            {"song": song_description(song),
-             "piano_roll": piano_roll(song.writes, song.duration_cycles)},
-            separators=(",", ":"),
-        ).encode()  # fmt: skip
-    atomic_write(out, data)
+    atomic_write(out, song_file_bytes(song, fmt))
     return song
 
 
