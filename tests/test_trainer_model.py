@@ -19,7 +19,7 @@ from gbsynth.trainer.checkpoint import (
 )
 from gbsynth.trainer.data import Track
 from gbsynth.trainer.model import GPT, PRESETS, GPTConfig
-from gbsynth.trainer.train import Trainer, TrainSettings
+from gbsynth.trainer.train import SPREAD_TOKENS, Trainer, TrainSettings, model_token_nll
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -82,3 +82,18 @@ def test_the_shipped_default_model_loads_and_has_its_card():
     assert (
         representation.get(loaded.config.representation).version == card["representation_version"]
     )
+
+
+def test_a_capped_validation_scores_tracks_across_the_split() -> None:
+    """Quick validations judge pieces spread over the split, not just its first one."""
+    model = GPT(PRESETS["tiny"]).eval()
+    rng = np.random.default_rng(0)
+    tracks = [
+        Track(f"t{i}", "0" * 64, rng.integers(0, 256, 1500).astype(np.int64)) for i in range(10)
+    ]
+    nll, targets = model_token_nll(model, tracks, max_tokens=2 * SPREAD_TOKENS)
+    expected = np.concatenate([t.tokens[1 : SPREAD_TOKENS + 1] for t in (tracks[0], tracks[9])])
+    np.testing.assert_array_equal(targets, expected)
+    assert len(nll) == len(targets) and np.isfinite(nll).all()
+    _, everything = model_token_nll(model, tracks)
+    assert len(everything) == 10 * 1499

@@ -254,7 +254,7 @@ def run_recipe(args: argparse.Namespace) -> int:
         _say(f"pre-training for {pre_minutes:.1f} min")
         result = train_stage(
             out / "pretrain", None, config, dataclasses.replace(PRETRAIN, seed=args.seed),
-            minutes=pre_minutes, patience=args.patience or 8, eval_tokens=8_000,
+            minutes=pre_minutes, patience=args.patience or 8, eval_tokens=16_000,
             checkpoint_every=PRETRAIN_CHECKPOINT_EVERY,
             tracks=(data["corpus_train"], data["corpus_valid"]), **common,
         )  # fmt: skip

@@ -239,6 +239,10 @@ def _rng_from_state(saved: dict[str, Any]) -> np.random.Generator:
     return np.random.Generator(bits)
 
 
+SPREAD_TOKENS = 1024
+"""Fewest tokens scored per track when an evaluation is capped (``model_token_nll``)."""
+
+
 @torch.no_grad()
 def model_token_nll(
     model: GPT, tracks: Sequence[Track], *, max_tokens: int | None = None, batch_size: int = 8
@@ -248,27 +252,31 @@ def model_token_nll(
 
     Long tracks are scored in windows of ``block_size`` overlapping by half, each
     token once and with at least half a window of context (all of it near the
-    track start). ``max_tokens`` stops early (whole windows), for quick evaluations.
+    track start). ``max_tokens`` scores fewer, for quick evaluations: the starts (whole
+    windows) of tracks spread evenly over the list, at least ``SPREAD_TOKENS`` each, so
+    a validation split of many pieces is judged on many of them, not on its first.
     """
     model.eval()
     block = model.config.block_size
     stride = max(1, block // 2)
+    per_track = None
+    if max_tokens is not None and tracks:
+        count = max(1, min(len(tracks), max_tokens // SPREAD_TOKENS))
+        picked = np.unique(np.linspace(0, len(tracks) - 1, count).round().astype(int))
+        tracks = [tracks[i] for i in picked]
+        per_track = max(1, max_tokens // len(tracks))
     jobs: list[tuple[np.ndarray, int]] = []  # (window tokens, first position to score)
-    total = 0
     for track in tracks:
-        tokens = track.tokens
+        tokens = track.tokens if per_track is None else track.tokens[: per_track + 1]
         n = len(tokens)
         start = 0
         while start < n - 1:
             end = min(start + block + 1, n)
             first = 0 if start == 0 else block - stride
             jobs.append((tokens[start:end], first))
-            total += end - start - 1 - first
-            if end == n or (max_tokens is not None and total >= max_tokens):
+            if end == n:
                 break
             start += stride
-        if max_tokens is not None and total >= max_tokens:
-            break
     # Batch windows of equal length together.
     by_length: dict[int, list[int]] = {}
     for i, (window, _) in enumerate(jobs):
