@@ -52,6 +52,11 @@ def test_damaged_or_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
     torch.save({"hello": 1}, other)
     with pytest.raises(CheckpointError, match="not a gbsynth"):
         load_checkpoint(other)
+    # A model made for another version of its token set (a different vocabulary).
+    stale = replace(PRESETS["tiny"], vocab_size=100)
+    saved = save_checkpoint(tmp_path / "stale", GPT(stale), step=1)
+    with pytest.raises(CheckpointError, match="token set"):
+        load_checkpoint(saved.path)
 
 
 def test_prune_keeps_newest_best_and_served(tmp_path: Path) -> None:

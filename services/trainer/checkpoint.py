@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from gbsynth.common.files import atomic_write
+from gbsynth.trainer import representation
 from gbsynth.trainer.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,12 @@ def load_checkpoint(path: Path, *, expected_sha256: str | None = None) -> Loaded
         raise CheckpointError(f"{path}: not a gbsynth trainer checkpoint")
     try:
         config = GPTConfig.from_dict(payload["config"])
+        tokens = representation.get(config.representation).vocab_size
+        if config.vocab_size != tokens:
+            raise ValueError(
+                f"it reads {config.vocab_size} {config.representation} tokens, this version"
+                f" of the representation has {tokens} (a model and its token set go together)"
+            )
         model = GPT(config)
         model.load_state_dict(payload["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
