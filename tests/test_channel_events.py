@@ -4,6 +4,8 @@ their 20 ms RMS envelopes and their log band energies must each correlate at lea
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,42 @@ def test_pitch_round_trips_where_registers_are_coarser_than_steps():
         assert np.array_equal(back[coarse], registers[coarse])
         error = 1200 * np.abs(np.log2((clock / (2048 - back)) / hz))
         assert error.max() <= 100 / ce.PITCH_STEPS  # a step (6.25 cents) at worst
+
+
+def test_jumps_and_bends_are_offsets_from_the_note_and_cannot_wander():
+    # An arpeggio (0, +4, +7) and a vibrato (+-3/16) sampled a thousand times end where
+    # they started: each offset is measured from the last NOTE, not from the last step.
+    decoder = ce.StreamDecoder()
+    note = 40  # MIDI 63
+    decoder.push(ce.NOTE + note)
+    start = ce._step_of(0, ce._frequency(decoder.apu, 0))
+    for _ in range(1000):
+        for semitones in (4, 7, 0):
+            decoder.push(ce._jump_token(0, semitones))
+            pitch = ce._step_of(0, ce._frequency(decoder.apu, 0))
+            assert pitch == start + semitones * ce.PITCH_STEPS
+    decoder.push(ce._jump_token(0, 12))  # an octave up, then vibrato around it
+    for bend in (3, -3) * 100:
+        decoder.push(ce._bend_token(0, bend))
+        pitch = ce._step_of(0, ce._frequency(decoder.apu, 0))
+        assert pitch == start + 12 * ce.PITCH_STEPS + bend
+    decoder.push(ce._jump_token(0, 0))
+    assert ce._step_of(0, ce._frequency(decoder.apu, 0)) == start
+    assert ce.describe([ce._jump_token(2, -24), ce._bend_token(1, 31)]) == [
+        "JUMP wave -24",
+        "BEND pulse2 +31/16",
+    ]
+
+
+def test_arpeggios_encode_as_offsets_from_their_note(shared_dir):
+    # DevSound's arpeggios and octave echoes: the JUMPs name a few intervals from the note
+    # (-12, 0, -7, +4, +7, ...), the same each time the figure comes back.
+    writes = recording_pieces(record(shared_dir, "devsound1"))[0]
+    tokens = ce.encode(writes, SECONDS * CPU_HZ)
+    jumps = [ce._jump_of(t - ce.JUMP)[1] for t in tokens.tolist() if ce._KIND[t] == "JUMP"]
+    assert len(jumps) > 300
+    counts = sorted(Counter(jumps).values(), reverse=True)
+    assert sum(counts[:5]) >= 0.8 * len(jumps)
 
 
 def test_encode_decode_stream_and_token_seconds(nightmode_writes):

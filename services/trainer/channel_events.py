@@ -9,9 +9,12 @@ is rewritten as what a listener hears change, channel by channel, on a fixed tim
 * a note is ``NOTE(channel, note)`` for the tone channels (pulse 1, pulse 2, wave), with
   the pitch as a note number plus an optional ``FINE`` offset before it in
   1/``PITCH_STEPS`` semitone steps, and ``HIT`` for the noise channel;
-* a pitch change without a retrigger (vibrato, slides, arpeggio steps) is a relative
-  ``BEND(channel, steps)`` within +-``MAX_BEND`` steps, a ``JUMP(channel, semitones)``
-  that keeps the fine offset, or an absolute ``PITCH``;
+* a pitch change without a retrigger (vibrato, slides, arpeggio steps) is measured from
+  the channel's *anchor*, the pitch its last ``NOTE``/``PITCH`` set: ``JUMP(channel, k)``
+  plays the anchor + k semitones (arpeggio steps; ``JUMP 0`` returns to the note),
+  ``BEND(channel, d)`` the last jump's pitch + d sixteenths (vibrato, short slides), and
+  an absolute ``PITCH`` moves the anchor (long slides). Offsets from the note, not from
+  the previous step, so a sampled arpeggio or vibrato cannot wander off its note;
 * the sound's parameters are tokens emitted only when they change: ``DUTY``, ``ENV`` (the
   NRx2 envelope byte: initial volume, direction, period), ``VOL`` (the volume a sounding
   channel moves to), ``LEVEL`` (wave output level), ``SWEEP`` (NR10), ``NOISE`` (NR43),
@@ -58,9 +61,9 @@ BURST_GAP_CYCLES = 2048
 PITCH_STEPS = 16
 """Fine pitch steps per semitone (6.25 cents)."""
 MAX_BEND = 2 * PITCH_STEPS
-"""Largest relative pitch move of one ``BEND`` token (2 semitones)."""
+"""``BEND`` offsets are -MAX_BEND..MAX_BEND - 1 steps (2 semitones) from the last jump's pitch."""
 MAX_JUMP = 24
-"""Largest pitch move in semitones of one ``JUMP`` token (arpeggio steps, octave jumps)."""
+"""``JUMP`` offsets are -MAX_JUMP..MAX_JUMP - 1 semitones from the channel's anchor."""
 MIDI_LOW = 23
 """MIDI note of note number 0 (the wave channel's lowest pitch is MIDI 23.6)."""
 N_NOTES = 146
@@ -96,8 +99,8 @@ SHIFT = _range("SHIFT", MAX_SHIFT)  # SHIFT + k - 1: k ticks
 NOTE = _range("NOTE", TONE_CHANNELS * N_NOTES)  # NOTE + channel * N_NOTES + note: trigger
 PITCH = _range("PITCH", TONE_CHANNELS * N_NOTES)  # same, without a trigger
 FINE = _range("FINE", PITCH_STEPS - 1)  # offsets -PITCH_STEPS/2 .. PITCH_STEPS/2 - 1, not 0
-BEND = _range("BEND", TONE_CHANNELS * 2 * MAX_BEND)  # +-1..MAX_BEND steps
-JUMP = _range("JUMP", TONE_CHANNELS * 2 * MAX_JUMP)  # +-1..MAX_JUMP semitones, fine kept
+BEND = _range("BEND", TONE_CHANNELS * 2 * MAX_BEND)  # -MAX_BEND..MAX_BEND-1 steps from the jump
+JUMP = _range("JUMP", TONE_CHANNELS * 2 * MAX_JUMP)  # -MAX_JUMP..MAX_JUMP-1 semitones from anchor
 HIT = _range("HIT", 1)  # noise trigger
 NOISE = _range("NOISE", 256)  # NR43 byte
 DUTY = _range("DUTY", 2 * 4)  # pulse channel * 4 + duty
@@ -139,23 +142,21 @@ def _fine_of(arg: int) -> int:
 
 
 def _bend_token(channel: int, steps: int) -> int:
-    index = steps + MAX_BEND if steps < 0 else steps + MAX_BEND - 1
-    return BEND + channel * 2 * MAX_BEND + index
+    return BEND + channel * 2 * MAX_BEND + steps + MAX_BEND
 
 
 def _jump_token(channel: int, semitones: int) -> int:
-    index = semitones + MAX_JUMP if semitones < 0 else semitones + MAX_JUMP - 1
-    return JUMP + channel * 2 * MAX_JUMP + index
+    return JUMP + channel * 2 * MAX_JUMP + semitones + MAX_JUMP
 
 
 def _jump_of(arg: int) -> tuple[int, int]:
     channel, index = divmod(arg, 2 * MAX_JUMP)
-    return channel, (index - MAX_JUMP if index < MAX_JUMP else index - MAX_JUMP + 1)
+    return channel, index - MAX_JUMP
 
 
 def _bend_of(arg: int) -> tuple[int, int]:
     channel, index = divmod(arg, 2 * MAX_BEND)
-    return channel, (index - MAX_BEND if index < MAX_BEND else index - MAX_BEND + 1)
+    return channel, index - MAX_BEND
 
 
 # --------------------------------------------------------------------------
@@ -503,6 +504,10 @@ class StreamDecoder:
         """Cycle of the decoder's next write."""
         self._last_cycle = 0  # just after the last write made
         self._phase: list[int | None] = [None, None]
+        self.anchor: list[int | None] = [None] * TONE_CHANNELS
+        """Per tone channel: the pitch step its last NOTE/PITCH set (JUMP offsets start here)."""
+        self.jump = [0] * TONE_CHANNELS
+        """Per tone channel: the semitones of its last JUMP since then (BEND offsets add to it)."""
         self._fine = 0
         self._fine_pending = False
         self._nibbles: list[int] | None = None
@@ -524,6 +529,8 @@ class StreamDecoder:
         twin.__dict__.update(self.__dict__)
         twin.chip = self.chip.copy()
         twin._phase = list(self._phase)
+        twin.anchor = list(self.anchor)
+        twin.jump = list(self.jump)
         twin.recent = list(self.recent)
         twin._nibbles = None if self._nibbles is None else list(self._nibbles)
         twin._cycles, twin._registers, twin._values = [], [], []
@@ -593,17 +600,18 @@ class StreamDecoder:
             channel, note = divmod(arg, N_NOTES)
             step = note * PITCH_STEPS + (self._fine if self._fine_pending else 0)
             self._fine_pending = False
+            self.anchor[channel], self.jump[channel] = step, 0
             self._set_pitch(channel, step, trigger=kind == "NOTE")
         elif kind == "FINE":
             self._fine = _fine_of(arg)
             self._fine_pending = True
         elif kind in ("BEND", "JUMP"):
-            if kind == "BEND":
-                channel, steps = _bend_of(arg)
-            else:
-                channel, semitones = _jump_of(arg)
-                steps = semitones * PITCH_STEPS
-            step = _step_of(channel, _frequency(self.apu, channel)) + steps
+            channel, offset = (_bend_of if kind == "BEND" else _jump_of)(arg)
+            anchor = self.anchor_of(channel)
+            if kind == "JUMP":
+                self.jump[channel] = offset
+                offset = 0
+            step = anchor + self.jump[channel] * PITCH_STEPS + offset
             self._set_pitch(channel, step, trigger=False)
         elif kind == "HIT":
             self._write(0xFF23, 0x80)
@@ -648,6 +656,12 @@ class StreamDecoder:
             self._write(_NR51, arg)
         elif kind == "MASTER":
             self._write(_NR50, ((arg >> 3) << 4) | (arg & 7))
+
+    def anchor_of(self, channel: int) -> int:
+        """The channel's anchor; before any NOTE/PITCH, the pitch its register holds."""
+        if self.anchor[channel] is None:
+            self.anchor[channel] = _step_of(channel, _frequency(self.apu, channel))
+        return self.anchor[channel]
 
     def _set_pitch(self, channel: int, step: int, *, trigger: bool) -> None:
         register = _register_of(channel, step)
@@ -788,14 +802,17 @@ class _Encoder:
 
     def emit_pitch(self, tick: int, channel: int, frequency: int, *, trigger: bool) -> None:
         step = _step_of(channel, frequency)
-        if not trigger:
-            current = _step_of(channel, _frequency(self.decoder.apu, channel))
-            if 0 < abs(step - current) <= MAX_BEND:
-                self.emit(tick, _bend_token(channel, step - current))
-                return
-            semitones, rest = divmod(step - current, PITCH_STEPS)
-            if rest == 0 and 0 < abs(semitones) <= MAX_JUMP:
+        decoder = self.decoder
+        if not trigger and step != _step_of(channel, _frequency(decoder.apu, channel)):
+            # Arpeggio steps as JUMPs from the note, vibrato as BENDs around the last jump;
+            # what neither reaches moves the anchor (PITCH).
+            semitones, rest = divmod(step - decoder.anchor_of(channel), PITCH_STEPS)
+            if rest == 0 and -MAX_JUMP <= semitones < MAX_JUMP:
                 self.emit(tick, _jump_token(channel, semitones))
+                return
+            bend = step - decoder.anchor_of(channel) - decoder.jump[channel] * PITCH_STEPS
+            if -MAX_BEND <= bend < MAX_BEND:
+                self.emit(tick, _bend_token(channel, bend))
                 return
         note, fine = _split_step(step)
         if fine:
