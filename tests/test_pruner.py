@@ -567,3 +567,24 @@ def test_any_recording_prunes_into_consistent_pieces(seed, seconds, rate, cut):
     for segment in result.segments:
         assert 2.0 - 0.02 <= segment.features.duration_seconds <= 5.0 + 0.02
     assert len({s.segment_id for s in result.segments}) == len(result.segments)
+
+
+def test_training_tracks_leave_out_long_silences(shared_dir):
+    # DevSound subsong 5 is a short jingle: recorded for 40 s, most of it is silence,
+    # which a model trained on it learns to play (generated songs fell silent).
+    from gbsynth.emulator.sources import GbsSession
+    from gbsynth.pruner.prune import sounding_passages
+    from gbsynth.trainer import representation
+    from gbsynth.trainer.data import total_seconds, tracks_from_recording
+
+    data = (shared_dir / "corpus/DevSound_demo.gbs").read_bytes()
+    recording = GbsSession(data, "DevSound_demo.gbs", 5).record(40)
+    passages = sounding_passages(recording.writes, recording.duration_cycles)
+    assert passages and all(0 <= a < b <= recording.duration_cycles for a, b in passages)
+    gaps = [start - end for (_, end), (start, _) in zip(passages[:-1], passages[1:], strict=True)]
+    assert all(gap >= 1.5 * CPU_HZ for gap in gaps)
+    rep = representation.get(representation.DEFAULT)
+    whole = tracks_from_recording(recording, rep)
+    sounding = tracks_from_recording(recording, rep, drop_silence=True)
+    assert total_seconds(whole, rep) > 39
+    assert 1 < total_seconds(sounding, rep) < 0.5 * total_seconds(whole, rep)

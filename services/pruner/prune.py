@@ -47,7 +47,7 @@ import numpy as np
 
 from gbsynth.common.avro import Segment, SegmentFeatures
 from gbsynth.common.config import Setting, read_settings
-from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, Recording
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, Recording
 from gbsynth.pruner.analysis import (
     FRAMES_PER_SECOND,
     TONAL_CHANNELS,
@@ -237,6 +237,17 @@ def _passages(sounding: np.ndarray, gap: int) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
+
+
+def sounding_passages(
+    writes: ApuWrites, duration_cycles: int, gap_seconds: float | None = None
+) -> list[tuple[int, int]]:
+    """``[start, end)`` cycles of each stretch of sound in ``writes``, joined across silences
+    shorter than ``gap_seconds`` (default: the ``silence_gap_seconds`` setting's)."""
+    gap = PruneConfig.silence_gap_seconds if gap_seconds is None else gap_seconds
+    level = analyse(writes, duration_cycles).level
+    frames = _passages(level > SILENT_LEVEL, max(1, round(gap * FRAMES_PER_SECOND)))
+    return [(a * FRAME_CYCLES, min(b * FRAME_CYCLES, duration_cycles)) for a, b in frames]
 
 
 class _Pruner:

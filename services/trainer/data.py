@@ -64,13 +64,28 @@ def is_heldout(source_sha256: str, percent: float) -> bool:
     return bucket < percent * 100
 
 
+def _piece(writes: ApuWrites, start: int, end: int) -> ApuWrites:
+    """``writes`` from ``start`` to ``end``, rebased to 0 and opening with a snapshot."""
+    body = writes.between(start, end).shifted(-start)
+    return ApuWrites.concat([register_snapshot(writes, start), body])
+
+
 def recording_pieces(recording: Recording) -> list[ApuWrites]:
     """The observing spans of a recording, each rebased to 0 and opening with a snapshot."""
-    pieces = []
+    return [_piece(recording.writes, start, end) for start, end in recording.observing_spans()]
+
+
+def sounding_spans(recording: Recording) -> list[tuple[int, int]]:
+    """The observing spans of a recording cut at every silence of the pruner's
+    ``silence_gap_seconds`` or longer (a jingle recorded for minutes is its few seconds of
+    sound: a model trained on the silence learns to stay silent)."""
+    from gbsynth.pruner.prune import sounding_passages
+
+    spans = []
     for start, end in recording.observing_spans():
-        body = recording.writes.between(start, end).shifted(-start)
-        pieces.append(ApuWrites.concat([register_snapshot(recording.writes, start), body]))
-    return pieces
+        piece = _piece(recording.writes, start, end)
+        spans.extend((start + a, start + b) for a, b in sounding_passages(piece, end - start))
+    return spans
 
 
 def track_from_writes(
@@ -83,11 +98,15 @@ def track_from_writes(
     return Track(name, source_sha256, tokens)
 
 
-def tracks_from_recording(recording: Recording, rep: Representation) -> list[Track]:
+def tracks_from_recording(
+    recording: Recording, rep: Representation, *, drop_silence: bool = False
+) -> list[Track]:
+    """One track per observing span (or per stretch of sound in one, ``drop_silence``)."""
     out = []
-    pieces = zip(recording_pieces(recording), recording.observing_spans(), strict=True)
-    for i, (writes, (start, end)) in enumerate(pieces):
+    spans = sounding_spans(recording) if drop_silence else recording.observing_spans()
+    for i, (start, end) in enumerate(spans):
         name = f"{recording.recording_id}#{i}"
+        writes = _piece(recording.writes, start, end)
         track = track_from_writes(name, recording.source.sha256, writes, rep, end - start)
         if track is not None:
             out.append(track)
@@ -117,7 +136,7 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def _record_music_file(
-    path: Path, rep: Representation, kind, seconds: float, seed: int
+    path: Path, rep: Representation, kind, seconds: float, seed: int, drop_silence: bool
 ) -> list[Track]:
     from gbsynth.common.events import SourceKind
     from gbsynth.emulator.gbs import GbsError, build_player_rom
@@ -137,16 +156,18 @@ def _record_music_file(
         except SourceError as exc:
             log.warning("%s%s: %s", path, f" subsong {subsong}" if subsong else "", exc)
             continue
-        tracks.extend(tracks_from_recording(recording, rep))
+        tracks.extend(tracks_from_recording(recording, rep, drop_silence=drop_silence))
     return tracks
 
 
 def tracks_from_file(
-    path: Path, rep: Representation, *, seconds: float = 120.0, seed: int = 0
-) -> list[Track]:
+    path: Path, rep: Representation, *, seconds: float = 120.0, seed: int = 0,
+    drop_silence: bool = False,
+) -> list[Track]:  # fmt: skip
     """The tracks in one file (see the module docstring for what is accepted).
 
-    Music files are played for ``seconds`` (ROMs explored with ``seed``). Raises
+    Music files are played for ``seconds`` (ROMs explored with ``seed``), cut at long
+    silences if ``drop_silence`` (``sounding_spans``). Raises
     ``DataError`` for a file that is none of the accepted kinds or is damaged.
     """
     from gbsynth.common.events import Source, SourceKind, sha256_hex
@@ -174,7 +195,7 @@ def tracks_from_file(
         return tracks
     kind = detect_kind(path, head)
     if kind is not None:
-        return _record_music_file(path, rep, kind, seconds, seed)
+        return _record_music_file(path, rep, kind, seconds, seed, drop_silence)
     try:
         data = path.read_bytes()
         text = data.decode("ascii")
