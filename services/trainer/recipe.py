@@ -70,9 +70,9 @@ HELDOUT = (("corpus/nightmode.gbs", 180.0),)
 DEMO_SONGS, DEMO_SEED, DEMO_SECONDS = 8, 0, 120.0
 PRETRAIN_SHARE = 0.7
 """Share of the training time spent pre-training (the rest fine-tunes)."""
-PRETRAIN_WINDOW = 512
-PRETRAIN = TrainSettings(batch_size=8, lr=2e-3, warmup_steps=30, window=PRETRAIN_WINDOW)
-FINETUNE = TrainSettings(batch_size=2, lr=5e-4, warmup_steps=10, window=0)
+PRETRAIN_WINDOW = 1024
+PRETRAIN = TrainSettings(batch_size=4, lr=2e-3, warmup_steps=30, window=PRETRAIN_WINDOW)
+FINETUNE = TrainSettings(batch_size=4, lr=5e-4, warmup_steps=10, window=0)
 PRETRAIN_CHECKPOINT_EVERY, FINETUNE_CHECKPOINT_EVERY = 25, 10
 """Steps between validations: a step takes 5-40 s on a shared 2-core machine."""
 VALID_TAIL = 0.15
@@ -87,15 +87,18 @@ RESERVE_MINUTES = 6.0
 """Time kept for the held-out evaluation and the export."""
 
 
-def _cached_tracks(cache: Path, path: Path, rep, seconds: float) -> list[Track]:
+def _cached_tracks(
+    cache: Path, path: Path, rep, seconds: float, *, drop_silence: bool = False
+) -> list[Track]:
     """The tracks of one file, encoded once (keyed by the file's name, size and mtime, the
-    seconds recorded and the representation's version)."""
+    seconds recorded, whether silences were cut and the representation's version)."""
     stat = path.stat()
-    key = f"{path.name}-{stat.st_size}-{stat.st_mtime_ns}-{seconds:g}-{rep.name}-{rep.version}.npz"
+    played = f"{seconds:g}-sounding" if drop_silence else f"{seconds:g}"
+    key = f"{path.name}-{stat.st_size}-{stat.st_mtime_ns}-{played}-{rep.name}-{rep.version}.npz"
     cached = cache / key
     if cached.exists():
         return load_tracks(cached, rep)
-    tracks = tracks_from_file(path, rep, seconds=seconds)
+    tracks = tracks_from_file(path, rep, seconds=seconds, drop_silence=drop_silence)
     cache.mkdir(parents=True, exist_ok=True)
     save_tracks(cached, tracks, rep)
     return tracks
@@ -183,14 +186,14 @@ def read_data(
     cache = args.out / "cache"
     gb: list[Track] = []
     for name, seconds in GB_MUSIC:
-        gb.extend(_cached_tracks(cache, shared / name, rep, seconds))
+        gb.extend(_cached_tracks(cache, shared / name, rep, seconds, drop_silence=True))
     demo_dir = args.out / "demo"
     if not (demo_dir / "index.json").exists():
         from gbsynth.music.demo import write_demo
 
         write_demo(demo_dir, DEMO_SONGS, DEMO_SEED)
     for path in sorted(demo_dir.glob("*.gbs")):
-        gb.extend(_cached_tracks(cache, path, rep, DEMO_SECONDS))
+        gb.extend(_cached_tracks(cache, path, rep, DEMO_SECONDS, drop_silence=True))
     heldout: list[Track] = []
     for name, seconds in HELDOUT:
         heldout.extend(_cached_tracks(cache, shared / name, rep, seconds))
