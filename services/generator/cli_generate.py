@@ -31,6 +31,8 @@ class GenerateError(Exception):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from gbsynth.generator.songs import add_sampling_arguments
+
     parser.add_argument(
         "--checkpoint", type=Path, default=None, metavar="CKPT",
         help="checkpoint file, or a folder of checkpoints (the newest is used); "
@@ -38,8 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="song length (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="default 1.0")
-    parser.add_argument("--top-p", type=float, default=0.95, help="default 0.95")
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--prime", type=Path, default=None, metavar="FILE",
         help="music to continue: Avro recordings/segments file, VGM or I/O dump",
