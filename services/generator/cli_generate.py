@@ -30,9 +30,24 @@ class GenerateError(Exception):
     """A problem with the user's input, reported as one line on stderr."""
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    from gbsynth.generator.songs import add_sampling_arguments
+def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--temperature`` and ``--top-p``, with ``SongParams``' defaults, for the commands that
+    sample songs (``gbsynth generate``, ``gbsynth evaluate --generate``)."""
+    from gbsynth.generator.songs import SongParams
 
+    parser.add_argument(
+        "--temperature", type=float, default=SongParams.temperature,
+        help="sampling temperature; 0 always picks the likeliest event "
+        f"(default {SongParams.temperature:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--top-p", type=float, default=SongParams.top_p,
+        help="nucleus sampling: pick among the likeliest events covering this mass "
+        f"(default {SongParams.top_p:g})",
+    )  # fmt: skip
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, default=None, metavar="CKPT",
         help="checkpoint file, or a folder of checkpoints (the newest is used); "

@@ -19,7 +19,6 @@ is known up front (the song's length is fixed by ``seconds``).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import struct
@@ -115,21 +114,6 @@ class SongParams:
         for column in (self.prime.cycles, self.prime.registers, self.prime.values):
             digest.update(np.ascontiguousarray(column).tobytes())
         return digest.hexdigest()
-
-
-def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--temperature`` and ``--top-p``, with ``SongParams``' defaults, for the commands that
-    sample songs (``gbsynth generate``, ``gbsynth evaluate --generate``)."""
-    parser.add_argument(
-        "--temperature", type=float, default=SongParams.temperature,
-        help=f"sampling temperature; 0 always picks the likeliest event "
-        f"(default {SongParams.temperature:g})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--top-p", type=float, default=SongParams.top_p,
-        help="nucleus sampling: pick among the likeliest events covering this mass "
-        f"(default {SongParams.top_p:g})",
-    )  # fmt: skip
 
 
 def song_key(checkpoint_sha256: str, params: SongParams) -> str:

@@ -29,12 +29,11 @@ import json
 import sys
 from pathlib import Path
 
+from gbsynth.generator.cli_generate import add_sampling_arguments
 from gbsynth.music.song_report import DEFAULT_SECONDS as DEFAULT_SONG_SECONDS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from gbsynth.generator.songs import add_sampling_arguments
-
     parser.add_argument("checkpoint", type=Path, help="checkpoint file or folder")
     parser.add_argument("data", nargs="*", type=Path, help="music to score (default: held-out)")
     parser.add_argument(
