@@ -18,7 +18,7 @@ from midi_files import CHORDS, DRUMS, MELODY, example_piece
 
 from gbsynth.common.events import FRAME_CYCLES, SourceKind, sha256_hex
 from gbsynth.emulator.score_source import ScoreSession, arrangement_seed
-from gbsynth.music.arrange import DRUM_OF_KEY, DRUM_PRIORITY, RANGES, arrange
+from gbsynth.music.arrange import DRUM_OF_KEY, DRUM_PRIORITY, RANGES, arrange_parts
 from gbsynth.music.composer import sound_set
 from gbsynth.music.notes import TRIGGER, decode_notes
 from gbsynth.music.score_formats import read_score
@@ -212,15 +212,15 @@ def test_augmented_variants_are_recordings_of_their_own():
 def test_a_long_piece_is_cut_at_bar_lines():
     score = read_score(example_piece(), "p.mid", "midi")
     assert len(score.bar_starts()) == 2  # two bars of 2 s at 120 bpm
-    assert len(arrange(score, 5, seconds_limit=4.5)) == 1
-    first, second = arrange(score, 5, seconds_limit=3.0)
+    assert len(arrange_parts(score, 5, seconds_limit=4.5)) == 1
+    first, second = (part.song for part in arrange_parts(score, 5, seconds_limit=3.0))
     # each part holds its bar's notes, starting on its first row
     assert [e.note for e in first.channels[0] if e.note is not None] == [40, 38, 36]
     assert [e.start for e in second.channels[0] if e.note is not None] == [0, 1, 2, 4]
 
 
 def test_double_stops_feed_the_second_line_and_unisons_are_left_out():
-    from gbsynth.music.arrange import BASS, MELODY, SECOND, arrange_parts
+    from gbsynth.music.arrange import BASS, MELODY, SECOND
     from gbsynth.music.score import Note, Part, Score
 
     notes = [

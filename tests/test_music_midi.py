@@ -8,7 +8,7 @@ import struct
 import pytest
 from midi_files import CHORDS, DRUMS, MELODY, example_piece, meter, smf, tempo, track
 
-from gbsynth.music.arrange import arrange
+from gbsynth.music.arrange import arrange_parts
 from gbsynth.music.midi import read_midi
 from gbsynth.music.score import ScoreError
 
@@ -129,8 +129,8 @@ def test_fuzzed_files_give_a_score_or_a_score_error():
     for data in _mutations(example_piece(), rng, 400):
         try:
             score = read_midi(data, "fuzz.mid")
-            songs = arrange(score, 1, seconds_limit=60.0)
-            assert songs
+            parts = arrange_parts(score, 1, seconds_limit=60.0)
+            assert parts
             outcomes["ok"] += 1
         except ScoreError as exc:
             assert exc.reason and str(exc)

@@ -742,7 +742,7 @@ class SegmentFeatures:
     extra: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Segment:
     """A musical stretch of a recording; ``writes`` are rebased to start at cycle 0."""
 
@@ -796,18 +796,6 @@ class Segment:
     def as_recording(self) -> Recording:
         """The segment as a stand-alone recording (id = segment id), e.g. to render it."""
         return Recording(self.segment_id, self.source, self.writes, self.duration_cycles)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Segment):
-            return NotImplemented
-        return (
-            self.segment_id == other.segment_id
-            and self.recording_id == other.recording_id
-            and self.source == other.source
-            and (self.start_cycle, self.end_cycle) == (other.start_cycle, other.end_cycle)
-            and self.writes == other.writes
-            and self.features == other.features
-        )
 
 
 def segment_to_record(segment: Segment) -> dict[str, Any]:

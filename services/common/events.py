@@ -264,7 +264,7 @@ def make_recording_id(source: Source, seed: int | None = None, start_cycle: int 
     return f"{source.sha256[:12]}-{digest[:12]}"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Recording:
     """A whole recording: its writes, where they came from and how they were made."""
 
@@ -293,18 +293,6 @@ class Recording:
 
     def __len__(self) -> int:
         return len(self.writes)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Recording):
-            return NotImplemented
-        return (
-            self.recording_id == other.recording_id
-            and self.source == other.source
-            and self.writes == other.writes
-            and self.duration_cycles == other.duration_cycles
-            and self.seed == other.seed
-            and self.phases == other.phases
-        )
 
     @property
     def seconds(self) -> float:

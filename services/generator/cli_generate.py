@@ -30,6 +30,23 @@ class GenerateError(Exception):
     """A problem with the user's input, reported as one line on stderr."""
 
 
+def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--temperature`` and ``--top-p``, with ``SongParams``' defaults, for the commands that
+    sample songs (``gbsynth generate``, ``gbsynth evaluate --generate``)."""
+    from gbsynth.generator.songs import SongParams
+
+    parser.add_argument(
+        "--temperature", type=float, default=SongParams.temperature,
+        help="sampling temperature; 0 always picks the likeliest event "
+        f"(default {SongParams.temperature:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--top-p", type=float, default=SongParams.top_p,
+        help="nucleus sampling: pick among the likeliest events covering this mass "
+        f"(default {SongParams.top_p:g})",
+    )  # fmt: skip
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, default=None, metavar="CKPT",
@@ -38,8 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30.0, help="song length (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="default 1.0")
-    parser.add_argument("--top-p", type=float, default=0.95, help="default 0.95")
+    add_sampling_arguments(parser)
     parser.add_argument(
         "--prime", type=Path, default=None, metavar="FILE",
         help="music to continue: Avro recordings/segments file, VGM or I/O dump",

@@ -403,22 +403,22 @@ def arrange_parts(
 
     def build(first_bar: int, last_bar: int) -> list[tuple[int, int, Song, Module, dict]]:
         lo, hi = bar_rows_at[first_bar], bar_rows_at[last_bar]
-        song, picked = _song(
-            channel_notes,
-            lo,
-            hi,
-            sounds,
-            title,
-            key,
-            mode,
-            tempo,
-            beats,
-            rows_per_beat,
-            seed,
-            rows,
-            tail_rows,
-        )
         try:
+            song, picked = _song(
+                channel_notes,
+                lo,
+                hi,
+                sounds,
+                title,
+                key,
+                mode,
+                tempo,
+                beats,
+                rows_per_beat,
+                seed,
+                rows,
+                tail_rows,
+            )
             module = assemble_song(song)
             if module.origin + len(module.code) > GBS_END:
                 raise RomBuildError("too large")
@@ -523,21 +523,3 @@ def _long_notes(notes: list[ChannelNote], rows_per_quarter: int) -> bool:
     if not notes:
         return False
     return float(np.median([c.end - c.row for c in notes])) >= rows_per_quarter
-
-
-def arrange(
-    score: Score,
-    seed: int,
-    *,
-    transpose: int = 0,
-    tempo_factor: float = 1.0,
-    seconds_limit: float = DEFAULT_SECONDS_LIMIT,
-) -> list[Song]:
-    """The piece as one or more songs (parts cut at bar lines)."""
-    try:
-        parts = arrange_parts(
-            score, seed, transpose=transpose, tempo_factor=tempo_factor, seconds_limit=seconds_limit
-        )
-    except SongError as exc:
-        raise ScoreError(f"{score.title}: {exc}", "bad_arrangement") from exc
-    return [p.song for p in parts]

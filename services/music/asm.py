@@ -30,7 +30,7 @@ instruction is looked up, never special-cased. Errors name the source, line and 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 
@@ -119,32 +119,27 @@ def _build_opcodes() -> dict[tuple[str, tuple[str, ...]], Encoding]:
     ):  # fmt: skip
         add(form, code)
     add("stop", 0x10, 0x00)
+    # Opcode families: the operand's index in its list, times the stride, added to a base.
+    for operands, stride, forms in (
+        (R8, 8, (("ld {},n8", 0x06), ("inc {}", 0x04), ("dec {}", 0x05))),
+        (R16, 16, (("ld {},n16", 0x01), ("inc {}", 0x03), ("dec {}", 0x0B), ("add hl,{}", 0x09))),
+        (R16_STACK, 16, (("push {}", 0xC5), ("pop {}", 0xC1))),
+        (CONDITIONS, 8, (("jr {},e8", 0x20), ("jp {},n16", 0xC2), ("call {},n16", 0xC4),
+                         ("ret {}", 0xC0))),
+    ):  # fmt: skip
+        for index, operand in enumerate(operands):
+            for form, base in forms:
+                add(form.format(operand), base + stride * index)
     for d, dst in enumerate(R8):
-        add(f"ld {dst},n8", 0x06 + 8 * d)
-        add(f"inc {dst}", 0x04 + 8 * d)
-        add(f"dec {dst}", 0x05 + 8 * d)
         for s, src in enumerate(R8):
             if (dst, src) != ("[hl]", "[hl]"):  # that slot is HALT
                 add(f"ld {dst},{src}", 0x40 + 8 * d + s)
-    for p, pair in enumerate(R16):
-        add(f"ld {pair},n16", 0x01 + 16 * p)
-        add(f"inc {pair}", 0x03 + 16 * p)
-        add(f"dec {pair}", 0x0B + 16 * p)
-        add(f"add hl,{pair}", 0x09 + 16 * p)
-    for p, pair in enumerate(R16_STACK):
-        add(f"push {pair}", 0xC5 + 16 * p)
-        add(f"pop {pair}", 0xC1 + 16 * p)
     for o, alu in enumerate(ALU_OPS):
         # Both "sub b" and "sub a,b" are accepted for every ALU operation.
         for prefix in ("", "a,"):
             add(f"{alu} {prefix}n8", 0xC6 + 8 * o)
             for r, reg in enumerate(R8):
                 add(f"{alu} {prefix}{reg}", 0x80 + 8 * o + r)
-    for c, cond in enumerate(CONDITIONS):
-        add(f"jr {cond},e8", 0x20 + 8 * c)
-        add(f"jp {cond},n16", 0xC2 + 8 * c)
-        add(f"call {cond},n16", 0xC4 + 8 * c)
-        add(f"ret {cond}", 0xC0 + 8 * c)
     for r, reg in enumerate(R8):
         for o, rot in enumerate(CB_ROTATES):
             add(f"{rot} {reg}", 0xCB, 8 * o + r)
@@ -336,24 +331,10 @@ def _quoted_end(text: str, i: int) -> int | None:
     return None
 
 
-def _strip_comment(line: str) -> str:
+def _unquoted(text: str) -> Iterator[tuple[int, str]]:
+    """``(index, character)`` of each character of ``text`` outside string and character
+    literals (an unterminated quote counts as a plain character)."""
     i = 0
-    while i < len(line):
-        ch = line[i]
-        if ch in "\"'":
-            end = _quoted_end(line, i)
-            if end is not None:
-                i = end
-                continue
-        if ch == ";":
-            return line[:i]
-        i += 1
-    return line
-
-
-def split_operands(text: str) -> list[str]:
-    """Split an operand list at top-level commas (not inside brackets, parentheses, quotes)."""
-    parts, depth, start, i = [], 0, 0, 0
     while i < len(text):
         ch = text[i]
         if ch in "\"'":
@@ -361,6 +342,21 @@ def split_operands(text: str) -> list[str]:
             if end is not None:
                 i = end
                 continue
+        yield i, ch
+        i += 1
+
+
+def _strip_comment(line: str) -> str:
+    for i, ch in _unquoted(line):
+        if ch == ";":
+            return line[:i]
+    return line
+
+
+def split_operands(text: str) -> list[str]:
+    """Split an operand list at top-level commas (not inside brackets, parentheses, quotes)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in _unquoted(text):
         if ch in "([":
             depth += 1
         elif ch in ")]":
@@ -368,7 +364,6 @@ def split_operands(text: str) -> list[str]:
         elif ch == "," and depth == 0:
             parts.append(text[start:i].strip())
             start = i + 1
-        i += 1
     last = text[start:].strip()
     if last or parts:
         parts.append(last)
@@ -465,6 +460,18 @@ class _Assembler:
             return scope + label
         return label
 
+    def _defined_name(
+        self, match: re.Match[str] | None, what: str, number: int, raw: str
+    ) -> str | None:
+        """The constant or label a line defines (``match``'s first group), or None when the
+        line does not define one (no match, or the word is an instruction or directive)."""
+        if not match or match.group(1).lower() in MNEMONICS | DIRECTIVES:
+            return None
+        name = match.group(1)
+        if name.lower() in _REGISTER_WORDS:
+            raise self._error(f"{name!r} is a register name, not a {what}", line=number, text=raw)
+        return name
+
     def _parse(self, source: str) -> list[_Statement]:
         statements: list[_Statement] = []
         scope = ""
@@ -473,23 +480,15 @@ class _Assembler:
             if not line.strip():
                 continue
             constant = _CONSTANT.match(line)
-            if constant and constant.group(1).lower() not in MNEMONICS | DIRECTIVES:
-                name = constant.group(1)
-                if name.lower() in _REGISTER_WORDS:
-                    raise self._error(
-                        f"{name!r} is a register name, not a constant", line=number, text=raw
-                    )
+            name = self._defined_name(constant, "constant", number, raw)
+            if constant and name:
                 self._define(name, number, raw)
                 self.constants[name] = (constant.group(2).strip(), number, scope)
                 continue
             rest = line
             label_match = _LABEL.match(rest)
-            if label_match and label_match.group(1).lower() not in MNEMONICS | DIRECTIVES:
-                label = label_match.group(1)
-                if label.lower() in _REGISTER_WORDS:
-                    raise self._error(
-                        f"{label!r} is a register name, not a label", line=number, text=raw
-                    )
+            label = self._defined_name(label_match, "label", number, raw)
+            if label_match and label:
                 if not label.startswith("."):
                     if "." in label:
                         raise self._error(

@@ -277,6 +277,14 @@ class _Pruner:
         if hi_cycle > lo_cycle:
             self.result.rejections.append(Rejection(lo_cycle, hi_cycle, reason, detail))
 
+    def reject_frames(
+        self, a: int, b: int, lo_cycle: int, hi_cycle: int, reason: str, detail: str
+    ) -> None:
+        """Reject frames ``[a, b)``, as cycles clipped to the span ``[lo_cycle, hi_cycle)``."""
+        self.reject(
+            self._cycle(a, lo_cycle, hi_cycle), self._cycle(b, lo_cycle, hi_cycle), reason, detail
+        )
+
     def run(self) -> PruneResult:
         for start_cycle, end_cycle in self.recording.observing_spans():
             self.span(start_cycle, end_cycle)
@@ -301,24 +309,20 @@ class _Pruner:
         previous_end = first
         for a, b in passages + [(last, last)]:
             if a - previous_end >= self.min_frames:
-                self.reject(
-                    self._cycle(previous_end, start_cycle, end_cycle),
-                    self._cycle(a, start_cycle, end_cycle),
-                    "silence",
-                    "no channel sounds",
+                self.reject_frames(
+                    previous_end, a, start_cycle, end_cycle, "silence", "no channel sounds"
                 )
             previous_end = b
         for a, b in passages:
-            lo = self._cycle(a, start_cycle, end_cycle)
-            hi = self._cycle(b, start_cycle, end_cycle)
             if b - a < self.min_frames:
                 # Sound running into a span boundary may have gone on outside it (nothing
                 # comes before the recording's start); sound with silence around it did not.
                 cut_off = (a == first and start_cycle > 0) or b == last
                 if cut_off:
-                    self.reject(lo, hi, "too_short", "cut off by the end of the observing span")
+                    reason, detail = "too_short", "cut off by the end of the observing span"
                 else:
-                    self.reject(lo, hi, "one_shot", f"{(b - a) / FRAMES_PER_SECOND:.1f} s alone")
+                    reason, detail = "one_shot", f"{(b - a) / FRAMES_PER_SECOND:.1f} s alone"
+                self.reject_frames(a, b, start_cycle, end_cycle, reason, detail)
                 continue
             self.passage(a, b, start_cycle, end_cycle)
 
@@ -400,9 +404,11 @@ class _Pruner:
                 self.segments(s, e, lo_cycle, hi_cycle)
                 r_start = max(r_start, e)
             if r_end > r_start:
-                self.reject(
-                    self._cycle(r_start, lo_cycle, hi_cycle),
-                    self._cycle(r_end, lo_cycle, hi_cycle),
+                self.reject_frames(
+                    r_start,
+                    r_end,
+                    lo_cycle,
+                    hi_cycle,
                     "repeat",
                     "notes heard earlier in the recording",
                 )
@@ -412,12 +418,7 @@ class _Pruner:
         """Cut ``[a, b)`` (at least ``min_frames`` long unless the passage is) into parts."""
         length = b - a
         if length < self.min_frames:
-            self.reject(
-                self._cycle(a, lo_cycle, hi_cycle),
-                self._cycle(b, lo_cycle, hi_cycle),
-                "too_short",
-                "shorter than a segment",
-            )
+            self.reject_frames(a, b, lo_cycle, hi_cycle, "too_short", "shorter than a segment")
             return
         parts = max(1, math.ceil(length / self.max_frames))
         cuts = [a]

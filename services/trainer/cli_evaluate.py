@@ -29,6 +29,7 @@ import json
 import sys
 from pathlib import Path
 
+from gbsynth.generator.cli_generate import add_sampling_arguments
 from gbsynth.music.song_report import DEFAULT_SECONDS as DEFAULT_SONG_SECONDS
 
 
@@ -63,8 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--train-seconds", type=float, default=180.0,
         help="seconds recorded per --train-data file for memorisation (180)",
     )  # fmt: skip
-    group.add_argument("--temperature", type=float, default=1.0, help="sampling (default 1.0)")
-    group.add_argument("--top-p", type=float, default=0.95, help="sampling (default 0.95)")
+    add_sampling_arguments(group)
     group.add_argument(
         "--json", type=Path, default=None, metavar="PATH",
         help="write the statistics of every song as JSON",

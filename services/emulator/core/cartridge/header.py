@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 HEADER_END = 0x150
@@ -38,6 +39,8 @@ CARTRIDGE_TYPES: dict[int, tuple[int, bool, bool, bool, str]] = {
     0x1E: (KIND_MBC5, True, True, False, "MBC5+RUMBLE+RAM+BATTERY"),
 }
 
+# ROM size byte (0x148) -> bytes: 32 KiB << code, up to 8 MiB.
+ROM_SIZES = {code: 0x8000 << code for code in range(9)}
 # RAM size byte (0x149) -> bytes. Code 1 (2 KiB) is unofficial but seen in homebrew.
 RAM_SIZES = {0x00: 0, 0x01: 0x800, 0x02: 0x2000, 0x03: 0x8000, 0x04: 0x20000, 0x05: 0x10000}
 MBC2_RAM_SIZE = 512
@@ -80,27 +83,28 @@ def header_checksum(rom: bytes | bytearray) -> int:
     return x
 
 
+def _coded_byte(rom: bytes, offset: int, codes: Container[int], what: str) -> int:
+    """The header byte at ``offset``, which must be one of ``codes`` (a table's keys)."""
+    code = rom[offset]
+    if code not in codes:
+        raise RomError(f"{what} 0x{code:02X} at 0x{offset:03X}")
+    return code
+
+
 def parse_header(rom: bytes) -> CartridgeHeader:
     """Parse and check the header of a ROM image; raises ``RomError`` with the reason."""
     if len(rom) < HEADER_END:
         raise RomError(
             f"file is {len(rom)} bytes, shorter than a cartridge header (0x{HEADER_END:X} bytes)"
         )
-    cartridge_type = rom[0x147]
-    if cartridge_type not in CARTRIDGE_TYPES:
-        raise RomError(f"unsupported cartridge type 0x{cartridge_type:02X} at 0x147")
+    cartridge_type = _coded_byte(rom, 0x147, CARTRIDGE_TYPES, "unsupported cartridge type")
     kind, has_ram, battery, rtc, type_name = CARTRIDGE_TYPES[cartridge_type]
-    rom_code = rom[0x148]
-    if rom_code > 0x08:
-        raise RomError(f"invalid ROM size code 0x{rom_code:02X} at 0x148")
-    rom_size = 0x8000 << rom_code
+    rom_size = ROM_SIZES[_coded_byte(rom, 0x148, ROM_SIZES, "invalid ROM size code")]
     if len(rom) < rom_size:
         raise RomError(
             f"ROM is truncated: the header declares {rom_size} bytes, the file has {len(rom)}"
         )
-    ram_code = rom[0x149]
-    if ram_code not in RAM_SIZES:
-        raise RomError(f"invalid RAM size code 0x{ram_code:02X} at 0x149")
+    ram_code = _coded_byte(rom, 0x149, RAM_SIZES, "invalid RAM size code")
     if kind == KIND_MBC2:
         ram_size = MBC2_RAM_SIZE
     else:
