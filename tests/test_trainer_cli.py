@@ -191,3 +191,38 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert result.returncode == 1 and "no checkpoint" in result.stderr
     result = gbsynth(capsys, "train", "--out", str(tmp_path / "c"), "--steps", "1")
     assert result.returncode == 2 and "give DATA" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_default_recipe_pretrains_fine_tunes_evaluates_and_exports(
+    capsys, tmp_path, shared_dir, monkeypatch
+):
+    # gbsynth train --recipe default, end to end on a little of the same music: a corpus
+    # of one recording, one Game Boy ROM, one demo song, nightmode held out.
+    from gbsynth.emulator.sources import GbsSession
+    from gbsynth.trainer import recipe
+    from gbsynth.trainer.checkpoint import load_checkpoint
+
+    monkeypatch.setattr(recipe, "GB_MUSIC", (("roms/music/gbt-player/range_test.gb", 12.0),))
+    monkeypatch.setattr(recipe, "HELDOUT", (("corpus/nightmode.gbs", 8.0),))
+    monkeypatch.setattr(recipe, "DEMO_SONGS", 1)
+    monkeypatch.setattr(recipe, "DEMO_SECONDS", 12.0)
+    monkeypatch.setattr(recipe, "RESERVE_MINUTES", 0.0)
+    monkeypatch.setattr(recipe, "MIN_STAGE_MINUTES", 0.05)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    data = (shared_dir / "corpus/DevSound_demo.gbs").read_bytes()
+    write_recordings(corpus / "recordings-00.avro", [GbsSession(data, "d.gbs", 1).record(12)])
+    export = tmp_path / "export" / "model.pt"
+    args = ["train", "--recipe", "default", "--out", str(tmp_path / "run"), "--minutes", "0.15"]
+    args += ["--corpus", str(corpus), "--shared", str(shared_dir), "--preset", "tiny"]
+    result = gbsynth(capsys, *args, "--export", str(export), "--quiet")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["model"] == str(export) and summary["nats_per_second"] > 0
+    card = json.loads(export.with_suffix(".json").read_text())["card"]
+    assert set(card["stages"]) == {"pretrain", "finetune"}
+    # One source file: its recording splits in time (start to train, end to validate).
+    assert card["data"]["corpus_train"]["tracks"] == card["data"]["corpus_valid"]["tracks"] == 1
+    assert "pretrained_only" in card["heldout"]
+    assert load_checkpoint(export).config.n_layer == PRESETS["tiny"].n_layer

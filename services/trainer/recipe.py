@@ -85,6 +85,8 @@ CORPUS_ENCODE_SHARE = 0.05
 time on one core: more music than the training time can use is left out)."""
 RESERVE_MINUTES = 6.0
 """Time kept for the held-out evaluation and the export."""
+MIN_STAGE_MINUTES = 1.0
+"""Each stage trains at least this long, whatever is left of the budget."""
 
 
 def _cached_tracks(
@@ -249,37 +251,66 @@ def run_recipe(args: argparse.Namespace) -> int:
     if args.block_size is not None:
         config = dataclasses.replace(config, block_size=args.block_size)
     common = dict(keep=args.keep, seed=args.seed, quiet=args.quiet)
-    train_minutes = max(1.0, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
+    train_minutes = max(MIN_STAGE_MINUTES, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
     summaries: dict[str, Any] = {}
+
+    def stage(
+        name: str,
+        settings: TrainSettings,
+        minutes: float,
+        init: Path | None,
+        tracks: tuple[list[Track], list[Track]],
+        **options: Any,
+    ) -> bool:
+        """Train one stage into ``out/name``; False (said why) if it could not."""
+        result = train_stage(
+            out / name,
+            None,
+            config,
+            dataclasses.replace(settings, seed=args.seed),
+            minutes=minutes,
+            init=init,
+            tracks=tracks,
+            **options,
+            **common,
+        )
+        if isinstance(result, str):
+            print(f"gbsynth train --recipe: {result}", file=sys.stderr)
+            return False
+        summaries[name] = result
+        return True
+
     init = None
     if data["corpus_train"]:
         pre_minutes = train_minutes * PRETRAIN_SHARE
         _say(f"pre-training for {pre_minutes:.1f} min")
-        result = train_stage(
-            out / "pretrain", None, config, dataclasses.replace(PRETRAIN, seed=args.seed),
-            minutes=pre_minutes, patience=args.patience or 8, eval_tokens=16_000,
+        if not stage(
+            "pretrain",
+            PRETRAIN,
+            pre_minutes,
+            None,
+            (data["corpus_train"], data["corpus_valid"]),
+            patience=args.patience or 8,
+            eval_tokens=16_000,
             checkpoint_every=PRETRAIN_CHECKPOINT_EVERY,
-            tracks=(data["corpus_train"], data["corpus_valid"]), **common,
-        )  # fmt: skip
-        if isinstance(result, str):
-            print(f"gbsynth train --recipe: {result}", file=sys.stderr)
+        ):
             return 1
-        summaries["pretrain"] = result
         init = best_checkpoint(out / "pretrain")
     else:
         _say("no corpus: fine-tuning a new model on the Game Boy music alone")
-    ft_minutes = max(1.0, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
+    ft_minutes = max(MIN_STAGE_MINUTES, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
     _say(f"fine-tuning for {ft_minutes:.1f} min from {init}")
-    result = train_stage(
-        out / "finetune", None, config, dataclasses.replace(FINETUNE, seed=args.seed),
-        minutes=ft_minutes, patience=args.patience or 6, init=init, eval_tokens=10_000,
+    if not stage(
+        "finetune",
+        FINETUNE,
+        ft_minutes,
+        init,
+        (data["gb_train"], data["gb_valid"]),
+        patience=args.patience or 6,
+        eval_tokens=10_000,
         checkpoint_every=FINETUNE_CHECKPOINT_EVERY,
-        tracks=(data["gb_train"], data["gb_valid"]), **common,
-    )  # fmt: skip
-    if isinstance(result, str):
-        print(f"gbsynth train --recipe: {result}", file=sys.stderr)
+    ):
         return 1
-    summaries["finetune"] = result
 
     _say("held-out evaluation")
     # The baselines learn from exactly what the model was trained on (saved by the stages).
