@@ -228,7 +228,7 @@ def main() -> int:
         print(f"  gbsplay, nightmode.gbs  {peer:8.2f} s/s   (ours / gbsplay: {speed / peer:.3f})")
     print(f"  time to first audio     {statistics.median(firsts):8.3f} s    "
           f"(min {min(firsts):.3f}, max {max(firsts):.3f})")  # fmt: skip
-    print(f"  events per second of music: {events_per_music_second:.0f}")
+    print(f"  register writes per second of music (seed 0): {events_per_music_second:.0f}")
     print(f"{args.clients} concurrent clients, {songs} songs of {args.seconds:g} s:")
     if latencies:
         print(f"  latency p50 {percentile(latencies, 0.5):.2f} s, p95 "

@@ -37,6 +37,7 @@ import logging
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,31 @@ DEMO_SONGS, DEMO_SEED, DEMO_SECONDS = 8, 0, 120.0
 PRETRAIN_SHARE = 0.7
 """Share of the training time spent pre-training (the rest fine-tunes)."""
 PRETRAIN_WINDOW = 1024
-PRETRAIN = TrainSettings(batch_size=4, lr=2e-3, warmup_steps=30, window=PRETRAIN_WINDOW)
-FINETUNE = TrainSettings(batch_size=4, lr=5e-4, warmup_steps=10, window=0)
-PRETRAIN_CHECKPOINT_EVERY, FINETUNE_CHECKPOINT_EVERY = 25, 10
-"""Steps between validations: a step takes 5-40 s on a shared 2-core machine."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage of the recipe: its folder, settings and data splits."""
+
+    name: str
+    settings: TrainSettings
+    patience: int
+    """Validations without a better score before the stage stops (``--patience`` overrides)."""
+    eval_tokens: int
+    checkpoint_every: int
+    """Steps between validations: a step takes 5-40 s on a 2-core machine."""
+    splits: tuple[str, str]
+    """The training and validation splits of ``read_data``."""
+
+
+PRETRAIN = Stage(
+    "pretrain", TrainSettings(batch_size=4, lr=2e-3, warmup_steps=30, window=PRETRAIN_WINDOW),
+    patience=8, eval_tokens=16_000, checkpoint_every=25, splits=("corpus_train", "corpus_valid"),
+)  # fmt: skip
+FINETUNE = Stage(
+    "finetune", TrainSettings(batch_size=4, lr=5e-4, warmup_steps=10, window=0),
+    patience=6, eval_tokens=10_000, checkpoint_every=10, splits=("gb_train", "gb_valid"),
+)  # fmt: skip
 VALID_TAIL = 0.15
 """Share of each Game Boy song (its end) kept to validate fine-tuning."""
 CORPUS_VALID_PERCENT = 10.0
@@ -254,62 +276,32 @@ def run_recipe(args: argparse.Namespace) -> int:
     train_minutes = max(MIN_STAGE_MINUTES, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
     summaries: dict[str, Any] = {}
 
-    def stage(
-        name: str,
-        settings: TrainSettings,
-        minutes: float,
-        init: Path | None,
-        tracks: tuple[list[Track], list[Track]],
-        **options: Any,
-    ) -> bool:
-        """Train one stage into ``out/name``; False (said why) if it could not."""
+    def run_stage(stage: Stage, minutes: float, init: Path | None) -> bool:
+        """Train one stage into ``out/stage.name``; False (said why) if it could not."""
         result = train_stage(
-            out / name,
-            None,
-            config,
-            dataclasses.replace(settings, seed=args.seed),
-            minutes=minutes,
-            init=init,
-            tracks=tracks,
-            **options,
-            **common,
-        )
+            out / stage.name, None, config, dataclasses.replace(stage.settings, seed=args.seed),
+            minutes=minutes, init=init, tracks=tuple(data[split] for split in stage.splits),
+            patience=args.patience or stage.patience, eval_tokens=stage.eval_tokens,
+            checkpoint_every=stage.checkpoint_every, **common,
+        )  # fmt: skip
         if isinstance(result, str):
             print(f"gbsynth train --recipe: {result}", file=sys.stderr)
             return False
-        summaries[name] = result
+        summaries[stage.name] = result
         return True
 
     init = None
     if data["corpus_train"]:
         pre_minutes = train_minutes * PRETRAIN_SHARE
         _say(f"pre-training for {pre_minutes:.1f} min")
-        if not stage(
-            "pretrain",
-            PRETRAIN,
-            pre_minutes,
-            None,
-            (data["corpus_train"], data["corpus_valid"]),
-            patience=args.patience or 8,
-            eval_tokens=16_000,
-            checkpoint_every=PRETRAIN_CHECKPOINT_EVERY,
-        ):
+        if not run_stage(PRETRAIN, pre_minutes, None):
             return 1
         init = best_checkpoint(out / "pretrain")
     else:
         _say("no corpus: fine-tuning a new model on the Game Boy music alone")
     ft_minutes = max(MIN_STAGE_MINUTES, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
     _say(f"fine-tuning for {ft_minutes:.1f} min from {init}")
-    if not stage(
-        "finetune",
-        FINETUNE,
-        ft_minutes,
-        init,
-        (data["gb_train"], data["gb_valid"]),
-        patience=args.patience or 6,
-        eval_tokens=10_000,
-        checkpoint_every=FINETUNE_CHECKPOINT_EVERY,
-    ):
+    if not run_stage(FINETUNE, ft_minutes, init):
         return 1
 
     _say("held-out evaluation")
