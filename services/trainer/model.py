@@ -15,10 +15,12 @@ tokens each time it comes back (a vibrato here, a drum fill there). The last
 "exactly one beat or one bar ago" wherever that falls in the token stream.
 
 Sizes (``PRESETS``; ``channel_events`` music runs at about 90-240 tokens a second):
-``cpu`` (the default: 4 layers x 128 with 2 time heads, 4,096 tokens of context, i.e.
-17-45 s of music, 1.2 M parameters) trains on CPU cores and samples a 30 s song in
+``cpu`` (the default: 4 layers x 128 with 2 time heads, 2,048 tokens of context, i.e.
+8-25 s of music, 1.2 M parameters) trains on CPU cores and samples a 30 s song in
 2-3 s on one core; ``gpu`` (8 x 384 with 3 time heads, 4,096 tokens, 15 M parameters)
 is the configuration for a GPU; ``small`` and ``tiny`` are for quick runs and tests.
+A preset's context is the longest window it trains on: the sampler attends that far back,
+and attention over distances never trained on made songs worse (docs/model.md).
 """
 
 from __future__ import annotations
