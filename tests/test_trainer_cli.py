@@ -225,4 +225,13 @@ def test_the_default_recipe_pretrains_fine_tunes_evaluates_and_exports(
     # One source file: its recording splits in time (start to train, end to validate).
     assert card["data"]["corpus_train"]["tracks"] == card["data"]["corpus_valid"]["tracks"] == 1
     assert "pretrained_only" in card["heldout"]
-    assert load_checkpoint(export).config.n_layer == PRESETS["tiny"].n_layer
+    exported = load_checkpoint(export)
+    assert exported.config.n_layer == PRESETS["tiny"].n_layer
+    # The match model's weights, fitted on the validation music, travel with the model
+    # and the held-out figure scores the mixture the sampler draws from.
+    assert exported.match_weights == card["heldout"]["match_weights"]
+    assert all(0.0 <= w < 1.0 for w in exported.match_weights)
+    assert "network_alone" in card["heldout"]
+    # Run again: the finished stages are not trained again.
+    again = gbsynth(capsys, *args, "--export", str(export), "--quiet")
+    assert again.returncode == 0 and "pretrain: finished before" in again.stderr

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,10 +114,12 @@ def write_checkpoint(
     promoted: bool = True,
     trainer_state: Mapping[str, Any] | None = None,
     card: Mapping[str, Any] | None = None,
+    match_weights: Sequence[float] | None = None,
 ) -> SavedCheckpoint:
     """Write a checkpoint file (and the ``.json`` beside it) atomically at ``path``.
 
-    ``card`` (a model card: data, steps, figures) goes into the ``.json``."""
+    ``card`` (a model card: data, steps, figures) goes into the ``.json``;
+    ``match_weights`` (``gbsynth.trainer.match``) into both."""
     path = Path(path)
     created = time.time_ns() // 1_000_000
     payload = {
@@ -129,6 +131,7 @@ def write_checkpoint(
         "heldout_nll": None if heldout_nll is None else float(heldout_nll),
         "created_unix_ms": created,
         "trainer": dict(trainer_state) if trainer_state is not None else None,
+        "match_weights": None if match_weights is None else [float(w) for w in match_weights],
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -144,6 +147,7 @@ def write_checkpoint(
         "promoted": bool(promoted),
         "created_unix_ms": created,
         "config": model.config.to_dict(),
+        "match_weights": payload["match_weights"],
         **({"card": dict(card)} if card else {}),
     }
     atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=1).encode(), durable=True)
@@ -210,6 +214,9 @@ class LoadedCheckpoint:
     train_loss: float
     created_unix_ms: int
     trainer_state: dict[str, Any] | None
+    match_weights: list[float] | None = None
+    """Weights of the match model per match length (``gbsynth.trainer.match``); None: the
+    network alone."""
 
 
 def load_checkpoint(path: Path, *, expected_sha256: str | None = None) -> LoadedCheckpoint:
@@ -255,6 +262,7 @@ def load_checkpoint(path: Path, *, expected_sha256: str | None = None) -> Loaded
         train_loss=float(payload.get("train_loss", float("nan"))),
         created_unix_ms=int(payload.get("created_unix_ms", 0)),
         trainer_state=payload.get("trainer"),
+        match_weights=payload.get("match_weights"),
     )
 
 

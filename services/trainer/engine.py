@@ -217,6 +217,22 @@ def _pick_allowed(logits, allowed, temperature, top_p, u, masked, probs, order):
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
+def _mix_guess(logits, guess, weight, out):  # pragma: no cover - compiled
+    """``out``: log of ``(1 - weight) softmax(logits) + weight [token == guess]`` (the
+    match model's mixture, ``match.py``)."""
+    best = np.max(logits)
+    total = 0.0
+    for i in range(logits.shape[0]):
+        total += math.exp(logits[i] - best)
+    keep = (1.0 - weight) / total
+    for i in range(logits.shape[0]):
+        p = keep * math.exp(logits[i] - best)
+        if i == guess:
+            p += weight
+        out[i] = math.log(p) if p > 0.0 else -np.inf
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _feed_one(
     token, counters, clock, token_frames, time_heads, wte, ln1_w, ln1_b, w_qkv, b_qkv, w_o,
     b_o, ln2_w, ln2_b, w_fc, b_fc, w_proj, b_proj, lnf_w, lnf_b, inv_freq, cache_k, cache_v,
@@ -248,6 +264,8 @@ class DecodeState:
     """float64 ``[music time in frames after the last token]`` (the time heads' position)"""
     hidden: np.ndarray
     logits: np.ndarray
+    mixed: np.ndarray
+    """The logits mixed with a match-model guess (``pick``)."""
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray]
     """Work arrays of ``pick``: masked logits, probabilities, order."""
 
@@ -294,6 +312,7 @@ class InferenceEngine:
             np.zeros(1, np.float64),
             np.zeros(c.n_embd, _F),
             np.zeros(v, _F),
+            np.zeros(v, _F),
             (np.empty(v, _F), np.empty(v, np.float64), np.empty(v, np.int64)),
         )
 
@@ -318,12 +337,18 @@ class InferenceEngine:
         )  # fmt: skip
 
     def pick(
-        self, state: DecodeState, allowed: np.ndarray, u: float, temperature: float, top_p: float
-    ) -> int:
+        self, state: DecodeState, allowed: np.ndarray, u: float, temperature: float, top_p: float,
+        guess: int = -1, guess_weight: float = 0.0,
+    ) -> int:  # fmt: skip
         """The next token among ``allowed`` (bool mask): argmax at temperature 0, else
-        nucleus sampling with the uniform number ``u``."""
+        nucleus sampling with the uniform number ``u``; with a ``guess`` (the match model's),
+        from the network's distribution mixed with it at ``guess_weight``."""
         if state.position == 0:
             raise ValueError("feed at least one token (the opening) before picking")
+        logits = state.logits
+        if guess >= 0 and guess_weight > 0.0:
+            logits = state.mixed
+            _mix_guess(state.logits, int(guess), float(guess_weight), logits)
         return _pick_allowed(
-            state.logits, allowed, float(temperature), float(top_p), float(u), *state.scratch
+            logits, allowed, float(temperature), float(top_p), float(u), *state.scratch
         )

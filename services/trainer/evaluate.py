@@ -4,8 +4,9 @@ Nats per *second of music* is the figure to compare: it does not depend on how
 many tokens a representation spends on a second. The baselines
 (``gbsynth.trainer.baselines``, in the model's representation) are fitted on the
 training tracks. Model and baselines score the same tokens the same way: every
-token of each track but its first. ``gbsynth evaluate`` (``cli_evaluate``) prints
-``evaluate``'s report.
+token of each track but its first. A checkpoint with match-model weights is scored as it
+samples, mixed with the match model (``gbsynth.trainer.match``); ``network_alone`` is the
+network's own score. ``gbsynth evaluate`` (``cli_evaluate``) prints ``evaluate``'s report.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from __future__ import annotations
 
 def evaluate(loaded, train, heldout) -> dict:
     """The JSON report: the model and the n-gram baselines on the same held-out tokens."""
-    from gbsynth.trainer import representation
+    from gbsynth.trainer import match, representation
     from gbsynth.trainer.baselines import baseline_token_nlls
     from gbsynth.trainer.data import total_tokens
     from gbsynth.trainer.train import Score, model_token_nll
 
     rep = representation.get(loaded.config.representation)
     nll, targets = model_token_nll(loaded.model, heldout)
+    alone = Score.of(nll, targets, rep)
+    if loaded.match_weights:
+        # As the sampler predicts: the network mixed with the match model.
+        guess, length = match.track_predictions(heldout)
+        nll = match.mixed_nll(nll, guess, length, targets, loaded.match_weights)
     model = Score.of(nll, targets, rep)
     baselines = {
         name: Score.of(values, targets, rep)
@@ -34,6 +40,11 @@ def evaluate(loaded, train, heldout) -> dict:
         "music_seconds": round(model.seconds, 1),
         "nats_per_second": round(model.nats_per_second, 2),
         "nll_per_token": round(model.nll_per_token, 4),
+        "network_alone": {
+            "nats_per_second": round(alone.nats_per_second, 2),
+            "nll_per_token": round(alone.nll_per_token, 4),
+        },
+        "match_weights": loaded.match_weights,
         "baselines": {
             name: {
                 "nats_per_second": round(score.nats_per_second, 2),

@@ -25,7 +25,12 @@
    with its card (data, steps, throughput, losses, held-out figures) in the ``.json``.
 
 ``--minutes`` is the wall-time budget of the whole run (default 110). Running the
-command again on the same ``--out`` continues the stages from their checkpoints.
+command again on the same ``--out`` continues the stages from their checkpoints; a stage
+that finished (``STAGE_SUMMARY`` in its folder) is not trained again.
+
+After fine-tuning, the weights of the match model (``gbsynth.trainer.match``: a song's
+own earlier tokens as a guess for the next) are fitted on the fine-tuning validation
+music, and the held-out evaluation scores the network mixed with it, as it samples.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gbsynth.common.files import atomic_write
 from gbsynth.trainer import representation
 from gbsynth.trainer.data import (
     DataError,
@@ -105,6 +111,8 @@ only part of the corpus anyway."""
 CORPUS_ENCODE_SHARE = 0.05
 """At most this share of the budget goes to encoding corpus recordings (about 70x real
 time on one core: more music than the training time can use is left out)."""
+STAGE_SUMMARY = "summary.json"
+"""Written into a stage's folder when it finishes: running the recipe again skips it."""
 RESERVE_MINUTES = 6.0
 """Time kept for the held-out evaluation and the export."""
 MIN_STAGE_MINUTES = 1.0
@@ -277,7 +285,13 @@ def run_recipe(args: argparse.Namespace) -> int:
     summaries: dict[str, Any] = {}
 
     def run_stage(stage: Stage, minutes: float, init: Path | None) -> bool:
-        """Train one stage into ``out/stage.name``; False (said why) if it could not."""
+        """Train one stage into ``out/stage.name`` unless it finished before (its summary is
+        there); False (said why) if it could not."""
+        done = out / stage.name / STAGE_SUMMARY
+        if done.exists():
+            _say(f"{stage.name}: finished before ({done})")
+            summaries[stage.name] = json.loads(done.read_text())
+            return True
         result = train_stage(
             out / stage.name, None, config, dataclasses.replace(stage.settings, seed=args.seed),
             minutes=minutes, init=init, tracks=tuple(data[split] for split in stage.splits),
@@ -287,6 +301,7 @@ def run_recipe(args: argparse.Namespace) -> int:
         if isinstance(result, str):
             print(f"gbsynth train --recipe: {result}", file=sys.stderr)
             return False
+        atomic_write(done, json.dumps(result, indent=1).encode())
         summaries[stage.name] = result
         return True
 
@@ -304,6 +319,10 @@ def run_recipe(args: argparse.Namespace) -> int:
     if not run_stage(FINETUNE, ft_minutes, init):
         return 1
 
+    best = load_checkpoint(best_checkpoint(out / "finetune"))
+    _say("fitting the match model's weights on the fine-tuning validation music")
+    best.match_weights = fit_match_weights(best, data["gb_valid"])
+    _say(f"match weights: {best.match_weights}")
     _say("held-out evaluation")
     # The baselines learn from exactly what the model was trained on (saved by the stages).
     train_all = [
@@ -312,7 +331,6 @@ def run_recipe(args: argparse.Namespace) -> int:
         if (out / stage / DATASET_FILE).exists()
         for track in load_tracks(out / stage / DATASET_FILE, rep)
     ]
-    best = load_checkpoint(best_checkpoint(out / "finetune"))
     report = evaluate(best, train_all, data["heldout"])
     if init is not None:
         pretrained = evaluate(load_checkpoint(init), train_all, data["heldout"])
@@ -341,12 +359,23 @@ def run_recipe(args: argparse.Namespace) -> int:
     saved = write_checkpoint(
         export, best.model, step=best.step, train_loss=best.train_loss,
         heldout_nll=report["nll_per_token"], heldout_nats_per_second=report["nats_per_second"],
-        card=card,
+        card=card, match_weights=best.match_weights,
     )  # fmt: skip
     size_mb = export.stat().st_size / 1e6
     _say(f"wrote {export} ({size_mb:.1f} MB, step {saved.step})")
     print(json.dumps({"model": str(export), "size_mb": round(size_mb, 2), **card["heldout"]}))
     return 0
+
+
+def fit_match_weights(loaded, tracks: list[Track]) -> list[float]:
+    """The match model's weights that make ``tracks`` most likely under ``loaded``'s network
+    mixed with it (``gbsynth.trainer.match``)."""
+    from gbsynth.trainer import match
+    from gbsynth.trainer.train import model_token_nll
+
+    nll, targets = model_token_nll(loaded.model, tracks)
+    guess, length = match.track_predictions(tracks)
+    return match.fit_weights(nll, guess, length, targets)
 
 
 def _git_commit() -> str | None:

@@ -4,7 +4,9 @@ Every song opens with ``PREAMBLE`` (APU on, master volume up, every channel to
 both speakers), so even an untrained model's output is audible, followed by
 the optional ``prime`` (writes from cycle 0 on, e.g. the opening of a real
 song); the model continues from there, in its own representation
-(``gbsynth.trainer.representation``). Output is legal by construction: the
+(``gbsynth.trainer.representation``), mixed with the match model when the checkpoint
+has its weights (``gbsynth.trainer.match``: what followed the last time the song played
+its recent tokens). Output is legal by construction: the
 sampler follows the representation's grammar, which also keeps a song playing
 (never the unused addresses 0xFF27-0xFF2F, never NR52 with the power bit clear).
 And it never puts more than the representation's ``max_tokens_per_frame`` tokens
@@ -32,6 +34,7 @@ from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
 from gbsynth.trainer import representation
 from gbsynth.trainer.checkpoint import LoadedCheckpoint
 from gbsynth.trainer.engine import InferenceEngine
+from gbsynth.trainer.match import MatchModel, length_bucket
 
 PREAMBLE = ApuWrites.from_arrays([0, 0, 0], [0xFF26, 0xFF24, 0xFF25], [0x80, 0x77, 0xFF])
 """NR52 = 0x80 (power on), NR50 = 0x77 (both master volumes full), NR51 = 0xFF (all panned on)."""
@@ -94,6 +97,11 @@ class Sampler:
         engine = self.engine
         state = engine.new_state()
         engine.feed(state, opening_tokens)
+        weights = self.checkpoint.match_weights
+        matcher = MatchModel() if weights else None
+        if matcher is not None:
+            for token in opening_tokens.tolist():
+                matcher.push(token)
         clock = rep.cycles(opening_tokens)
         cycles = rep.token_cycles
         longest = int(min(FRAME_CYCLES, cycles.max()))
@@ -115,7 +123,11 @@ class Sampler:
                     if need > 0:
                         later = allowed & (cycles >= need)
                         allowed = later if later.any() else allowed
-                token = engine.pick(state, allowed, u, temperature, top_p)
+                guess, weight = -1, 0.0
+                if matcher is not None:
+                    guess, length = matcher.prediction()
+                    weight = weights[length_bucket(length)] if guess >= 0 else 0.0
+                token = engine.pick(state, allowed, u, temperature, top_p, guess, weight)
                 if clock + cycles[token] >= end_cycle:
                     clock = end_cycle
                     break
@@ -124,6 +136,8 @@ class Sampler:
                 sampled += 1
                 piece.append(decoder.push(token))
                 engine.feed_one(state, token)
+                if matcher is not None:
+                    matcher.push(token)
             if stats is not None:
                 stats["tokens"] = sampled
             writes = ApuWrites.concat(piece)

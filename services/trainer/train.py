@@ -142,6 +142,9 @@ class Trainer:
         self.train_seconds = 0.0
         self.tokens_trained = 0
         self.recent_losses: list[float] = []
+        self.match_weights: list[float] | None = None
+        """The match model's weights of the model this one started from: its checkpoints
+        keep them (``gbsynth.trainer.match``)."""
 
     @property
     def window(self) -> int:
@@ -383,6 +386,7 @@ class TrainingRun:
                 raise CheckpointError(f"cannot resume from {path}: it holds no training state")
             trainer = Trainer(loaded.config, TrainSettings(**state["settings"]))
             trainer.restore(loaded.model.state_dict(), loaded.step, state)
+            trainer.match_weights = loaded.match_weights
             return trainer, loaded
         if init is not None:
             start = load_checkpoint(init)
@@ -390,6 +394,7 @@ class TrainingRun:
             trainer = Trainer(dataclasses.replace(start.config, dropout=config.dropout), settings)
             trainer.model.load_state_dict(start.model.state_dict())
             trainer.step_count = trainer.origin_step = start.step
+            trainer.match_weights = start.match_weights
             return trainer, None
         return Trainer(config, settings), None
 
@@ -422,6 +427,7 @@ class TrainingRun:
             heldout_nll=None if score is None else score.nll_per_token,
             heldout_nats_per_second=None if score is None else score.nats_per_second,
             promoted=promoted,
+            match_weights=trainer.match_weights,
             trainer_state=trainer.state(
                 **(self.extra_state() if self.extra_state else {}), **extra
             ),
