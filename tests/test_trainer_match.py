@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gbsynth.trainer import match
+from gbsynth.trainer import channel_events as ce
+from gbsynth.trainer import match, representation
 from gbsynth.trainer.checkpoint import load_checkpoint, write_checkpoint
 from gbsynth.trainer.data import Track
 from gbsynth.trainer.engine import InferenceEngine
@@ -80,7 +81,7 @@ def test_a_checkpoint_carries_its_weights_to_the_sampler_and_the_evaluation(tmp_
     assert 0.85 < np.mean(np.array(picks) == 77) < 0.95
     # The evaluation scores what the sampler samples from: network and match model mixed.
     rng = np.random.default_rng(2)
-    passage = rng.integers(0, 200, 64).astype(np.int16)
+    passage = rng.integers(0, 1000, 64).astype(np.int16)  # notes among them
     heldout = [Track("loop", "0" * 64, np.tile(passage, 6))]
     train = [Track("other", "1" * 64, rng.integers(0, 200, 2000).astype(np.int16))]
     report = evaluate(mixed, train, heldout)
@@ -88,3 +89,19 @@ def test_a_checkpoint_carries_its_weights_to_the_sampler_and_the_evaluation(tmp_
     assert report["nll_per_token"] < report["network_alone"]["nll_per_token"] - 1.0
     plain = evaluate(loaded, train, heldout)
     assert plain["nll_per_token"] == plain["network_alone"]["nll_per_token"]
+
+
+def test_only_passages_with_a_note_are_copied():
+    # Silence (a run of the longest shift) or shifts and volume steps alone start no
+    # match: copied, they would hold a sampled song silent for good.
+    rep = representation.get(representation.DEFAULT)
+    shift, vol = ce.SHIFT + ce.MAX_SHIFT - 1, ce.VOL + 5  # no note onset
+    note = ce.NOTE + 40
+    quiet = np.array([shift, vol] * 30)
+    guess, _ = match.predictions(quiet, rep.onsets)
+    assert (guess == -1).all()
+    assert (match.predictions(quiet)[0] >= 0).any()  # without the rule it would copy
+    tune = np.array([note, shift, vol, shift, note + 4, shift, vol, shift] * 4)
+    guess, _ = match.predictions(tune, rep.onsets)
+    second = 8 + match.MIN_MATCH  # its second playing, once MIN_MATCH tokens are heard
+    assert (guess[:second] == -1).all() and (guess[second:] == tune[second:]).all()

@@ -24,7 +24,7 @@ def evaluate(loaded, train, heldout) -> dict:
     alone = Score.of(nll, targets, rep)
     if loaded.match_weights:
         # As the sampler predicts: the network mixed with the match model.
-        guess, length = match.track_predictions(heldout)
+        guess, length = match.track_predictions(heldout, rep.onsets)
         nll = match.mixed_nll(nll, guess, length, targets, loaded.match_weights)
     model = Score.of(nll, targets, rep)
     baselines = {

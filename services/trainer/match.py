@@ -6,7 +6,10 @@ an hour forgets what it played a few seconds ago. ``MatchModel`` (the match mode
 context-mixing compressors, and the cache language models of speech recognition) follows
 a song's own tokens: after each token it finds the latest earlier place where the last
 ``MIN_MATCH`` tokens were played and predicts the token that came next there; while its
-predictions come true the match grows longer, and a longer match is trusted more. The
+predictions come true the match grows longer, and a longer match is trusted more. Only a
+passage that holds a note onset (the representation's ``onsets``) starts a match: copying
+a stretch of silence, or of time shifts and volume steps, would hold a sampled song in
+silence for good. The
 sampler and the evaluation mix it with the network:
 
     p(next) = (1 - w[b]) p_network(next) + w[b] [next == predicted]
@@ -43,7 +46,10 @@ def length_bucket(length: int) -> int:
 class MatchModel:
     """One song's match model, fed token by token (``push``); ``prediction`` guesses the next."""
 
-    def __init__(self) -> None:
+    def __init__(self, onsets: np.ndarray | None = None) -> None:
+        self.onsets = None if onsets is None else np.asarray(onsets, bool).tolist()
+        """Per token: whether it starts a note (None: any passage may be copied)."""
+        self._last_onset = -1
         self.history: list[int] = []
         self._last: dict[tuple[int, ...], int] = {}  # MIN_MATCH tokens -> where they last ended
         self._pointer = -1  # the earlier position matching the newest token; -1: no match
@@ -54,6 +60,8 @@ class MatchModel:
         history = self.history
         history.append(int(token))
         end = len(history) - 1
+        if self.onsets is None or self.onsets[token]:
+            self._last_onset = end
         if self._pointer >= 0 and history[self._pointer + 1] == token:
             self._pointer += 1
             self.length = min(self.length + 1, MAX_LENGTH)
@@ -72,7 +80,8 @@ class MatchModel:
                     and history[earlier - length] == history[end - length]
                 ):
                     length += 1
-                self._pointer, self.length = earlier, length
+                if self._last_onset > end - length:  # the matched passage holds a note
+                    self._pointer, self.length = earlier, length
         self._last[key] = end
 
     def prediction(self) -> tuple[int, int]:
@@ -82,10 +91,12 @@ class MatchModel:
         return self.history[self._pointer + 1], self.length
 
 
-def predictions(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predictions(
+    tokens: np.ndarray, onsets: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """For each position ``i``: the match model's guess for ``tokens[i]`` from
     ``tokens[:i]`` and its match length (``-1, 0``: none)."""
-    model = MatchModel()
+    model = MatchModel(onsets)
     guess = np.full(len(tokens), -1, np.int64)
     length = np.zeros(len(tokens), np.int64)
     for i, token in enumerate(np.asarray(tokens).tolist()):
@@ -94,12 +105,14 @@ def predictions(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return guess, length
 
 
-def track_predictions(tracks: Sequence) -> tuple[np.ndarray, np.ndarray]:
+def track_predictions(
+    tracks: Sequence, onsets: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``predictions`` of every token but each track's first, in track order (the tokens
     ``train.model_token_nll`` scores)."""
     guesses, lengths = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for track in tracks:
-        guess, length = predictions(track.tokens)
+        guess, length = predictions(track.tokens, onsets)
         guesses.append(guess[1:])
         lengths.append(length[1:])
     return np.concatenate(guesses), np.concatenate(lengths)

@@ -374,7 +374,8 @@ def fit_match_weights(loaded, tracks: list[Track]) -> list[float]:
     from gbsynth.trainer.train import model_token_nll
 
     nll, targets = model_token_nll(loaded.model, tracks)
-    guess, length = match.track_predictions(tracks)
+    onsets = representation.get(loaded.config.representation).onsets
+    guess, length = match.track_predictions(tracks, onsets)
     return match.fit_weights(nll, guess, length, targets)
 
 

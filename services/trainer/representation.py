@@ -59,6 +59,9 @@ class Representation:
     version: str = ""
     """A digest of the code that defines the tokens: caches of encoded music key on it."""
     sampled: np.ndarray | None = None
+    onsets: np.ndarray | None = None
+    """Bool mask ``(vocab_size,)`` of the tokens that start a note (None: unknown). The match
+    model copies only passages that hold one (``gbsynth.trainer.match``)."""
     """bool ``(vocab_size,)``: tokens a generated song may use (None: all). Recordings
     need a few that a composed song does not (an APU power cycle)."""
 
@@ -105,6 +108,9 @@ def _channel_events() -> Representation:
     cycles[ce.SHIFT : ce.SHIFT + ce.MAX_SHIFT] = np.arange(1, ce.MAX_SHIFT + 1) * ce.TICK_CYCLES
     sampled = np.ones(ce.VOCAB_SIZE, dtype=bool)
     sampled[ce.RESET : ce.RESET + 4] = False  # a composed song never powers the chip off
+    onsets = np.zeros(ce.VOCAB_SIZE, dtype=bool)
+    onsets[ce.NOTE : ce.NOTE + ce.TONE_CHANNELS * ce.N_NOTES] = True
+    onsets[ce.HIT] = True
     return Representation(
         name="channel_events",
         vocab_size=ce.VOCAB_SIZE,
@@ -117,6 +123,7 @@ def _channel_events() -> Representation:
         stretch=ce.stretch,
         version=_source_digest(ce),
         sampled=sampled,
+        onsets=onsets,
     )
 
 

@@ -98,7 +98,7 @@ class Sampler:
         state = engine.new_state()
         engine.feed(state, opening_tokens)
         weights = self.checkpoint.match_weights
-        matcher = MatchModel() if weights else None
+        matcher = MatchModel(rep.onsets) if weights else None
         if matcher is not None:
             for token in opening_tokens.tolist():
                 matcher.push(token)
