@@ -87,7 +87,13 @@ def test_a_checkpoint_carries_its_weights_to_the_sampler_and_the_evaluation(tmp_
     report = evaluate(mixed, train, heldout)
     assert report["match_weights"] == weights
     assert report["nll_per_token"] < report["network_alone"]["nll_per_token"] - 1.0
+    # Its fair peers: the baselines with the match model too (never better than the
+    # baselines alone here would be a bug: they are fitted on these very tokens).
+    assert set(report["baselines_with_match"]) == set(report["baselines"])
+    for name, score in report["baselines_with_match"].items():
+        assert score <= report["baselines"][name]["nats_per_second"] + 1e-6
     plain = evaluate(loaded, train, heldout)
+    assert "baselines_with_match" not in plain
     assert plain["nll_per_token"] == plain["network_alone"]["nll_per_token"]
 
 

@@ -22,16 +22,21 @@ def evaluate(loaded, train, heldout) -> dict:
     rep = representation.get(loaded.config.representation)
     nll, targets = model_token_nll(loaded.model, heldout)
     alone = Score.of(nll, targets, rep)
+    baseline_nlls = baseline_token_nlls(train, heldout, rep.vocab_size)
+    baselines = {name: Score.of(values, targets, rep) for name, values in baseline_nlls.items()}
+    best = min(baselines, key=lambda name: baselines[name].nats_per_second)
+    with_match = {}
     if loaded.match_weights:
-        # As the sampler predicts: the network mixed with the match model.
+        # As the sampler predicts: the network mixed with the match model. The fair peer is
+        # a baseline with the match model too, its weights fitted on these very tokens (a
+        # bound in the baseline's favour).
         guess, length = match.track_predictions(heldout, rep.onsets)
         nll = match.mixed_nll(nll, guess, length, targets, loaded.match_weights)
+        for name, values in baseline_nlls.items():
+            weights = match.fit_weights(values, guess, length, targets)
+            mixed = match.mixed_nll(values, guess, length, targets, weights)
+            with_match[name] = Score.of(mixed, targets, rep)
     model = Score.of(nll, targets, rep)
-    baselines = {
-        name: Score.of(values, targets, rep)
-        for name, values in baseline_token_nlls(train, heldout, rep.vocab_size).items()
-    }
-    best = min(baselines, key=lambda name: baselines[name].nats_per_second)
     return {
         "checkpoint": str(loaded.path),
         "step": loaded.step,
@@ -53,11 +58,8 @@ def evaluate(loaded, train, heldout) -> dict:
             for name, score in baselines.items()
         },  # fmt: skip
         "best_baseline": best,
-        "vs_best_baseline": round(
-            (model.nats_per_second - baselines[best].nats_per_second)
-            / baselines[best].nats_per_second,
-            3,
-        ),  # fmt: skip
+        "vs_best_baseline": _relative(model, baselines[best]),
+        **_match_peers(model, with_match),
         "train_tokens": total_tokens(train),
     }
 
@@ -73,3 +75,20 @@ def first_tokens(tracks, limit: int):
         out.append(Track(track.name, track.source_sha256, track.tokens[:left]))
         left -= len(out[-1])
     return out
+
+
+def _relative(model, baseline) -> float:
+    return round((model.nats_per_second - baseline.nats_per_second) / baseline.nats_per_second, 3)
+
+
+def _match_peers(model, with_match: dict) -> dict:
+    """The baselines mixed with the match model, and the model against the best of them."""
+    if not with_match:
+        return {}
+    best = min(with_match, key=lambda name: with_match[name].nats_per_second)
+    return {
+        "baselines_with_match": {
+            name: round(score.nats_per_second, 2) for name, score in with_match.items()
+        },
+        "vs_best_baseline_with_match": _relative(model, with_match[best]),
+    }
