@@ -70,12 +70,24 @@ def nll_row(evaluation: dict) -> tuple[str, bool]:
         rate = evaluation["events"] / seconds
         model = evaluation["nll_per_event"] * rate
         baselines = {name: nll * rate for name, nll in evaluation["baselines"].items()}
+    baselines = {
+        name: float(value["nats_per_second"] if isinstance(value, dict) else value)
+        for name, value in baselines.items()
+    }
     best = min(baselines, key=baselines.get)
     limit = (1 - NLL_IMPROVEMENT) * baselines[best]
     text = (
         f"held-out nats per second {model:.1f} <= {limit:.1f} "
         f"(75% of the best baseline, {best}: {baselines[best]:.1f})"
     )
+    matched = evaluation.get("baselines_with_match")
+    if matched:
+        # The model samples with the match model: the baselines with it are the fair peer.
+        best_matched = min(matched, key=matched.get)
+        text += (
+            f"; the baselines with the match model too: best {best_matched} "
+            f"{matched[best_matched]:.1f}, the model {model / matched[best_matched] - 1:+.1%}"
+        )
     return text, model <= limit
 
 
