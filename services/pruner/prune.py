@@ -239,6 +239,11 @@ def _passages(sounding: np.ndarray, gap: int) -> list[tuple[int, int]]:
     return merged
 
 
+def _sound_passages(level: np.ndarray, gap_frames: int) -> list[tuple[int, int]]:
+    """Frames ``[a, b)`` of sound in a per-frame level, joined across shorter silences."""
+    return _passages(level > SILENT_LEVEL, gap_frames)
+
+
 def sounding_passages(
     writes: ApuWrites, duration_cycles: int, gap_seconds: float | None = None
 ) -> list[tuple[int, int]]:
@@ -246,7 +251,7 @@ def sounding_passages(
     shorter than ``gap_seconds`` (default: the ``silence_gap_seconds`` setting's)."""
     gap = PruneConfig.silence_gap_seconds if gap_seconds is None else gap_seconds
     level = analyse(writes, duration_cycles).level
-    frames = _passages(level > SILENT_LEVEL, max(1, round(gap * FRAMES_PER_SECOND)))
+    frames = _sound_passages(level, PruneConfig().frames(gap))
     return [(a * FRAME_CYCLES, min(b * FRAME_CYCLES, duration_cycles)) for a, b in frames]
 
 
@@ -296,10 +301,9 @@ class _Pruner:
         if not spans:
             return
         first, last = spans[0]
-        sounding = self.analysis.level[first:last] > SILENT_LEVEL
+        gap = self.config.frames(self.config.silence_gap_seconds)
         passages = [
-            (first + a, first + b)
-            for a, b in _passages(sounding, self.config.frames(self.config.silence_gap_seconds))
+            (first + a, first + b) for a, b in _sound_passages(self.analysis.level[first:last], gap)
         ]
         if not passages:
             if last - first >= self.min_frames:

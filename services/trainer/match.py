@@ -22,6 +22,7 @@ checkpoint without them samples and scores with the network alone.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,8 +40,13 @@ MAX_WEIGHT = 0.99
 
 
 def length_bucket(length: int) -> int:
-    """The bucket of a match ``length`` (>= ``MIN_MATCH``)."""
-    return int(np.searchsorted(LENGTH_EDGES, length, side="right")) - 1
+    """The bucket of a match ``length`` (>= ``MIN_MATCH``); per sampled token, so no numpy."""
+    return bisect_right(LENGTH_EDGES, length) - 1
+
+
+def _buckets(length: np.ndarray) -> np.ndarray:
+    """``length_bucket`` of each match length (no match: bucket 0, masked by the callers)."""
+    return np.searchsorted(LENGTH_EDGES, np.maximum(length, MIN_MATCH), side="right") - 1
 
 
 class MatchModel:
@@ -120,9 +126,7 @@ def track_predictions(
 
 def _weight_per_position(length: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     table = np.asarray(weights, np.float64)
-    matched = length >= MIN_MATCH
-    buckets = np.searchsorted(LENGTH_EDGES, np.maximum(length, MIN_MATCH), side="right") - 1
-    return np.where(matched, table[np.clip(buckets, 0, len(table) - 1)], 0.0)
+    return np.where(length >= MIN_MATCH, table[_buckets(length)], 0.0)
 
 
 def mixed_nll(
@@ -144,7 +148,7 @@ def fit_weights(
     p = np.exp(-np.asarray(network_nll, np.float64))
     hit = guess == targets
     weights: list[float] = []
-    buckets = np.searchsorted(LENGTH_EDGES, np.maximum(length, MIN_MATCH), side="right") - 1
+    buckets = _buckets(length)
     for b in range(len(LENGTH_EDGES)):
         sel = (length >= MIN_MATCH) & (buckets == b)
         if sel.sum() < MIN_FIT_SAMPLES:
