@@ -111,3 +111,14 @@ def test_only_passages_with_a_note_are_copied():
     guess, _ = match.predictions(tune, rep.onsets)
     second = 8 + match.MIN_MATCH  # its second playing, once MIN_MATCH tokens are heard
     assert (guess[:second] == -1).all() and (guess[second:] == tune[second:]).all()
+
+
+def test_a_checkpoint_with_broken_match_weights_is_refused(tmp_path):
+    from gbsynth.trainer.checkpoint import CheckpointError
+
+    loaded = load_checkpoint(make_tiny_checkpoint(tmp_path))
+    for weights in ([0.5, 0.5], [1.5] * len(match.LENGTH_EDGES)):
+        path = tmp_path / "broken.pt"
+        write_checkpoint(path, loaded.model, step=1, match_weights=weights)
+        with pytest.raises(CheckpointError, match="match_weights"):
+            load_checkpoint(path)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from gbsynth.common.files import atomic_write
-from gbsynth.trainer import representation
+from gbsynth.trainer import match, representation
 from gbsynth.trainer.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,13 @@ def load_checkpoint(path: Path, *, expected_sha256: str | None = None) -> Loaded
             )
         model = GPT(config)
         model.load_state_dict(payload["model"])
+        weights = payload.get("match_weights")
+        if weights is not None and (
+            len(weights) != len(match.LENGTH_EDGES) or not all(0 <= w < 1 for w in weights)
+        ):
+            raise ValueError(
+                f"match_weights must be {len(match.LENGTH_EDGES)} numbers in [0, 1), not {weights}"
+            )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit the model: {exc}") from exc
     model.eval()
