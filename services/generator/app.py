@@ -3,7 +3,7 @@
     POST /v1/songs                      JSON parameters -> audio/wav (default), VGM,
                                         the Avro event log, a Game Boy ROM that replays
                                         the song, or JSON (notes for a piano roll)
-    GET  /v1/songs/{seed}.{wav|vgm|avro|gb|json}?seconds=&temperature=&top_p=&sample_rate=
+    GET  /v1/songs/{seed}.{wav|vgm|avro|gb|json}?seconds=&temperature=&top_p=&sample_rate=&plan=
                                         the same without a prime, as a link (<audio src>)
     GET  /v1/model                      the served model: step, age, what it was trained on
     GET  /healthz                       whether a model is loaded, and which step
@@ -35,7 +35,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
@@ -155,8 +155,40 @@ def request_model(limits: Limits) -> type[BaseModel]:
             ]
             | None
         ) = Field(None, description="music for the song to continue: a file or write columns")
+        plan: str = Field("", max_length=40, description=PLAN_DESCRIPTION)
+
+        @field_validator("plan")
+        @classmethod
+        def _plan(cls, value: str) -> str:
+            return _checked_plan(value)
 
     return SongRequest
+
+
+PLAN_DESCRIPTION = (
+    "rows, form and key the sampler keeps: FORM@FRAMES such as AABA@6 (sections of 64 rows "
+    "of 6 frames; add /chromatic for no key), or free (the network alone); empty: drawn from "
+    "the seed (none with a prime)"
+)
+
+
+def _query_plan(value: str) -> str:
+    """A query's plan, or a 422 naming it."""
+    try:
+        return _checked_plan(value)
+    except ValueError as exc:
+        raise ServiceError(422, f"plan: {exc}") from exc
+
+
+def _checked_plan(value: str) -> str:
+    from gbsynth.trainer.song_plan import SongPlan, SongPlanError
+
+    if value:
+        try:
+            SongPlan.parse(value)
+        except SongPlanError as exc:
+            raise ValueError(str(exc)) from exc
+    return value
 
 
 def _where(loc: list[Any]) -> str:
@@ -306,7 +338,7 @@ def create_app(
             prime = await run_in_threadpool(_prime_writes, body.prime, limits, body.seconds)
         params = SongParams(
             seconds=body.seconds, temperature=body.temperature, top_p=body.top_p,
-            seed=body.seed, prime=prime, sample_rate=body.sample_rate,
+            seed=body.seed, prime=prime, sample_rate=body.sample_rate, plan=body.plan,
         )  # fmt: skip
         return await answer(request, params, SongFormat(body.format))
 
@@ -326,12 +358,13 @@ def create_app(
         temperature: Annotated[float, Query(ge=0, le=2, allow_inf_nan=False)] = 1.0,
         top_p: Annotated[float, Query(gt=0, le=1, allow_inf_nan=False)] = 0.95,
         sample_rate: Annotated[int, Query(ge=8_000, le=96_000)] = 44_100,
+        plan: Annotated[str, Query(max_length=40, description=PLAN_DESCRIPTION)] = "",
     ) -> Response:
         """The song ``POST /v1/songs`` makes with these parameters and no prime, at a URL
         (for ``<audio src>`` and download links); WAV streams as it is sampled."""
         params = SongParams(
             seconds=seconds, temperature=temperature, top_p=top_p, seed=seed,
-            sample_rate=sample_rate,
+            sample_rate=sample_rate, plan=_query_plan(plan),
         )  # fmt: skip
         return await answer(request, params, fmt)
 

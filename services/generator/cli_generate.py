@@ -45,6 +45,13 @@ def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
         help="nucleus sampling: pick among the likeliest events covering this mass "
         f"(default {SongParams.top_p:g})",
     )  # fmt: skip
+    parser.add_argument(
+        "--plan", default=SongParams.plan, metavar="PLAN",
+        help="rows, form and key the sampler keeps: FORM@FRAMES such as AABA@6 (sections "
+        "A, A, B, A of 64 rows of 6 frames, in the key the first notes choose; "
+        "/chromatic: no key), or free (the network alone); default: drawn from the seed "
+        "(docs/model.md)",
+    )  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +119,19 @@ def _check(args: argparse.Namespace) -> str:
         raise GenerateError("--rate must be 8000-384000 Hz")
     if args.prime_index < 0:
         raise GenerateError("--prime-index counts from 0")
+    check_plan(args.plan)
     return fmt
+
+
+def check_plan(text: str) -> None:
+    """``GenerateError`` for a ``--plan`` that ``SongPlan.parse`` refuses."""
+    from gbsynth.trainer.song_plan import SongPlan, SongPlanError
+
+    if text:
+        try:
+            SongPlan.parse(text)
+        except SongPlanError as exc:
+            raise GenerateError(f"--plan: {exc}") from exc
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -142,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         raise GenerateError(str(exc)) from exc
     params = SongParams(
         seconds=args.seconds, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-        prime=prime, sample_rate=args.rate,
+        prime=prime, sample_rate=args.rate, plan=args.plan,
     )  # fmt: skip
     started = time.perf_counter()
     try:

@@ -42,6 +42,7 @@ from gbsynth.common.events import (
     SourceKind,
 )
 from gbsynth.synth import Synth, channel_activity, to_pcm16
+from gbsynth.trainer.song_plan import SongPlan
 
 WAV_HEADER_BYTES = 44
 CHANNELS = 2
@@ -87,6 +88,7 @@ class SongSource(Protocol):
         top_p: float = 0.95,
         seed: int = 0,
         prime: ApuWrites | None = None,
+        plan: SongPlan | None = None,
     ) -> Iterator[ApuWrites]:
         """Consecutive pieces of the song (absolute cycles from 0) until ``seconds`` are covered."""
         ...
@@ -102,6 +104,12 @@ class SongParams:
     seed: int = 0
     prime: ApuWrites | None = None
     sample_rate: int = 44_100
+    plan: str = ""
+    """The song plan (``SongPlan.parse``: ``free`` or ``AABA@6``); empty: the seed's default
+    (none with a prime)."""
+
+    def song_plan(self) -> SongPlan | None:
+        return SongPlan.parse(self.plan) if self.plan else None
 
     @property
     def duration_cycles(self) -> int:
@@ -128,6 +136,7 @@ def song_key(checkpoint_sha256: str, params: SongParams) -> str:
         "top_p": repr(float(params.top_p)),
         "seed": int(params.seed),
         "prime": params.prime_digest(),
+        "plan": params.plan,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
@@ -302,6 +311,7 @@ def generate(
         top_p=params.top_p,
         seed=params.seed,
         prime=params.prime,
+        plan=params.song_plan(),
     )
     try:
         while True:
@@ -428,6 +438,11 @@ def song_file_bytes(song: Song, fmt: str, rate: int | None = None) -> bytes:
     raise ValueError(f"unknown song file format {fmt!r} (not one of {SONG_FILE_FORMATS})")
 
 
+def default_plan(params: SongParams) -> str:
+    """The plan a song without one follows (``Sampler.stream``: the seed's, none when primed)."""
+    return "free" if params.prime is not None else str(SongPlan.for_seed(params.seed))
+
+
 def song_description(song: Song) -> dict[str, Any]:
     """Where a song came from, as JSON-friendly fields."""
     return {
@@ -437,6 +452,7 @@ def song_description(song: Song) -> dict[str, Any]:
         "top_p": song.params.top_p,
         "seed": song.params.seed,
         "primed": song.params.prime is not None,
+        "plan": song.params.plan or default_plan(song.params),
         "model_step": song.model_step,
         "checkpoint_sha256": song.checkpoint_sha256,
         "events": len(song.writes),

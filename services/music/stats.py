@@ -215,6 +215,18 @@ def motif_repetition(notes: Notes) -> float:
     return recurring / len(keys)
 
 
+def best_key(histogram: np.ndarray) -> tuple[float, int, str]:
+    """The Krumhansl-Kessler key that best fits a 12-bin pitch-class histogram: its
+    correlation, tonic (0 = C) and mode (``"major"`` or ``"minor"``)."""
+    best, tonic_of, mode_of = -2.0, 0, "major"
+    for mode, profile in (("major", KK_MAJOR), ("minor", KK_MINOR)):
+        for tonic in range(12):
+            r = float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1])
+            if r > best:
+                best, tonic_of, mode_of = r, tonic, mode
+    return best, tonic_of, mode_of
+
+
 def key_clarity(notes: Notes) -> tuple[float | None, str | None]:
     """Best correlation of the duration-weighted pitch-class histogram with the 24
     Krumhansl-Kessler key profiles, and that key's name."""
@@ -226,13 +238,8 @@ def key_clarity(notes: Notes) -> tuple[float | None, str | None]:
     histogram = np.bincount(classes, weights=pitched.seconds, minlength=12)
     if np.count_nonzero(histogram) < 2:
         return None, None  # one pitch class correlates with no profile meaningfully
-    best, name = -2.0, None
-    for mode, profile in (("major", KK_MAJOR), ("minor", KK_MINOR)):
-        for tonic in range(12):
-            r = float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1])
-            if r > best:
-                best, name = r, f"{PITCH_CLASSES[tonic]} {mode}"
-    return best, name
+    r, tonic, mode = best_key(histogram)
+    return r, f"{PITCH_CLASSES[tonic]} {mode}"
 
 
 def sounding_share(notes: Notes, duration_cycles: int) -> float:

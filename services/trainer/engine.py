@@ -338,17 +338,20 @@ class InferenceEngine:
 
     def pick(
         self, state: DecodeState, allowed: np.ndarray, u: float, temperature: float, top_p: float,
-        guess: int = -1, guess_weight: float = 0.0,
+        guess: int = -1, guess_weight: float = 0.0, bias: np.ndarray | None = None,
     ) -> int:  # fmt: skip
         """The next token among ``allowed`` (bool mask): argmax at temperature 0, else
         nucleus sampling with the uniform number ``u``; with a ``guess`` (the match model's),
-        from the network's distribution mixed with it at ``guess_weight``."""
+        from the network's distribution mixed with it at ``guess_weight``; ``bias``
+        (float32 per token) is added to the log-probabilities first (a song plan's key)."""
         if state.position == 0:
             raise ValueError("feed at least one token (the opening) before picking")
         logits = state.logits
+        if bias is not None:
+            logits = logits + bias
         if guess >= 0 and guess_weight > 0.0:
+            _mix_guess(logits, int(guess), float(guess_weight), state.mixed)
             logits = state.mixed
-            _mix_guess(state.logits, int(guess), float(guess_weight), logits)
         return _pick_allowed(
             logits, allowed, float(temperature), float(top_p), float(u), *state.scratch
         )

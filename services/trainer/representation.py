@@ -59,11 +59,20 @@ class Representation:
     version: str = ""
     """A digest of the code that defines the tokens: caches of encoded music key on it."""
     sampled: np.ndarray | None = None
+    """bool ``(vocab_size,)``: tokens a generated song may use (None: all). Recordings
+    need a few that a composed song does not (an APU power cycle)."""
     onsets: np.ndarray | None = None
     """Bool mask ``(vocab_size,)`` of the tokens that start a note (None: unknown). The match
     model copies only passages that hold one (``gbsynth.trainer.match``)."""
-    """bool ``(vocab_size,)``: tokens a generated song may use (None: all). Recordings
-    need a few that a composed song does not (an APU power cycle)."""
+    on_rows: np.ndarray | None = None
+    """Bool mask ``(vocab_size,)`` of the tokens that can start a sound a listener hears as a
+    new note (a trigger, the fine pitch before one, an unmute): a song plan's rows hold them
+    (``gbsynth.trainer.song_plan``). None: the representation cannot follow rows."""
+    note_pitches: np.ndarray | None = None
+    """int16 ``(vocab_size,)``: the MIDI note a token sets a tone channel to, -1 for tokens
+    that set no absolute pitch; None: unknown (a song plan cannot keep a key)."""
+    note_channels: np.ndarray | None = None
+    """int8 ``(vocab_size,)``: the channel of ``note_pitches`` (-1 where it is -1)."""
 
     def cycles(self, tokens: np.ndarray) -> int:
         """Cycles of music ``tokens`` span."""
@@ -111,6 +120,16 @@ def _channel_events() -> Representation:
     onsets = np.zeros(ce.VOCAB_SIZE, dtype=bool)
     onsets[ce.NOTE : ce.NOTE + ce.TONE_CHANNELS * ce.N_NOTES] = True
     onsets[ce.HIT] = True
+    note_pitches = np.full(ce.VOCAB_SIZE, -1, np.int16)
+    note_channels = np.full(ce.VOCAB_SIZE, -1, np.int8)
+    for start in (ce.NOTE, ce.PITCH):
+        channel, note = np.divmod(np.arange(ce.TONE_CHANNELS * ce.N_NOTES), ce.N_NOTES)
+        note_pitches[start : start + len(note)] = ce.MIDI_LOW + note
+        note_channels[start : start + len(note)] = channel
+    on_rows = onsets.copy()
+    on_rows[ce.FINE : ce.FINE + ce.PITCH_STEPS - 1] = True  # comes just before a NOTE or PITCH
+    on_rows[ce.LEVEL : ce.LEVEL + 4] = True  # unmutes the wave channel
+    on_rows[ce.PAN : ce.PAN + 256] = True  # unmutes channels
     return Representation(
         name="channel_events",
         vocab_size=ce.VOCAB_SIZE,
@@ -124,6 +143,9 @@ def _channel_events() -> Representation:
         version=_source_digest(ce),
         sampled=sampled,
         onsets=onsets,
+        on_rows=on_rows,
+        note_pitches=note_pitches,
+        note_channels=note_channels,
     )
 
 

@@ -25,20 +25,30 @@ use on a machine compiles it, about 10 s, then it is cached on disk);
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, register_snapshot
 from gbsynth.trainer import representation
 from gbsynth.trainer.checkpoint import LoadedCheckpoint
 from gbsynth.trainer.engine import InferenceEngine
 from gbsynth.trainer.match import MatchModel, length_bucket
+from gbsynth.trainer.song_plan import (
+    KEY_NOTES,
+    REGISTER_NOTES,
+    SongPlan,
+    key_bias,
+    register_bias,
+)
 
 PREAMBLE = ApuWrites.from_arrays([0, 0, 0], [0xFF26, 0xFF24, 0xFF25], [0x80, 0x77, 0xFF])
 """NR52 = 0x80 (power on), NR50 = 0x77 (both master volumes full), NR51 = 0xFF (all panned on)."""
 
+END_OF_TIME = 2**62
+"""A cycle after any song's end."""
 PIECE_TOKENS = 512
 """Tokens sampled between two yielded pieces."""
 FIRST_PIECE_TOKENS = 32
@@ -69,11 +79,16 @@ class Sampler:
         top_p: float = 0.95,
         seed: int = 0,
         prime: ApuWrites | None = None,
+        plan: SongPlan | None = None,
         stats: dict[str, int] | None = None,
     ) -> Iterator[ApuWrites]:
         """Yield consecutive pieces of a song (cycles from 0) until ``seconds`` are covered.
 
-        ``stats``, if given, gets ``tokens``: the tokens sampled so far.
+        ``plan`` (``gbsynth.trainer.song_plan``): rows and form; None: the seed's default
+        (``SongPlan.for_seed``) for a representation that marks onsets, without a prime, else
+        ``SongPlan.free()``. ``stats``, if given, gets ``tokens`` (tokens sampled so far),
+        ``moved_onsets`` (onsets put off to the next row) and ``off_row_onsets`` (onsets the
+        grammar kept off the rows).
 
         The song opens with ``PREAMBLE`` and then ``prime`` (if given), both part of
         the output; pieces hold what ``FIRST_PIECE_TOKENS``, then twice as many, ... up to
@@ -85,66 +100,194 @@ class Sampler:
             raise SamplingError(f"temperature must be a finite number >= 0, not {temperature}")
         if not 0.0 < top_p <= 1.0:
             raise SamplingError(f"top_p must be in (0, 1], not {top_p}")
-        end_cycle = int(round(seconds * CPU_HZ))
-        rng = np.random.default_rng(seed)
-        opening = PREAMBLE
-        if prime is not None and len(prime):
-            opening = ApuWrites.concat([PREAMBLE, prime])
         rep = self.representation
-        decoder = rep.stream_decoder()
-        opening_tokens = rep.encode(opening, None)
-        yield ApuWrites.concat([decoder.push(t) for t in opening_tokens]).between(0, end_cycle)
-        engine = self.engine
-        state = engine.new_state()
-        engine.feed(state, opening_tokens)
-        weights = self.checkpoint.match_weights
-        matcher = MatchModel(rep.onsets) if weights else None
-        if matcher is not None:
-            for token in opening_tokens.tolist():
-                matcher.push(token)
-        clock = rep.cycles(opening_tokens)
-        cycles = rep.token_cycles
-        longest = int(min(FRAME_CYCLES, cycles.max()))
-        recent = np.zeros(rep.max_tokens_per_frame, np.int64)  # clocks of the last tokens
-        sampled = 0
-        piece: list[ApuWrites] = []
-        piece_tokens = min(FIRST_PIECE_TOKENS, self.piece_tokens)
-        while clock < end_cycle:
-            uniforms = rng.random(piece_tokens)
-            piece_tokens = min(2 * piece_tokens, self.piece_tokens)
-            for u in uniforms:
-                allowed = decoder.valid_next()
-                if rep.sampled is not None:
-                    allowed = allowed & rep.sampled
-                if sampled >= len(recent):
-                    # The token len(recent) tokens ago must be a frame back: a model stuck
-                    # on tokens that do not move time cannot flood the song (or the CPU).
-                    need = min(int(recent[sampled % len(recent)]) + FRAME_CYCLES - clock, longest)
-                    if need > 0:
-                        later = allowed & (cycles >= need)
-                        allowed = later if later.any() else allowed
-                guess, weight = -1, 0.0
-                if matcher is not None:
-                    guess, length = matcher.prediction()
-                    weight = weights[length_bucket(length)] if guess >= 0 else 0.0
-                token = engine.pick(state, allowed, u, temperature, top_p, guess, weight)
-                if clock + cycles[token] >= end_cycle:
-                    clock = end_cycle
-                    break
-                clock += int(cycles[token])
-                recent[sampled % len(recent)] = clock
-                sampled += 1
-                piece.append(decoder.push(token))
-                engine.feed_one(state, token)
-                if matcher is not None:
-                    matcher.push(token)
-            if stats is not None:
-                stats["tokens"] = sampled
-            writes = ApuWrites.concat(piece)
-            piece = []
-            if len(writes):
-                yield writes.between(0, end_cycle)
+        primed = prime is not None and len(prime) > 0
+        if plan is None:
+            plan = SongPlan.for_seed(seed) if rep.on_rows is not None and not primed else SongPlan()
+        if plan.row_frames and rep.on_rows is None:
+            raise SamplingError(f"the {rep.name} representation has no note onsets to put on rows")
+        end_cycle = int(round(seconds * CPU_HZ))
+        opening = ApuWrites.concat([PREAMBLE, prime]) if primed else PREAMBLE
+        composer = _Composer(self, opening, plan, np.random.default_rng(seed), stats)
+        composer.options = (float(temperature), float(top_p))
+        yield composer.opening_writes.between(0, end_cycle)
+        if not plan.form:
+            for piece in composer.run_until(end_cycle):
+                yield piece.between(0, end_cycle)
+            return
+        # Sections: a new letter continues the composed stream, a letter heard before
+        # replays its section (module docstring of song_plan).
+        length, origin = plan.section_cycles, composer.origin
+        history = [composer.opening_writes]  # the composed stream, for replays
+        carry = ApuWrites.empty()  # composed beyond the section being played
+        composed = 0
+        section = 0
+        while origin + section * length < end_cycle:
+            start = origin + section * length
+            letter = plan.letter_of(section)
+            if letter == composed:
+                lo = origin + composed * length
+                hi, shift = lo + length, start - lo
+                tails = []
+                for piece in itertools.chain(
+                    [carry], composer.run_until(min(hi, end_cycle - shift))
+                ):
+                    if piece is not carry:
+                        history.append(piece)
+                    here = piece.between(lo, hi)
+                    if len(here):
+                        yield here.shifted(shift).between(0, end_cycle)
+                    tails.append(piece.between(hi, END_OF_TIME))
+                carry = ApuWrites.concat(tails)
+                composed += 1
+            else:
+                played = ApuWrites.concat(history)
+                lo = origin + letter * length
+                snapshot = register_snapshot(played, lo).shifted(start)
+                body = played.between(lo, lo + length).shifted(start - lo)
+                yield ApuWrites.concat([snapshot, body]).between(0, end_cycle)
+            section += 1
 
     def sample(self, seconds: float, **options: Any) -> ApuWrites:
         """The whole song ``stream(seconds, **options)`` yields, as one ``ApuWrites``."""
         return ApuWrites.concat(list(self.stream(seconds, **options)))
+
+
+class _Composer:
+    """One song's network stream: decoder, KV cache, match model, clock and rows."""
+
+    def __init__(
+        self, sampler: Sampler, opening: ApuWrites, plan: SongPlan,
+        rng: np.random.Generator, stats: dict[str, int] | None,
+    ) -> None:  # fmt: skip
+        rep = sampler.representation
+        self.rep, self.engine, self.rng, self.stats = rep, sampler.engine, rng, stats
+        self.decoder = rep.stream_decoder()
+        opening_tokens = rep.encode(opening, None)
+        self.opening_writes = ApuWrites.concat([self.decoder.push(t) for t in opening_tokens])
+        self.state = self.engine.new_state()
+        self.engine.feed(self.state, opening_tokens)
+        self.weights = sampler.checkpoint.match_weights
+        self.matcher = MatchModel(rep.onsets) if self.weights else None
+        if self.matcher is not None:
+            for token in opening_tokens.tolist():
+                self.matcher.push(token)
+        self.clock = self.origin = rep.cycles(opening_tokens)
+        self.cycles = rep.token_cycles
+        self.longest = int(min(FRAME_CYCLES, self.cycles.max()))
+        self.recent = np.zeros(rep.max_tokens_per_frame, np.int64)  # clocks of the last tokens
+        self.row_cycles = plan.row_cycles
+        timed = np.flatnonzero(self.cycles > 0)
+        self.time_token = {int(self.cycles[t]): int(t) for t in timed[::-1]}
+        self.longest_time_token = int(timed[np.argmax(self.cycles[timed])]) if len(timed) else -1
+        self.sampled = self.moved = self.off_row = 0
+        self.held = -1  # an onset the network picked off a row, played at the next row start
+        self.plan = plan
+        pitched = plan.keep_key and rep.note_pitches is not None
+        self.key_notes = np.zeros(12) if pitched else None  # notes per pitch class so far
+        self.channel_notes: dict[int, list[int]] | None = {} if pitched else None
+        self.biases: dict[str, np.ndarray] = {}  # the key's, each channel register's
+        self.bias: np.ndarray | None = None
+        self.key = ""
+        self.piece_tokens = min(FIRST_PIECE_TOKENS, sampler.piece_tokens)
+        self.max_piece_tokens = sampler.piece_tokens
+        self.options = (1.0, 1.0)
+
+    def _to_next_row(self, token: int, allowed: np.ndarray) -> int:
+        """``token``, or the time step to the next row start if it is an onset off a row."""
+        if not self.rep.on_rows[token]:
+            return token
+        into_row = (self.clock - self.origin) % self.row_cycles
+        if into_row < FRAME_CYCLES:
+            return token
+        wait = self.row_cycles - into_row
+        step = self.time_token.get(wait, self.longest_time_token)
+        if step < 0 or not allowed[step]:
+            self.off_row += 1  # the grammar wants the note now (after a FINE)
+            return token
+        self.moved += 1
+        self.held = token
+        return step
+
+    def run_until(self, stop_cycle: int) -> Iterator[ApuWrites]:
+        """Sample until the clock reaches ``stop_cycle``; yield the writes in pieces."""
+        rep, engine, state, decoder, cycles = (
+            self.rep,
+            self.engine,
+            self.state,
+            self.decoder,
+            self.cycles,
+        )
+        temperature, top_p = self.options
+        recent = self.recent
+        piece: list[ApuWrites] = []
+        count = 0
+        while self.clock < stop_cycle:
+            allowed = decoder.valid_next()
+            if rep.sampled is not None:
+                allowed = allowed & rep.sampled
+            if self.sampled >= len(recent):
+                # The token len(recent) tokens ago must be a frame back: a model stuck
+                # on tokens that do not move time cannot flood the song (or the CPU).
+                need = min(
+                    int(recent[self.sampled % len(recent)]) + FRAME_CYCLES - self.clock,
+                    self.longest,
+                )
+                if need > 0:
+                    later = allowed & (cycles >= need)
+                    allowed = later if later.any() else allowed
+            guess, weight = -1, 0.0
+            if self.matcher is not None:
+                guess, length = self.matcher.prediction()
+                weight = self.weights[length_bucket(length)] if guess >= 0 else 0.0
+            u = self.rng.random()
+            if self.held >= 0 and allowed[self.held]:
+                token = self.held  # the onset put off to this row start
+            else:
+                token = engine.pick(state, allowed, u, temperature, top_p, guess, weight, self.bias)
+                if self.row_cycles:
+                    token = self._to_next_row(token, allowed)
+            self.held = -1 if token == self.held else self.held
+            if self.channel_notes is not None and self.rep.note_pitches[token] >= 0:
+                self._settle_pitch(token)
+            self.clock += int(cycles[token])
+            recent[self.sampled % len(recent)] = self.clock
+            self.sampled += 1
+            piece.append(decoder.push(token))
+            engine.feed_one(state, token)
+            if self.matcher is not None:
+                self.matcher.push(token)
+            count += 1
+            if count == self.piece_tokens or self.clock >= stop_cycle:
+                self._report()
+                self.piece_tokens = min(2 * self.piece_tokens, self.max_piece_tokens)
+                count = 0
+                writes = ApuWrites.concat(piece)
+                piece = []
+                if len(writes):
+                    yield writes
+
+    def _settle_pitch(self, token: int) -> None:
+        """Count the network's first notes: after ``KEY_NOTES`` fix the key, after a
+        channel's first ``REGISTER_NOTES`` its register (``song_plan``)."""
+        pitch = int(self.rep.note_pitches[token])
+        channel = int(self.rep.note_channels[token])
+        if "key" not in self.biases:
+            self.key_notes[pitch % 12] += 1
+            if self.key_notes.sum() >= KEY_NOTES and np.count_nonzero(self.key_notes) >= 2:
+                self.biases["key"], self.key = key_bias(self.key_notes, self.rep.note_pitches)
+                self.bias = sum(self.biases.values())
+        notes = self.channel_notes.setdefault(channel, [])
+        if len(notes) < REGISTER_NOTES:
+            notes.append(pitch)
+            if len(notes) == REGISTER_NOTES:
+                self.biases[f"register {channel}"] = register_bias(
+                    channel, float(np.median(notes)), self.rep.note_pitches, self.rep.note_channels
+                )
+                self.bias = sum(self.biases.values())
+
+    def _report(self) -> None:
+        if self.stats is not None:
+            self.stats.update(
+                tokens=self.sampled, moved_onsets=self.moved, off_row_onsets=self.off_row
+            )

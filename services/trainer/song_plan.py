@@ -1,0 +1,168 @@
+"""What the sampler holds fixed for a whole song: its rows (the beat) and its form.
+
+Game Boy music is written in trackers: notes start on *rows* of a fixed number of frames
+(the song's speed), rows make patterns of 64, and an order list plays patterns again
+(A A B A). The network places notes well from one moment to the next but does not keep a
+pulse or bring a passage back over tens of seconds (docs/model.md: its predictions hardly
+change with context beyond a few hundred tokens). A ``SongPlan`` gives the sampler those two
+tracker habits:
+
+- **Rows** (``row_frames`` > 0): a note or drum onset the network picks off the first frame
+  of a row is put off to the next row start (the sampler moves time on to it and lets the
+  network pick again), so onsets fall on one steady grid; what happens between rows
+  (arpeggio and vibrato steps, envelopes, note ends) stays where the network puts it.
+- **Form** (``form``, e.g. ``"AABA"``): the song is sections of ``section_rows`` rows, one
+  letter each, cycling through the form to the song's end. The network composes each new
+  letter's section, continuing from the section it composed before; a letter heard before
+  plays its section again (its register writes, after a snapshot of the registers at its
+  start), as an order list repeats a pattern. Repeats cost no sampling.
+- **Key and registers** (``keep_key``): the network chooses the key with its first
+  ``KEY_NOTES`` notes (the Krumhansl-Kessler key their pitch classes fit best, as
+  ``key_clarity`` measures it) and each tone channel's register with its first
+  ``REGISTER_NOTES`` (an octave either side of their median); from then on a note outside
+  that key's scale (major, or minor with both its sixth and seventh degrees) or its
+  channel's register is ``OUT_OF_KEY`` times as likely as the network makes it. Arpeggio
+  steps, bends and slides are the network's own.
+
+``SongPlan.free()`` (no rows, no form, no key) leaves the song to the network alone.
+``SongPlan.for_seed(seed)`` is the default: a speed and a form drawn from the seed, among
+those of real songs (``ROW_FRAMES``, ``FORMS``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES
+from gbsynth.music.stats import PITCH_CLASSES, best_key
+
+ROW_FRAMES = (5, 6, 7, 8)
+"""Default speeds, frames per row: 112-179 BPM at four rows a beat (hUGETracker's and GBT
+Player's usual speeds; the real songs of docs/evaluation.md keep 6-8)."""
+FORMS = ("AABA", "AABB", "ABAB", "ABAC")
+"""Default forms: song form, folk strains, verse-chorus, rondo-like."""
+SECTION_ROWS = 64
+"""Rows in a section: one tracker pattern (four bars of 16 rows)."""
+MAX_ROW_FRAMES = 16
+MAX_SECTION_ROWS = 256
+KEY_NOTES = 12
+"""Notes the network plays before the key is fixed."""
+OUT_OF_KEY = 0.1
+"""The factor on the probability of a note outside the key or its channel's register."""
+REGISTER_NOTES = 4
+"""Notes a channel plays before its register is fixed."""
+REGISTER_SEMITONES = 12
+"""A channel's register: an octave either side of its first notes' median (real Game Boy
+songs keep each channel within 11-36 semitones: docs/evaluation.md)."""
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 9, 10, 11)}
+"""Pitch classes above the tonic that are in a key."""
+_FORM = re.compile(r"[A-Z]{1,16}")
+
+
+class SongPlanError(ValueError):
+    """A plan the sampler cannot follow (bad speed, form or section length)."""
+
+
+@dataclass(frozen=True)
+class SongPlan:
+    row_frames: int = 0
+    """Frames per row; 0: onsets anywhere (no rows)."""
+    form: str = ""
+    """Section letters, ``A``-``Z`` in order of first use; empty: one section, no repeats."""
+    section_rows: int = SECTION_ROWS
+    keep_key: bool = False
+    """Keep the key the network's first notes choose (module docstring)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.row_frames <= MAX_ROW_FRAMES:
+            raise SongPlanError(f"row_frames must be 0..{MAX_ROW_FRAMES}, not {self.row_frames}")
+        if self.form:
+            if not _FORM.fullmatch(self.form):
+                raise SongPlanError(f"form must be 1-16 capital letters, not {self.form!r}")
+            first_use = "".join(dict.fromkeys(self.form))
+            if first_use != "ABCDEFGHIJKLMNOP"[: len(first_use)]:
+                raise SongPlanError(
+                    f"form letters must first appear in order A, B, C...: {self.form!r}"
+                )
+            if not self.row_frames:
+                raise SongPlanError("a form needs rows (row_frames > 0) to measure its sections")
+        if self.keep_key and not self.row_frames:
+            raise SongPlanError("'free' keeps no key; a plan with rows does (FORM@FRAMES)")
+        if not 1 <= self.section_rows <= MAX_SECTION_ROWS:
+            raise SongPlanError(
+                f"section_rows must be 1..{MAX_SECTION_ROWS}, not {self.section_rows}"
+            )
+
+    @classmethod
+    def free(cls) -> SongPlan:
+        return cls()
+
+    @classmethod
+    def for_seed(cls, seed: int) -> SongPlan:
+        """The default plan of a seed (its own random stream: the notes' draws do not change)."""
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x50_4C_41_4E])
+        row_frames, form = int(rng.choice(ROW_FRAMES)), str(rng.choice(FORMS))
+        return cls(row_frames=row_frames, form=form, keep_key=True)
+
+    @classmethod
+    def parse(cls, text: str) -> SongPlan:
+        """``"free"``, or ``"<form>@<frames per row>"`` such as ``"AABA@6"`` (``"@6"``: rows,
+        no form), which keeps a key unless it ends in ``"/chromatic"`` - the form of
+        ``--plan`` and the API's ``plan``."""
+        text = text.strip()
+        if text == "free":
+            return cls.free()
+        plan, slash, chromatic = text.partition("/")
+        form, at, frames = plan.partition("@")
+        if not at or not frames.isdigit() or (slash and chromatic != "chromatic"):
+            raise SongPlanError(
+                f"a plan is 'free' or FORM@FRAMES[/chromatic] such as 'AABA@6', not {text!r}"
+            )
+        return cls(row_frames=int(frames), form=form, keep_key=not slash)
+
+    def __str__(self) -> str:
+        if not self.row_frames:
+            return "free"
+        return f"{self.form}@{self.row_frames}" + ("" if self.keep_key else "/chromatic")
+
+    @property
+    def row_cycles(self) -> int:
+        return self.row_frames * FRAME_CYCLES
+
+    @property
+    def section_cycles(self) -> int:
+        """A section's length; 0 without a form (the song is one section)."""
+        return self.section_rows * self.row_cycles if self.form else 0
+
+    @property
+    def beats_per_minute(self) -> float:
+        """At four rows a beat (a row a sixteenth note)."""
+        return 60.0 * CPU_HZ / (4 * self.row_cycles) if self.row_frames else 0.0
+
+    def letter_of(self, section: int) -> int:
+        """Which composed section (0 = A) song section ``section`` plays."""
+        return ord(self.form[section % len(self.form)]) - ord("A")
+
+
+def key_bias(histogram: np.ndarray, note_pitches: np.ndarray) -> tuple[np.ndarray, str]:
+    """Log-probability offsets (float32, per token) against the notes outside the key
+    ``histogram`` (notes per pitch class so far) fits best, and the key's name."""
+    _, tonic, mode = best_key(histogram)
+    in_key = np.zeros(12, bool)
+    in_key[(tonic + np.array(SCALES[mode])) % 12] = True
+    outside = (note_pitches >= 0) & ~in_key[note_pitches % 12]
+    return np.where(outside, np.log(OUT_OF_KEY), 0.0).astype(np.float32), (
+        f"{PITCH_CLASSES[tonic]} {mode}"
+    )
+
+
+def register_bias(
+    channel: int, center: float, note_pitches: np.ndarray, note_channels: np.ndarray
+) -> np.ndarray:
+    """Log-probability offsets (float32, per token) against ``channel``'s notes more than
+    ``REGISTER_SEMITONES`` from ``center``."""
+    far = (note_channels == channel) & (np.abs(note_pitches - center) > REGISTER_SEMITONES)
+    return np.where(far, np.log(OUT_OF_KEY), 0.0).astype(np.float32)
