@@ -16,6 +16,7 @@ from gbsynth.common.events import CPU_HZ
 from gbsynth.generator.app import create_app
 from gbsynth.generator.models import LoadedModel, ModelHolder, load_model
 from gbsynth.generator.service import Limits
+from gbsynth.trainer.song_plan import SongPlan
 from gbsynth.trainer.testing import make_tiny_checkpoint
 
 SONG = {"seconds": 2, "seed": 3}
@@ -155,6 +156,8 @@ def test_json_describes_the_song_and_its_piano_roll(checkpoints):
         ({"format": "mp3"}, "format"),
         ({"sample_rate": 1000}, "sample_rate"),
         ({"tempo": 120}, "tempo"),
+        ({"plan": "BA@6"}, "plan"),
+        ({"plan": "AABA@99"}, "plan"),
         ({"prime": {}}, "prime"),
         ({"prime": {"cycles": [0]}}, "prime"),
     ],
@@ -183,6 +186,19 @@ def test_bad_query_and_prime_are_422(checkpoints):
         assert response.status_code == 422 and "backwards" in response.json()["error"]
         good = {"cycles": [0, 100], "registers": [0x26, 0xFF24], "values": [0x80, 0x77]}
         assert client.post("/v1/songs", json={"seconds": 2, "prime": good}).status_code == 200
+        plan = client.get("/v1/songs/1.wav", params={"plan": "AABA"})
+        assert plan.status_code == 422 and "FORM@FRAMES" in plan.json()["error"]
+
+
+def test_a_plan_is_part_of_the_song_and_its_description(checkpoints):
+    with client_for(checkpoints) as client:
+        default = client.get("/v1/songs/4.json", params={"seconds": 3}).json()
+        assert default["song"]["plan"] == str(SongPlan.for_seed(4))
+        chosen = client.post("/v1/songs", json={**SONG, "format": "json", "plan": "AB@5"}).json()
+        assert chosen["song"]["plan"] == "AB@5"
+        free = client.post("/v1/songs", json={**SONG, "format": "json", "plan": "free"}).json()
+        assert free["song"]["key"] != chosen["song"]["key"]
+        assert free["song"]["events"] != chosen["song"]["events"]
 
 
 def test_a_body_over_the_limit_is_413(checkpoints):

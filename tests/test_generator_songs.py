@@ -65,7 +65,7 @@ class ListSource:
         self.pieces = pieces
         self.gate = gate
 
-    def stream(self, seconds, *, temperature=1.0, top_p=0.95, seed=0, prime=None):
+    def stream(self, seconds, *, temperature=1.0, top_p=0.95, seed=0, prime=None, plan=None):
         for i, piece in enumerate(self.pieces):
             if i == 1 and self.gate is not None:
                 self.gate.wait(10)

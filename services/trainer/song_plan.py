@@ -1,16 +1,16 @@
-"""What the sampler holds fixed for a whole song: its rows (the beat) and its form.
+"""What the sampler holds fixed for a whole song: rows (the beat), form, key and registers.
 
 Game Boy music is written in trackers: notes start on *rows* of a fixed number of frames
 (the song's speed), rows make patterns of 64, and an order list plays patterns again
 (A A B A). The network places notes well from one moment to the next but does not keep a
 pulse or bring a passage back over tens of seconds (docs/model.md: its predictions hardly
-change with context beyond a few hundred tokens). A ``SongPlan`` gives the sampler those two
-tracker habits:
+change with context beyond a few hundred tokens), nor a key or a register. A ``SongPlan``
+gives the sampler what a composer fixes before writing the notes:
 
-- **Rows** (``row_frames`` > 0): a note or drum onset the network picks off the first frame
-  of a row is put off to the next row start (the sampler moves time on to it and lets the
-  network pick again), so onsets fall on one steady grid; what happens between rows
-  (arpeggio and vibrato steps, envelopes, note ends) stays where the network puts it.
+- **Rows** (``row_frames`` > 0): a note or drum onset (or an unmute) the network picks off
+  the first frame of a row is played at the next row start (the sampler moves time on to
+  it, then plays the onset), so onsets fall on one steady grid; what happens between rows
+  (arpeggio and vibrato steps, slides, envelopes, note ends) stays where the network puts it.
 - **Form** (``form``, e.g. ``"AABA"``): the song is sections of ``section_rows`` rows, one
   letter each, cycling through the form to the song's end. The network composes each new
   letter's section, continuing from the section it composed before; a letter heard before
@@ -20,9 +20,10 @@ tracker habits:
   ``KEY_NOTES`` notes (the Krumhansl-Kessler key their pitch classes fit best, as
   ``key_clarity`` measures it) and each tone channel's register with its first
   ``REGISTER_NOTES`` (an octave either side of their median); from then on a note outside
-  that key's scale (major, or minor with both its sixth and seventh degrees) or its
-  channel's register is ``OUT_OF_KEY`` times as likely as the network makes it. Arpeggio
-  steps, bends and slides are the network's own.
+  that key's scale (major, or minor with both its sixth and seventh degrees) is
+  ``OUT_OF_KEY`` times as likely as the network makes it, a note outside its channel's
+  register ``OUT_OF_REGISTER`` times (an instrument's range is firmer than a key).
+  Arpeggio steps, bends and slides are the network's own.
 
 ``SongPlan.free()`` (no rows, no form, no key) leaves the song to the network alone.
 ``SongPlan.for_seed(seed)`` is the default: a speed and a form drawn from the seed, among
@@ -40,8 +41,7 @@ from gbsynth.common.events import CPU_HZ, FRAME_CYCLES
 from gbsynth.music.stats import PITCH_CLASSES, best_key
 
 ROW_FRAMES = (5, 6, 7, 8)
-"""Default speeds, frames per row: 112-179 BPM at four rows a beat (hUGETracker's and GBT
-Player's usual speeds; the real songs of docs/evaluation.md keep 6-8)."""
+"""Default speeds, frames per row: 112-179 BPM at four rows a beat."""
 FORMS = ("AABA", "AABB", "ABAB", "ABAC")
 """Default forms: song form, folk strains, verse-chorus, rondo-like."""
 SECTION_ROWS = 64
@@ -51,7 +51,9 @@ MAX_SECTION_ROWS = 256
 KEY_NOTES = 12
 """Notes the network plays before the key is fixed."""
 OUT_OF_KEY = 0.1
-"""The factor on the probability of a note outside the key or its channel's register."""
+"""The factor on the probability of a note outside the key."""
+OUT_OF_REGISTER = 0.01
+"""The factor on the probability of a note outside its channel's register."""
 REGISTER_NOTES = 4
 """Notes a channel plays before its register is fixed."""
 REGISTER_SEMITONES = 12
@@ -165,4 +167,4 @@ def register_bias(
     """Log-probability offsets (float32, per token) against ``channel``'s notes more than
     ``REGISTER_SEMITONES`` from ``center``."""
     far = (note_channels == channel) & (np.abs(note_pitches - center) > REGISTER_SEMITONES)
-    return np.where(far, np.log(OUT_OF_KEY), 0.0).astype(np.float32)
+    return np.where(far, np.log(OUT_OF_REGISTER), 0.0).astype(np.float32)

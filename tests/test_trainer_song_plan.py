@@ -1,0 +1,138 @@
+"""Song plans: rows, form, key and registers the sampler keeps (``gbsynth.trainer.song_plan``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from gbsynth.common.events import CPU_HZ, FRAME_CYCLES
+from gbsynth.music.notes import TRIGGER, decode_notes
+from gbsynth.trainer import representation
+from gbsynth.trainer.checkpoint import load_checkpoint
+from gbsynth.trainer.sampling import PREAMBLE, Sampler, SamplingError
+from gbsynth.trainer.song_plan import (
+    FORMS,
+    ROW_FRAMES,
+    SongPlan,
+    SongPlanError,
+    key_bias,
+    register_bias,
+)
+from gbsynth.trainer.testing import make_tiny_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def sampler(tmp_path_factory) -> Sampler:
+    return Sampler(load_checkpoint(make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))))
+
+
+def _origin(sampler: Sampler) -> int:
+    """Where the first row starts: the end of the opening."""
+    rep = sampler.representation
+    return rep.cycles(rep.encode(PREAMBLE, None))
+
+
+def test_plans_parse_print_and_refuse_what_the_sampler_cannot_follow() -> None:
+    assert SongPlan.parse("AABA@6") == SongPlan(row_frames=6, form="AABA", keep_key=True)
+    assert SongPlan.parse("@7/chromatic") == SongPlan(row_frames=7)
+    assert SongPlan.parse(" free ") == SongPlan.free()
+    for text in ("AABA@6", "ABAC@8/chromatic", "@5", "free"):
+        assert str(SongPlan.parse(text)) == text
+    for bad in ("AABA", "AABA@x", "BA@6", "aaba@6", "AB@0", "AB@17", "A@6/loud", "A" * 17 + "@6"):
+        with pytest.raises(SongPlanError):
+            SongPlan.parse(bad)
+    with pytest.raises(SongPlanError):
+        SongPlan(row_frames=6, section_rows=0)
+    plans = [SongPlan.for_seed(seed) for seed in range(64)]
+    assert plans == [SongPlan.for_seed(seed) for seed in range(64)]  # the seed's own
+    assert {p.row_frames for p in plans} == set(ROW_FRAMES)
+    assert {p.form for p in plans} == set(FORMS)
+    assert all(p.keep_key for p in plans)
+    assert SongPlan.parse("AABA@6").beats_per_minute == pytest.approx(149.3, abs=0.1)
+
+
+def _trigger_cycles(song) -> np.ndarray:
+    """Cycles of the writes that trigger a channel (NRx4 bit 7)."""
+    trigger = np.isin(song.registers, [0xFF14, 0xFF19, 0xFF1E, 0xFF23]) & (song.values >= 0x80)
+    return song.cycles[trigger].astype(np.int64)
+
+
+def test_rows_hold_every_triggered_note(sampler: Sampler) -> None:
+    plan = SongPlan(row_frames=6)
+    stats: dict[str, int] = {}
+    song = sampler.sample(6.0, seed=3, plan=plan, stats=stats)
+    triggers = _trigger_cycles(song)
+    assert len(triggers) > 20
+    into_row = (triggers - _origin(sampler)) % plan.row_cycles
+    assert np.all(into_row < FRAME_CYCLES)  # in the row's first frame
+    assert stats["moved_onsets"] > 0  # the untrained network picks notes anywhere
+    free = _trigger_cycles(sampler.sample(6.0, seed=3, plan=SongPlan.free()))
+    assert np.mean((free - _origin(sampler)) % plan.row_cycles >= FRAME_CYCLES) > 0.5
+
+
+def test_a_letter_heard_before_replays_its_section(sampler: Sampler) -> None:
+    plan = SongPlan(row_frames=4, form="ABA", section_rows=16)
+    length, origin = plan.section_cycles, _origin(sampler)
+    stats: dict[str, int] = {}
+    pieces = list(sampler.stream(3 * length / CPU_HZ, seed=8, plan=plan, stats=stats))
+    for before, after in zip(pieces, pieces[1:], strict=False):
+        if len(before) and len(after):
+            assert after.cycles[0] >= before.cycles[-1]  # pieces in order, as they stream
+    song = type(pieces[0]).concat(pieces)
+    song.validate()
+    first = song.between(origin + 1, origin + length)
+    again = song.between(origin + 2 * length + 1, origin + 3 * length)
+    assert len(first) > 10 and again == first.shifted(2 * length)
+    middle = song.between(origin + length + 1, origin + 2 * length)
+    assert middle != first.shifted(length)  # B is new music
+    # Replays cost no sampling: three sections take the tokens of the first two.
+    two: dict[str, int] = {}
+    sampler.sample((origin + 2 * length + 10) / CPU_HZ, seed=8, plan=plan, stats=two)
+    assert stats["tokens"] == two["tokens"]
+
+
+def test_the_key_and_registers_the_first_notes_choose_are_kept(sampler: Sampler) -> None:
+    rep = sampler.representation
+    histogram = np.zeros(12)
+    histogram[[0, 4, 7, 0, 2, 5, 9, 11]] += 1  # C major
+    bias, name = key_bias(histogram, rep.note_pitches)
+    assert name == "C major"
+    c_major = (rep.note_pitches >= 0) & np.isin(rep.note_pitches % 12, [0, 2, 4, 5, 7, 9, 11])
+    assert np.all(bias[c_major] == 0) and np.all(bias[(rep.note_pitches >= 0) & ~c_major] < -2)
+    assert np.all(bias[rep.note_pitches < 0] == 0)  # time, instruments, drums: untouched
+    far = register_bias(2, 60.0, rep.note_pitches, rep.note_channels)
+    wave = rep.note_channels == 2
+    assert np.all(far[wave & (np.abs(rep.note_pitches - 60) > 12)] < -2)
+    assert np.all(far[~wave] == 0) and np.all(
+        far[wave & (np.abs(rep.note_pitches - 60) <= 12)] == 0
+    )
+
+    def note_tokens(keep_key: bool) -> np.ndarray:
+        plan = SongPlan(row_frames=5, keep_key=keep_key)
+        notes = decode_notes(sampler.sample(20.0, seed=4, plan=plan), int(20 * CPU_HZ))
+        pitched = notes.select((notes.channel < 3) & (notes.kind == TRIGGER))
+        return np.round(pitched.pitch).astype(int)
+
+    kept, free = note_tokens(True), note_tokens(False)
+    assert len(kept) > 30 and len(free) > 30
+
+    def top_seven_share(pitches: np.ndarray) -> float:
+        counts = Counter((pitches % 12).tolist())
+        return sum(n for _, n in counts.most_common(7)) / len(pitches)
+
+    # An untrained network picks pitch classes evenly; kept, most notes fall in 7 of them.
+    assert top_seven_share(kept) > 0.8 > top_seven_share(free)
+
+
+def test_the_default_plan_and_what_has_no_rows(tmp_path) -> None:
+    writes = Sampler(load_checkpoint(make_tiny_checkpoint(tmp_path, representation="writes")))
+    assert writes.representation.on_rows is None
+    writes.sample(1.0, seed=1)  # no plan by default: the write tokens mark no onsets
+    with pytest.raises(SamplingError, match="rows"):
+        writes.sample(1.0, plan=SongPlan(row_frames=6))
+    rep = representation.get("channel_events")
+    assert rep.on_rows is not None and rep.on_rows[rep.onsets].all()
