@@ -118,6 +118,9 @@ def main() -> int:
         type=Path,
         help="held-out music for gbsynth evaluate (default: CKPT's split)",
     )
+    parser.add_argument(
+        "--plan", default="", help="gbsynth generate --plan (default: each seed's; free: none)"
+    )
     parser.add_argument("--no-nll", action="store_true", help="skip gbsynth evaluate")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--piano-roll", type=Path, default=None, metavar="PNG")
@@ -141,9 +144,9 @@ def main() -> int:
     try:
         generated, real, report = compare_with_real(
             checkpoint, args.songs, args.seconds, real_specs, train_data=args.train_data,
-            train_seconds=args.train_seconds,
+            train_seconds=args.train_seconds, plan=args.plan,
         )  # fmt: skip
-    except (SongReportError, OSError) as exc:
+    except (SongReportError, OSError, ValueError) as exc:  # ValueError: a bad --plan
         print(exc, file=sys.stderr)
         return 1
     print(

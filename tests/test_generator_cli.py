@@ -52,6 +52,7 @@ def test_generate_writes_the_same_song_as_the_service(tmp_path, capsys):
         (["--seconds", "0", "--out", "x.wav"], "--seconds"),
         (["--top-p", "0", "--out", "x.wav"], "--top-p"),
         (["--prime", "missing.avro", "--out", "x.wav"], "cannot read"),
+        (["--plan", "AABA", "--out", "x.wav"], "--plan"),
     ],
 )
 def test_generate_refuses_bad_input(tmp_path, capsys, extra, message):

@@ -140,9 +140,11 @@ def generate_songs(
     *,
     temperature: float = 1.0,
     top_p: float = 0.95,
+    plan: str = "",
     max_events_per_second: float = 20_000.0,
 ) -> list[SongWrites]:
-    """Songs sampled with seeds 0..count-1, as ``gbsynth generate`` samples them."""
+    """Songs sampled with seeds 0..count-1, as ``gbsynth generate`` samples them (``plan``:
+    ``gbsynth generate --plan``; empty: each seed's default)."""
     from gbsynth.generator.models import load_model
     from gbsynth.generator.songs import SongError, SongParams, generate
     from gbsynth.trainer.checkpoint import CheckpointError
@@ -153,7 +155,9 @@ def generate_songs(
         raise SongReportError(str(exc)) from exc
     songs = []
     for seed in range(count):
-        params = SongParams(seconds=seconds, temperature=temperature, top_p=top_p, seed=seed)
+        params = SongParams(
+            seconds=seconds, temperature=temperature, top_p=top_p, seed=seed, plan=plan
+        )
         try:
             song = generate(model, params, max_events_per_second=max_events_per_second)
         except SongError as exc:
@@ -254,6 +258,7 @@ def compare_with_real(
     train_seconds: float = 180.0,
     temperature: float = 1.0,
     top_p: float = 0.95,
+    plan: str = "",
 ) -> tuple[list[SongWrites], list[SongWrites], dict]:
     """``count`` songs sampled from ``checkpoint`` (seeds 0..count-1), the ``real`` songs
     recorded for as long, and ``build_report`` of them: memorisation against the
@@ -265,7 +270,9 @@ def compare_with_real(
     if not 0 < seconds <= 3600:
         raise SongReportError("--seconds must be above 0 and at most 3600")
     started = time.perf_counter()
-    generated = generate_songs(checkpoint, count, seconds, temperature=temperature, top_p=top_p)
+    generated = generate_songs(
+        checkpoint, count, seconds, temperature=temperature, top_p=top_p, plan=plan
+    )
     sampled = time.perf_counter() - started
     real_songs = load_songs(real, seconds)
     if train_data:

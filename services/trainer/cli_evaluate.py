@@ -29,7 +29,7 @@ import json
 import sys
 from pathlib import Path
 
-from gbsynth.generator.cli_generate import add_sampling_arguments
+from gbsynth.generator.cli_generate import GenerateError, add_sampling_arguments, check_plan
 from gbsynth.music.song_report import DEFAULT_SECONDS as DEFAULT_SONG_SECONDS
 
 
@@ -137,9 +137,15 @@ def _run_generate(args: argparse.Namespace, checkpoint: Path) -> int:
 
     seconds = DEFAULT_SONG_SECONDS if args.seconds is None else args.seconds
     try:
+        check_plan(args.plan)
+    except GenerateError as exc:
+        print(f"gbsynth evaluate: {exc}", file=sys.stderr)
+        return 2
+    try:
         generated, real, report = compare_with_real(
             checkpoint, args.generate, seconds, args.real, train_data=args.train_data,
             train_seconds=args.train_seconds, temperature=args.temperature, top_p=args.top_p,
+            plan=args.plan,
         )  # fmt: skip
         print(format_report(generated, real, report))
         if args.json:
