@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 import json
 import subprocess
@@ -209,6 +211,9 @@ def test_the_default_recipe_pretrains_fine_tunes_evaluates_and_exports(
     monkeypatch.setattr(recipe, "DEMO_SECONDS", 12.0)
     monkeypatch.setattr(recipe, "RESERVE_MINUTES", 0.0)
     monkeypatch.setattr(recipe, "MIN_STAGE_MINUTES", 0.05)
+    # Fine-tuning windows shorter than the context, so the context-extension stage runs.
+    short = dataclasses.replace(recipe.FINETUNE.settings, window=32)
+    monkeypatch.setattr(recipe, "FINETUNE", dataclasses.replace(recipe.FINETUNE, settings=short))
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     data = (shared_dir / "corpus/DevSound_demo.gbs").read_bytes()
@@ -221,7 +226,8 @@ def test_the_default_recipe_pretrains_fine_tunes_evaluates_and_exports(
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["model"] == str(export) and summary["nats_per_second"] > 0
     card = json.loads(export.with_suffix(".json").read_text())["card"]
-    assert set(card["stages"]) == {"pretrain", "finetune"}
+    assert set(card["stages"]) == {"pretrain", "finetune", "long"}
+    assert card["stages"]["long"]["step"] > card["stages"]["finetune"]["step"]
     # One source file: its recording splits in time (start to train, end to validate).
     assert card["data"]["corpus_train"]["tracks"] == card["data"]["corpus_valid"]["tracks"] == 1
     assert "pretrained_only" in card["heldout"]

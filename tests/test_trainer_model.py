@@ -45,9 +45,26 @@ def test_gpu_preset_has_its_shape_and_takes_a_training_step_on_cpu():
 def test_the_default_preset_holds_thirty_seconds_of_music():
     config = PRESETS["cpu"]
     rep = representation.get(config.representation)
-    assert config.block_size >= 2048
-    # Corpus music runs at about 90 channel-event tokens per second: 2,048 are 20-40 s.
+    assert config.block_size >= 4096
+    # Corpus music runs at about 90 channel-event tokens per second, a planned song's
+    # composed sections at about 110: 4,096 tokens are 35-45 s.
     assert rep.name == "channel_events"
+
+
+def test_a_model_started_from_another_takes_this_run_s_context(tmp_path):
+    """Context extension: rotary positions have no weights, so a model trained on a short
+    context fine-tunes on a longer one with the same weights."""
+    from gbsynth.trainer.train import TrainingRun
+
+    short = GPT(PRESETS["tiny"])
+    saved = save_checkpoint(tmp_path / "short", short, step=7)
+    longer = dataclasses.replace(PRESETS["tiny"], block_size=128)
+    trainer, resumed = TrainingRun.resume_or_start(
+        tmp_path / "long", longer, TrainSettings(window=0), init=saved.path
+    )
+    assert resumed is None and trainer.config.block_size == 128 and trainer.step_count == 7
+    for name, weights in short.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], weights)
 
 
 def test_checkpoints_record_the_representation(tmp_path):

@@ -16,8 +16,10 @@
    augmentation, on windows of ``PRETRAIN_WINDOW`` tokens (cheaper per token), for
    ``PRETRAIN_SHARE`` of the time left, early-stopped on the validation split.
 3. **Fine-tuning** on the Game Boy music (``OUT/finetune``) from the best pre-trained
-   checkpoint, on windows of the whole context, for the rest of the time, early-stopped.
-4. **Held-out evaluation** of the best fine-tuned checkpoint (and of the pre-trained
+   checkpoint, on windows of ``FINETUNE_WINDOW`` tokens, then (``OUT/long``) on windows of
+   the whole context (``LONG``: context extension, ``LONG_SHARE`` of the time left),
+   each early-stopped.
+4. **Held-out evaluation** of the last stage's best checkpoint (and of the pre-trained
    one) on ``HELDOUT``: nats per second of music against n-gram baselines fitted on
    the same training data (``gbsynth.trainer.evaluate``).
 5. **Export**: the best fine-tuned weights (no optimizer state) to ``--export``
@@ -77,7 +79,10 @@ HELDOUT = (("corpus/nightmode.gbs", 180.0),)
 DEMO_SONGS, DEMO_SEED, DEMO_SECONDS = 8, 0, 120.0
 PRETRAIN_SHARE = 0.7
 """Share of the training time spent pre-training (the rest fine-tunes)."""
+LONG_SHARE = 0.45
+"""Share of the fine-tuning time spent on windows of the whole context (``LONG``)."""
 PRETRAIN_WINDOW = 1024
+FINETUNE_WINDOW = 2048
 
 
 @dataclass(frozen=True)
@@ -100,9 +105,15 @@ PRETRAIN = Stage(
     patience=8, eval_tokens=16_000, checkpoint_every=25, splits=("corpus_train", "corpus_valid"),
 )  # fmt: skip
 FINETUNE = Stage(
-    "finetune", TrainSettings(batch_size=4, lr=5e-4, warmup_steps=10, window=0),
+    "finetune", TrainSettings(batch_size=4, lr=5e-4, warmup_steps=10, window=FINETUNE_WINDOW),
     patience=6, eval_tokens=10_000, checkpoint_every=10, splits=("gb_train", "gb_valid"),
 )  # fmt: skip
+LONG = Stage(
+    "long", TrainSettings(batch_size=2, lr=3e-4, warmup_steps=5, window=0),
+    patience=6, eval_tokens=10_000, checkpoint_every=5, splits=("gb_train", "gb_valid"),
+)  # fmt: skip
+"""Fine-tuning on to windows of the whole context (4,096 tokens for ``cpu``): 8x the cost
+per token of 1,024-token windows, so it comes last and short (context extension)."""
 VALID_TAIL = 0.15
 """Share of each Game Boy song (its end) kept to validate fine-tuning."""
 CORPUS_VALID_PERCENT = 10.0
@@ -314,12 +325,16 @@ def run_recipe(args: argparse.Namespace) -> int:
         init = best_checkpoint(out / "pretrain")
     else:
         _say("no corpus: fine-tuning a new model on the Game Boy music alone")
-    ft_minutes = max(MIN_STAGE_MINUTES, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
-    _say(f"fine-tuning for {ft_minutes:.1f} min from {init}")
-    if not run_stage(FINETUNE, ft_minutes, init):
-        return 1
+    stages = (FINETUNE, LONG) if FINETUNE.settings.window < config.block_size else (FINETUNE,)
+    for stage in stages:
+        left = max(MIN_STAGE_MINUTES, (deadline - time.monotonic()) / 60.0 - RESERVE_MINUTES)
+        stage_minutes = left * (1.0 - LONG_SHARE) if stage is not stages[-1] else left
+        _say(f"{stage.name} for {stage_minutes:.1f} min from {init}")
+        if not run_stage(stage, stage_minutes, init):
+            return 1
+        init = best_checkpoint(out / stage.name)
 
-    best = load_checkpoint(best_checkpoint(out / "finetune"))
+    best = load_checkpoint(init)
     _say("fitting the match model's weights on the fine-tuning validation music")
     best.match_weights = fit_match_weights(best, data["gb_valid"])
     _say(f"match weights: {best.match_weights}")
@@ -327,7 +342,7 @@ def run_recipe(args: argparse.Namespace) -> int:
     # The baselines learn from exactly what the model was trained on (saved by the stages).
     train_all = [
         track
-        for stage in ("pretrain", "finetune")
+        for stage in ("pretrain", "finetune")  # LONG trains on FINETUNE's data again
         if (out / stage / DATASET_FILE).exists()
         for track in load_tracks(out / stage / DATASET_FILE, rep)
     ]

@@ -390,8 +390,12 @@ class TrainingRun:
             return trainer, loaded
         if init is not None:
             start = load_checkpoint(init)
-            # The initial model's network, with this run's dropout and settings.
-            trainer = Trainer(dataclasses.replace(start.config, dropout=config.dropout), settings)
+            # The initial model's network, with this run's dropout, context and settings
+            # (rotary positions have no weights: a context can grow).
+            run_config = dataclasses.replace(
+                start.config, dropout=config.dropout, block_size=config.block_size
+            )
+            trainer = Trainer(run_config, settings)
             trainer.model.load_state_dict(start.model.state_dict())
             trainer.step_count = trainer.origin_step = start.step
             trainer.match_weights = start.match_weights
