@@ -10,6 +10,7 @@ import time
 from test_generator_browser import browser, server, wait_until  # noqa: F401 (fixtures)
 
 from gbsynth.emulator.core.cartridge.header import NINTENDO_LOGO
+from gbsynth.trainer.song_plan import SongPlan
 
 MAGIC = {
     "wav": (0, b"RIFF"),
@@ -75,6 +76,8 @@ def test_the_roll_plays_the_song_is_listed_and_every_download_is_its_file(
     about = browser.find_element("id", "about").text
     entries = browser.find_elements("css selector", "#songs li")
     assert len(entries) == 1 and "seed 4242" in entries[0].text and "12 s" in entries[0].text
+    plan = str(SongPlan.for_seed(4242))  # no plan asked: the seed's own, named on the page
+    assert f"plan {plan}" in about and f"plan {plan}" in entries[0].text
     _set_song(browser, 5, 1)
     browser.find_element("css selector", "#songs li button.replay").click()
     wait_until(browser, "document.getElementById('status').textContent.startsWith('done')")

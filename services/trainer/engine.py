@@ -217,6 +217,28 @@ def _pick_allowed(logits, allowed, temperature, top_p, u, masked, probs, order):
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
+def _bias_within_groups(logits, bias, groups, out):  # pragma: no cover - compiled
+    """``out``: ``logits + bias``, then each group's tokens (``groups`` >= 0) shifted so the
+    group keeps the probability mass it had: the bias moves mass within a group only."""
+    n_groups = 0
+    for i in range(groups.shape[0]):
+        n_groups = max(n_groups, groups[i] + 1)
+    best = np.max(logits)
+    before = np.zeros(max(n_groups, 1))
+    after = np.zeros(max(n_groups, 1))
+    for i in range(logits.shape[0]):
+        out[i] = logits[i] + bias[i]
+        g = groups[i]
+        if g >= 0:
+            before[g] += math.exp(logits[i] - best)
+            after[g] += math.exp(out[i] - best)
+    for i in range(logits.shape[0]):
+        g = groups[i]
+        if g >= 0 and after[g] > 0.0 and before[g] > 0.0:
+            out[i] += math.log(before[g]) - math.log(after[g])
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _mix_guess(logits, guess, weight, out):  # pragma: no cover - compiled
     """``out``: log of ``(1 - weight) softmax(logits) + weight [token == guess]`` (the
     match model's mixture, ``match.py``)."""
@@ -339,16 +361,24 @@ class InferenceEngine:
     def pick(
         self, state: DecodeState, allowed: np.ndarray, u: float, temperature: float, top_p: float,
         guess: int = -1, guess_weight: float = 0.0, bias: np.ndarray | None = None,
+        bias_groups: np.ndarray | None = None,
     ) -> int:  # fmt: skip
         """The next token among ``allowed`` (bool mask): argmax at temperature 0, else
         nucleus sampling with the uniform number ``u``; with a ``guess`` (the match model's),
-        from the network's distribution mixed with it at ``guess_weight``; ``bias``
-        (float32 per token) is added to the log-probabilities first (a song plan's key)."""
+        from the network's distribution mixed with it at ``guess_weight``. ``bias`` (float32
+        per token: a song plan's key and registers) is added to the log-probabilities first,
+        moving probability only within each of ``bias_groups`` (int8 per token, -1: none),
+        so it changes which note the network plays, not whether it plays one."""
         if state.position == 0:
             raise ValueError("feed at least one token (the opening) before picking")
         logits = state.logits
         if bias is not None:
-            logits = logits + bias
+            biased = state.scratch[0]
+            if bias_groups is None:
+                np.add(logits, bias, out=biased)
+            else:
+                _bias_within_groups(logits, bias, bias_groups, biased)
+            logits = biased
         if guess >= 0 and guess_weight > 0.0:
             _mix_guess(logits, int(guess), float(guess_weight), state.mixed)
             logits = state.mixed

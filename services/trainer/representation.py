@@ -73,6 +73,10 @@ class Representation:
     that set no absolute pitch; None: unknown (a song plan cannot keep a key)."""
     note_channels: np.ndarray | None = None
     """int8 ``(vocab_size,)``: the channel of ``note_pitches`` (-1 where it is -1)."""
+    jump_offsets: np.ndarray | None = None
+    """int8 ``(vocab_size,)``: semitones a token moves its channel from the pitch the last
+    ``note_pitches`` token set (arpeggio steps); ``jump_channels`` the channel (-1: none)."""
+    jump_channels: np.ndarray | None = None
 
     def cycles(self, tokens: np.ndarray) -> int:
         """Cycles of music ``tokens`` span."""
@@ -126,6 +130,11 @@ def _channel_events() -> Representation:
         channel, note = np.divmod(np.arange(ce.TONE_CHANNELS * ce.N_NOTES), ce.N_NOTES)
         note_pitches[start : start + len(note)] = ce.MIDI_LOW + note
         note_channels[start : start + len(note)] = channel
+    jump_offsets = np.zeros(ce.VOCAB_SIZE, np.int8)
+    jump_channels = np.full(ce.VOCAB_SIZE, -1, np.int8)
+    channel, index = np.divmod(np.arange(ce.TONE_CHANNELS * 2 * ce.MAX_JUMP), 2 * ce.MAX_JUMP)
+    jump_offsets[ce.JUMP : ce.JUMP + len(index)] = index - ce.MAX_JUMP
+    jump_channels[ce.JUMP : ce.JUMP + len(index)] = channel
     on_rows = onsets.copy()
     on_rows[ce.FINE : ce.FINE + ce.PITCH_STEPS - 1] = True  # comes just before a NOTE or PITCH
     on_rows[ce.LEVEL : ce.LEVEL + 4] = True  # unmutes the wave channel
@@ -146,6 +155,8 @@ def _channel_events() -> Representation:
         on_rows=on_rows,
         note_pitches=note_pitches,
         note_channels=note_channels,
+        jump_offsets=jump_offsets,
+        jump_channels=jump_channels,
     )
 
 

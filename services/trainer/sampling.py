@@ -187,6 +187,15 @@ class _Composer:
         self.key_notes = np.zeros(12) if pitched else None  # notes per pitch class so far
         self.channel_notes: dict[int, list[int]] | None = {} if pitched else None
         self.biases: dict[str, np.ndarray] = {}  # the key's, each channel register's
+        self.registers: dict[int, float] = {}  # each tone channel's register centre (MIDI)
+        # The key and registers choose among a channel's notes (and arpeggio steps), not
+        # between playing one and not.
+        self.bias_groups = None
+        if pitched:
+            channels = rep.note_channels
+            if rep.jump_channels is not None:
+                channels = np.where(channels >= 0, channels, rep.jump_channels)
+            self.bias_groups = channels.astype(np.int8)
         self.bias: np.ndarray | None = None
         self.key = ""
         self.piece_tokens = min(FIRST_PIECE_TOKENS, sampler.piece_tokens)
@@ -244,7 +253,10 @@ class _Composer:
             if self.held >= 0 and allowed[self.held]:
                 token = self.held  # the onset put off to this row start
             else:
-                token = engine.pick(state, allowed, u, temperature, top_p, guess, weight, self.bias)
+                token = engine.pick(
+                    state, allowed, u, temperature, top_p, guess, weight, self.bias,
+                    self.bias_groups,
+                )  # fmt: skip
                 if self.row_cycles:
                     token = self._to_next_row(token, allowed)
             self.held = -1 if token == self.held else self.held
@@ -270,21 +282,27 @@ class _Composer:
     def _settle_pitch(self, token: int) -> None:
         """Count the network's first notes: after ``KEY_NOTES`` fix the key, after a
         channel's first ``REGISTER_NOTES`` its register (``song_plan``)."""
-        pitch = int(self.rep.note_pitches[token])
-        channel = int(self.rep.note_channels[token])
+        rep = self.rep
+        pitch = int(rep.note_pitches[token])
+        channel = int(rep.note_channels[token])
         if "key" not in self.biases:
             self.key_notes[pitch % 12] += 1
             if self.key_notes.sum() >= KEY_NOTES and np.count_nonzero(self.key_notes) >= 2:
-                self.biases["key"], self.key = key_bias(self.key_notes, self.rep.note_pitches)
-                self.bias = sum(self.biases.values())
+                self.biases["key"], self.key = key_bias(self.key_notes, rep.note_pitches)
         notes = self.channel_notes.setdefault(channel, [])
         if len(notes) < REGISTER_NOTES:
             notes.append(pitch)
             if len(notes) == REGISTER_NOTES:
+                self.registers[channel] = float(np.median(notes))
                 self.biases[f"register {channel}"] = register_bias(
-                    channel, float(np.median(notes)), self.rep.note_pitches, self.rep.note_channels
+                    channel, self.registers[channel], rep.note_pitches, rep.note_channels
                 )
-                self.bias = sum(self.biases.values())
+        if channel in self.registers and rep.jump_offsets is not None:
+            # Arpeggio steps count from this note until the channel's next one.
+            self.biases[f"steps {channel}"] = register_bias(
+                channel, self.registers[channel] - pitch, rep.jump_offsets, rep.jump_channels
+            )
+        self.bias = sum(self.biases.values()) if self.biases else None
 
     def _report(self) -> None:
         if self.stats is not None:

@@ -19,7 +19,8 @@ gives the sampler what a composer fixes before writing the notes:
 - **Key and registers** (``keep_key``): the network chooses the key with its first
   ``KEY_NOTES`` notes (the Krumhansl-Kessler key their pitch classes fit best, as
   ``key_clarity`` measures it) and each tone channel's register with its first
-  ``REGISTER_NOTES`` (an octave either side of their median); from then on a note outside
+  ``REGISTER_NOTES`` (an octave either side of their median; arpeggio steps count from
+  the note they decorate); from then on a note outside
   that key's scale (major, or minor with both its sixth and seventh degrees) is
   ``OUT_OF_KEY`` times as likely as the network makes it, a note outside its channel's
   register ``OUT_OF_REGISTER`` times (an instrument's range is firmer than a key).
@@ -162,9 +163,10 @@ def key_bias(histogram: np.ndarray, note_pitches: np.ndarray) -> tuple[np.ndarra
 
 
 def register_bias(
-    channel: int, center: float, note_pitches: np.ndarray, note_channels: np.ndarray
+    channel: int, center: float, pitches: np.ndarray, channels: np.ndarray
 ) -> np.ndarray:
-    """Log-probability offsets (float32, per token) against ``channel``'s notes more than
-    ``REGISTER_SEMITONES`` from ``center``."""
-    far = (note_channels == channel) & (np.abs(note_pitches - center) > REGISTER_SEMITONES)
+    """Log-probability offsets (float32, per token) against ``channel``'s tokens whose
+    ``pitches`` lie more than ``REGISTER_SEMITONES`` from ``center`` (``channels``: each
+    token's channel, -1 for none): notes, or arpeggio steps from the note last played."""
+    far = (channels == channel) & (np.abs(pitches - center) > REGISTER_SEMITONES)
     return np.where(far, np.log(OUT_OF_REGISTER), 0.0).astype(np.float32)

@@ -159,7 +159,8 @@ function renderSongs() {
     const when = new Date(song.made_at).toLocaleString();
     what.textContent = `seed ${song.seed} · ${song.seconds} s · temperature ` +
       `${Number(song.temperature).toFixed(2)} · top-p ${Number(song.top_p).toFixed(2)} · ` +
-      `step ${song.model_step} · ${when}` + (song.primed ? " · continued a file" : "");
+      `plan ${song.plan || "?"} · step ${song.model_step} · ${when}` +
+      (song.primed ? " · continued a file" : "");
     item.appendChild(what);
     if (song.primed) {
       const note = document.createElement("span");
@@ -192,6 +193,7 @@ function playAgain(song) {
   set("seconds", song.seconds);
   set("temperature", song.temperature);
   set("top_p", song.top_p);
+  set("plan", song.plan_asked || "");
   set("seed", song.seed);
   $("prime").value = "";
   form.requestSubmit();
@@ -208,6 +210,7 @@ function params() {
     temperature: Number($("temperature").value),
     top_p: Number($("top_p").value),
     seed: Math.max(0, Math.floor(Number($("seed").value) || 0)),
+    plan: $("plan").value.trim(),
   };
 }
 
@@ -215,6 +218,8 @@ function songUrl(p, ext) {
   const q = new URLSearchParams({
     seconds: p.seconds, temperature: p.temperature, top_p: p.top_p,
   });
+  const plan = "plan_asked" in p ? p.plan_asked : p.plan;  // a remembered song: as asked
+  if (plan) q.set("plan", plan);
   return `/v1/songs/${p.seed}.${ext}?${q}`;
 }
 
@@ -302,12 +307,12 @@ async function generate(event) {
     roll = data.piano_roll;
     const s = data.song;
     $("about").textContent =
-      `${s.events} register writes · model step ${s.model_step} · ` +
+      `plan ${s.plan} · ${s.events} register writes · model step ${s.model_step} · ` +
       `checkpoint ${s.checkpoint_sha256.slice(0, 12)} · song ${s.key.slice(0, 16)}`;
     rememberSong({
       key: s.key, seed: s.seed, seconds: p.seconds, temperature: s.temperature,
       top_p: s.top_p, model_step: s.model_step, checkpoint: s.checkpoint_sha256.slice(0, 12),
-      events: s.events, primed: s.primed, made_at: Date.now(),
+      events: s.events, primed: s.primed, made_at: Date.now(), plan: s.plan, plan_asked: p.plan,
     });
     finished = true;
     const total = ((performance.now() - started) / 1000).toFixed(2);
