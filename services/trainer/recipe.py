@@ -109,7 +109,7 @@ FINETUNE = Stage(
     patience=6, eval_tokens=10_000, checkpoint_every=10, splits=("gb_train", "gb_valid"),
 )  # fmt: skip
 LONG = Stage(
-    "long", TrainSettings(batch_size=2, lr=3e-4, warmup_steps=5, window=0),
+    "long", TrainSettings(batch_size=2, lr=1e-4, warmup_steps=5, window=0),
     patience=6, eval_tokens=10_000, checkpoint_every=5, splits=("gb_train", "gb_valid"),
 )  # fmt: skip
 """Fine-tuning on to windows of the whole context (4,096 tokens for ``cpu``): 8x the cost
