@@ -108,8 +108,8 @@ class Sampler:
             raise SamplingError(f"the {rep.name} representation has no note onsets to put on rows")
         end_cycle = int(round(seconds * CPU_HZ))
         opening = ApuWrites.concat([PREAMBLE, prime]) if primed else PREAMBLE
-        composer = _Composer(self, opening, plan, np.random.default_rng(seed), stats)
-        composer.options = (float(temperature), float(top_p))
+        rng = np.random.default_rng(seed)
+        composer = _Composer(self, opening, plan, rng, temperature, top_p, stats)
         yield composer.opening_writes.between(0, end_cycle)
         if not plan.form:
             for piece in composer.run_until(end_cycle):
@@ -157,11 +157,12 @@ class _Composer:
     """One song's network stream: decoder, KV cache, match model, clock and rows."""
 
     def __init__(
-        self, sampler: Sampler, opening: ApuWrites, plan: SongPlan,
-        rng: np.random.Generator, stats: dict[str, int] | None,
+        self, sampler: Sampler, opening: ApuWrites, plan: SongPlan, rng: np.random.Generator,
+        temperature: float, top_p: float, stats: dict[str, int] | None,
     ) -> None:  # fmt: skip
         rep = sampler.representation
         self.rep, self.engine, self.rng, self.stats = rep, sampler.engine, rng, stats
+        self.temperature, self.top_p = float(temperature), float(top_p)
         self.decoder = rep.stream_decoder()
         opening_tokens = rep.encode(opening, None)
         self.opening_writes = ApuWrites.concat([self.decoder.push(t) for t in opening_tokens])
@@ -200,7 +201,6 @@ class _Composer:
         self.key = ""
         self.piece_tokens = min(FIRST_PIECE_TOKENS, sampler.piece_tokens)
         self.max_piece_tokens = sampler.piece_tokens
-        self.options = (1.0, 1.0)
 
     def _to_next_row(self, token: int, allowed: np.ndarray) -> int:
         """``token``, or the time step to the next row start if it is an onset off a row."""
@@ -220,14 +220,9 @@ class _Composer:
 
     def run_until(self, stop_cycle: int) -> Iterator[ApuWrites]:
         """Sample until the clock reaches ``stop_cycle``; yield the writes in pieces."""
-        rep, engine, state, decoder, cycles = (
-            self.rep,
-            self.engine,
-            self.state,
-            self.decoder,
-            self.cycles,
-        )
-        temperature, top_p = self.options
+        rep, engine, state, decoder = self.rep, self.engine, self.state, self.decoder
+        cycles = self.cycles
+        temperature, top_p = self.temperature, self.top_p
         recent = self.recent
         piece: list[ApuWrites] = []
         count = 0
@@ -249,17 +244,17 @@ class _Composer:
             if self.matcher is not None:
                 guess, length = self.matcher.prediction()
                 weight = self.weights[length_bucket(length)] if guess >= 0 else 0.0
-            u = self.rng.random()
-            if self.held >= 0 and allowed[self.held]:
-                token = self.held  # the onset put off to this row start
+            u = self.rng.random()  # drawn even when unused: a seed's draws stay in step
+            held, self.held = self.held, -1
+            if held >= 0 and allowed[held]:
+                token = held  # the onset put off to this row start
             else:
                 token = engine.pick(
                     state, allowed, u, temperature, top_p, guess, weight, self.bias,
                     self.bias_groups,
                 )  # fmt: skip
-                if self.row_cycles:
-                    token = self._to_next_row(token, allowed)
-            self.held = -1 if token == self.held else self.held
+            if self.row_cycles:
+                token = self._to_next_row(token, allowed)
             if self.channel_notes is not None and self.rep.note_pitches[token] >= 0:
                 self._settle_pitch(token)
             self.clock += int(cycles[token])
