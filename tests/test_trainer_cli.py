@@ -210,6 +210,7 @@ def test_the_default_recipe_pretrains_fine_tunes_evaluates_and_exports(
     monkeypatch.setattr(recipe, "DEMO_SECONDS", 12.0)
     monkeypatch.setattr(recipe, "RESERVE_MINUTES", 0.0)
     monkeypatch.setattr(recipe, "MIN_STAGE_MINUTES", 0.05)
+    monkeypatch.setattr(recipe, "CORPUS_ENCODE_SHARE", 1.0)  # a loaded machine encodes slowly
     # Fine-tuning windows shorter than the context, so the context-extension stage runs.
     short = dataclasses.replace(recipe.FINETUNE.settings, window=32)
     monkeypatch.setattr(recipe, "FINETUNE", dataclasses.replace(recipe.FINETUNE, settings=short))
