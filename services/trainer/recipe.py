@@ -107,7 +107,7 @@ class Stage:
 
 PRETRAIN = Stage(
     "pretrain", TrainSettings(batch_size=4, lr=2e-3, warmup_steps=30, window=PRETRAIN_WINDOW),
-    patience=8, eval_tokens=16_000, checkpoint_every=25, splits=("corpus_train", "corpus_valid"),
+    patience=24, eval_tokens=16_000, checkpoint_every=25, splits=("corpus_train", "corpus_valid"),
     max_tokens=12_000_000,
 )  # fmt: skip
 FINETUNE = Stage(
@@ -120,7 +120,7 @@ LONG = Stage(
     patience=6, eval_tokens=10_000, checkpoint_every=5, splits=("gb_train", "gb_valid"),
     max_tokens=200_000,
 )  # fmt: skip
-"""Fine-tuning on to windows of the whole context (4,096 tokens for ``cpu``): 8x the cost
+"""Fine-tuning on to windows of the whole context (4,096 tokens for ``gpu``): 8x the cost
 per token of 1,024-token windows, so it comes last and short (context extension)."""
 VALID_TAIL = 0.15
 """Share of each Game Boy song (its end) kept to validate fine-tuning."""
