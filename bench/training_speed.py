@@ -13,6 +13,7 @@ memory is its own. Prints a table and the ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -43,7 +44,9 @@ def measure(batch: int, window: int, previous: bool, steps: int, threads: int) -
             return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
 
         gpt.SelfAttention.forward = attention_with_weight_dropout
-    config = gpt.PRESETS["cpu"]
+    # The cpu preset's network; its context stretched to the window where needed (the
+    # context-extension stage of a longer-context preset).
+    config = dataclasses.replace(gpt.PRESETS["cpu"], block_size=max(window, 2048))
     model = gpt.GPT(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     tokens = torch.randint(0, config.vocab_size, (batch, window + 1))
