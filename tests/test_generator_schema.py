@@ -2,6 +2,10 @@
 over ASGI): valid and invalid requests for every operation; no answer is a server error
 and every answer matches the spec (status, content type, body schema).
 
+schemathesis' OpenAPI loader is imported with the module, not first inside the fixture:
+CPython 3.11.7 can fail compiling a module imported deep in a call stack ("AST
+constructor recursion depth mismatch"), which once broke this test's setup in CI.
+
 Hypothesis drives schemathesis' strategies directly (``as_strategy``) rather than its
 pytest plugin, whose fixture support reads pytest internals that pytest 9 no longer has.
 """
@@ -14,6 +18,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi import schemas as _openapi_schemas  # noqa: F401
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from gbsynth.generator.app import create_app
