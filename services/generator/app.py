@@ -160,7 +160,9 @@ def request_model(limits: Limits) -> type[BaseModel]:
         @field_validator("plan")
         @classmethod
         def _plan(cls, value: str) -> str:
-            return _checked_plan(value)
+            from gbsynth.trainer.song_plan import checked_plan_text
+
+            return checked_plan_text(value)  # its SongPlanError is a ValueError: a 422
 
     return SongRequest
 
@@ -174,21 +176,12 @@ PLAN_DESCRIPTION = (
 
 def _query_plan(value: str) -> str:
     """A query's plan, or a 422 naming it."""
+    from gbsynth.trainer.song_plan import SongPlanError, checked_plan_text
+
     try:
-        return _checked_plan(value)
-    except ValueError as exc:
+        return checked_plan_text(value)
+    except SongPlanError as exc:
         raise ServiceError(422, f"plan: {exc}") from exc
-
-
-def _checked_plan(value: str) -> str:
-    from gbsynth.trainer.song_plan import SongPlan, SongPlanError
-
-    if value:
-        try:
-            SongPlan.parse(value)
-        except SongPlanError as exc:
-            raise ValueError(str(exc)) from exc
-    return value
 
 
 def _where(loc: list[Any]) -> str:

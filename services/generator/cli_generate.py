@@ -125,13 +125,12 @@ def _check(args: argparse.Namespace) -> str:
 
 def check_plan(text: str) -> None:
     """``GenerateError`` for a ``--plan`` that ``SongPlan.parse`` refuses."""
-    from gbsynth.trainer.song_plan import SongPlan, SongPlanError
+    from gbsynth.trainer.song_plan import SongPlanError, checked_plan_text
 
-    if text:
-        try:
-            SongPlan.parse(text)
-        except SongPlanError as exc:
-            raise GenerateError(f"--plan: {exc}") from exc
+    try:
+        checked_plan_text(text)
+    except SongPlanError as exc:
+        raise GenerateError(f"--plan: {exc}") from exc
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -438,11 +438,6 @@ def song_file_bytes(song: Song, fmt: str, rate: int | None = None) -> bytes:
     raise ValueError(f"unknown song file format {fmt!r} (not one of {SONG_FILE_FORMATS})")
 
 
-def default_plan(params: SongParams) -> str:
-    """The plan a song without one follows (``Sampler.stream``: the seed's, none when primed)."""
-    return "free" if params.prime is not None else str(SongPlan.for_seed(params.seed))
-
-
 def song_description(song: Song) -> dict[str, Any]:
     """Where a song came from, as JSON-friendly fields."""
     return {
@@ -452,7 +447,8 @@ def song_description(song: Song) -> dict[str, Any]:
         "top_p": song.params.top_p,
         "seed": song.params.seed,
         "primed": song.params.prime is not None,
-        "plan": song.params.plan or default_plan(song.params),
+        "plan": song.params.plan
+        or str(SongPlan.default(song.params.seed, primed=song.params.prime is not None)),
         "model_step": song.model_step,
         "checkpoint_sha256": song.checkpoint_sha256,
         "events": len(song.writes),

@@ -103,7 +103,7 @@ class Sampler:
         rep = self.representation
         primed = prime is not None and len(prime) > 0
         if plan is None:
-            plan = SongPlan.for_seed(seed) if rep.on_rows is not None and not primed else SongPlan()
+            plan = SongPlan.default(seed, primed=primed, rows=rep.on_rows is not None)
         if plan.row_frames and rep.on_rows is None:
             raise SamplingError(f"the {rep.name} representation has no note onsets to put on rows")
         end_cycle = int(round(seconds * CPU_HZ))
@@ -183,7 +183,6 @@ class _Composer:
         self.longest_time_token = int(timed[np.argmax(self.cycles[timed])]) if len(timed) else -1
         self.sampled = self.moved = self.off_row = 0
         self.held = -1  # an onset the network picked off a row, played at the next row start
-        self.plan = plan
         pitched = plan.keep_key and rep.note_pitches is not None
         self.key_notes = np.zeros(12) if pitched else None  # notes per pitch class so far
         self.channel_notes: dict[int, list[int]] | None = {} if pitched else None
@@ -198,7 +197,6 @@ class _Composer:
                 channels = np.where(channels >= 0, channels, rep.jump_channels)
             self.bias_groups = channels.astype(np.int8)
         self.bias: np.ndarray | None = None
-        self.key = ""
         self.piece_tokens = min(FIRST_PIECE_TOKENS, sampler.piece_tokens)
         self.max_piece_tokens = sampler.piece_tokens
 
@@ -283,7 +281,7 @@ class _Composer:
         if "key" not in self.biases:
             self.key_notes[pitch % 12] += 1
             if self.key_notes.sum() >= KEY_NOTES and np.count_nonzero(self.key_notes) >= 2:
-                self.biases["key"], self.key = key_bias(self.key_notes, rep.note_pitches)
+                self.biases["key"], _ = key_bias(self.key_notes, rep.note_pitches)
         notes = self.channel_notes.setdefault(channel, [])
         if len(notes) < REGISTER_NOTES:
             notes.append(pitch)

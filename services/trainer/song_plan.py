@@ -59,7 +59,7 @@ REGISTER_NOTES = 4
 """Notes a channel plays before its register is fixed."""
 REGISTER_SEMITONES = 12
 """A channel's register: an octave either side of its first notes' median (real Game Boy
-songs keep each channel within 11-36 semitones: docs/evaluation.md)."""
+songs of docs/evaluation.md span 11-22 semitones per channel, median)."""
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 9, 10, 11)}
 """Pitch classes above the tonic that are in a key."""
 _FORM = re.compile(r"[A-Z]{1,16}")
@@ -111,6 +111,12 @@ class SongPlan:
         return cls(row_frames=row_frames, form=form, keep_key=True)
 
     @classmethod
+    def default(cls, seed: int, *, primed: bool, rows: bool = True) -> SongPlan:
+        """The plan of a song that asks for none: the seed's (``for_seed``), or ``free()`` for
+        a primed song or a representation that cannot follow rows (``rows`` False)."""
+        return cls.for_seed(seed) if rows and not primed else cls.free()
+
+    @classmethod
     def parse(cls, text: str) -> SongPlan:
         """``"free"``, or ``"<form>@<frames per row>"`` such as ``"AABA@6"`` (``"@6"``: rows,
         no form), which keeps a key unless it ends in ``"/chromatic"`` - the form of
@@ -148,6 +154,14 @@ class SongPlan:
     def letter_of(self, section: int) -> int:
         """Which composed section (0 = A) song section ``section`` plays."""
         return ord(self.form[section % len(self.form)]) - ord("A")
+
+
+def checked_plan_text(text: str) -> str:
+    """``text`` as given if it is empty (the default plan) or a plan ``SongPlan.parse``
+    reads; ``SongPlanError`` (a ``ValueError``) saying what is wrong otherwise."""
+    if text:
+        SongPlan.parse(text)
+    return text
 
 
 def key_bias(histogram: np.ndarray, note_pitches: np.ndarray) -> tuple[np.ndarray, str]:
