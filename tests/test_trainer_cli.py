@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,7 +228,10 @@ def test_the_default_recipe_pretrains_fine_tunes_evaluates_and_exports(
     assert summary["model"] == str(export) and summary["nats_per_second"] > 0
     card = json.loads(export.with_suffix(".json").read_text())["card"]
     assert set(card["stages"]) == {"pretrain", "finetune", "long"}
-    assert card["stages"]["long"]["step"] > card["stages"]["finetune"]["step"]
+    # The long stage continues from fine-tuning's best checkpoint (not always its last step).
+    finetune_best = int(Path(card["stages"]["finetune"]["best_checkpoint"]).stem.split("-")[1])
+    assert card["stages"]["long"]["step"] > finetune_best
+    assert card["stages"]["long"]["tokens_trained"] > 0
     # One source file: its recording splits in time (start to train, end to validate).
     assert card["data"]["corpus_train"]["tracks"] == card["data"]["corpus_valid"]["tracks"] == 1
     assert "pretrained_only" in card["heldout"]
