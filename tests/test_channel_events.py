@@ -149,6 +149,44 @@ def test_arpeggios_encode_as_offsets_from_their_note(shared_dir):
     assert sum(counts[:5]) >= 0.8 * len(jumps)
 
 
+def test_an_arpeggio_is_one_token_the_decoder_plays_every_frame():
+    decoder = ce.StreamDecoder()
+    a4 = 69 - ce.MIDI_LOW
+    decoder.push(ce.ARP + 0x47)  # pulse 1: the note, +4, +7, the note, ...
+    decoder.push(ce.NOTE + a4)
+    note = a4 * ce.PITCH_STEPS
+    for frame, semitones in enumerate((4, 7, 0, 4, 7, 0), start=1):
+        writes = decoder.push(ce.SHIFT + ce.TICKS_PER_FRAME - 1)
+        assert len(writes) and int(writes.cycles[0]) == frame * ce.FRAME_CYCLES
+        assert set(writes.registers.tolist()) <= {0xFF13, 0xFF14}
+        assert not any(v & 0x80 for r, v in zip(writes.registers, writes.values) if r == 0xFF14)
+        register = ce._frequency(decoder.apu, 0)
+        assert register == ce._register_of(0, note + semitones * ce.PITCH_STEPS)
+    # A new note restarts the figure from itself; ARP 0 ends it.
+    decoder.push(ce.SHIFT + 7)
+    decoder.push(ce.NOTE + a4 + 2)
+    decoder.push(ce.SHIFT + ce.TICKS_PER_FRAME - 1)
+    assert ce._frequency(decoder.apu, 0) == ce._register_of(0, note + 6 * ce.PITCH_STEPS)
+    decoder.push(ce.ARP)
+    assert not len(decoder.push(ce.SHIFT + ce.MAX_SHIFT - 1))
+    assert ce.describe([ce.ARP + 0x47, ce.ARP + 2 * 256 + 0xC0, ce.ARP + 256]) == [
+        "ARP pulse1 +4 +7",
+        "ARP wave +12 +0",
+        "ARP pulse2 off",
+    ]
+
+
+def test_a_trackers_arpeggio_costs_a_token_a_note_not_tokens_every_frame(shared_dir):
+    # Demo song 2 plays chords on pulse 2 as our driver's arpeggio: the encoder recognises
+    # it, so no per-frame JUMP is left, and the round trip still holds (SONGS above).
+    writes = recording_pieces(record(shared_dir, "demo2"))[0]
+    tokens = ce.encode(writes, SECONDS * CPU_HZ)
+    kinds = Counter(ce._KIND[tokens.astype(np.int64)].tolist())
+    assert kinds["ARP"] >= 2
+    assert kinds["JUMP"] <= 5
+    assert len(tokens) / ce.token_seconds(tokens) < 60
+
+
 def test_encode_decode_stream_and_token_seconds(nightmode_writes):
     writes, duration = nightmode_writes
     tokens = ce.encode(writes, duration)

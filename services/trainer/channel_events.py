@@ -21,7 +21,10 @@ is rewritten as what a listener hears change, channel by channel, on a fixed tim
   wave shapes (``WAVE_NEW`` and 32 ``NIBBLE`` tokens, or ``WAVE_RECENT(j)``: the j-th most
   recently used shape), ``PAN`` (NR51) and ``MASTER`` (NR50 volumes);
 * ``OFF(channel)`` stops a channel (its DAC stays on, as when a length counter runs out),
-  ``CUT(channel)`` switches its DAC off.
+  ``CUT(channel)`` switches its DAC off;
+* ``ARP(channel, xy)`` is a tracker's arpeggio effect held as the channel's state: from
+  its last ``NOTE`` on, frame after frame, the decoder plays the note, + x, + y semitones,
+  the note again (``ARP 0`` ends it). One token for what a driver writes every frame.
 
 Encoding runs the APU model (``gbsynth.emulator.core.apu``) twice, on the recording and on the
 writes the tokens decode to, and emits at each tick the tokens that make the decoded
@@ -52,6 +55,7 @@ from gbsynth.emulator.core import apu as hw
 from gbsynth.trainer import tokens as write_tokens
 
 TICKS_PER_FRAME = 16
+"""Ticks per frame; an ``ARP`` steps once a frame."""
 TICK_CYCLES = FRAME_CYCLES // TICKS_PER_FRAME
 """4,389 cycles: 1/16 of an LCD frame, 1.05 ms."""
 MAX_SHIFT = 256
@@ -117,6 +121,7 @@ WAVE_RECENT = _range("WAVE_RECENT", WAVE_SLOTS - 1)  # WAVE_RECENT + j - 1, j = 
 PAN = _range("PAN", 256)  # NR51
 MASTER = _range("MASTER", 64)  # NR50 left volume * 8 + right volume
 RESET = _range("RESET", 4)  # power cycle; the sequencer restarted this many steps ago
+ARP = _range("ARP", TONE_CHANNELS * 256)  # tone channel * 256 + xy: arpeggio +x, +y; 0: none
 VOCAB_SIZE = sum(n for _, n in _RANGES.values())
 """Number of distinct tokens."""
 
@@ -508,6 +513,10 @@ class StreamDecoder:
         """Per tone channel: the pitch step its last NOTE/PITCH set (JUMP offsets start here)."""
         self.jump = [0] * TONE_CHANNELS
         """Per tone channel: the semitones of its last JUMP since then (BEND offsets add to it)."""
+        self.arp = [0] * TONE_CHANNELS
+        """Per tone channel: its ``ARP`` byte xy (0: no arpeggio)."""
+        self.arp_origin: list[int | None] = [None] * TONE_CHANNELS
+        """Per tone channel: the tick of its last NOTE (an arpeggio steps a frame after)."""
         self._fine = 0
         self._fine_pending = False
         self._nibbles: list[int] | None = None
@@ -531,6 +540,7 @@ class StreamDecoder:
         twin._phase = list(self._phase)
         twin.anchor = list(self.anchor)
         twin.jump = list(self.jump)
+        twin.arp, twin.arp_origin = list(self.arp), list(self.arp_origin)
         twin.recent = list(self.recent)
         twin._nibbles = None if self._nibbles is None else list(self._nibbles)
         twin._cycles, twin._registers, twin._values = [], [], []
@@ -594,6 +604,7 @@ class StreamDecoder:
         if self._fine_pending and kind not in ("NOTE", "PITCH"):
             raise TokenError(f"FINE must be followed by NOTE or PITCH, got {kind}")
         if kind == "SHIFT":
+            self._arpeggio_steps(self.tick + arg + 1)
             self.tick += arg + 1
             self.cycle = max(self.cycle, self.tick * TICK_CYCLES)
         elif kind in ("NOTE", "PITCH"):
@@ -601,7 +612,14 @@ class StreamDecoder:
             step = note * PITCH_STEPS + (self._fine if self._fine_pending else 0)
             self._fine_pending = False
             self.anchor[channel], self.jump[channel] = step, 0
+            if kind == "NOTE":
+                self.arp_origin[channel] = self.tick
             self._set_pitch(channel, step, trigger=kind == "NOTE")
+        elif kind == "ARP":
+            channel, xy = divmod(arg, 256)
+            self.arp[channel] = xy
+            if self.arp_origin[channel] is None:
+                self.arp_origin[channel] = self.tick
         elif kind == "FINE":
             self._fine = _fine_of(arg)
             self._fine_pending = True
@@ -656,6 +674,32 @@ class StreamDecoder:
             self._write(_NR51, arg)
         elif kind == "MASTER":
             self._write(_NR50, ((arg >> 3) << 4) | (arg & 7))
+
+    def arpeggio_steps(self, channel: int, until: int) -> list[tuple[int, int]]:
+        """(tick, semitones above the anchor) of the channel's arpeggio steps after the
+        current tick, up to tick ``until``: one a frame from its last NOTE on."""
+        origin, xy = self.arp_origin[channel], self.arp[channel]
+        if not xy or origin is None:
+            return []
+        offsets = (0, xy >> 4, xy & 0x0F)
+        first = max(1, (self.tick - origin) // TICKS_PER_FRAME + 1)
+        last = (until - origin) // TICKS_PER_FRAME
+        return [(origin + f * TICKS_PER_FRAME, offsets[f % 3]) for f in range(first, last + 1)]
+
+    def _arpeggio_steps(self, until: int) -> None:
+        """Play the arpeggio steps after the current tick up to ``until``, in time order."""
+        steps = sorted(
+            (tick, channel, semitones)
+            for channel in range(TONE_CHANNELS)
+            for tick, semitones in self.arpeggio_steps(channel, until)
+        )
+        for tick, channel, semitones in steps:
+            self.cycle = max(self.cycle, tick * TICK_CYCLES)
+            self.jump[channel] = semitones
+            self.chip.advance_to(self.cycle)
+            if _on(self.apu, channel):
+                pitch = self.anchor_of(channel) + semitones * PITCH_STEPS
+                self._set_pitch(channel, pitch, trigger=False)
 
     def anchor_of(self, channel: int) -> int:
         """The channel's anchor; before any NOTE/PITCH, the pitch its register holds."""
@@ -788,8 +832,10 @@ def _shift_to(decoder: StreamDecoder, tick: int) -> list[int]:
 
 
 class _Encoder:
-    def __init__(self) -> None:
+    def __init__(self, arpeggios: dict[tuple[int, int], int] | None = None) -> None:
         self.decoder = StreamDecoder()
+        self.arpeggios = arpeggios or {}
+        """(channel, tick) of a trigger -> its ``ARP`` byte (``_arpeggios``)."""
         self.out: list[int] = []
         self.power_on: int | None = None
         """Cycle the recording powered the APU on at since the last tick, if it did."""
@@ -847,11 +893,15 @@ class _Encoder:
         if want.nrx2 != have.nrx2:
             self.emit(tick, ENV + ENVELOPE_CHANNELS.index(channel) * 256 + want.nrx2)
 
-    def trigger(self, tick: int, channel: int, want: _Trigger) -> None:
+    def trigger(self, tick: int, channel: int, want: _Trigger, arp: int | None = None) -> None:
+        """Tokens that trigger ``channel`` as ``want`` says (with arpeggio ``arp`` unless
+        None: a restart of a note keeps the decoder's)."""
         self.settings(tick, channel, want)
         if channel == 3:
             self.emit(tick, HIT)
             return
+        if arp is not None and arp != self.decoder.arp[channel]:
+            self.emit(tick, ARP + channel * 256 + arp)
         if channel < 2:
             # Where the decoder's waveform would start without help: try it on a copy.
             trial = self.decoder.fork()
@@ -866,15 +916,21 @@ class _Encoder:
 
     def sync(self, tick: int, chip: _Chip, triggers: dict[int, _Trigger]) -> None:
         """Tokens at ``tick`` that make the decoder's state match the recording's (``chip``)."""
+        orig = chip.apu
+        if any(self.decoder.arp) and self.decoder.tick < tick:
+            if not triggers and self.power_on is None and self._settled(tick, orig):
+                return
+            self.out.extend(_shift_to(self.decoder, tick))  # its arpeggio steps come first
         self.decoder.chip.advance_to(max(tick * TICK_CYCLES, self.decoder.cycle))
-        orig, d = chip.apu, self.decoder.apu
+        d = self.decoder.apu
         if self.power_on is not None:
             steps = tick * TICK_CYCLES // _SEQUENCER_PERIOD - self.power_on // _SEQUENCER_PERIOD
             self.emit(tick, RESET + min(max(steps, 0), 3))
             self.power_on = None
         for channel in range(4):
             if channel in triggers:
-                self.trigger(tick, channel, triggers[channel])
+                arp = self.arpeggios.get((channel, tick), 0) if channel < 3 else None
+                self.trigger(tick, channel, triggers[channel], arp)
         if _reg(orig, _NR51) != _reg(d, _NR51):
             self.emit(tick, PAN + _reg(orig, _NR51))
         if _master(orig) != _master(d):
@@ -883,6 +939,49 @@ class _Encoder:
         for channel in range(4):
             if differs[channel]:
                 self.correct(tick, channel, chip)
+
+    def _settled(self, tick: int, orig: np.ndarray) -> bool:
+        """Whether the decoder, moved on to ``tick`` (its arpeggios stepping on the way),
+        would match the recording there with no token: then nothing is emitted, and no
+        time shift either (a running arpeggio costs no token a frame)."""
+        probe = self.decoder.fork()
+        _shift_to(probe, tick)
+        probe.chip.advance_to(max(tick * TICK_CYCLES, probe.cycle))
+        d = probe.apu
+        if _reg(orig, _NR51) != _reg(d, _NR51) or _master(orig) != _master(d):
+            return False
+        differs = _sound_keys_differ(orig, d, _PULSE_STEP, _WAVE_STEP)
+        return not any(
+            differs[channel] and not self._arpeggio_covers(probe, tick, channel, orig)
+            for channel in range(4)
+        )
+
+    @staticmethod
+    def _arpeggio_covers(decoder: StreamDecoder, tick: int, channel: int, orig) -> bool:
+        """Whether the only difference on ``channel`` is a pitch the decoder's arpeggio
+        reaches within two ticks, or one pitch step (1/16 semitone) off it: drivers' note
+        tables and update times differ that much from the decoder's grid."""
+        if channel == 3 or not decoder.arp[channel] or not _on(orig, channel):
+            return False
+        d = decoder.apu
+        want = _step_of(channel, _frequency(orig, channel))
+        if abs(want - _step_of(channel, _frequency(d, channel))) <= 1:
+            pitch_only = True
+        else:
+            soon = decoder.arpeggio_steps(channel, tick + 2)
+            anchor = decoder.anchor_of(channel)
+            pitch_only = bool(soon) and abs(want - anchor - soon[0][1] * PITCH_STEPS) <= 1
+        if not pitch_only:
+            return False
+        # Nothing else differs: compare with the decoder's pitch put in the recording's.
+        same = orig.copy()
+        base = _BASE[channel]
+        register = _frequency(d, channel)
+        same[hw.REGS + base + 3 - 0xFF10] = register & 0xFF
+        same[hw.REGS + base + 4 - 0xFF10] = (orig[hw.REGS + base + 4 - 0xFF10] & ~7) | (
+            register >> 8
+        )
+        return not _sound_keys_differ(same, d, _PULSE_STEP, _WAVE_STEP)[channel]
 
     def correct(self, tick: int, channel: int, chip: _Chip) -> None:
         orig, d = chip.apu, self.decoder.apu
@@ -903,8 +1002,11 @@ class _Encoder:
             # Restart the note in the decoder.
             position = chip.duty_position(channel) if channel < 2 else 0
             self.trigger(tick, channel, _snapshot(chip.apu, channel, position))
-        if channel < 3 and _step_of(channel, _frequency(orig, channel)) != _step_of(
-            channel, _frequency(d, channel)
+        if (
+            channel < 3
+            and _step_of(channel, _frequency(orig, channel))
+            != _step_of(channel, _frequency(d, channel))
+            and not self._arpeggio_covers(self.decoder, tick, channel, orig)
         ):
             self.emit_pitch(tick, channel, _frequency(orig, channel), trigger=False)
         if channel < 2 and _reg(orig, base + 1) >> 6 != _reg(d, base + 1) >> 6:
@@ -925,6 +1027,56 @@ class _Encoder:
             self.emit(tick, ENV + ENVELOPE_CHANNELS.index(channel) * 256 + o_env)
         if _on(d, channel) and _volume(orig, channel) != _volume(d, channel):
             self.emit(tick, VOL + ENVELOPE_CHANNELS.index(channel) * 16 + _volume(orig, channel))
+
+
+ARPEGGIO_FRAMES = 6
+"""Frames after a trigger the encoder reads to recognise an arpeggio (two cycles)."""
+
+
+def _arpeggios(
+    cycles: np.ndarray, registers: np.ndarray, values: np.ndarray, ticks: np.ndarray, end: int
+) -> dict[tuple[int, int], int]:
+    """The ``ARP`` byte xy of each tone-channel trigger (keyed by channel and the trigger's
+    tick) whose next frames play the note, + x, + y, the note, ... (x, y <= 15 semitones,
+    within a pitch step: drivers' note tables round differently), as a tracker's arpeggio
+    does; 0 where they do not (at least two frames before the next trigger are needed)."""
+    found: dict[tuple[int, int], int] = {}
+    for channel in range(TONE_CHANNELS):
+        low, high = _BASE[channel] + 3, _BASE[channel] + 4
+        at = np.flatnonzero((registers == low) | (registers == high))
+        if not len(at):
+            continue
+        is_low = registers[at] == low
+        # The 11-bit frequency after each of these writes (registers forward-filled).
+        last_low = np.maximum.accumulate(np.where(is_low, np.arange(len(at)), -1))
+        last_high = np.maximum.accumulate(np.where(~is_low, np.arange(len(at)), -1))
+        low_value = np.where(last_low >= 0, values[at][np.maximum(last_low, 0)], 0)
+        high_value = np.where(last_high >= 0, values[at][np.maximum(last_high, 0)], 0)
+        frequency = low_value | ((high_value & 7) << 8)
+        steps = (_WAVE_STEP if channel == 2 else _PULSE_STEP)[frequency]
+        triggers = np.flatnonzero(~is_low & (values[at] & 0x80 != 0))
+        write_cycles = cycles[at]
+        for n, k in enumerate(triggers.tolist()):
+            tick = int(ticks[at[k]])
+            stop = int(write_cycles[triggers[n + 1]]) if n + 1 < len(triggers) else end
+            frames = tick + TICKS_PER_FRAME * np.arange(1, ARPEGGIO_FRAMES + 1)
+            # Read each frame half a frame after its update: bursts drift a tick or two.
+            sample = (frames + TICKS_PER_FRAME // 2) * TICK_CYCLES
+            sample = sample[sample < stop]
+            if len(sample) < 2:
+                continue
+            after = np.searchsorted(write_cycles, sample, side="right") - 1
+            offsets = steps[after] - steps[k]
+            semitones = np.round(offsets / PITCH_STEPS).astype(np.int64)
+            if np.any(np.abs(offsets - semitones * PITCH_STEPS) > 1):
+                continue
+            x, y = int(semitones[0]), int(semitones[1])
+            if not (0 <= x <= 15 and 0 <= y <= 15) or x == y == 0:
+                continue
+            expected = np.array([(0, x, y)[f % 3] for f in range(1, len(sample) + 1)])
+            if np.array_equal(semitones, expected):
+                found[(channel, tick)] = (x << 4) | y
+    return found
 
 
 def _burst_ticks(cycles: np.ndarray) -> np.ndarray:
@@ -955,7 +1107,7 @@ def encode(writes: ApuWrites, duration_cycles: int) -> np.ndarray:
     starts = np.append(0, groups).tolist() if len(ticks) else []
     ends = np.append(groups, len(ticks)).tolist() if len(ticks) else []
     chip = _Chip()
-    encoder = _Encoder()
+    encoder = _Encoder(_arpeggios(cycles, registers, values, ticks, duration_cycles))
     end_tick = -(-duration_cycles // TICK_CYCLES)
     snapshots = np.zeros((4, hw.APU_STATE_SIZE), dtype=np.int64)
     triggered = np.zeros(5, dtype=np.int64)  # per channel: duty step + 1 if triggered; power
@@ -1119,6 +1271,10 @@ def describe(tokens: np.ndarray) -> list[str]:
             text = f"WAVE_RECENT {arg + 1}"
         elif kind == "RESET":
             text = f"RESET {arg}"
+        elif kind == "ARP":
+            channel, xy = divmod(arg, 256)
+            steps = f"+{xy >> 4} +{xy & 0x0F}" if xy else "off"
+            text = f"ARP {_CHANNEL_NAMES[channel]} {steps}"
         elif kind in ("NIBBLE", "LEVEL"):
             text = f"{kind} {arg}"
         else:

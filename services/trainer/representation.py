@@ -139,6 +139,7 @@ def _channel_events() -> Representation:
     on_rows[ce.FINE : ce.FINE + ce.PITCH_STEPS - 1] = True  # comes just before a NOTE or PITCH
     on_rows[ce.LEVEL : ce.LEVEL + 4] = True  # unmutes the wave channel
     on_rows[ce.PAN : ce.PAN + 256] = True  # unmutes channels
+    on_rows[ce.ARP : ce.ARP + ce.TONE_CHANNELS * 256] = True  # comes just before its NOTE
     return Representation(
         name="channel_events",
         vocab_size=ce.VOCAB_SIZE,
