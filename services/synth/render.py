@@ -41,6 +41,7 @@ __all__ = [
     "render",
     "rms_envelope",
     "samples_before",
+    "sounds_alike",
     "to_pcm16",
 ]
 
@@ -286,6 +287,17 @@ def log_band_correlation(reference: np.ndarray, other: np.ndarray, rate: int) ->
     lb -= lb.mean(axis=1, keepdims=True)
     per_frame = (la * lb).sum(axis=1) / np.sqrt((la * la).sum(axis=1) * (lb * lb).sum(axis=1))
     return float(per_frame.mean())
+
+
+def sounds_alike(
+    reference: ApuWrites, other: ApuWrites, duration_cycles: int, rate: int = 44_100
+) -> tuple[float, float]:
+    """How alike two sets of writes sound over ``duration_cycles``: both rendered mono, the
+    correlation of their 20 ms RMS envelopes and their ``log_band_correlation``."""
+    a = render(reference, duration_cycles, rate=rate, stereo=False).astype(np.float64)
+    b = render(other, duration_cycles, rate=rate, stereo=False).astype(np.float64)
+    envelopes = np.corrcoef(rms_envelope(a, rate), rms_envelope(b, rate))[0, 1]
+    return float(envelopes), log_band_correlation(a, b, rate)
 
 
 def to_pcm16(audio: np.ndarray) -> np.ndarray:

@@ -1156,18 +1156,16 @@ def encode_recording(recording: Recording) -> list[np.ndarray]:
 def round_trip_fidelity(
     writes: ApuWrites, duration_cycles: int, rate: int = 44_100
 ) -> tuple[float, float, np.ndarray]:
-    """How closely the decoded tokens sound like ``writes``: both rendered by our synthesizer
-    (mono), the correlation of their 20 ms RMS envelopes and their mean per-frame log band
-    energy correlation (``gbsynth.synth.render.log_band_correlation``), and the tokens."""
-    from gbsynth.synth.render import log_band_correlation, render, rms_envelope
+    """How closely the decoded tokens sound like ``writes`` (``gbsynth.synth.render.
+    sounds_alike``: 20 ms envelope and log band correlations), and the tokens."""
+    from gbsynth.synth.render import sounds_alike
 
     tokens = encode(writes, duration_cycles)
     decoded, _ = decode(tokens)
-    original = render(writes, duration_cycles, rate=rate, stereo=False).astype(np.float64)
-    again = render(decoded.between(0, duration_cycles), duration_cycles, rate=rate, stereo=False)
-    again = again.astype(np.float64)
-    envelopes = np.corrcoef(rms_envelope(original, rate), rms_envelope(again, rate))[0, 1]
-    return float(envelopes), log_band_correlation(original, again, rate), tokens
+    envelopes, bands = sounds_alike(
+        writes, decoded.between(0, duration_cycles), duration_cycles, rate
+    )
+    return envelopes, bands, tokens
 
 
 # --------------------------------------------------------------------------
