@@ -187,7 +187,7 @@ def test_bad_query_and_prime_are_422(checkpoints):
         good = {"cycles": [0, 100], "registers": [0x26, 0xFF24], "values": [0x80, 0x77]}
         assert client.post("/v1/songs", json={"seconds": 2, "prime": good}).status_code == 200
         plan = client.get("/v1/songs/1.wav", params={"plan": "AABA"})
-        assert plan.status_code == 422 and "FORM@FRAMES" in plan.json()["error"]
+        assert plan.status_code == 422 and "FORM[:PHRASES]@FRAMES" in plan.json()["error"]
 
 
 def test_a_plan_is_part_of_the_song_and_its_description(checkpoints):

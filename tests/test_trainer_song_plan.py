@@ -14,6 +14,7 @@ from gbsynth.trainer.checkpoint import load_checkpoint
 from gbsynth.trainer.sampling import PREAMBLE, Sampler, SamplingError
 from gbsynth.trainer.song_plan import (
     FORMS,
+    PHRASE_FORMS,
     ROW_FRAMES,
     SongPlan,
     SongPlanError,
@@ -40,9 +41,12 @@ def test_plans_parse_print_and_refuse_what_the_sampler_cannot_follow() -> None:
     assert SongPlan.parse("AABA@6") == SongPlan(row_frames=6, form="AABA", keep_key=True)
     assert SongPlan.parse("@7/chromatic") == SongPlan(row_frames=7)
     assert SongPlan.parse(" free ") == SongPlan.free()
-    for text in ("AABA@6", "ABAC@8/chromatic", "@5", "free"):
+    assert SongPlan.parse("AB:aaba@5") == SongPlan(5, "AB", keep_key=True, phrases="aaba")
+    for text in ("AABA@6", "ABAC@8/chromatic", "@5", "free", "AABA:abac@7"):
         assert str(SongPlan.parse(text)) == text
-    for bad in ("AABA", "AABA@x", "BA@6", "aaba@6", "AB@0", "AB@17", "A@6/loud", "A" * 17 + "@6"):
+    bad_plans = ("AABA", "AABA@x", "BA@6", "aaba@6", "AB@0", "AB@17", "A@6/loud", "A" * 17 + "@6")
+    bad_plans += ("AB:@6", "AB:AABA@6", "AB:ba@6", "AB:abc@6", ":ab@6")  # 3 bars in 64 rows
+    for bad in bad_plans:
         with pytest.raises(SongPlanError):
             SongPlan.parse(bad)
     with pytest.raises(SongPlanError):
@@ -51,6 +55,7 @@ def test_plans_parse_print_and_refuse_what_the_sampler_cannot_follow() -> None:
     assert plans == [SongPlan.for_seed(seed) for seed in range(64)]  # the seed's own
     assert {p.row_frames for p in plans} == set(ROW_FRAMES)
     assert {p.form for p in plans} == set(FORMS)
+    assert {p.phrases for p in plans} == set(PHRASE_FORMS)
     assert all(p.keep_key for p in plans)
     assert SongPlan.parse("AABA@6").beats_per_minute == pytest.approx(149.3, abs=0.1)
 
@@ -93,6 +98,28 @@ def test_a_letter_heard_before_replays_its_section(sampler: Sampler) -> None:
     two: dict[str, int] = {}
     sampler.sample((origin + 2 * length + 10) / CPU_HZ, seed=8, plan=plan, stats=two)
     assert stats["tokens"] == two["tokens"]
+
+
+def test_a_phrase_heard_before_in_its_section_plays_again(sampler: Sampler) -> None:
+    plan = SongPlan(row_frames=4, form="AB", section_rows=16, phrases="aaba")
+    assert [plan.part_of(i) for i in range(12)] == [0, 0, 1, 0, 2, 2, 3, 2, 0, 0, 1, 0]
+    length, origin = plan.part_cycles, _origin(sampler)
+    assert 4 * length == plan.section_cycles
+    stats: dict[str, int] = {}
+    song = sampler.sample(8 * length / CPU_HZ, seed=5, plan=plan, stats=stats)
+
+    def part(i: int):
+        return song.between(origin + i * length + 1, origin + (i + 1) * length)
+
+    assert len(part(0)) > 3
+    assert part(1) == part(0).shifted(length) and part(3) == part(0).shifted(3 * length)
+    assert part(2) != part(0).shifted(2 * length)  # bar b is new
+    assert part(5) == part(4).shifted(length) and part(4) != part(0).shifted(4 * length)
+    # Only bars a, b, c, d are sampled.
+    four: dict[str, int] = {}
+    chained = SongPlan(row_frames=4, form="ABCD", section_rows=4)
+    sampler.sample((origin + 4 * length - 10) / CPU_HZ, seed=5, plan=chained, stats=four)
+    assert stats["tokens"] <= four["tokens"] + 2
 
 
 def test_the_key_and_registers_the_first_notes_choose_are_kept(sampler: Sampler) -> None:

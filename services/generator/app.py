@@ -168,9 +168,10 @@ def request_model(limits: Limits) -> type[BaseModel]:
 
 
 PLAN_DESCRIPTION = (
-    "rows, form and key the sampler keeps: FORM@FRAMES such as AABA@6 (sections of 64 rows "
-    "of 6 frames; add /chromatic for no key), or free (the network alone); empty: drawn from "
-    "the seed (none with a prime)"
+    "rows, form and key the sampler keeps: FORM[:PHRASES]@FRAMES such as AABA@6 (sections of "
+    "64 rows of 6 frames) or AABA:aaba@6 (bars a, a, b, a in each new section); add "
+    "/chromatic for no key; free: the network alone; empty: drawn from the seed (none with "
+    "a prime)"
 )
 
 

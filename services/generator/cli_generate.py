@@ -47,10 +47,10 @@ def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
     )  # fmt: skip
     parser.add_argument(
         "--plan", default=SongParams.plan, metavar="PLAN",
-        help="rows, form and key the sampler keeps: FORM@FRAMES such as AABA@6 (sections "
-        "A, A, B, A of 64 rows of 6 frames, in the key the first notes choose; "
-        "/chromatic: no key), or free (the network alone); default: drawn from the seed "
-        "(docs/model.md)",
+        help="rows, form and key the sampler keeps: FORM[:PHRASES]@FRAMES such as AABA@6 "
+        "(sections A, A, B, A of 64 rows of 6 frames, in the key the first notes choose) "
+        "or AABA:aaba@6 (and bars a, a, b, a in each new section); /chromatic: no key; "
+        "free: the network alone; default: drawn from the seed (docs/model.md)",
     )  # fmt: skip
 
 

@@ -105,7 +105,8 @@ class SongParams:
     prime: ApuWrites | None = None
     sample_rate: int = 44_100
     plan: str = ""
-    """The song plan (``SongPlan.parse``: ``free`` or ``AABA@6``); empty: the seed's default
+    """The song plan (``SongPlan.parse``: ``free``, ``AABA@6``, ``AABA:aaba@6``); empty: the
+    seed's default
     (none with a prime)."""
 
     def song_plan(self) -> SongPlan | None:

@@ -115,17 +115,17 @@ class Sampler:
             for piece in composer.run_until(end_cycle):
                 yield piece.between(0, end_cycle)
             return
-        # Sections: a new letter continues the composed stream, a letter heard before
-        # replays its section (module docstring of song_plan).
-        length, origin = plan.section_cycles, composer.origin
+        # Parts (sections, or their phrases): a new one continues the composed stream, one
+        # heard before replays what was composed for it (module docstring of song_plan).
+        length, origin = plan.part_cycles, composer.origin
         history = [composer.opening_writes]  # the composed stream, for replays
-        carry = ApuWrites.empty()  # composed beyond the section being played
+        carry = ApuWrites.empty()  # composed beyond the part being played
         composed = 0
-        section = 0
-        while origin + section * length < end_cycle:
-            start = origin + section * length
-            letter = plan.letter_of(section)
-            if letter == composed:
+        index = 0
+        while origin + index * length < end_cycle:
+            start = origin + index * length
+            part = plan.part_of(index)
+            if part == composed:
                 lo = origin + composed * length
                 hi, shift = lo + length, start - lo
                 tails = []
@@ -142,11 +142,11 @@ class Sampler:
                 composed += 1
             else:
                 played = ApuWrites.concat(history)
-                lo = origin + letter * length
+                lo = origin + part * length
                 snapshot = register_snapshot(played, lo).shifted(start)
                 body = played.between(lo, lo + length).shifted(start - lo)
                 yield ApuWrites.concat([snapshot, body]).between(0, end_cycle)
-            section += 1
+            index += 1
 
     def sample(self, seconds: float, **options: Any) -> ApuWrites:
         """The whole song ``stream(seconds, **options)`` yields, as one ``ApuWrites``."""

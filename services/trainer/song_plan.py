@@ -16,6 +16,10 @@ gives the sampler what a composer fixes before writing the notes:
   letter's section, continuing from the section it composed before; a letter heard before
   plays its section again (its register writes, after a snapshot of the registers at its
   start), as an order list repeats a pattern. Repeats cost no sampling.
+- **Phrases** (``phrases``, e.g. ``"aaba"``): inside each new section, its phrases (the
+  section split in ``len(phrases)`` equal parts: bars of 16 rows for four) follow the same
+  rule: a phrase letter heard before in this section plays that phrase again, as a
+  tracker pattern repeats a bar (a riff, a drum figure, a call and its answer).
 - **Key and registers** (``keep_key``): the network chooses the key with its first
   ``KEY_NOTES`` notes (the Krumhansl-Kessler key their pitch classes fit best, as
   ``key_clarity`` measures it) and each tone channel's register with its first
@@ -45,6 +49,8 @@ ROW_FRAMES = (5, 6, 7, 8)
 """Default speeds, frames per row: 112-179 BPM at four rows a beat."""
 FORMS = ("AABA", "AABB", "ABAB", "ABAC")
 """Default forms: song form, folk strains, verse-chorus, rondo-like."""
+PHRASE_FORMS = ("aaba", "abab", "aabb", "abac", "abcd")
+"""Default bar forms inside a section; ``abcd`` repeats no bar."""
 SECTION_ROWS = 64
 """Rows in a section: one tracker pattern (four bars of 16 rows)."""
 MAX_ROW_FRAMES = 16
@@ -63,6 +69,7 @@ songs of docs/evaluation.md span 11-22 semitones per channel, median)."""
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 9, 10, 11)}
 """Pitch classes above the tonic that are in a key."""
 _FORM = re.compile(r"[A-Z]{1,16}")
+_PHRASES = re.compile(r"[a-z]{1,16}")
 
 
 class SongPlanError(ValueError):
@@ -78,6 +85,8 @@ class SongPlan:
     section_rows: int = SECTION_ROWS
     keep_key: bool = False
     """Keep the key the network's first notes choose (module docstring)."""
+    phrases: str = ""
+    """Phrase letters of each new section, ``a``-``p`` in order of first use; empty: one."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.row_frames <= MAX_ROW_FRAMES:
@@ -92,6 +101,21 @@ class SongPlan:
                 )
             if not self.row_frames:
                 raise SongPlanError("a form needs rows (row_frames > 0) to measure its sections")
+        if self.phrases:
+            if not _PHRASES.fullmatch(self.phrases):
+                raise SongPlanError(f"phrases must be 1-16 small letters, not {self.phrases!r}")
+            first_use = "".join(dict.fromkeys(self.phrases))
+            if first_use != "abcdefghijklmnop"[: len(first_use)]:
+                raise SongPlanError(
+                    f"phrase letters must first appear in order a, b, c...: {self.phrases!r}"
+                )
+            if not self.form:
+                raise SongPlanError("phrases divide the sections of a form: give a form too")
+            if self.section_rows % len(self.phrases):
+                raise SongPlanError(
+                    f"{len(self.phrases)} phrases do not divide a section of "
+                    f"{self.section_rows} rows"
+                )
         if self.keep_key and not self.row_frames:
             raise SongPlanError("'free' keeps no key; a plan with rows does (FORM@FRAMES)")
         if not 1 <= self.section_rows <= MAX_SECTION_ROWS:
@@ -108,7 +132,8 @@ class SongPlan:
         """The default plan of a seed (its own random stream: the notes' draws do not change)."""
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x50_4C_41_4E])
         row_frames, form = int(rng.choice(ROW_FRAMES)), str(rng.choice(FORMS))
-        return cls(row_frames=row_frames, form=form, keep_key=True)
+        phrases = str(rng.choice(PHRASE_FORMS))
+        return cls(row_frames=row_frames, form=form, keep_key=True, phrases=phrases)
 
     @classmethod
     def default(cls, seed: int, *, primed: bool, rows: bool = True) -> SongPlan:
@@ -118,24 +143,32 @@ class SongPlan:
 
     @classmethod
     def parse(cls, text: str) -> SongPlan:
-        """``"free"``, or ``"<form>@<frames per row>"`` such as ``"AABA@6"`` (``"@6"``: rows,
-        no form), which keeps a key unless it ends in ``"/chromatic"`` - the form of
-        ``--plan`` and the API's ``plan``."""
+        """``"free"``, or ``"<form>[:<phrases>]@<frames per row>"`` such as ``"AABA@6"`` or
+        ``"AABA:aaba@6"`` (``"@6"``: rows, no form), which keeps a key unless it ends in
+        ``"/chromatic"`` - the form of ``--plan`` and the API's ``plan``."""
         text = text.strip()
         if text == "free":
             return cls.free()
         plan, slash, chromatic = text.partition("/")
-        form, at, frames = plan.partition("@")
-        if not at or not frames.isdigit() or (slash and chromatic != "chromatic"):
+        forms, at, frames = plan.partition("@")
+        form, colon, phrases = forms.partition(":")
+        if (
+            not at
+            or not frames.isdigit()
+            or (slash and chromatic != "chromatic")
+            or (colon and not phrases)
+        ):
             raise SongPlanError(
-                f"a plan is 'free' or FORM@FRAMES[/chromatic] such as 'AABA@6', not {text!r}"
+                "a plan is 'free' or FORM[:PHRASES]@FRAMES[/chromatic] such as 'AABA@6' or "
+                f"'AABA:aaba@6', not {text!r}"
             )
-        return cls(row_frames=int(frames), form=form, keep_key=not slash)
+        return cls(row_frames=int(frames), form=form, keep_key=not slash, phrases=phrases)
 
     def __str__(self) -> str:
         if not self.row_frames:
             return "free"
-        return f"{self.form}@{self.row_frames}" + ("" if self.keep_key else "/chromatic")
+        forms = f"{self.form}:{self.phrases}" if self.phrases else self.form
+        return f"{forms}@{self.row_frames}" + ("" if self.keep_key else "/chromatic")
 
     @property
     def row_cycles(self) -> int:
@@ -151,9 +184,21 @@ class SongPlan:
         """At four rows a beat (a row a sixteenth note)."""
         return 60.0 * CPU_HZ / (4 * self.row_cycles) if self.row_frames else 0.0
 
-    def letter_of(self, section: int) -> int:
-        """Which composed section (0 = A) song section ``section`` plays."""
-        return ord(self.form[section % len(self.form)]) - ord("A")
+    @property
+    def part_cycles(self) -> int:
+        """The length of what the form plays again: a phrase, or a section without phrases."""
+        return self.section_cycles // max(1, len(self.phrases))
+
+    def part_of(self, index: int) -> int:
+        """Which composed part (0, 1, ... in order of first use) the song's ``index``-th
+        part (a phrase, or a section without phrases) plays."""
+        phrases = self.phrases or " "
+        parts: dict[tuple[str, str], int] = {}
+        for i in range(index + 1):
+            section, phrase = divmod(i, len(phrases))
+            key = (self.form[section % len(self.form)], phrases[phrase])
+            parts.setdefault(key, len(parts))
+        return parts[key]
 
 
 def checked_plan_text(text: str) -> str:
