@@ -9,8 +9,10 @@ Beside them, a control: the recorded writes themselves, each driver update (burs
 by a random 0-64 cycles (at most 15 microseconds, far below what anyone hears), scored the
 same way. Where the control falls below 0.97 the measure follows the channels' relative
 phase, not what a listener hears, and no representation coarser than a few cycles passes.
+``--voices`` adds each channel rendered alone (its NR51 bits only), decoded and control:
+relative phase between channels no longer counts.
 
-    python bench/channel_events_roundtrip.py [--seconds 60] [--shared ../shared]
+    python bench/channel_events_roundtrip.py [--seconds 60] [--voices] [--shared ../shared]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from gbsynth.common.events import CPU_HZ, ApuWrites
 from gbsynth.emulator.sources import GbsSession, RomSession
 from gbsynth.music.composer import compose
 from gbsynth.music.rom import song_files
-from gbsynth.synth.render import sounds_alike
+from gbsynth.synth.render import render, sounds_alike
 from gbsynth.trainer import channel_events, tokens
 from gbsynth.trainer.data import recording_pieces
 
@@ -56,9 +58,30 @@ def jittered(writes: ApuWrites, cycles: int, seed: int = 0) -> ApuWrites:
     return ApuWrites.from_arrays(moved[order], writes.registers[order], writes.values[order])
 
 
+def voice(writes: ApuWrites, channel: int) -> ApuWrites:
+    """``writes`` with NR51 routing only ``channel`` to either side: that voice alone."""
+    values = writes.values.copy()
+    values[writes.registers == 0xFF25] &= 0x11 << channel
+    return ApuWrites.from_arrays(writes.cycles, writes.registers, values)
+
+
+def voices(reference: ApuWrites, other: ApuWrites, duration: int) -> str:
+    """Each channel's envelope / log band correlation alone (``-`` for a silent one)."""
+    out = []
+    for channel in range(4):
+        alone = voice(reference, channel)
+        if not np.any(render(alone, duration, stereo=False)):
+            out.append("-")
+            continue
+        envelopes, bands = sounds_alike(alone, voice(other, channel), duration)
+        out.append(f"{envelopes:.3f}/{bands:.3f}")
+    return " ".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--voices", action="store_true", help="also each channel alone")
     parser.add_argument(
         "--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared"
     )
@@ -88,6 +111,12 @@ def main() -> None:
             f"{control_bands:.3f} | {len(toks) / music:.0f} | "
             f"{events / music:.0f} | {60 * seconds_to_encode / music:.2f} |"
         )
+        if args.voices:
+            decoded, _ = channel_events.decode(toks)
+            decoded = decoded.between(0, duration)
+            alone = voices(writes, decoded, duration)
+            print(f"|   pulse 1, pulse 2, wave, noise alone: decoded {alone}")
+            print(f"|   control {voices(writes, moved, duration)}")
 
 
 if __name__ == "__main__":
