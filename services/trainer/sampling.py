@@ -188,14 +188,17 @@ class _Composer:
         self.channel_notes: dict[int, list[int]] | None = {} if pitched else None
         self.biases: dict[str, np.ndarray] = {}  # the key's, each channel register's
         self.registers: dict[int, float] = {}  # each tone channel's register centre (MIDI)
-        # The key and registers choose among a channel's notes (and arpeggio steps), not
-        # between playing one and not.
+        # The key and registers choose among a channel's notes, or among its pitch moves
+        # (arpeggio steps, slides), not between playing a note and not: each channel's
+        # onsets are one group, its other pitch tokens another (one group for both moved
+        # the mass of out-of-key notes to pitch moves without a trigger: fewer notes).
         self.bias_groups = None
         if pitched:
-            channels = rep.note_channels
+            channels = rep.note_channels.astype(np.int64)
             if rep.jump_channels is not None:
                 channels = np.where(channels >= 0, channels, rep.jump_channels)
-            self.bias_groups = channels.astype(np.int8)
+            groups = np.where(channels >= 0, 2 * channels + rep.onsets, -1)
+            self.bias_groups = groups.astype(np.int8)
         self.bias: np.ndarray | None = None
         self.piece_tokens = min(FIRST_PIECE_TOKENS, sampler.piece_tokens)
         self.max_piece_tokens = sampler.piece_tokens
