@@ -37,8 +37,8 @@ def record(shared_dir, song: str):
 
 
 # Songs whose round trip does not reach 0.97 yet (figures in docs/representation.md):
-# what is left is the channels' relative phase and sub-millisecond timing, which
-# the 20 ms envelope of a mix follows (see the docs).
+# the measure follows the channels' relative phase; the recording itself, each update
+# moved by at most 15 us, misses 0.97 on six of the songs (bench/channel_events_roundtrip.py).
 SHORT_OF_097 = {
     "devsound1",
     "devsound2",
