@@ -37,7 +37,6 @@ those of real songs (``ROW_FRAMES``, ``FORMS``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,12 +67,22 @@ REGISTER_SEMITONES = 12
 songs of docs/evaluation.md span 11-22 semitones per channel, median)."""
 SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 9, 10, 11)}
 """Pitch classes above the tonic that are in a key."""
-_FORM = re.compile(r"[A-Z]{1,16}")
-_PHRASES = re.compile(r"[a-z]{1,16}")
 
 
 class SongPlanError(ValueError):
     """A plan the sampler cannot follow (bad speed, form or section length)."""
+
+
+def _check_letters(name: str, letters: str, alphabet: str) -> None:
+    """``SongPlanError`` unless ``letters`` are 1-16 of ``alphabet``, first used in order."""
+    if not 1 <= len(letters) <= 16 or not set(letters) <= set(alphabet):
+        span = f"{alphabet[0]}-{alphabet[-1]}"
+        raise SongPlanError(f"{name} must be 1-16 letters {span}: {letters!r}")
+    first_use = "".join(dict.fromkeys(letters))
+    if first_use != alphabet[: len(first_use)]:
+        raise SongPlanError(
+            f"{name} letters must first appear in order {', '.join(alphabet[:3])}...: {letters!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -92,23 +101,11 @@ class SongPlan:
         if not 0 <= self.row_frames <= MAX_ROW_FRAMES:
             raise SongPlanError(f"row_frames must be 0..{MAX_ROW_FRAMES}, not {self.row_frames}")
         if self.form:
-            if not _FORM.fullmatch(self.form):
-                raise SongPlanError(f"form must be 1-16 capital letters, not {self.form!r}")
-            first_use = "".join(dict.fromkeys(self.form))
-            if first_use != "ABCDEFGHIJKLMNOP"[: len(first_use)]:
-                raise SongPlanError(
-                    f"form letters must first appear in order A, B, C...: {self.form!r}"
-                )
+            _check_letters("form", self.form, "ABCDEFGHIJKLMNOP")
             if not self.row_frames:
                 raise SongPlanError("a form needs rows (row_frames > 0) to measure its sections")
         if self.phrases:
-            if not _PHRASES.fullmatch(self.phrases):
-                raise SongPlanError(f"phrases must be 1-16 small letters, not {self.phrases!r}")
-            first_use = "".join(dict.fromkeys(self.phrases))
-            if first_use != "abcdefghijklmnop"[: len(first_use)]:
-                raise SongPlanError(
-                    f"phrase letters must first appear in order a, b, c...: {self.phrases!r}"
-                )
+            _check_letters("phrases", self.phrases, "abcdefghijklmnop")
             if not self.form:
                 raise SongPlanError("phrases divide the sections of a form: give a form too")
             if self.section_rows % len(self.phrases):
