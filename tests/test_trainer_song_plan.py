@@ -74,9 +74,12 @@ def test_rows_hold_every_triggered_note(sampler: Sampler) -> None:
     assert len(triggers) > 20
     into_row = (triggers - _origin(sampler)) % plan.row_cycles
     assert np.all(into_row < FRAME_CYCLES)  # in the row's first frame
-    assert stats["moved_onsets"] > 0  # the untrained network picks notes anywhere
+    assert stats["owed_onsets"] > 0  # the untrained network would play notes anywhere
     free = _trigger_cycles(sampler.sample(6.0, seed=3, plan=SongPlan.free()))
     assert np.mean((free - _origin(sampler)) % plan.row_cycles >= FRAME_CYCLES) > 0.5
+    # The onsets owed off the rows are offered again at row starts: about as many notes.
+    print(f"{len(triggers)} triggers on rows, {len(free)} without rows")
+    assert len(triggers) >= 0.7 * len(free)
 
 
 def test_a_letter_heard_before_replays_its_section(sampler: Sampler) -> None:

@@ -239,6 +239,25 @@ def _bias_within_groups(logits, bias, groups, out):  # pragma: no cover - compil
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
+def probability_share(logits, allowed, selected):  # pragma: no cover - compiled
+    """The probability ``softmax(logits)`` restricted to ``allowed`` gives the tokens that
+    are also ``selected`` (both bool masks)."""
+    best = -np.inf
+    for i in range(logits.shape[0]):
+        if allowed[i] and logits[i] > best:
+            best = logits[i]
+    total = 0.0
+    chosen = 0.0
+    for i in range(logits.shape[0]):
+        if allowed[i]:
+            p = math.exp(logits[i] - best)
+            total += p
+            if selected[i]:
+                chosen += p
+    return chosen / total if total > 0.0 else 0.0
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _mix_guess(logits, guess, weight, out):  # pragma: no cover - compiled
     """``out``: log of ``(1 - weight) softmax(logits) + weight [token == guess]`` (the
     match model's mixture, ``match.py``)."""

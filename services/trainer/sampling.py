@@ -34,7 +34,7 @@ import numpy as np
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES, ApuWrites, register_snapshot
 from gbsynth.trainer import representation
 from gbsynth.trainer.checkpoint import LoadedCheckpoint
-from gbsynth.trainer.engine import InferenceEngine
+from gbsynth.trainer.engine import InferenceEngine, probability_share
 from gbsynth.trainer.match import MatchModel, length_bucket
 from gbsynth.trainer.song_plan import (
     KEY_NOTES,
@@ -54,6 +54,8 @@ PIECE_TOKENS = 512
 FIRST_PIECE_TOKENS = 32
 """Tokens of the first sampled piece; each next piece is twice as long up to
 ``PIECE_TOKENS``, so the first sound comes out after a few milliseconds of sampling."""
+MAX_ONSET_SHARE = 0.9
+"""At a row start, owed onsets raise the onsets' probability up to this share."""
 
 
 class SamplingError(ValueError):
@@ -86,9 +88,9 @@ class Sampler:
 
         ``plan`` (``gbsynth.trainer.song_plan``): rows and form; None: the seed's default
         (``SongPlan.for_seed``) for a representation that marks onsets, without a prime, else
-        ``SongPlan.free()``. ``stats``, if given, gets ``tokens`` (tokens sampled so far),
-        ``moved_onsets`` (onsets put off to the next row) and ``off_row_onsets`` (onsets the
-        grammar kept off the rows).
+        ``SongPlan.free()``. ``stats``, if given, gets ``tokens`` (tokens sampled so far)
+        and ``owed_onsets`` (the onsets, in expectation, the network would have played off
+        the rows and was offered again at the next row start).
 
         The song opens with ``PREAMBLE`` and then ``prime`` (if given), both part of
         the output; pieces hold what ``FIRST_PIECE_TOKENS``, then twice as many, ... up to
@@ -181,8 +183,9 @@ class _Composer:
         timed = np.flatnonzero(self.cycles > 0)
         self.time_token = {int(self.cycles[t]): int(t) for t in timed[::-1]}
         self.longest_time_token = int(timed[np.argmax(self.cycles[timed])]) if len(timed) else -1
-        self.sampled = self.moved = self.off_row = 0
-        self.held = -1  # an onset the network picked off a row, played at the next row start
+        self.sampled = 0
+        self.owed = 0.0  # onsets (expected) the network would have played off the row
+        self.owed_total = 0.0
         pitched = plan.keep_key and rep.note_pitches is not None
         self.key_notes = np.zeros(12) if pitched else None  # notes per pitch class so far
         self.channel_notes: dict[int, list[int]] | None = {} if pitched else None
@@ -203,21 +206,44 @@ class _Composer:
         self.piece_tokens = min(FIRST_PIECE_TOKENS, sampler.piece_tokens)
         self.max_piece_tokens = sampler.piece_tokens
 
-    def _to_next_row(self, token: int, allowed: np.ndarray) -> int:
-        """``token``, or the time step to the next row start if it is an onset off a row."""
-        if not self.rep.on_rows[token]:
+    def _rows(self, allowed: np.ndarray) -> np.ndarray:
+        """What may come next under the plan's rows: off a row's first frame, no onset (the
+        probability the network gave them is owed to the next row start); in it, the
+        owed onsets offered again, on top of what the network gives them now."""
+        rep, state = self.rep, self.state
+        onsets = rep.onsets & allowed
+        into_row = (self.clock - self.origin) % self.row_cycles
+        if into_row < FRAME_CYCLES and not (self.owed > 0 and onsets.any()):
+            return allowed
+        onset_share = probability_share(state.logits, allowed, onsets)
+        if into_row >= FRAME_CYCLES:
+            self.owed += onset_share
+            self.owed_total += onset_share
+            kept = allowed & ~rep.on_rows
+            return kept if kept.any() else allowed
+        want = min(MAX_ONSET_SHARE, onset_share + self.owed)
+        if 0.0 < onset_share < want:  # raise the onsets' odds so they hold ``want``
+            odds = want * (1.0 - onset_share) / (onset_share * (1.0 - want))
+            state.logits[onsets] += np.float32(np.log(odds))
+        return allowed
+
+    def _row_step(self, token: int, allowed: np.ndarray) -> int:
+        """``token``, or if it moves time past the next row start, the step to that start
+        (each row start is a decision, as in a tracker); settles what is owed."""
+        if self.rep.onsets[token]:
+            self.owed = max(0.0, self.owed - 1.0)
+        step = int(self.cycles[token])
+        if step <= 0:
             return token
         into_row = (self.clock - self.origin) % self.row_cycles
-        if into_row < FRAME_CYCLES:
-            return token
-        wait = self.row_cycles - into_row
-        step = self.time_token.get(wait, self.longest_time_token)
-        if step < 0 or not allowed[step]:
-            self.off_row += 1  # the grammar wants the note now (after a FINE)
-            return token
-        self.moved += 1
-        self.held = token
-        return step
+        to_start = self.row_cycles - into_row
+        if step > to_start:
+            stop = self.time_token.get(to_start, -1)
+            if stop >= 0 and allowed[stop]:
+                token, step = stop, to_start
+        if into_row < FRAME_CYCLES <= into_row + step < self.row_cycles:
+            self.owed = 0.0  # the row start is over: what it did not play is forgotten
+        return token
 
     def run_until(self, stop_cycle: int) -> Iterator[ApuWrites]:
         """Sample until the clock reaches ``stop_cycle``; yield the writes in pieces."""
@@ -246,16 +272,14 @@ class _Composer:
                 guess, length = self.matcher.prediction()
                 weight = self.weights[length_bucket(length)] if guess >= 0 else 0.0
             u = self.rng.random()  # drawn even when unused: a seed's draws stay in step
-            held, self.held = self.held, -1
-            if held >= 0 and allowed[held]:
-                token = held  # the onset put off to this row start
-            else:
-                token = engine.pick(
-                    state, allowed, u, temperature, top_p, guess, weight, self.bias,
-                    self.bias_groups,
-                )  # fmt: skip
             if self.row_cycles:
-                token = self._to_next_row(token, allowed)
+                allowed = self._rows(allowed)
+            token = engine.pick(
+                state, allowed, u, temperature, top_p, guess, weight, self.bias,
+                self.bias_groups,
+            )  # fmt: skip
+            if self.row_cycles:
+                token = self._row_step(token, allowed)
             if self.channel_notes is not None and self.rep.note_pitches[token] >= 0:
                 self._settle_pitch(token)
             self.clock += int(cycles[token])
@@ -302,6 +326,4 @@ class _Composer:
 
     def _report(self) -> None:
         if self.stats is not None:
-            self.stats.update(
-                tokens=self.sampled, moved_onsets=self.moved, off_row_onsets=self.off_row
-            )
+            self.stats.update(tokens=self.sampled, owed_onsets=round(self.owed_total, 2))
