@@ -7,10 +7,12 @@ pulse or bring a passage back over tens of seconds (docs/model.md: its predictio
 change with context beyond a few hundred tokens), nor a key or a register. A ``SongPlan``
 gives the sampler what a composer fixes before writing the notes:
 
-- **Rows** (``row_frames`` > 0): a note or drum onset (or an unmute) the network picks off
-  the first frame of a row is played at the next row start (the sampler moves time on to
-  it, then plays the onset), so onsets fall on one steady grid; what happens between rows
-  (arpeggio and vibrato steps, slides, envelopes, note ends) stays where the network puts it.
+- **Rows** (``row_frames`` > 0): note and drum onsets (and unmutes) start only in the first
+  frame of a row, and time stops at every row start; the probability the network gives
+  onsets off the rows is owed to the next row start and offered there (``sampling``), so
+  onsets fall on one steady grid as often as the network would play them; what happens
+  between rows (arpeggio and vibrato steps, slides, envelopes, note ends) stays where the
+  network puts it.
 - **Form** (``form``, e.g. ``"AABA"``): the song is sections of ``section_rows`` rows, one
   letter each, cycling through the form to the song's end. The network composes each new
   letter's section, continuing from the section it composed before; a letter heard before
