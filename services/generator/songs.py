@@ -106,8 +106,7 @@ class SongParams:
     sample_rate: int = 44_100
     plan: str = ""
     """The song plan (``SongPlan.parse``: ``free``, ``AABA@6``, ``AABA:aaba@6``); empty: the
-    seed's default
-    (none with a prime)."""
+    seed's default (none with a prime)."""
 
     def song_plan(self) -> SongPlan | None:
         return SongPlan.parse(self.plan) if self.plan else None

@@ -182,7 +182,6 @@ class _Composer:
         self.row_cycles = plan.row_cycles
         timed = np.flatnonzero(self.cycles > 0)
         self.time_token = {int(self.cycles[t]): int(t) for t in timed[::-1]}
-        self.longest_time_token = int(timed[np.argmax(self.cycles[timed])]) if len(timed) else -1
         self.sampled = 0
         self.owed = 0.0  # onsets (expected) the network would have played off the row
         self.owed_total = 0.0
@@ -211,9 +210,11 @@ class _Composer:
         probability the network gave them is owed to the next row start); in it, the
         owed onsets offered again, on top of what the network gives them now."""
         rep, state = self.rep, self.state
-        onsets = rep.onsets & allowed
         into_row = (self.clock - self.origin) % self.row_cycles
-        if into_row < FRAME_CYCLES and not (self.owed > 0 and onsets.any()):
+        if into_row < FRAME_CYCLES and self.owed <= 0:
+            return allowed  # most steps: on a row with nothing owed
+        onsets = rep.onsets & allowed
+        if into_row < FRAME_CYCLES and not onsets.any():
             return allowed
         onset_share = probability_share(state.logits, allowed, onsets)
         if into_row >= FRAME_CYCLES:
