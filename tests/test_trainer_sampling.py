@@ -91,7 +91,8 @@ def test_engine_matches_the_torch_model_step_by_step(time_heads: int) -> None:
             engine.feed(state, token[None].numpy())
             if i < 16:
                 assert torch.allclose(expected, full[i], atol=1e-4)
-            np.testing.assert_allclose(state.logits, expected.numpy(), atol=1e-4)
+            # The engine keeps keys and values in half precision (11 significant bits).
+            np.testing.assert_allclose(state.logits, expected.numpy(), atol=2e-3)
 
 
 @pytest.fixture(scope="module", params=["channel_events", "writes"])

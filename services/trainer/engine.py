@@ -2,9 +2,14 @@
 
 A torch step for one position costs microseconds per operator call and there
 are ~60 calls per token; here the whole step (embedding, every layer against a
-ring-buffer KV cache, the tied output head) is one compiled function over float32
-weight arrays, and so is picking the next token (nucleus sampling among the tokens
-the representation's grammar allows).
+ring-buffer KV cache, the tied output head) is one compiled function, and so is picking
+the next token (nucleus sampling among the tokens the representation's grammar allows).
+
+A step reads every weight and the whole KV cache (13 MB at the default size and full
+context, more than a core's cache), so memory, not arithmetic, sets its pace: the weight
+matrices and the cache are kept in half precision (read with F16C, computed in float32),
+which halves what a step reads, and the exps are vectorised (``_exp``). The logits stay
+within a few thousandths of torch's float32 ones.
 
 ``InferenceEngine`` copies the weights out of a ``GPT`` once (it is read-only
 afterwards, so threads may share it); each song owns a ``DecodeState`` (cache,
@@ -20,6 +25,9 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from gbsynth.trainer.model import GPT, token_frames
 
@@ -33,7 +41,7 @@ def _matvec(w, b, x, out):  # pragma: no cover - compiled
     for i in range(w.shape[0]):
         acc = np.float32(0.0)
         for j in range(w.shape[1]):
-            acc += w[i, j] * x[j]
+            acc += _from_half(w[i, j]) * x[j]
         out[i] = acc + b[i]
 
 
@@ -66,6 +74,67 @@ def _gelu(x):  # pragma: no cover - compiled
         )
 
 
+# Cephes' float32 exp: ln 2 in two parts (exact products with small integers), a polynomial
+# on [-ln 2 / 2, ln 2 / 2], the power of two put straight into the exponent bits. Unlike
+# numba's exp (a libm call per value) it vectorises: a step's attention weights and a pick's
+# probabilities are thousands of exps per token.
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+             1.6666665459e-1, 5.0000001201e-1)  # fmt: skip
+_EXP_MIN = np.float32(-87.0)  # exp(-87) is about the smallest normal float32; below: 0
+
+
+@intrinsic
+def _float_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the int32 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _from_half(typingctx, bits):
+    """The float32 value of the IEEE half-precision number whose bits are the uint16 ``bits``
+    (one instruction, vectorised, on CPUs with F16C)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def _to_half(typingctx, value):
+    """The bits (uint16) of the float32 ``value`` rounded to IEEE half precision."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return types.uint16(types.float32), codegen
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True, inline="always")
+def _exp(x):  # pragma: no cover - compiled
+    """exp of a float32 ``x`` <= 88 (relative error about 1e-7); 0 below ``_EXP_MIN``, -inf
+    included."""
+    c0, c1, c2, c3, c4, c5 = _EXP_POLY
+    y = max(x, _EXP_MIN)
+    k = np.floor(y * _LOG2E + np.float32(0.5))
+    r = y - k * _LN2_HI - k * _LN2_LO
+    p = np.float32(c0)
+    p = p * r + np.float32(c1)
+    p = p * r + np.float32(c2)
+    p = p * r + np.float32(c3)
+    p = p * r + np.float32(c4)
+    p = p * r + np.float32(c5)
+    value = (p * r * r + r + np.float32(1.0)) * _float_from_bits((np.int32(k) + 127) << 23)
+    return value if x >= _EXP_MIN else np.float32(0.0)
+
+
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _step(
     token, position, time, time_heads, window,
@@ -78,7 +147,9 @@ def _step(
     n_layer, n_head, head_dim, _ = cache_k.shape
     d = wte.shape[1]
     half = head_dim // 2
-    x = wte[token].copy()
+    x = np.empty(d, _F)
+    for i in range(d):
+        x[i] = _from_half(wte[token, i])
     xn = np.empty(d, _F)
     qkv = np.empty(3 * d, _F)
     y = np.empty(d, _F)
@@ -112,10 +183,10 @@ def _step(
                 qkv[base + i] = q1 * c[i] - q2 * s[i]
                 qkv[base + half + i] = q1 * s[i] + q2 * c[i]
                 k1, k2 = qkv[d + base + i], qkv[d + base + half + i]
-                keys[i, slot] = k1 * c[i] - k2 * s[i]
-                keys[half + i, slot] = k1 * s[i] + k2 * c[i]
+                keys[i, slot] = _to_half(np.float32(k1 * c[i] - k2 * s[i]))
+                keys[half + i, slot] = _to_half(np.float32(k1 * s[i] + k2 * c[i]))
             for i in range(head_dim):
-                values[i, slot] = qkv[2 * d + base + i]
+                values[i, slot] = _to_half(qkv[2 * d + base + i])
             # Time-major loops (the inner one runs along the cache) vectorise.
             for t in range(n):
                 scores[t] = 0.0
@@ -123,13 +194,13 @@ def _step(
                 qi = qkv[base + i] * scale
                 row = keys[i]
                 for t in range(n):
-                    scores[t] += qi * row[t]
+                    scores[t] += qi * _from_half(row[t])
             best = np.float32(-np.inf)
             for t in range(n):
                 best = max(best, scores[t])
             total = np.float32(0.0)
             for t in range(n):
-                e = np.exp(scores[t] - best)
+                e = _exp(scores[t] - best)
                 scores[t] = e
                 total += e
             inv_total = np.float32(1.0) / total
@@ -137,7 +208,7 @@ def _step(
                 row = values[i]
                 acc = np.float32(0.0)
                 for t in range(n):
-                    acc += scores[t] * row[t]
+                    acc += scores[t] * _from_half(row[t])
                 y[base + i] = acc * inv_total
         _matvec(w_o[layer], b_o[layer], y, o)
         x += o
@@ -158,7 +229,7 @@ def _pick(logits, temperature, top_p, u, probs, order):  # pragma: no cover - co
     best = np.max(logits)
     total = 0.0
     for i in range(n):
-        p = math.exp((logits[i] - best) / temperature)
+        p = _exp(np.float32((logits[i] - best) / temperature))
         probs[i] = p
         total += p
     if top_p < 1.0:
@@ -217,60 +288,61 @@ def _pick_allowed(logits, allowed, temperature, top_p, u, masked, probs, order):
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _bias_within_groups(logits, bias, groups, out):  # pragma: no cover - compiled
+def _bias_within_groups(logits, bias, groups, out, before, after):  # pragma: no cover
     """``out``: ``logits + bias``, then each group's tokens (``groups`` >= 0) shifted so the
-    group keeps the probability mass it had: the bias moves mass within a group only."""
+    group keeps the probability mass it had: the bias moves mass within a group only.
+    ``before`` and ``after`` (float32, as long as ``logits``) are scratch."""
     n_groups = 0
     for i in range(groups.shape[0]):
         n_groups = max(n_groups, groups[i] + 1)
     best = np.max(logits)
-    before = np.zeros(max(n_groups, 1))
-    after = np.zeros(max(n_groups, 1))
-    for i in range(logits.shape[0]):
+    for i in range(logits.shape[0]):  # the exps apart from the sums by group: it vectorises
         out[i] = logits[i] + bias[i]
+        before[i] = _exp(logits[i] - best)
+        after[i] = _exp(out[i] - best)
+    mass_before = np.zeros(max(n_groups, 1))
+    mass_after = np.zeros(max(n_groups, 1))
+    for i in range(logits.shape[0]):
         g = groups[i]
         if g >= 0:
-            before[g] += math.exp(logits[i] - best)
-            after[g] += math.exp(out[i] - best)
+            mass_before[g] += before[i]
+            mass_after[g] += after[i]
     for i in range(logits.shape[0]):
         g = groups[i]
-        if g >= 0 and after[g] > 0.0 and before[g] > 0.0:
-            out[i] += math.log(before[g]) - math.log(after[g])
+        if g >= 0 and mass_after[g] > 0.0 and mass_before[g] > 0.0:
+            out[i] += math.log(mass_before[g]) - math.log(mass_after[g])
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def probability_share(logits, allowed, selected):  # pragma: no cover - compiled
     """The probability ``softmax(logits)`` restricted to ``allowed`` gives the tokens that
     are also ``selected`` (both bool masks)."""
-    best = -np.inf
+    best = np.float32(-np.inf)
     for i in range(logits.shape[0]):
-        if allowed[i] and logits[i] > best:
-            best = logits[i]
-    total = 0.0
-    chosen = 0.0
-    for i in range(logits.shape[0]):
-        if allowed[i]:
-            p = math.exp(logits[i] - best)
-            total += p
-            if selected[i]:
-                chosen += p
+        best = max(best, logits[i] if allowed[i] else np.float32(-np.inf))
+    total = np.float32(0.0)
+    chosen = np.float32(0.0)
+    for i in range(logits.shape[0]):  # branch-free: it vectorises
+        p = _exp(logits[i] - best) if allowed[i] else np.float32(0.0)
+        total += p
+        chosen += p if selected[i] else np.float32(0.0)
     return chosen / total if total > 0.0 else 0.0
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _mix_guess(logits, guess, weight, out):  # pragma: no cover - compiled
     """``out``: log of ``(1 - weight) softmax(logits) + weight [token == guess]`` (the
-    match model's mixture, ``match.py``)."""
+    match model's mixture, ``match.py``): every logit moved by one constant, the guess's
+    raised by the weight."""
     best = np.max(logits)
     total = 0.0
     for i in range(logits.shape[0]):
-        total += math.exp(logits[i] - best)
+        total += _exp(logits[i] - best)
     keep = (1.0 - weight) / total
+    shift = np.float32(math.log(keep) - best) if keep > 0.0 else np.float32(-np.inf)
     for i in range(logits.shape[0]):
-        p = keep * math.exp(logits[i] - best)
-        if i == guess:
-            p += weight
-        out[i] = math.log(p) if p > 0.0 else -np.inf
+        out[i] = logits[i] + shift
+    out[guess] = math.log(keep * math.exp(logits[guess] - best) + weight)
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
@@ -293,6 +365,14 @@ def _np(t) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=_F)
 
 
+def _half(t) -> np.ndarray:
+    """A weight matrix in half precision, as the IEEE bits (uint16) ``_from_half`` reads."""
+    weights = t.detach().cpu().numpy()
+    if not np.isfinite(weights).all() or np.abs(weights).max() > np.finfo(np.float16).max:
+        raise ValueError("weights outside half precision's range: not a trained GPT")
+    return np.ascontiguousarray(weights.astype(np.float16).view(np.uint16))
+
+
 @dataclass
 class DecodeState:
     """One song in progress: KV cache, position, next-token logits after the last token."""
@@ -309,6 +389,8 @@ class DecodeState:
     """The logits mixed with a match-model guess (``pick``)."""
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray]
     """Work arrays of ``pick``: masked logits, probabilities, order."""
+    bias_scratch: tuple[np.ndarray, np.ndarray]
+    """Work arrays of a biased ``pick``: the probabilities before and after the bias."""
 
     @property
     def position(self) -> int:
@@ -323,17 +405,17 @@ class InferenceEngine:
         self.config = c
         blocks = model.blocks
 
-        def stack(get) -> np.ndarray:
-            return np.ascontiguousarray(np.stack([_np(get(b)) for b in blocks]))
+        def stack(get, convert=_np) -> np.ndarray:
+            return np.ascontiguousarray(np.stack([convert(get(b)) for b in blocks]))
 
         self._trunk = (
-            _np(model.wte.weight),
+            _half(model.wte.weight),
             stack(lambda b: b.ln_1.weight), stack(lambda b: b.ln_1.bias),
-            stack(lambda b: b.attn.c_attn.weight), stack(lambda b: b.attn.c_attn.bias),
-            stack(lambda b: b.attn.c_proj.weight), stack(lambda b: b.attn.c_proj.bias),
+            stack(lambda b: b.attn.c_attn.weight, _half), stack(lambda b: b.attn.c_attn.bias),
+            stack(lambda b: b.attn.c_proj.weight, _half), stack(lambda b: b.attn.c_proj.bias),
             stack(lambda b: b.ln_2.weight), stack(lambda b: b.ln_2.bias),
-            stack(lambda b: b.mlp.c_fc.weight), stack(lambda b: b.mlp.c_fc.bias),
-            stack(lambda b: b.mlp.c_proj.weight), stack(lambda b: b.mlp.c_proj.bias),
+            stack(lambda b: b.mlp.c_fc.weight, _half), stack(lambda b: b.mlp.c_fc.bias),
+            stack(lambda b: b.mlp.c_proj.weight, _half), stack(lambda b: b.mlp.c_proj.bias),
             _np(model.ln_f.weight), _np(model.ln_f.bias),
         )  # fmt: skip
         head_dim = c.n_embd // c.n_head
@@ -343,18 +425,21 @@ class InferenceEngine:
 
     def new_state(self, window: int | None = None) -> DecodeState:
         c = self.config
-        # Keys and values time-major per head: (layer, head, head_dim, window).
+        # Keys and values time-major per head: (layer, head, head_dim, window), in half
+        # precision (IEEE bits as uint16): a step reads the whole cache, and at full length
+        # that read is most of its time.
         shape = (c.n_layer, c.n_head, c.n_embd // c.n_head, window or c.block_size)
         v = c.vocab_size
         return DecodeState(
-            np.zeros(shape, _F),
-            np.zeros(shape, _F),
+            np.zeros(shape, np.uint16),
+            np.zeros(shape, np.uint16),
             np.zeros(1, np.int64),
             np.zeros(1, np.float64),
             np.zeros(c.n_embd, _F),
             np.zeros(v, _F),
             np.zeros(v, _F),
             (np.empty(v, _F), np.empty(v, np.float64), np.empty(v, np.int64)),
+            (np.empty(v, _F), np.empty(v, _F)),
         )
 
     def feed(self, state: DecodeState, tokens) -> None:
@@ -396,7 +481,7 @@ class InferenceEngine:
             if bias_groups is None:
                 np.add(logits, bias, out=biased)
             else:
-                _bias_within_groups(logits, bias, bias_groups, biased)
+                _bias_within_groups(logits, bias, bias_groups, biased, *state.bias_scratch)
             logits = biased
         if guess >= 0 and guess_weight > 0.0:
             _mix_guess(logits, int(guess), float(guess_weight), state.mixed)
