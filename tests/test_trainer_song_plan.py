@@ -16,6 +16,7 @@ from gbsynth.trainer.song_plan import (
     FORMS,
     PHRASE_FORMS,
     ROW_FRAMES,
+    WAVE_INSTRUMENTS,
     SongPlan,
     SongPlanError,
     key_bias,
@@ -166,3 +167,34 @@ def test_the_default_plan_and_what_has_no_rows(tmp_path) -> None:
         writes.sample(1.0, plan=SongPlan(row_frames=6))
     rep = representation.get("channel_events")
     assert rep.on_rows is not None and rep.on_rows[rep.onsets].all()
+
+
+def test_a_song_with_rows_keeps_its_first_wave_shapes_as_instruments(
+    sampler: Sampler, monkeypatch
+) -> None:
+    rep = sampler.representation
+    new_shape = int(np.flatnonzero(rep.new_wave_shape)[0])
+    feed_one = sampler.engine.feed_one
+    sampled: list[int] = []
+
+    def eager_for_new_shapes(state, token: int) -> None:
+        """A network that writes a new wave shape whenever it may."""
+        sampled.append(int(token))
+        feed_one(state, token)
+        state.logits[new_shape] += 12.0
+        state.logits[rep.recent_wave_shapes] += 6.0
+
+    monkeypatch.setattr(sampler.engine, "feed_one", eager_for_new_shapes)
+
+    def shape_tokens(plan: SongPlan) -> tuple[int, int]:
+        sampled.clear()
+        sampler.sample(4.0, seed=2, plan=plan)
+        reused = int(rep.recent_wave_shapes[sampled].sum())
+        return sampled.count(new_shape), reused
+
+    free_new, _ = shape_tokens(SongPlan.free())
+    kept_new, kept_reused = shape_tokens(SongPlan(row_frames=6))
+    assert free_new > 3 * WAVE_INSTRUMENTS
+    # The first shapes are written, then the wave keeps changing among them.
+    assert kept_new == WAVE_INSTRUMENTS and kept_reused > free_new // 2
+    assert SongPlan.free().wave_shapes == 0 and SongPlan.for_seed(1).wave_shapes == 4

@@ -77,6 +77,11 @@ class Representation:
     """int8 ``(vocab_size,)``: semitones a token moves its channel from the pitch the last
     ``note_pitches`` token set (arpeggio steps); ``jump_channels`` the channel (-1: none)."""
     jump_channels: np.ndarray | None = None
+    new_wave_shape: np.ndarray | None = None
+    """Bool mask ``(vocab_size,)`` of the tokens that write a wave shape of their own (None:
+    the representation has no shapes to reuse); ``recent_wave_shapes`` those that load one
+    written before. A song plan keeps a song's first shapes as its instruments."""
+    recent_wave_shapes: np.ndarray | None = None
 
     def cycles(self, tokens: np.ndarray) -> int:
         """Cycles of music ``tokens`` span."""
@@ -140,6 +145,10 @@ def _channel_events() -> Representation:
     on_rows[ce.LEVEL : ce.LEVEL + 4] = True  # unmutes the wave channel
     on_rows[ce.PAN : ce.PAN + 256] = True  # unmutes channels
     on_rows[ce.ARP : ce.ARP + ce.TONE_CHANNELS * 256] = True  # comes just before its NOTE
+    new_wave_shape = np.zeros(ce.VOCAB_SIZE, dtype=bool)
+    new_wave_shape[ce.WAVE_NEW] = True
+    recent_wave_shapes = np.zeros(ce.VOCAB_SIZE, dtype=bool)
+    recent_wave_shapes[ce.WAVE_RECENT : ce.WAVE_RECENT + ce.WAVE_SLOTS - 1] = True
     return Representation(
         name="channel_events",
         vocab_size=ce.VOCAB_SIZE,
@@ -158,6 +167,8 @@ def _channel_events() -> Representation:
         note_channels=note_channels,
         jump_offsets=jump_offsets,
         jump_channels=jump_channels,
+        new_wave_shape=new_wave_shape,
+        recent_wave_shapes=recent_wave_shapes,
     )
 
 

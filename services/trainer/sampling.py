@@ -202,6 +202,12 @@ class _Composer:
             groups = np.where(channels >= 0, 2 * channels + rep.onsets, -1)
             self.bias_groups = groups.astype(np.int8)
         self.bias: np.ndarray | None = None
+        self.shapes_left: int | None = None  # new wave shapes the plan still allows; None: any
+        self.new_shape = -1  # the token that writes one
+        if plan.wave_shapes and rep.new_wave_shape is not None:
+            self.new_shape = int(np.flatnonzero(rep.new_wave_shape)[0])
+            written = int(np.count_nonzero(opening_tokens == self.new_shape))
+            self.shapes_left = plan.wave_shapes - written
         self.piece_tokens = min(FIRST_PIECE_TOKENS, sampler.piece_tokens)
         self.max_piece_tokens = sampler.piece_tokens
 
@@ -227,6 +233,23 @@ class _Composer:
             odds = want * (1.0 - onset_share) / (onset_share * (1.0 - want))
             state.logits[onsets] += np.float32(np.log(odds))
         return allowed
+
+    def _instruments(self, allowed: np.ndarray) -> np.ndarray:
+        """With the song's wave shapes all written, no new one: the probability the network
+        gives one goes to loading a shape written before (those keep their odds among
+        themselves; when there is none to load, it is spread over everything else)."""
+        if not allowed[self.new_shape]:
+            return allowed
+        kept = allowed.copy()
+        kept[self.new_shape] = False
+        recent = np.flatnonzero(self.rep.recent_wave_shapes & kept)
+        if len(recent):
+            logits = self.state.logits
+            top = max(float(logits[recent].max()), float(logits[self.new_shape]))
+            reuse = np.exp(logits[recent].astype(np.float64) - top).sum()
+            new = np.exp(float(logits[self.new_shape]) - top)
+            logits[recent] += np.float32(np.log1p(new / reuse))
+        return kept if kept.any() else allowed
 
     def _row_step(self, token: int, allowed: np.ndarray) -> int:
         """``token``, or if it moves time past the next row start, the step to that start
@@ -275,12 +298,16 @@ class _Composer:
             u = self.rng.random()  # drawn even when unused: a seed's draws stay in step
             if self.row_cycles:
                 allowed = self._rows(allowed)
+            if self.shapes_left is not None and self.shapes_left <= 0:
+                allowed = self._instruments(allowed)
             token = engine.pick(
                 state, allowed, u, temperature, top_p, guess, weight, self.bias,
                 self.bias_groups,
             )  # fmt: skip
             if self.row_cycles:
                 token = self._row_step(token, allowed)
+            if token == self.new_shape and self.shapes_left is not None:
+                self.shapes_left -= 1
             if self.channel_notes is not None and self.rep.note_pitches[token] >= 0:
                 self._settle_pitch(token)
             self.clock += int(cycles[token])

@@ -31,6 +31,12 @@ gives the sampler what a composer fixes before writing the notes:
   ``OUT_OF_KEY`` times as likely as the network makes it, a note outside its channel's
   register ``OUT_OF_REGISTER`` times (an instrument's range is firmer than a key).
   Arpeggio steps, bends and slides are the network's own.
+- **Wave instruments** (with rows): the wave channel's first ``WAVE_INSTRUMENTS`` shapes
+  the network writes are the song's wave instruments, as a tracker module lists its
+  waves; after them the probability it gives a new shape goes to loading one of those.
+  Real songs keep a few (1-8 in the Game Boy music of docs/evaluation.md, except drivers
+  that animate the wave as an effect); the network, left alone, writes a new shape of
+  33 tokens every second or so, heard as a timbre that never settles.
 
 ``SongPlan.free()`` (no rows, no form, no key) leaves the song to the network alone.
 ``SongPlan.for_seed(seed)`` is the default: a speed and a form drawn from the seed, among
@@ -64,6 +70,8 @@ OUT_OF_REGISTER = 0.01
 """The factor on the probability of a note outside its channel's register."""
 REGISTER_NOTES = 4
 """Notes a channel plays before its register is fixed."""
+WAVE_INSTRUMENTS = 4
+"""Wave shapes a song with rows writes; later wave changes load one of them."""
 REGISTER_SEMITONES = 12
 """A channel's register: an octave either side of its first notes' median (real Game Boy
 songs of docs/evaluation.md span 11-22 semitones per channel, median)."""
@@ -168,6 +176,11 @@ class SongPlan:
             return "free"
         forms = f"{self.form}:{self.phrases}" if self.phrases else self.form
         return f"{forms}@{self.row_frames}" + ("" if self.keep_key else "/chromatic")
+
+    @property
+    def wave_shapes(self) -> int:
+        """Wave shapes the song writes before it only reuses them; 0: any number."""
+        return WAVE_INSTRUMENTS if self.row_frames else 0
 
     @property
     def row_cycles(self) -> int:
