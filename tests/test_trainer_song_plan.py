@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from gbsynth.common.events import CPU_HZ, FRAME_CYCLES
-from gbsynth.music.notes import TRIGGER, decode_notes
 from gbsynth.trainer import representation
 from gbsynth.trainer.checkpoint import load_checkpoint
 from gbsynth.trainer.sampling import PREAMBLE, Sampler, SamplingError
 from gbsynth.trainer.song_plan import (
     FORMS,
+    KEY_NOTES,
     PHRASE_FORMS,
     ROW_FRAMES,
     WAVE_INSTRUMENTS,
@@ -83,6 +83,32 @@ def test_rows_hold_every_triggered_note(sampler: Sampler) -> None:
     assert len(triggers) >= 0.7 * len(free)
 
 
+def test_a_channel_starts_one_note_per_instant(sampler: Sampler, monkeypatch) -> None:
+    """Owed onsets go to the channels that have not started a note at the row start yet:
+    a second start on one channel at one instant would replace the first unheard."""
+    rep = sampler.representation
+    feed_one = sampler.engine.feed_one
+    sampled: list[int] = []
+
+    def recording(state, token: int) -> None:
+        sampled.append(int(token))
+        feed_one(state, token)
+
+    monkeypatch.setattr(sampler.engine, "feed_one", recording)
+    sampler.sample(6.0, seed=3, plan=SongPlan(row_frames=6))
+    starts, instant = 0, set()
+    for token in sampled:
+        if rep.token_cycles[token] > 0:
+            instant = set()
+        elif rep.onsets[token]:
+            channel = int(rep.onset_channels[token])
+            assert channel not in instant
+            instant.add(channel)
+            starts += 1
+    assert starts > 50
+    assert rep.onset_channels[rep.onsets].min() == 0 and rep.onset_channels[~rep.onsets].max() < 0
+
+
 def test_a_letter_heard_before_replays_its_section(sampler: Sampler) -> None:
     plan = SongPlan(row_frames=4, form="ABA", section_rows=16)
     length, origin = plan.section_cycles, _origin(sampler)
@@ -126,7 +152,9 @@ def test_a_phrase_heard_before_in_its_section_plays_again(sampler: Sampler) -> N
     assert stats["tokens"] <= four["tokens"] + 2
 
 
-def test_the_key_and_registers_the_first_notes_choose_are_kept(sampler: Sampler) -> None:
+def test_the_key_and_registers_the_first_notes_choose_are_kept(
+    sampler: Sampler, monkeypatch
+) -> None:
     rep = sampler.representation
     histogram = np.zeros(12)
     histogram[[0, 4, 7, 0, 2, 5, 9, 11]] += 1  # C major
@@ -142,21 +170,32 @@ def test_the_key_and_registers_the_first_notes_choose_are_kept(sampler: Sampler)
         far[wave & (np.abs(rep.note_pitches - 60) <= 12)] == 0
     )
 
+    feed_one = sampler.engine.feed_one
+    sampled: list[int] = []
+
+    def recording(state, token: int) -> None:
+        sampled.append(int(token))
+        feed_one(state, token)
+
+    monkeypatch.setattr(sampler.engine, "feed_one", recording)
+
     def note_tokens(keep_key: bool) -> np.ndarray:
-        plan = SongPlan(row_frames=5, keep_key=keep_key)
-        notes = decode_notes(sampler.sample(20.0, seed=4, plan=plan), int(20 * CPU_HZ))
-        pitched = notes.select((notes.channel < 3) & (notes.kind == TRIGGER))
-        return np.round(pitched.pitch).astype(int)
+        """The pitches of the notes the network chose after the first ``KEY_NOTES``."""
+        sampled.clear()
+        sampler.sample(20.0, seed=4, plan=SongPlan(row_frames=5, keep_key=keep_key))
+        pitches = rep.note_pitches[sampled]
+        return pitches[pitches >= 0][KEY_NOTES:]
 
     kept, free = note_tokens(True), note_tokens(False)
-    assert len(kept) > 30 and len(free) > 30
+    assert len(kept) > 100 and len(free) > 100
 
     def top_seven_share(pitches: np.ndarray) -> float:
         counts = Counter((pitches % 12).tolist())
         return sum(n for _, n in counts.most_common(7)) / len(pitches)
 
-    # An untrained network picks pitch classes evenly; kept, most notes fall in 7 of them.
-    assert top_seven_share(kept) > 0.8 > top_seven_share(free)
+    # An untrained network picks pitch classes evenly; kept, most notes fall in 7 of them
+    # (each out-of-key note a tenth as likely; the match model's copies are not biased).
+    assert top_seven_share(kept) > 0.75 > 0.7 > top_seven_share(free)
 
 
 def test_the_default_plan_and_what_has_no_rows(tmp_path) -> None:

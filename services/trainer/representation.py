@@ -64,6 +64,9 @@ class Representation:
     onsets: np.ndarray | None = None
     """Bool mask ``(vocab_size,)`` of the tokens that start a note (None: unknown). The match
     model copies only passages that hold one (``gbsynth.trainer.match``)."""
+    onset_channels: np.ndarray | None = None
+    """int8 ``(vocab_size,)``: the channel an ``onsets`` token starts a note on (-1 for the
+    other tokens). The sampler lets a channel start one note per instant."""
     on_rows: np.ndarray | None = None
     """Bool mask ``(vocab_size,)`` of the tokens that can start a sound a listener hears as a
     new note (a trigger, the fine pitch before one, an unmute): a song plan's rows hold them
@@ -140,6 +143,8 @@ def _channel_events() -> Representation:
     channel, index = np.divmod(np.arange(ce.TONE_CHANNELS * 2 * ce.MAX_JUMP), 2 * ce.MAX_JUMP)
     jump_offsets[ce.JUMP : ce.JUMP + len(index)] = index - ce.MAX_JUMP
     jump_channels[ce.JUMP : ce.JUMP + len(index)] = channel
+    onset_channels = np.where(onsets, note_channels, -1).astype(np.int8)
+    onset_channels[ce.HIT] = 3
     on_rows = onsets.copy()
     on_rows[ce.FINE : ce.FINE + ce.PITCH_STEPS - 1] = True  # comes just before a NOTE or PITCH
     on_rows[ce.LEVEL : ce.LEVEL + 4] = True  # unmutes the wave channel
@@ -162,6 +167,7 @@ def _channel_events() -> Representation:
         version=_source_digest(ce),
         sampled=sampled,
         onsets=onsets,
+        onset_channels=onset_channels,
         on_rows=on_rows,
         note_pitches=note_pitches,
         note_channels=note_channels,

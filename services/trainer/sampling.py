@@ -208,6 +208,11 @@ class _Composer:
             self.new_shape = int(np.flatnonzero(rep.new_wave_shape)[0])
             written = int(np.count_nonzero(opening_tokens == self.new_shape))
             self.shapes_left = plan.wave_shapes - written
+        # Channels that started a note at the current instant: a second start there would
+        # replace the first unheard (recordings never hold one; owed onsets asked for it).
+        self.started = 0  # bit c: channel c
+        self.onset_channels = rep.onset_channels
+        self.started_masks: dict[int, np.ndarray] = {}
         self.piece_tokens = min(FIRST_PIECE_TOKENS, sampler.piece_tokens)
         self.max_piece_tokens = sampler.piece_tokens
 
@@ -233,6 +238,16 @@ class _Composer:
             odds = want * (1.0 - onset_share) / (onset_share * (1.0 - want))
             state.logits[onsets] += np.float32(np.log(odds))
         return allowed
+
+    def _one_start_per_channel(self, allowed: np.ndarray) -> np.ndarray:
+        """``allowed`` without the onsets of the channels that started a note at this instant."""
+        mask = self.started_masks.get(self.started)
+        if mask is None:
+            channels = [c for c in range(8) if self.started >> c & 1]
+            mask = ~np.isin(self.onset_channels, channels)
+            self.started_masks[self.started] = mask
+        kept = allowed & mask
+        return kept if kept.any() else allowed
 
     def _instruments(self, allowed: np.ndarray) -> np.ndarray:
         """With the song's wave shapes all written, no new one: the probability the network
@@ -296,6 +311,8 @@ class _Composer:
                 guess, length = self.matcher.prediction()
                 weight = self.weights[length_bucket(length)] if guess >= 0 else 0.0
             u = self.rng.random()  # drawn even when unused: a seed's draws stay in step
+            if self.started:
+                allowed = self._one_start_per_channel(allowed)
             if self.row_cycles:
                 allowed = self._rows(allowed)
             if self.shapes_left is not None and self.shapes_left <= 0:
@@ -310,6 +327,10 @@ class _Composer:
                 self.shapes_left -= 1
             if self.channel_notes is not None and self.rep.note_pitches[token] >= 0:
                 self._settle_pitch(token)
+            if cycles[token] > 0:
+                self.started = 0
+            elif self.onset_channels is not None and self.onset_channels[token] >= 0:
+                self.started |= 1 << int(self.onset_channels[token])
             self.clock += int(cycles[token])
             recent[self.sampled % len(recent)] = self.clock
             self.sampled += 1
