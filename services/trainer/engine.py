@@ -397,10 +397,27 @@ class DecodeState:
         return int(self.counters[0])
 
 
+def _check_half_precision() -> None:
+    """Half-precision reads compile to F16C instructions on x86 (every x86-64 CPU since
+    2012 has them); without them LLVM would call conversion routines the JIT cannot link."""
+    import platform
+
+    import llvmlite.binding as llvm
+
+    if platform.machine().lower() in ("x86_64", "amd64") and not llvm.get_host_cpu_features().get(
+        "f16c", False
+    ):
+        raise RuntimeError(
+            "sampling needs a CPU with F16C (half-precision conversion; x86-64 CPUs since 2012)"
+        )
+
+
 class InferenceEngine:
-    """The weights of a ``GPT`` as float32 arrays, and compiled step and pick functions."""
+    """The weights of a ``GPT`` in half precision (matrices) and float32 (the rest), and
+    compiled step and pick functions."""
 
     def __init__(self, model: GPT) -> None:
+        _check_half_precision()
         c = model.config
         self.config = c
         blocks = model.blocks
