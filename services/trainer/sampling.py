@@ -243,7 +243,7 @@ class _Composer:
         """``allowed`` without the onsets of the channels that started a note at this instant."""
         mask = self.started_masks.get(self.started)
         if mask is None:
-            channels = [c for c in range(8) if self.started >> c & 1]
+            channels = [c for c in range(self.started.bit_length()) if self.started >> c & 1]
             mask = ~np.isin(self.onset_channels, channels)
             self.started_masks[self.started] = mask
         kept = allowed & mask

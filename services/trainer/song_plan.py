@@ -34,9 +34,10 @@ gives the sampler what a composer fixes before writing the notes:
 - **Wave instruments** (with rows): the wave channel's first ``WAVE_INSTRUMENTS`` shapes
   the network writes are the song's wave instruments, as a tracker module lists its
   waves; after them the probability it gives a new shape goes to loading one of those.
-  Real songs keep a few (1-8 in the Game Boy music of docs/evaluation.md, except drivers
-  that animate the wave as an effect); the network, left alone, writes a new shape of
-  33 tokens every second or so, heard as a timbre that never settles.
+  Real songs keep a few (30 s of nightmode hold 5, most DevSound subsongs 1-2, the demo
+  songs 1, GBT Player's tests 1-8; drivers that animate the wave as an effect write
+  dozens); the network, left alone, writes a new shape of 33 tokens every second or so,
+  heard as a timbre that never settles.
 
 ``SongPlan.free()`` (no rows, no form, no key) leaves the song to the network alone.
 ``SongPlan.for_seed(seed)`` is the default: a speed and a form drawn from the seed, among
