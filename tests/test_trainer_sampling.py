@@ -95,6 +95,14 @@ def test_engine_matches_the_torch_model_step_by_step(time_heads: int) -> None:
             np.testing.assert_allclose(state.logits, expected.numpy(), atol=2e-3)
 
 
+def test_the_engine_refuses_weights_half_precision_cannot_hold() -> None:
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=16))
+    with torch.no_grad():
+        model.blocks[0].mlp.c_fc.weight[0, 0] = float("nan")  # a diverged run's checkpoint
+    with pytest.raises(ValueError, match="half precision"):
+        InferenceEngine(model)
+
+
 @pytest.fixture(scope="module", params=["channel_events", "writes"])
 def sampler(request, tmp_path_factory) -> Sampler:
     folder = tmp_path_factory.mktemp("ckpt")
