@@ -32,6 +32,22 @@ def sampler(tmp_path_factory) -> Sampler:
     return Sampler(load_checkpoint(make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))))
 
 
+def _record_tokens(sampler: Sampler, monkeypatch, nudge=None) -> list[int]:
+    """The list the sampler's tokens are appended to as it feeds them to the network;
+    ``nudge(logits)``, if given, then changes the network's next logits."""
+    feed_one = sampler.engine.feed_one
+    sampled: list[int] = []
+
+    def recording(state, token: int) -> None:
+        sampled.append(int(token))
+        feed_one(state, token)
+        if nudge is not None:
+            nudge(state.logits)
+
+    monkeypatch.setattr(sampler.engine, "feed_one", recording)
+    return sampled
+
+
 def _origin(sampler: Sampler) -> int:
     """Where the first row starts: the end of the opening."""
     rep = sampler.representation
@@ -87,14 +103,7 @@ def test_a_channel_starts_one_note_per_instant(sampler: Sampler, monkeypatch) ->
     """Owed onsets go to the channels that have not started a note at the row start yet:
     a second start on one channel at one instant would replace the first unheard."""
     rep = sampler.representation
-    feed_one = sampler.engine.feed_one
-    sampled: list[int] = []
-
-    def recording(state, token: int) -> None:
-        sampled.append(int(token))
-        feed_one(state, token)
-
-    monkeypatch.setattr(sampler.engine, "feed_one", recording)
+    sampled = _record_tokens(sampler, monkeypatch)
     sampler.sample(6.0, seed=3, plan=SongPlan(row_frames=6))
     starts, instant = 0, set()
     for token in sampled:
@@ -170,14 +179,7 @@ def test_the_key_and_registers_the_first_notes_choose_are_kept(
         far[wave & (np.abs(rep.note_pitches - 60) <= 12)] == 0
     )
 
-    feed_one = sampler.engine.feed_one
-    sampled: list[int] = []
-
-    def recording(state, token: int) -> None:
-        sampled.append(int(token))
-        feed_one(state, token)
-
-    monkeypatch.setattr(sampler.engine, "feed_one", recording)
+    sampled = _record_tokens(sampler, monkeypatch)
 
     def note_tokens(keep_key: bool) -> np.ndarray:
         """The pitches of the notes the network chose after the first ``KEY_NOTES``."""
@@ -213,17 +215,13 @@ def test_a_song_with_rows_keeps_its_first_wave_shapes_as_instruments(
 ) -> None:
     rep = sampler.representation
     new_shape = int(np.flatnonzero(rep.new_wave_shape)[0])
-    feed_one = sampler.engine.feed_one
-    sampled: list[int] = []
 
-    def eager_for_new_shapes(state, token: int) -> None:
+    def eager_for_new_shapes(logits: np.ndarray) -> None:
         """A network that writes a new wave shape whenever it may."""
-        sampled.append(int(token))
-        feed_one(state, token)
-        state.logits[new_shape] += 12.0
-        state.logits[rep.recent_wave_shapes] += 6.0
+        logits[new_shape] += 12.0
+        logits[rep.recent_wave_shapes] += 6.0
 
-    monkeypatch.setattr(sampler.engine, "feed_one", eager_for_new_shapes)
+    sampled = _record_tokens(sampler, monkeypatch, eager_for_new_shapes)
 
     def shape_tokens(plan: SongPlan) -> tuple[int, int]:
         sampled.clear()
