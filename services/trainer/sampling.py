@@ -209,7 +209,7 @@ class _Composer:
             written = int(np.count_nonzero(opening_tokens == self.new_shape))
             self.shapes_left = plan.wave_shapes - written
         # Channels that started a note at the current instant: a second start there would
-        # replace the first unheard (recordings never hold one; owed onsets asked for it).
+        # replace the first unheard (recordings hardly hold one; sampled songs did).
         self.started = 0  # bit c: channel c
         self.onset_channels = rep.onset_channels
         self.started_masks: dict[int, np.ndarray] = {}
