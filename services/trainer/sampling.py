@@ -206,6 +206,7 @@ class _Composer:
         self.new_shape = -1  # the token that writes one
         if plan.wave_shapes and rep.new_wave_shape is not None:
             self.new_shape = int(np.flatnonzero(rep.new_wave_shape)[0])
+            self.recent_shapes = np.flatnonzero(rep.recent_wave_shapes)  # tokens that reload one
             written = int(np.count_nonzero(opening_tokens == self.new_shape))
             self.shapes_left = plan.wave_shapes - written
         # Channels that started a note at the current instant: a second start there would
@@ -257,7 +258,7 @@ class _Composer:
             return allowed
         kept = allowed.copy()
         kept[self.new_shape] = False
-        recent = np.flatnonzero(self.rep.recent_wave_shapes & kept)
+        recent = self.recent_shapes[kept[self.recent_shapes]]
         if len(recent):
             logits = self.state.logits
             top = max(float(logits[recent].max()), float(logits[self.new_shape]))
